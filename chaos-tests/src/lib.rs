@@ -1,0 +1,1 @@
+//! Jepsen-style harness. Not built yet: see the Raft cluster issue.

@@ -1,0 +1,1 @@
+//! PromQL evaluation over a `Queryable`. Not built yet: see the PromQL issue.

@@ -1,0 +1,1 @@
+//! Raft cluster state and consensus. Not built yet: see the Raft cluster issue.

@@ -1,0 +1,10 @@
+//! Prometheus TSDB blocks: metadata, index, chunk segments, tombstones, and whole-block
+//! reading and writing.
+
+pub mod error;
+pub mod meta;
+pub mod source;
+
+pub use error::{BlockError, FileLocation};
+pub use meta::BlockMeta;
+pub use source::{LocalFile, RangeSource};

@@ -1,0 +1,8 @@
+//! Prometheus TSDB blocks read and written byte-compatibly, and the object-store bucket.
+
+pub mod block;
+pub mod bucket;
+pub mod encoding;
+pub mod labels;
+
+pub use labels::{Label, Labels};
