@@ -2,7 +2,9 @@
 
 pub mod block;
 pub mod bucket;
+pub mod chunkenc;
 pub mod encoding;
 pub mod labels;
+pub mod matcher;
 
 pub use labels::{Label, Labels};

@@ -2,8 +2,11 @@
 //! reading and writing.
 
 pub mod error;
+pub mod index;
 pub mod meta;
+pub mod segments;
 pub mod source;
+pub mod tombstones;
 
 pub use error::{BlockError, FileLocation};
 pub use meta::BlockMeta;

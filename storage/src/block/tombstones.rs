@@ -1,0 +1,1 @@
+//! The tombstones file: deleted time ranges per series.

@@ -1,0 +1,1 @@
+//! Chunk encodings: XOR for floats; histogram chunks are recognised.

@@ -1,0 +1,1 @@
+//! Label matchers (`=`, `!=`, `=~`, `!~`) with fully anchored regular expressions.
