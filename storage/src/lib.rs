@@ -8,3 +8,6 @@ pub mod labels;
 pub mod matcher;
 
 pub use labels::{Label, Labels};
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
