@@ -1,2 +1,64 @@
-//! The `strata` binary.
-fn main() {}
+//! The `strata` binary: every Strata role and tool behind one command line.
+
+mod flags;
+mod format;
+mod logging;
+mod progress;
+mod tools;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Strata: Prometheus long-term storage and global query.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    /// Log filtering level: error, warn, info, debug.
+    #[arg(long = "log.level", default_value = "info", global = true)]
+    log_level: String,
+    /// Log format: logfmt or json.
+    #[arg(long = "log.format", default_value = "logfmt", global = true)]
+    log_format: logging::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Operator tools.
+    Tools {
+        #[command(subcommand)]
+        tool: tools::Tool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(&cli.log_level, cli.log_format) {
+        eprintln!("strata: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("strata: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Tools { tool } => tool.run().await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("strata: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

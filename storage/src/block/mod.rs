@@ -1,6 +1,7 @@
 //! Prometheus TSDB blocks: metadata, index, chunk segments, tombstones, and whole-block
 //! reading and writing.
 
+pub mod cut;
 pub mod error;
 pub mod index;
 pub mod meta;

@@ -1,0 +1,76 @@
+//! `strata tools bucket`: list, inspect, verify and upload blocks.
+
+mod inspect;
+mod ls;
+mod upload;
+mod verify;
+
+use crate::flags::ObjstoreFlags;
+use std::process::ExitCode;
+
+/// Output format of listing commands.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+pub enum Output {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// JSON, one document.
+    Json,
+}
+
+/// A bucket tool.
+#[derive(Debug, clap::Subcommand)]
+pub enum BucketCommand {
+    /// List all blocks in the bucket.
+    Ls {
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+        /// Output format: text (one ULID per line with its time range) or json.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Inspect all blocks in the bucket in a table.
+    Inspect {
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+        /// Output format: text (a table) or json.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Verify every block: overlaps, index, chunk references, partial uploads, missing files.
+    Verify {
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+        /// Only verify these blocks (repeatable).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+    },
+    /// Upload local block directories into the bucket.
+    #[command(alias = "upload-blocks")]
+    Upload {
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+        /// A block directory, or a directory holding block directories (a Prometheus data dir).
+        #[arg(long = "path", default_value = "./data")]
+        path: std::path::PathBuf,
+        /// External label to add to each block's meta.json, as name="value" (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+}
+
+impl BucketCommand {
+    /// Runs the command.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            BucketCommand::Ls { objstore, output } => ls::run(&objstore, output).await,
+            BucketCommand::Inspect { objstore, output } => inspect::run(&objstore, output).await,
+            BucketCommand::Verify { objstore, ids } => verify::run(&objstore, &ids).await,
+            BucketCommand::Upload {
+                objstore,
+                path,
+                labels,
+            } => upload::run(&objstore, &path, &labels).await,
+        }
+    }
+}

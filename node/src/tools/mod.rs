@@ -1,0 +1,24 @@
+//! `strata tools`: operator tools.
+
+pub mod bucket;
+
+use std::process::ExitCode;
+
+/// A tool.
+#[derive(Debug, clap::Subcommand)]
+pub enum Tool {
+    /// Tools over the bucket's blocks.
+    Bucket {
+        #[command(subcommand)]
+        command: bucket::BucketCommand,
+    },
+}
+
+impl Tool {
+    /// Runs the tool; the exit code says whether it found problems.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Tool::Bucket { command } => command.run().await,
+        }
+    }
+}
