@@ -12,7 +12,11 @@ pub struct ObjstoreFlags {
     #[arg(long = "objstore.config-file", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
     /// The object store configuration as inline YAML (alternative to --objstore.config-file).
-    #[arg(long = "objstore.config", value_name = "YAML", conflicts_with = "config_file")]
+    #[arg(
+        long = "objstore.config",
+        value_name = "YAML",
+        conflicts_with = "config_file"
+    )]
     pub config: Option<String>,
     /// Data directory; with no objstore flag the bucket is the directory `<data-dir>/bucket`.
     #[arg(long = "data-dir", default_value = "./data")]

@@ -70,9 +70,15 @@ mod tests {
     #[test]
     fn cuts_at_range_boundaries_and_at_twice_the_target() {
         let aligned: Vec<i64> = (0..480).map(|i| i * 15_000).collect();
-        assert_eq!(sizes(&aligned, DEFAULT_CHUNK_RANGE_MS), vec![120, 120, 120, 120]);
+        assert_eq!(
+            sizes(&aligned, DEFAULT_CHUNK_RANGE_MS),
+            vec![120, 120, 120, 120]
+        );
         let dense: Vec<i64> = (0..500).collect();
-        assert_eq!(sizes(&dense, DEFAULT_CHUNK_RANGE_MS), vec![120, 120, 120, 120, 20]);
+        assert_eq!(
+            sizes(&dense, DEFAULT_CHUNK_RANGE_MS),
+            vec![120, 120, 120, 120, 20]
+        );
         // Slow first samples predict the range end; a later burst is cut at 240 samples.
         let burst: Vec<i64> = (0..31)
             .map(|i| i * 60_000)

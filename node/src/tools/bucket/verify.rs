@@ -1,0 +1,53 @@
+//! `strata tools bucket verify`: report what is wrong with the bucket's blocks; exit 1 if any.
+
+use crate::flags::ObjstoreFlags;
+use crate::progress;
+use std::process::ExitCode;
+use storage::block::verify::{find_overlaps, verify_block};
+
+/// Verifies the blocks (all, or those in `ids`), printing one line per issue.
+pub async fn run(objstore: &ObjstoreFlags, ids: &[String]) -> anyhow::Result<ExitCode> {
+    let bucket = objstore.open()?;
+    let fetched = storage::bucket::blocks::fetch_metas(bucket.as_ref()).await?;
+    let wanted = |id: &str| ids.is_empty() || ids.iter().any(|i| i == id);
+    let mut issues: Vec<String> = Vec::new();
+    for id in fetched.partial.iter().filter(|id| wanted(&id.to_string())) {
+        issues.push(format!("block {id}: partial upload: no meta.json"));
+    }
+    for (id, err) in fetched
+        .corrupt
+        .iter()
+        .filter(|(id, _)| wanted(&id.to_string()))
+    {
+        issues.push(format!("block {id}: unreadable meta.json: {err}"));
+    }
+    issues.extend(
+        find_overlaps(&fetched.metas)
+            .into_iter()
+            .map(|o| o.to_string()),
+    );
+    let metas: Vec<_> = fetched
+        .metas
+        .iter()
+        .filter(|m| wanted(&m.ulid.to_string()))
+        .collect();
+    let bar = progress::items(metas.len() as u64, "verifying blocks");
+    for meta in metas {
+        bar.set_message(meta.ulid.to_string());
+        for issue in verify_block(bucket.clone(), meta).await {
+            issues.push(format!("block {}: {issue}", meta.ulid));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    for issue in &issues {
+        println!("{issue}");
+    }
+    if issues.is_empty() {
+        println!("no issues found in {} block(s)", fetched.metas.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} issue(s) found", issues.len());
+        Ok(ExitCode::from(1))
+    }
+}
