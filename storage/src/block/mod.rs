@@ -8,6 +8,7 @@ pub mod meta;
 pub mod segments;
 pub mod source;
 pub mod tombstones;
+pub mod verify;
 
 pub use error::{BlockError, FileLocation};
 pub use meta::BlockMeta;
