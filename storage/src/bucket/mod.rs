@@ -4,6 +4,9 @@
 //! whether it talks to S3, a local directory or memory, or through which decorators
 //! (retries, metrics, timeouts).
 
+pub mod config;
+pub mod duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::fmt::Debug;
