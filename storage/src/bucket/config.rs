@@ -385,9 +385,11 @@ impl RawS3 {
         let bucket_lookup = match self.bucket_lookup_type.as_str() {
             "" | "auto" | "path" => BucketLookup::Path,
             "virtual-hosted" => BucketLookup::VirtualHosted,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "config.bucket_lookup_type: unknown value {other:?} (auto, virtual-hosted or path)"
-            )),
+            ))
+            }
         };
         let part_size = match self.part_size {
             0 => DEFAULT_PART_SIZE,
