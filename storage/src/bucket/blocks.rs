@@ -164,7 +164,7 @@ pub struct FetchedMetas {
 }
 
 enum Fetched {
-    Meta(BlockMeta),
+    Meta(Box<BlockMeta>),
     Partial,
     Corrupt(BlockError),
 }
@@ -182,7 +182,7 @@ pub async fn fetch_metas(bucket: &dyn Bucket) -> Result<FetchedMetas, BucketErro
     for (id, f) in results {
         match f {
             Fetched::Meta(m) => {
-                out.metas.insert(id, m);
+                out.metas.insert(id, *m);
             }
             Fetched::Partial => out.partial.push(id),
             Fetched::Corrupt(e) => out.corrupt.push((id, e)),
@@ -205,7 +205,7 @@ async fn fetch_one(bucket: &dyn Bucket, id: Ulid) -> Result<Fetched, BucketError
             FileLocation::new(&block, META_FILENAME)
                 .corrupt(format!("names block {} instead", m.ulid)),
         ),
-        Ok(m) => Fetched::Meta(m),
+        Ok(m) => Fetched::Meta(Box::new(m)),
         Err(e) => Fetched::Corrupt(e),
     })
 }
@@ -231,10 +231,15 @@ pub async fn delete_block(bucket: &dyn Bucket, id: Ulid) -> Result<(), BlockErro
         .delete(&format!("{block}/{META_FILENAME}"))
         .await
         .map_err(|e| io(META_FILENAME, e))?;
-    let objects = bucket.list_recursive(&block).await.map_err(|e| io("", e))?;
+    let objects = bucket
+        .list_recursive(&block)
+        .await
+        .map_err(|e| io("(listing)", e))?;
     let mark = format!("{block}/{DELETION_MARK_FILENAME}");
+    let dir = format!("{block}/");
     for o in objects.iter().filter(|o| o.path != mark) {
-        bucket.delete(&o.path).await.map_err(|e| io(&o.path, e))?;
+        let file = o.path.strip_prefix(&dir).unwrap_or(&o.path);
+        bucket.delete(&o.path).await.map_err(|e| io(file, e))?;
     }
     bucket
         .delete(&mark)

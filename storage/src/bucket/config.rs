@@ -37,6 +37,8 @@ pub struct BucketConfig {
 }
 
 /// The backend part of the configuration.
+// Built once at startup; boxing S3Config would only make matching on it clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum BackendConfig {
     /// An S3-compatible server.

@@ -34,6 +34,10 @@ pub(crate) fn from_object_store(
         format!(
             "the server refused the credentials {who} (check access_key and secret_key): {detail}"
         )
+    } else if kind == ErrorKind::Timeout {
+        format!("no response in time (see http_config timeouts): {detail}")
+    } else if kind == ErrorKind::Unavailable {
+        format!("endpoint unreachable or failing: {detail}")
     } else {
         detail
     };
