@@ -3,6 +3,31 @@
 //! Everything that reads or writes the bucket holds an `Arc<dyn Bucket>` and never knows
 //! whether it talks to S3, a local directory or memory, or through which decorators
 //! (retries, metrics, timeouts).
+//!
+//! - `config`: Thanos' objstore YAML; `open`: backend plus the standard decorator stack.
+//! - `backend`: `ObjectStoreBucket` over S3, a local directory or memory.
+//! - `retry`, `timeout`, `metrics`, `fault`: decorators.
+//! - `object`: one object as a `RangeSource` for the block reader.
+//! - `blocks`, `marks`: Thanos' block layout, uploads, metas and marker files.
+
+pub mod backend;
+pub mod blocks;
+pub mod config;
+pub mod duration;
+mod errors;
+pub mod fault;
+pub mod marks;
+pub mod metrics;
+pub mod object;
+pub mod open;
+pub mod retry;
+pub mod timeout;
+
+pub use backend::ObjectStoreBucket;
+pub use config::BucketConfig;
+pub use metrics::BucketMetrics;
+pub use object::BucketObject;
+pub use open::{open_backend, open_bucket, open_from_flags, BucketOptions};
 
 use async_trait::async_trait;
 use bytes::Bytes;

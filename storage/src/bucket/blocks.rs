@@ -1,0 +1,252 @@
+//! Blocks in the bucket, laid out as Thanos does:
+//!
+//! ```text
+//! [prefix/]<ULID>/chunks/000001…  [prefix/]<ULID>/index  [prefix/]<ULID>/meta.json (last)
+//! ```
+//!
+//! meta.json is written last and deleted first: a block without it is a partial upload that
+//! readers never see.
+
+use super::marks::DELETION_MARK_FILENAME;
+use super::{Bucket, BucketError};
+use crate::block::error::{BlockError, FileLocation};
+use crate::block::meta::{BlockFile, BlockMeta, META_FILENAME};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use ulid::Ulid;
+
+/// Name of the index file.
+pub const INDEX_FILENAME: &str = "index";
+/// Name of the chunk segment directory.
+pub const CHUNKS_DIRNAME: &str = "chunks";
+/// How many meta.json reads `fetch_metas` runs at once.
+const FETCH_CONCURRENCY: usize = 32;
+
+/// Progress of `upload_block`, reported after each file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadProgress {
+    /// Bytes uploaded so far.
+    pub bytes_done: u64,
+    /// Bytes the whole block will take, meta.json included.
+    pub bytes_total: u64,
+    /// The file just finished (`chunks/000001`, `index`, `meta.json`); empty at the start.
+    pub file: String,
+}
+
+/// A callback for upload progress (a CLI progress bar, say).
+pub type ProgressFn<'a> = &'a (dyn Fn(&UploadProgress) + Send + Sync);
+
+/// Uploads the block in `dir` (whose name must be `meta.ulid`, as in Thanos): `chunks/*` in
+/// order, then `index`, then meta.json with `thanos.files` filled in. Returns the meta as
+/// uploaded. A failure leaves a partial upload without meta.json, invisible to readers; a
+/// retry overwrites it.
+pub async fn upload_block(
+    bucket: &dyn Bucket,
+    dir: &Path,
+    meta: &BlockMeta,
+    progress: Option<ProgressFn<'_>>,
+) -> Result<BlockMeta, BlockError> {
+    let block = meta.ulid.to_string();
+    let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    if dir_name.as_deref() != Some(block.as_str()) {
+        return Err(BlockError::InvalidInput {
+            block,
+            reason: format!("directory {} is not named after the block", dir.display()),
+        });
+    }
+    let files = local_files(&block, dir)?;
+    let mut meta = meta.clone();
+    let mut listed: Vec<BlockFile> = files
+        .iter()
+        .map(|(rel, _, size)| BlockFile {
+            rel_path: rel.clone(),
+            size_bytes: Some(*size),
+            hash: None,
+        })
+        .collect();
+    listed.push(BlockFile {
+        rel_path: META_FILENAME.to_string(),
+        size_bytes: None,
+        hash: None,
+    });
+    listed.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    meta.thanos_mut().files = listed;
+    let meta_json = meta.to_json();
+
+    let mut p = UploadProgress {
+        bytes_done: 0,
+        bytes_total: files.iter().map(|f| f.2).sum::<u64>() + meta_json.len() as u64,
+        file: String::new(),
+    };
+    let report = |p: &UploadProgress| {
+        if let Some(f) = progress {
+            f(p)
+        }
+    };
+    report(&p);
+    for (rel, local, _) in &files {
+        let n = bucket
+            .upload_file(&format!("{block}/{rel}"), local)
+            .await
+            .map_err(|e| FileLocation::new(&block, rel).io(e))?;
+        p.bytes_done += n;
+        p.file = rel.clone();
+        report(&p);
+    }
+    bucket
+        .put(
+            &format!("{block}/{META_FILENAME}"),
+            Bytes::from(meta_json.clone()),
+        )
+        .await
+        .map_err(|e| FileLocation::new(&block, META_FILENAME).io(e))?;
+    p.bytes_done += meta_json.len() as u64;
+    p.file = META_FILENAME.to_string();
+    report(&p);
+    tracing::info!(%block, bytes = p.bytes_done, "uploaded block");
+    Ok(meta)
+}
+
+/// The block's data files in upload order: sorted `chunks/*`, then `index`.
+fn local_files(block: &str, dir: &Path) -> Result<Vec<(String, PathBuf, u64)>, BlockError> {
+    let chunks_dir = dir.join(CHUNKS_DIRNAME);
+    let loc = FileLocation::new(block, CHUNKS_DIRNAME);
+    let entries = match std::fs::read_dir(&chunks_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(loc.missing()),
+        Err(e) => return Err(loc.io(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| loc.io(e))?;
+        let md = entry.metadata().map_err(|e| loc.io(e))?;
+        if md.is_file() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            out.push((format!("{CHUNKS_DIRNAME}/{name}"), entry.path(), md.len()));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    let index = dir.join(INDEX_FILENAME);
+    let iloc = FileLocation::new(block, INDEX_FILENAME);
+    let md = match std::fs::metadata(&index) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(iloc.missing()),
+        Err(e) => return Err(iloc.io(e)),
+    };
+    out.push((INDEX_FILENAME.to_string(), index, md.len()));
+    Ok(out)
+}
+
+/// ULIDs of the top-level directories that parse as ULIDs, sorted.
+pub async fn list_block_ids(bucket: &dyn Bucket) -> Result<Vec<Ulid>, BucketError> {
+    let mut ids: Vec<Ulid> = bucket
+        .list_dir("")
+        .await?
+        .iter()
+        .filter_map(|e| e.strip_suffix('/'))
+        .filter_map(|d| Ulid::from_string(d).ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// What `fetch_metas` found.
+#[derive(Debug, Default)]
+pub struct FetchedMetas {
+    /// Blocks with a readable meta.json, by ULID.
+    pub metas: BTreeMap<Ulid, BlockMeta>,
+    /// Directories without meta.json: uploads in progress or abandoned.
+    pub partial: Vec<Ulid>,
+    /// Blocks whose meta.json is unreadable, with the error naming the block.
+    pub corrupt: Vec<(Ulid, BlockError)>,
+}
+
+enum Fetched {
+    Meta(Box<BlockMeta>),
+    Partial,
+    Corrupt(BlockError),
+}
+
+/// Reads every block's meta.json. A bucket failure fails the whole fetch (so a flaky listing
+/// never looks like missing blocks); a damaged meta.json only lands its block in `corrupt`.
+pub async fn fetch_metas(bucket: &dyn Bucket) -> Result<FetchedMetas, BucketError> {
+    let ids = list_block_ids(bucket).await?;
+    let results: Vec<(Ulid, Fetched)> = futures::stream::iter(ids)
+        .map(|id| async move { fetch_one(bucket, id).await.map(|f| (id, f)) })
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut out = FetchedMetas::default();
+    for (id, f) in results {
+        match f {
+            Fetched::Meta(m) => {
+                out.metas.insert(id, *m);
+            }
+            Fetched::Partial => out.partial.push(id),
+            Fetched::Corrupt(e) => out.corrupt.push((id, e)),
+        }
+    }
+    out.partial.sort();
+    out.corrupt.sort_by_key(|c| c.0);
+    Ok(out)
+}
+
+async fn fetch_one(bucket: &dyn Bucket, id: Ulid) -> Result<Fetched, BucketError> {
+    let block = id.to_string();
+    let data = match bucket.get(&format!("{block}/{META_FILENAME}")).await {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(Fetched::Partial),
+        Err(e) => return Err(e),
+    };
+    Ok(match BlockMeta::parse(&block, &data) {
+        Ok(m) if m.ulid != id => Fetched::Corrupt(
+            FileLocation::new(&block, META_FILENAME)
+                .corrupt(format!("names block {} instead", m.ulid)),
+        ),
+        Ok(m) => Fetched::Meta(Box::new(m)),
+        Err(e) => Fetched::Corrupt(e),
+    })
+}
+
+/// Reads one block's meta.json.
+pub async fn read_meta(bucket: &dyn Bucket, id: Ulid) -> Result<BlockMeta, BlockError> {
+    let block = id.to_string();
+    let loc = FileLocation::new(&block, META_FILENAME);
+    match bucket.get(&format!("{block}/{META_FILENAME}")).await {
+        Ok(d) => BlockMeta::parse(&block, &d),
+        Err(e) if e.is_not_found() => Err(loc.missing()),
+        Err(e) => Err(loc.io(e)),
+    }
+}
+
+/// Deletes a block in Thanos' order: meta.json first (the block disappears for readers at
+/// once), then its other files, the deletion mark last (so an interrupted delete is still
+/// marked and gets finished).
+pub async fn delete_block(bucket: &dyn Bucket, id: Ulid) -> Result<(), BlockError> {
+    let block = id.to_string();
+    let io = |file: &str, e: BucketError| FileLocation::new(&block, file).io(e);
+    bucket
+        .delete(&format!("{block}/{META_FILENAME}"))
+        .await
+        .map_err(|e| io(META_FILENAME, e))?;
+    let objects = bucket
+        .list_recursive(&block)
+        .await
+        .map_err(|e| io("(listing)", e))?;
+    let mark = format!("{block}/{DELETION_MARK_FILENAME}");
+    let dir = format!("{block}/");
+    for o in objects.iter().filter(|o| o.path != mark) {
+        let file = o.path.strip_prefix(&dir).unwrap_or(&o.path);
+        bucket.delete(&o.path).await.map_err(|e| io(file, e))?;
+    }
+    bucket
+        .delete(&mark)
+        .await
+        .map_err(|e| io(DELETION_MARK_FILENAME, e))
+}
+
+#[cfg(test)]
+#[path = "blocks_tests.rs"]
+mod tests;

@@ -1,0 +1,184 @@
+//! Opening a configured bucket: the backend, then the standard decorator stack.
+//!
+//! The stack is `metrics → retry → timeout → backend`:
+//! - metrics outermost count logical operations, as Thanos does (its S3 client retries inside),
+//!   so a retried-then-successful get is one operation and no failure;
+//! - retry over timeout makes the limit apply per attempt, so one stuck connection is cut off
+//!   and retried instead of eating the whole budget; the total is bounded by
+//!   `attempts × limit + backoff`;
+//! - object_store's own retries are off, so attempts are counted and bounded in one place.
+
+use super::backend::ObjectStoreBucket;
+use super::config::{BackendConfig, BucketConfig, BucketLookup, FilesystemConfig, S3Config};
+use super::errors::Identity;
+use super::metrics::{BucketMetrics, MetricsBucket};
+use super::retry::{RetryBucket, RetryOptions};
+use super::timeout::{TimeoutBucket, TimeoutOptions};
+use super::{Bucket, BucketError, ErrorKind};
+use object_store::aws::AmazonS3Builder;
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Decorator settings for `open_bucket`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketOptions {
+    /// Retry policy; an S3 config's non-zero `max_retries` overrides `attempts`.
+    pub retry: RetryOptions,
+    /// Per-attempt time limits.
+    pub timeouts: TimeoutOptions,
+}
+
+/// Opens the configured bucket with the standard stack (metrics, retry, timeout).
+pub fn open_bucket(
+    config: &BucketConfig,
+    opts: &BucketOptions,
+    metrics: &BucketMetrics,
+) -> Result<Arc<dyn Bucket>, BucketError> {
+    let backend = open_backend(config)?;
+    let name = backend.describe();
+    let mut retry = opts.retry;
+    if let BackendConfig::S3(S3Config {
+        max_retries: Some(n),
+        ..
+    }) = &config.backend
+    {
+        retry.attempts = n.saturating_add(1);
+    }
+    let timed: Arc<dyn Bucket> = Arc::new(TimeoutBucket::new(Arc::new(backend), opts.timeouts));
+    let retried: Arc<dyn Bucket> = Arc::new(RetryBucket::new(timed, retry));
+    Ok(Arc::new(MetricsBucket::new(retried, metrics.clone(), name)))
+}
+
+/// Opens only the backend, without decorators.
+pub fn open_backend(config: &BucketConfig) -> Result<ObjectStoreBucket, BucketError> {
+    let (store, desc, bucket) = match &config.backend {
+        BackendConfig::S3(s3) => {
+            let (store, identity) = build_s3(s3)?;
+            let b = ObjectStoreBucket::new(store, format!("s3://{}", s3.bucket))
+                .with_part_size(s3.part_size, !s3.disable_multipart)
+                .with_identity(identity);
+            (b.store().clone(), format!("s3://{}", s3.bucket), b)
+        }
+        BackendConfig::Filesystem(fs) => {
+            let store = build_filesystem(fs)?;
+            let desc = format!("file://{}", fs.directory.display());
+            (
+                store.clone(),
+                desc.clone(),
+                ObjectStoreBucket::new(store, desc),
+            )
+        }
+    };
+    if config.prefix.is_empty() {
+        return Ok(bucket);
+    }
+    let prefixed: Arc<dyn ObjectStore> = Arc::new(object_store::prefix::PrefixStore::new(
+        store,
+        config.prefix.as_str(),
+    ));
+    Ok(bucket.with_store(prefixed, format!("{desc}/{}", config.prefix)))
+}
+
+fn config_error(path: &str, message: String) -> BucketError {
+    BucketError::new(ErrorKind::Config, "open", path, message)
+}
+
+fn build_filesystem(fs: &FilesystemConfig) -> Result<Arc<dyn ObjectStore>, BucketError> {
+    let dir = &fs.directory;
+    let shown = dir.display().to_string();
+    std::fs::create_dir_all(dir).map_err(|e| {
+        BucketError::new(
+            ErrorKind::LocalIo,
+            "open",
+            &shown,
+            format!("cannot create the bucket directory: {e}"),
+        )
+    })?;
+    let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+        .map_err(|e| config_error(&shown, format!("cannot use the bucket directory: {e}")))?
+        // Deleting a block's last file removes its directory, as on S3.
+        .with_automatic_cleanup(true);
+    Ok(Arc::new(store))
+}
+
+fn build_s3(s3: &S3Config) -> Result<(Arc<dyn ObjectStore>, Identity), BucketError> {
+    let scheme = if s3.insecure { "http" } else { "https" };
+    let endpoint = match s3.bucket_lookup {
+        BucketLookup::Path => format!("{scheme}://{}", s3.endpoint),
+        // object_store expects the bucket already in a virtual-hosted endpoint.
+        BucketLookup::VirtualHosted => format!("{scheme}://{}.{}", s3.bucket, s3.endpoint),
+    };
+    let (mut builder, identity) = match (&s3.access_key, &s3.secret_key) {
+        (Some(id), Some(secret)) => {
+            let mut b = AmazonS3Builder::new()
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
+            if let Some(token) = &s3.session_token {
+                b = b.with_token(token);
+            }
+            (b, Identity::AccessKey(id.clone()))
+        }
+        _ => (AmazonS3Builder::from_env(), Identity::Ambient),
+    };
+    builder = builder
+        .with_bucket_name(&s3.bucket)
+        .with_region(&s3.region)
+        .with_endpoint(endpoint)
+        .with_allow_http(s3.insecure)
+        .with_virtual_hosted_style_request(s3.bucket_lookup == BucketLookup::VirtualHosted)
+        .with_retry(RetryConfig {
+            max_retries: 0,
+            ..RetryConfig::default()
+        })
+        .with_client_options(client_options(s3));
+    let store = builder
+        .build()
+        .map_err(|e| config_error(&s3.bucket, format!("cannot build the S3 client: {e}")))?;
+    let store: Arc<dyn ObjectStore> = if s3.http.max_conns_per_host > 0 {
+        Arc::new(object_store::limit::LimitStore::new(
+            store,
+            s3.http.max_conns_per_host,
+        ))
+    } else {
+        Arc::new(store)
+    };
+    Ok((store, identity))
+}
+
+/// Thanos' `http_config` as object_store client options. There is no whole-request limit:
+/// a 64 MiB part on a slow link must not be cut off; the response wait (which, in reqwest,
+/// runs from the start of sending until the headers arrive) and our per-operation timeout
+/// bound silence instead.
+fn client_options(s3: &S3Config) -> ClientOptions {
+    let h = &s3.http;
+    let mut o = ClientOptions::new()
+        .with_allow_http(s3.insecure)
+        .with_allow_invalid_certificates(h.insecure_skip_verify)
+        .with_timeout_disabled()
+        .with_pool_idle_timeout(h.idle_conn_timeout)
+        .with_pool_max_idle_per_host(h.max_idle_conns.min(h.max_idle_conns_per_host));
+    o = if h.response_header_timeout.is_zero() {
+        o.with_read_timeout_disabled()
+    } else {
+        o.with_read_timeout(h.response_header_timeout)
+    };
+    if h.tls_handshake_timeout.is_zero() {
+        o.with_connect_timeout_disabled()
+    } else {
+        o.with_connect_timeout(h.tls_handshake_timeout)
+    }
+}
+
+/// Opens the bucket the flags select (file, inline YAML, or `<data_dir>/bucket`) with the
+/// standard stack.
+pub fn open_from_flags(
+    config_file: Option<&Path>,
+    inline: Option<&str>,
+    data_dir: &Path,
+    opts: &BucketOptions,
+    metrics: &BucketMetrics,
+) -> Result<Arc<dyn Bucket>, BucketError> {
+    let config = BucketConfig::from_flags(config_file, inline, data_dir)?;
+    open_bucket(&config, opts, metrics)
+}
