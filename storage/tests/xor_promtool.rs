@@ -2,6 +2,8 @@
 //! openmetrics` writes blocks; every chunk it wrote must decode to the samples we fed it and
 //! re-encode with `XorAppender` to exactly the same bytes. Skipped when promtool is absent.
 
+#![allow(clippy::unwrap_used)]
+
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 use super::*;
 use crate::block::source::InMemory;
 use crate::chunkenc::XorAppender;

@@ -58,7 +58,7 @@ impl BitWriter {
         }
         // Prometheus writes whole bytes first; when they land aligned, the last one leaves a
         // fresh empty byte behind it.
-        self.trailing_empty = n % 8 == 0 && self.nacc == 0;
+        self.trailing_empty = n.is_multiple_of(8) && self.nacc == 0;
     }
 
     /// Writes whole bytes, as Prometheus' `writeByte` loop for varints.

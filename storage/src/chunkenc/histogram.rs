@@ -60,6 +60,7 @@ pub fn histogram_header(chunk: &Chunk) -> Result<HistogramChunkHeader, ChunkErro
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

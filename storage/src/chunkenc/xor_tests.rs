@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 use super::*;
 use crate::chunkenc::bstream::BitWriter;
 use crate::chunkenc::STALE_NAN_BITS;
@@ -118,7 +120,7 @@ fn leading_zeros_are_clamped_to_31() {
     let data = encode(&[(T0, v0), (T0 + 1, v1)]);
     let ctl = u16::from_be_bytes([data[17], data[18]]);
     // 1 1 L=11111 M=100001 (33 bits: 64 - 31 - 0)
-    assert_eq!(ctl >> 3, 0b11_11111_100001);
+    assert_eq!(ctl >> 3, 0b1_1111_1110_0001);
     assert_eq!(decode_xor(&data).unwrap()[1].1.to_bits(), v1.to_bits());
 }
 
