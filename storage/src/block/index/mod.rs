@@ -12,6 +12,10 @@ mod verify;
 mod writer;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod promtool_tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;
 
 pub use postings::{intersect, merge_union, without};

@@ -97,6 +97,7 @@ pub fn without(a: &[u32], b: &[u32]) -> Vec<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
