@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use storage::bucket::Bucket;
+use storage::bucket::{open_from_flags, Bucket, BucketMetrics, BucketOptions};
 
 /// Where the bucket is: Thanos' objstore flags, or the embedded default under `--data-dir`.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,16 +26,15 @@ pub struct ObjstoreFlags {
 impl ObjstoreFlags {
     /// Opens the configured bucket with retries, timeouts and metrics.
     pub fn open(&self) -> anyhow::Result<Arc<dyn Bucket>> {
-        let config = match (&self.config_file, &self.config) {
-            (Some(path), _) => storage::bucket::config::BucketConfig::from_file(path)
-                .with_context(|| format!("--objstore.config-file {}", path.display()))?,
-            (None, Some(yaml)) => storage::bucket::config::BucketConfig::from_yaml(yaml)
-                .context("--objstore.config")?,
-            (None, None) => storage::bucket::config::BucketConfig::embedded(&self.data_dir),
-        };
         let registry = prometheus::Registry::new();
-        let bucket = storage::bucket::open(&config, &registry)
-            .with_context(|| format!("opening bucket {}", config.describe()))?;
+        let metrics = BucketMetrics::register(&registry).context("registering bucket metrics")?;
+        let bucket = open_from_flags(
+            self.config_file.as_deref(),
+            self.config.as_deref(),
+            &self.data_dir,
+            &BucketOptions::default(),
+            &metrics,
+        )?;
         tracing::debug!(bucket = %bucket.describe(), "bucket opened");
         Ok(bucket)
     }

@@ -91,7 +91,7 @@ pub async fn run(objstore: &ObjstoreFlags, output: Output) -> anyhow::Result<Exi
     for (id, err) in &fetched.corrupt {
         tracing::warn!(block = %id, "skipping block with unreadable meta.json: {err}");
     }
-    let mut rows: Vec<Row> = fetched.metas.iter().map(Row::from_meta).collect();
+    let mut rows: Vec<Row> = fetched.metas.values().map(Row::from_meta).collect();
     rows.sort_by(|a, b| (&a.labels, a.min_time, &a.ulid).cmp(&(&b.labels, b.min_time, &b.ulid)));
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),

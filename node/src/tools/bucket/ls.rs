@@ -13,7 +13,7 @@ pub async fn run(objstore: &ObjstoreFlags, output: Output) -> anyhow::Result<Exi
     for (id, err) in &fetched.corrupt {
         tracing::warn!(block = %id, "skipping block with unreadable meta.json: {err}");
     }
-    for meta in &fetched.metas {
+    for meta in fetched.metas.values() {
         match output {
             Output::Text => println!("{}", line(meta)),
             Output::Json => println!("{}", serde_json::to_string(meta)?),

@@ -93,7 +93,7 @@ pub async fn run(
         }
         let total = dir_size(&dir)?;
         let bar = progress::bytes(total, &id.to_string());
-        let report = |done: u64, _total: u64| bar.set_position(done);
+        let report = |p: &storage::bucket::blocks::UploadProgress| bar.set_position(p.bytes_done);
         storage::bucket::blocks::upload_block(bucket.as_ref(), &dir, &meta, Some(&report))
             .await
             .with_context(|| format!("uploading block {}", dir.display()))?;

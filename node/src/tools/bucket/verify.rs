@@ -22,13 +22,13 @@ pub async fn run(objstore: &ObjstoreFlags, ids: &[String]) -> anyhow::Result<Exi
         issues.push(format!("block {id}: unreadable meta.json: {err}"));
     }
     issues.extend(
-        find_overlaps(&fetched.metas)
+        find_overlaps(&fetched.metas.values().cloned().collect::<Vec<_>>())
             .into_iter()
             .map(|o| o.to_string()),
     );
     let metas: Vec<_> = fetched
         .metas
-        .iter()
+        .values()
         .filter(|m| wanted(&m.ulid.to_string()))
         .collect();
     let bar = progress::items(metas.len() as u64, "verifying blocks");

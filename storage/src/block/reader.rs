@@ -1,0 +1,256 @@
+//! A whole block opened for reading: meta.json, index, chunk segments and tombstones, from a
+//! local directory or from the bucket by range reads.
+
+use super::error::{BlockError, FileLocation};
+use super::index::{ChunkMeta, IndexReader};
+use super::meta::BlockMeta;
+use super::segments::{segment_file_name, sort_segment_names, SegmentReader, SegmentSource};
+use super::source::{LocalFile, RangeSource};
+use super::tombstones::Tombstones;
+use crate::bucket::{Bucket, BucketObject};
+use crate::chunkenc::{Chunk, ChunkError};
+use crate::labels::Labels;
+use crate::matcher::Matcher;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Index file name.
+pub const INDEX_FILENAME: &str = "index";
+/// Tombstones file name.
+pub const TOMBSTONES_FILENAME: &str = "tombstones";
+
+/// A block ready for queries.
+#[derive(Debug)]
+pub struct Block {
+    meta: BlockMeta,
+    index: IndexReader,
+    chunks: SegmentReader,
+    tombstones: Tombstones,
+}
+
+/// One series' labels and its samples in a time range, with deleted samples removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Samples in time order.
+    pub samples: Vec<(i64, f64)>,
+}
+
+fn open_local(dir: &Path, loc: &FileLocation) -> Result<LocalFile, BlockError> {
+    LocalFile::open(&dir.join(&loc.file)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => loc.missing(),
+        _ => loc.io(e),
+    })
+}
+
+fn bucket_failure(loc: &FileLocation, e: crate::bucket::BucketError) -> BlockError {
+    if e.is_not_found() {
+        loc.missing()
+    } else {
+        loc.io(e)
+    }
+}
+
+impl Block {
+    /// Opens a block directory on local disk (a Prometheus data dir's block, or one Strata
+    /// wrote). A missing tombstones file counts as no deletions.
+    pub async fn open_dir(dir: &Path) -> Result<Self, BlockError> {
+        let meta = BlockMeta::read_from_dir(dir)?;
+        let id = meta.ulid.to_string();
+        let index_loc = FileLocation::new(&id, INDEX_FILENAME);
+        let index_file = open_local(dir, &index_loc)?;
+        let index = IndexReader::open(Arc::new(index_file), index_loc).await?;
+        let chunks = SegmentReader::open_local(dir).await?;
+        let ts_loc = FileLocation::new(&id, TOMBSTONES_FILENAME);
+        let tombstones = match open_local(dir, &ts_loc) {
+            Ok(f) => Tombstones::read(&f, &ts_loc).await?,
+            Err(BlockError::Missing { .. }) => Tombstones::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Block {
+            meta,
+            index,
+            chunks,
+            tombstones,
+        })
+    }
+
+    /// Opens block `meta.ulid` in the bucket. File sizes come from meta.json's `thanos.files`
+    /// when present, else from one listing of the block's directory.
+    pub async fn open_bucket(bucket: Arc<dyn Bucket>, meta: BlockMeta) -> Result<Self, BlockError> {
+        let id = meta.ulid.to_string();
+        let files = block_files(bucket.as_ref(), &meta).await?;
+        let size_of = |rel: &str| files.iter().find(|(p, _)| p == rel).map(|(_, s)| *s);
+
+        let index_loc = FileLocation::new(&id, INDEX_FILENAME);
+        let index_size = size_of(INDEX_FILENAME).ok_or_else(|| index_loc.missing())?;
+        let index_obj =
+            BucketObject::with_size(bucket.clone(), &format!("{id}/{INDEX_FILENAME}"), index_size);
+        let index = IndexReader::open(Arc::new(index_obj), index_loc).await?;
+
+        let chunk_names = sort_segment_names(
+            files
+                .iter()
+                .filter(|(p, _)| p.starts_with("chunks/"))
+                .map(|(p, _)| p.clone()),
+        );
+        let segments = chunk_names
+            .into_iter()
+            .map(|rel| {
+                let size = size_of(&rel).unwrap_or(0);
+                SegmentSource {
+                    loc: FileLocation::new(&id, &rel),
+                    source: Arc::new(BucketObject::with_size(
+                        bucket.clone(),
+                        &format!("{id}/{rel}"),
+                        size,
+                    )) as Arc<dyn RangeSource>,
+                }
+            })
+            .collect();
+        let chunks = SegmentReader::open(&id, segments).await?;
+
+        // Thanos' shipper does not upload tombstones; read them only where a writer put them.
+        let tombstones = match size_of(TOMBSTONES_FILENAME) {
+            Some(size) => {
+                let loc = FileLocation::new(&id, TOMBSTONES_FILENAME);
+                let obj = BucketObject::with_size(
+                    bucket.clone(),
+                    &format!("{id}/{TOMBSTONES_FILENAME}"),
+                    size,
+                );
+                Tombstones::read(&obj, &loc).await?
+            }
+            None => Tombstones::new(),
+        };
+        Ok(Block {
+            meta,
+            index,
+            chunks,
+            tombstones,
+        })
+    }
+
+    /// The block's metadata.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// The block's index.
+    pub fn index(&self) -> &IndexReader {
+        &self.index
+    }
+
+    /// The block's chunk segments.
+    pub fn chunks(&self) -> &SegmentReader {
+        &self.chunks
+    }
+
+    /// The block's deletions.
+    pub fn tombstones(&self) -> &Tombstones {
+        &self.tombstones
+    }
+
+    /// Reads one chunk by its index reference.
+    pub async fn chunk(&self, meta: &ChunkMeta) -> Result<Chunk, BlockError> {
+        self.chunks.chunk(meta.chunk_ref).await
+    }
+
+    /// Decodes the float samples of `chunk`, naming block, segment file and offset on error.
+    pub fn decode_chunk(
+        &self,
+        series: &Labels,
+        meta: &ChunkMeta,
+        chunk: &Chunk,
+    ) -> Result<Vec<(i64, f64)>, BlockError> {
+        let segment = (meta.chunk_ref >> 32) as u32;
+        let loc = FileLocation::new(
+            self.meta.ulid.to_string(),
+            format!("chunks/{}", segment_file_name(segment)),
+        );
+        let offset = meta.chunk_ref & 0xffff_ffff;
+        chunk.samples().map_err(|e| match e {
+            ChunkError::Unsupported(enc) => loc.unsupported(format!(
+                "series {series} has a chunk at offset {offset} with encoding {}: native histograms are not supported yet",
+                enc.name()
+            )),
+            other => loc.corrupt_at(offset, format!("series {series}: {other}")),
+        })
+    }
+
+    /// Labels and samples in `[mint, maxt]` (inclusive) of one series, deletions applied.
+    pub async fn series_samples(
+        &self,
+        series_ref: u32,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<SeriesSamples, BlockError> {
+        let (labels, metas) = self.index.series(series_ref).await?;
+        let deleted = self.tombstones.get(u64::from(series_ref));
+        let mut samples = Vec::new();
+        for meta in metas.iter().filter(|m| m.max_time >= mint && m.min_time <= maxt) {
+            let chunk = self.chunk(meta).await?;
+            let decoded = self.decode_chunk(&labels, meta, &chunk)?;
+            samples.extend(decoded.into_iter().filter(|&(t, _)| {
+                t >= mint && t <= maxt && !deleted.is_some_and(|d| d.contains(t))
+            }));
+        }
+        Ok(SeriesSamples { labels, samples })
+    }
+
+    /// Every series the matchers select, with its samples in `[mint, maxt]`; series left with
+    /// no samples are omitted.
+    pub async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, BlockError> {
+        let refs = if matchers.is_empty() {
+            self.index.all_postings().await?
+        } else {
+            self.index.postings_for_matchers(matchers).await?
+        };
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            let s = self.series_samples(r, mint, maxt).await?;
+            if !s.samples.is_empty() {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every sample of every series (deletions applied); for tools and tests.
+    pub async fn all_series(&self) -> Result<Vec<SeriesSamples>, BlockError> {
+        self.select(&[], i64::MIN, i64::MAX).await
+    }
+}
+
+/// The block's files as (path relative to the block, size).
+async fn block_files(bucket: &dyn Bucket, meta: &BlockMeta) -> Result<Vec<(String, u64)>, BlockError> {
+    let id = meta.ulid.to_string();
+    if let Some(files) = meta.thanos.as_ref().map(|t| &t.files) {
+        let listed: Vec<(String, u64)> = files
+            .iter()
+            .filter_map(|f| f.size_bytes.map(|s| (f.rel_path.clone(), s)))
+            .collect();
+        if listed.iter().any(|(p, _)| p == INDEX_FILENAME) {
+            return Ok(listed);
+        }
+    }
+    let prefix = format!("{id}/");
+    let objects = bucket
+        .list_recursive(&prefix)
+        .await
+        .map_err(|e| bucket_failure(&FileLocation::new(&id, ""), e))?;
+    Ok(objects
+        .into_iter()
+        .filter_map(|o| {
+            o.path
+                .strip_prefix(&prefix)
+                .map(|rel| (rel.to_string(), o.size))
+        })
+        .collect())
+}
