@@ -116,7 +116,13 @@ impl IndexReader {
                 }
             }
             check_chunks(off, &labels, &chunks, &mut last_ref, issues);
-            out.push(((off / SERIES_ALIGN) as u32, labels));
+            let Ok(series_ref) = u32::try_from(off / SERIES_ALIGN) else {
+                issues.push(format!(
+                    "series at offset {off} is beyond 32-bit series refs"
+                ));
+                break;
+            };
+            out.push((series_ref, labels));
             off = next.next_multiple_of(SERIES_ALIGN);
         }
         Ok(out)
