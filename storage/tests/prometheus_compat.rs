@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
+use storage::block::cut::DEFAULT_CHUNK_RANGE_MS;
 use storage::block::{write_block, Block, BlockWriterOptions};
 use storage::labels::Labels;
 use storage::testing::prometheus::{
@@ -128,12 +129,12 @@ async fn writes_blocks_byte_identical_to_promtool() {
     let theirs = create_blocks_from_openmetrics(&om, &tmp.path().join("promtool")).unwrap();
     assert_eq!(theirs.len(), 1, "test data must fit one 2h block");
 
-    let (ours, meta) = write_block(
-        &tmp.path().join("strata"),
-        series.clone(),
-        None,
-        BlockWriterOptions::default(),
-    )
+    // promtool's backfill gives its head a chunk range of twice the 2h block duration.
+    let options = BlockWriterOptions {
+        chunk_range_ms: 2 * DEFAULT_CHUNK_RANGE_MS,
+        ..BlockWriterOptions::default()
+    };
+    let (ours, meta) = write_block(&tmp.path().join("strata"), series.clone(), None, options)
     .unwrap();
     for file in ["chunks/000001", "index", "tombstones"] {
         let a = std::fs::read(ours.join(file)).unwrap();
