@@ -1,5 +1,6 @@
 //! Log set-up: `tracing` to stderr in logfmt-like text or JSON.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Output format of logs.
@@ -20,6 +21,7 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Logfmt => builder.try_init(),

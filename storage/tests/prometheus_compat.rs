@@ -47,14 +47,27 @@ fn sample_series(start: i64, points: i64) -> Series {
         out.push((labels, samples));
     }
     for i in 0..4 {
-        let labels = Labels::from_pairs([("__name__", "temperature_celsius"), ("room", &format!("r{i}"))]);
+        let labels = Labels::from_pairs([
+            ("__name__", "temperature_celsius"),
+            ("room", &format!("r{i}")),
+        ]);
         let samples = (0..points)
-            .map(|k| (start + k * 15_000, 20.0 + (k as f64 * 0.1 + i as f64).sin() * 3.3e-3))
+            .map(|k| {
+                (
+                    start + k * 15_000,
+                    20.0 + (k as f64 * 0.1 + i as f64).sin() * 3.3e-3,
+                )
+            })
             .collect();
         out.push((labels, samples));
     }
     let sparse = (0..points / 10)
-        .map(|k| (start + k * 150_000 + 1, if k % 3 == 0 { 1e21 } else { -0.5 }))
+        .map(|k| {
+            (
+                start + k * 150_000 + 1,
+                if k % 3 == 0 { 1e21 } else { -0.5 },
+            )
+        })
         .collect();
     out.push((Labels::from_pairs([("__name__", "batch_last_run")]), sparse));
     out
@@ -65,7 +78,9 @@ async fn read_all(dir: &Path) -> BTreeMap<String, Vec<(i64, f64)>> {
     for block_dir in block_dirs(dir).expect("list blocks") {
         let block = Block::open_dir(&block_dir).await.expect("open block");
         for s in block.all_series().await.expect("read block") {
-            out.entry(s.labels.to_string()).or_default().extend(s.samples);
+            out.entry(s.labels.to_string())
+                .or_default()
+                .extend(s.samples);
         }
     }
     for v in out.values_mut() {
@@ -94,7 +109,10 @@ fn assert_same_samples(
 }
 
 fn to_map(series: &Series) -> BTreeMap<String, Vec<(i64, f64)>> {
-    series.iter().map(|(l, s)| (l.to_string(), s.clone())).collect()
+    series
+        .iter()
+        .map(|(l, s)| (l.to_string(), s.clone()))
+        .collect()
 }
 
 #[tokio::test]
@@ -134,16 +152,24 @@ async fn writes_blocks_byte_identical_to_promtool() {
         chunk_range_ms: 2 * DEFAULT_CHUNK_RANGE_MS,
         ..BlockWriterOptions::default()
     };
-    let (ours, meta) = write_block(&tmp.path().join("strata"), series.clone(), None, options)
-    .unwrap();
+    let (ours, meta) =
+        write_block(&tmp.path().join("strata"), series.clone(), None, options).unwrap();
     for file in ["chunks/000001", "index", "tombstones"] {
         let a = std::fs::read(ours.join(file)).unwrap();
         let b = std::fs::read(theirs[0].join(file)).unwrap();
-        assert!(a == b, "{file} differs: Strata {} bytes, promtool {} bytes", a.len(), b.len());
+        assert!(
+            a == b,
+            "{file} differs: Strata {} bytes, promtool {} bytes",
+            a.len(),
+            b.len()
+        );
     }
     let their_meta = storage::block::BlockMeta::read_from_dir(&theirs[0]).unwrap();
     assert_eq!(meta.stats, their_meta.stats);
-    assert_eq!((meta.min_time, meta.max_time), (their_meta.min_time, their_meta.max_time));
+    assert_eq!(
+        (meta.min_time, meta.max_time),
+        (their_meta.min_time, their_meta.max_time)
+    );
 }
 
 #[tokio::test]
@@ -163,15 +189,23 @@ async fn prometheus_serves_a_strata_block_with_exactly_its_samples() {
     let (dir, meta) =
         write_block(&data, series.clone(), None, BlockWriterOptions::default()).unwrap();
     let analyze = promtool_analyze(&data, &meta.ulid.to_string()).unwrap();
-    assert!(analyze.contains(&format!("Block ID: {}", meta.ulid)), "{analyze}");
-    assert!(analyze.contains(&format!("Series: {}", series.len())), "{analyze}");
+    assert!(
+        analyze.contains(&format!("Block ID: {}", meta.ulid)),
+        "{analyze}"
+    );
+    assert!(
+        analyze.contains(&format!("Series: {}", series.len())),
+        "{analyze}"
+    );
     assert!(dir.exists());
 
     let server = PrometheusServer::start(&data, &["--storage.tsdb.retention.time=100y"]).unwrap();
     for (labels, samples) in &series {
         let selector = labels.to_string().replace(", ", ",");
         let selector = match labels.get("__name__") {
-            Some(name) => selector.replacen(&format!("__name__={name:?}"), "", 1).replacen("{,", "{", 1),
+            Some(name) => selector
+                .replacen(&format!("__name__={name:?}"), "", 1)
+                .replacen("{,", "{", 1),
             None => selector,
         };
         let name = labels.get("__name__").unwrap_or_default();
@@ -223,7 +257,9 @@ async fn reads_blocks_cut_by_a_running_prometheus() {
     // The head is cut into a block once it spans 1.5 block ranges: about a minute here.
     server
         .wait_until("two persisted blocks", Duration::from_secs(240), |s| {
-            Ok(block_dirs(&s.data_dir).map(|d| d.len() >= 2).unwrap_or(false))
+            Ok(block_dirs(&s.data_dir)
+                .map(|d| d.len() >= 2)
+                .unwrap_or(false))
         })
         .unwrap();
     let copy = tmp.path().join("copy");

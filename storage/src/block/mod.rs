@@ -9,11 +9,11 @@ pub mod reader;
 pub mod segments;
 pub mod source;
 pub mod tombstones;
-pub mod writer;
 pub mod verify;
+pub mod writer;
 
 pub use error::{BlockError, FileLocation};
 pub use meta::BlockMeta;
-pub use source::{LocalFile, RangeSource};
 pub use reader::{Block, SeriesSamples};
+pub use source::{LocalFile, RangeSource};
 pub use writer::{write_block, BlockWriter, BlockWriterOptions};

@@ -85,8 +85,11 @@ impl Block {
 
         let index_loc = FileLocation::new(&id, INDEX_FILENAME);
         let index_size = size_of(INDEX_FILENAME).ok_or_else(|| index_loc.missing())?;
-        let index_obj =
-            BucketObject::with_size(bucket.clone(), &format!("{id}/{INDEX_FILENAME}"), index_size);
+        let index_obj = BucketObject::with_size(
+            bucket.clone(),
+            &format!("{id}/{INDEX_FILENAME}"),
+            index_size,
+        );
         let index = IndexReader::open(Arc::new(index_obj), index_loc).await?;
 
         let chunk_names = sort_segment_names(
@@ -189,7 +192,10 @@ impl Block {
         let (labels, metas) = self.index.series(series_ref).await?;
         let deleted = self.tombstones.get(u64::from(series_ref));
         let mut samples = Vec::new();
-        for meta in metas.iter().filter(|m| m.max_time >= mint && m.min_time <= maxt) {
+        for meta in metas
+            .iter()
+            .filter(|m| m.max_time >= mint && m.min_time <= maxt)
+        {
             let chunk = self.chunk(meta).await?;
             let decoded = self.decode_chunk(&labels, meta, &chunk)?;
             samples.extend(decoded.into_iter().filter(|&(t, _)| {
@@ -229,7 +235,10 @@ impl Block {
 }
 
 /// The block's files as (path relative to the block, size).
-async fn block_files(bucket: &dyn Bucket, meta: &BlockMeta) -> Result<Vec<(String, u64)>, BlockError> {
+async fn block_files(
+    bucket: &dyn Bucket,
+    meta: &BlockMeta,
+) -> Result<Vec<(String, u64)>, BlockError> {
     let id = meta.ulid.to_string();
     if let Some(files) = meta.thanos.as_ref().map(|t| &t.files) {
         let listed: Vec<(String, u64)> = files

@@ -52,7 +52,10 @@ pub fn find_overlaps(metas: &[BlockMeta]) -> Vec<Overlap> {
         // Compare each block with every later one that starts before it ends; sorted by start,
         // the inner loop stops at the first that does not.
         for (i, a) in blocks.iter().enumerate() {
-            for b in blocks[i + 1..].iter().take_while(|b| b.min_time < a.max_time) {
+            for b in blocks[i + 1..]
+                .iter()
+                .take_while(|b| b.min_time < a.max_time)
+            {
                 out.push(Overlap {
                     group: group.clone(),
                     resolution,
@@ -71,7 +74,9 @@ mod tests {
 
     fn meta(id: u128, min: i64, max: i64, replica: &str) -> BlockMeta {
         let mut m = BlockMeta::new_level1(Ulid(id), min, max);
-        m.thanos_mut().labels.insert("replica".into(), replica.into());
+        m.thanos_mut()
+            .labels
+            .insert("replica".into(), replica.into());
         m
     }
 
@@ -79,14 +84,140 @@ mod tests {
     fn finds_overlaps_only_within_a_group() {
         let metas = vec![
             meta(1, 0, 100, "a"),
-            meta(2, 100, 200, "a"),  // touches, does not overlap
-            meta(3, 150, 250, "a"),  // overlaps 2
-            meta(4, 0, 1000, "b"),   // other group
-            meta(5, 10, 20, "b"),    // inside 4
+            meta(2, 100, 200, "a"), // touches, does not overlap
+            meta(3, 150, 250, "a"), // overlaps 2
+            meta(4, 0, 1000, "b"),  // other group
+            meta(5, 10, 20, "b"),   // inside 4
         ];
         let found = find_overlaps(&metas);
-        let pairs: Vec<(u128, u128)> = found.iter().map(|o| (o.first.0 .0, o.second.0 .0)).collect();
+        let pairs: Vec<(u128, u128)> = found
+            .iter()
+            .map(|o| (o.first.0 .0, o.second.0 .0))
+            .collect();
         assert_eq!(pairs, vec![(2, 3), (4, 5)]);
         assert!(found[0].to_string().contains(r#"{replica="a"}"#));
     }
+}
+
+/// At most this many issues are listed per block; the rest are counted.
+const MAX_ISSUES_PER_BLOCK: usize = 50;
+
+/// Checks one block in the bucket: its files against meta.json, the index (order, references,
+/// postings), and every chunk (readable, CRC, samples inside the chunk's and the block's
+/// time range), and the stats. Returns one line per problem; empty when the block is sound.
+pub async fn verify_block(
+    bucket: std::sync::Arc<dyn crate::bucket::Bucket>,
+    meta: &BlockMeta,
+) -> Vec<String> {
+    let mut issues = check_files(bucket.as_ref(), meta).await;
+    match super::reader::Block::open_bucket(bucket, meta.clone()).await {
+        Ok(block) => issues.extend(check_contents(&block).await),
+        Err(e) => issues.push(format!("cannot open: {e}")),
+    }
+    if issues.len() > MAX_ISSUES_PER_BLOCK {
+        let more = issues.len() - MAX_ISSUES_PER_BLOCK;
+        issues.truncate(MAX_ISSUES_PER_BLOCK);
+        issues.push(format!("... and {more} more issues"));
+    }
+    issues
+}
+
+async fn check_files(bucket: &dyn crate::bucket::Bucket, meta: &BlockMeta) -> Vec<String> {
+    let prefix = format!("{}/", meta.ulid);
+    let present: BTreeMap<String, u64> = match bucket.list_recursive(&prefix).await {
+        Ok(objects) => objects
+            .into_iter()
+            .filter_map(|o| Some((o.path.strip_prefix(&prefix)?.to_string(), o.size)))
+            .collect(),
+        Err(e) => return vec![format!("cannot list files: {e}")],
+    };
+    let mut issues = Vec::new();
+    if !present.contains_key(super::reader::INDEX_FILENAME) {
+        issues.push("missing file index".to_string());
+    }
+    if meta.stats.num_chunks > 0 && !present.keys().any(|p| p.starts_with("chunks/")) {
+        issues.push("missing chunk segment files (chunks/*)".to_string());
+    }
+    let listed = meta
+        .thanos
+        .as_ref()
+        .map(|t| t.files.as_slice())
+        .unwrap_or(&[]);
+    for file in listed {
+        let Some(want) = file.size_bytes else {
+            continue;
+        };
+        match present.get(&file.rel_path) {
+            None => issues.push(format!(
+                "missing file {} listed in meta.json",
+                file.rel_path
+            )),
+            Some(&got) if got != want => issues.push(format!(
+                "file {} is {got} bytes, meta.json says {want}",
+                file.rel_path
+            )),
+            Some(_) => {}
+        }
+    }
+    issues
+}
+
+async fn check_contents(block: &super::reader::Block) -> Vec<String> {
+    let mut issues: Vec<String> = match block.index().verify().await {
+        Ok(found) => found.into_iter().map(|i| format!("index: {i}")).collect(),
+        Err(e) => return vec![format!("index: {e}")],
+    };
+    let refs = match block.index().all_postings().await {
+        Ok(r) => r,
+        Err(e) => {
+            issues.push(format!("index: {e}"));
+            return issues;
+        }
+    };
+    let meta = block.meta();
+    let (mut chunks, mut samples) = (0u64, 0u64);
+    for r in &refs {
+        let (labels, metas) = match block.index().series(*r).await {
+            Ok(s) => s,
+            Err(e) => {
+                issues.push(format!("index: {e}"));
+                continue;
+            }
+        };
+        for m in &metas {
+            chunks += 1;
+            if m.min_time < meta.min_time || m.max_time >= meta.max_time {
+                issues.push(format!(
+                    "series {labels}: chunk [{}, {}] outside the block range [{}, {})",
+                    m.min_time, m.max_time, meta.min_time, meta.max_time
+                ));
+            }
+            let decoded = match block.chunk(m).await {
+                Ok(c) => block.decode_chunk(&labels, m, &c),
+                Err(e) => Err(e),
+            };
+            match decoded {
+                Ok(s) => {
+                    samples += s.len() as u64;
+                    let (first, last) = (s.first().map(|x| x.0), s.last().map(|x| x.0));
+                    if first != Some(m.min_time) || last != Some(m.max_time) {
+                        issues.push(format!(
+                            "series {labels}: chunk samples span {first:?}..{last:?}, the index says [{}, {}]",
+                            m.min_time, m.max_time
+                        ));
+                    }
+                }
+                Err(e) => issues.push(e.to_string()),
+            }
+        }
+    }
+    let stats = &meta.stats;
+    let counted = (refs.len() as u64, chunks, samples);
+    let claimed = (stats.num_series, stats.num_chunks, stats.num_samples);
+    if counted != claimed {
+        issues.push(format!(
+            "meta.json stats (series, chunks, samples) = {claimed:?}, the block holds {counted:?}"
+        ));
+    }
+    issues
 }

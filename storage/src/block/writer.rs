@@ -152,11 +152,8 @@ impl BlockWriter {
         self.segments.finish()?;
 
         let index_loc = FileLocation::new(&id, INDEX_FILENAME);
-        let mut index = IndexWriter::create(
-            &self.tmp_dir.join(INDEX_FILENAME),
-            index_loc,
-            &self.symbols,
-        )?;
+        let mut index =
+            IndexWriter::create(&self.tmp_dir.join(INDEX_FILENAME), index_loc, &self.symbols)?;
         for (labels, metas) in &self.series {
             index.add_series(labels, metas)?;
         }
@@ -171,7 +168,8 @@ impl BlockWriter {
         meta.stats.num_chunks = self.num_chunks;
         meta.thanos = thanos;
         let meta_loc = FileLocation::new(&id, super::meta::META_FILENAME);
-        meta.write_to_dir(&self.tmp_dir).map_err(|e| meta_loc.io(e))?;
+        meta.write_to_dir(&self.tmp_dir)
+            .map_err(|e| meta_loc.io(e))?;
 
         let final_dir = self.parent.join(&id);
         let dir_loc = FileLocation::new(&id, "");

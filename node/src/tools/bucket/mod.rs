@@ -1,5 +1,6 @@
 //! `strata tools bucket`: list, inspect, verify and upload blocks.
 
+mod generate;
 mod inspect;
 mod ls;
 mod upload;
@@ -45,6 +46,13 @@ pub enum BucketCommand {
         #[arg(long = "id")]
         ids: Vec<String>,
     },
+    /// Write demo data (node-exporter-like series) as blocks into the bucket.
+    Generate {
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+        #[command(flatten)]
+        args: generate::GenerateArgs,
+    },
     /// Upload local block directories into the bucket.
     #[command(alias = "upload-blocks")]
     Upload {
@@ -66,6 +74,7 @@ impl BucketCommand {
             BucketCommand::Ls { objstore, output } => ls::run(&objstore, output).await,
             BucketCommand::Inspect { objstore, output } => inspect::run(&objstore, output).await,
             BucketCommand::Verify { objstore, ids } => verify::run(&objstore, &ids).await,
+            BucketCommand::Generate { objstore, args } => generate::run(&objstore, &args).await,
             BucketCommand::Upload {
                 objstore,
                 path,

@@ -1,0 +1,144 @@
+//! `strata tools bucket generate`: node-exporter-like demo data written as 2h blocks into the
+//! bucket, so a newcomer has something to inspect and query.
+
+use super::upload::parse_labels;
+use crate::flags::ObjstoreFlags;
+use crate::progress;
+use anyhow::Context as _;
+use std::process::ExitCode;
+use storage::block::meta::ThanosMeta;
+use storage::block::{BlockWriter, BlockWriterOptions};
+use storage::labels::Labels;
+use ulid::Ulid;
+
+const BLOCK_MS: i64 = 2 * 3600 * 1000;
+const SCRAPE_MS: i64 = 15_000;
+
+/// Options of the generator.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Hours of data, ending at the last 2h boundary before now.
+    #[arg(long, default_value_t = 24)]
+    pub hours: i64,
+    /// Number of simulated hosts; each has about 30 series.
+    #[arg(long, default_value_t = 10)]
+    pub instances: usize,
+    /// External labels of the generated blocks, as name="value" (repeatable).
+    #[arg(long = "label", default_values_t = ["cluster=\"demo\"".to_string(), "replica=\"A\"".to_string()])]
+    pub labels: Vec<String>,
+}
+
+/// One synthetic series: labels and a value function of the sample index.
+struct Synth {
+    labels: Labels,
+    value: Box<dyn Fn(i64) -> f64 + Send>,
+}
+
+fn synth_series(instances: usize) -> Vec<Synth> {
+    let mut out = Vec::new();
+    for i in 0..instances {
+        let inst = format!("host-{i:02}:9100");
+        let base = |name: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("__name__", name),
+                ("instance", inst.as_str()),
+                ("job", "node"),
+            ];
+            pairs.extend_from_slice(extra);
+            Labels::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        };
+        let seed = i as f64;
+        for cpu in ["0", "1"] {
+            for (m, mode) in ["idle", "user", "system", "iowait"].iter().enumerate() {
+                let rate = [0.7, 0.2, 0.08, 0.02][m] * (1.0 + seed * 0.01);
+                out.push(Synth {
+                    labels: base("node_cpu_seconds_total", &[("cpu", cpu), ("mode", mode)]),
+                    value: Box::new(move |k| (k as f64 * 15.0 * rate * 100.0).round() / 100.0),
+                });
+            }
+        }
+        out.push(Synth {
+            labels: base("node_memory_MemAvailable_bytes", &[]),
+            value: Box::new(move |k| 4e9 + 1e9 * ((k as f64) / 240.0 + seed).sin()),
+        });
+        out.push(Synth {
+            labels: base("node_load1", &[]),
+            value: Box::new(move |k| (1.0 + ((k as f64) / 60.0 + seed).sin()).max(0.0)),
+        });
+        for dev in ["eth0", "lo"] {
+            let speed = if dev == "lo" {
+                1000.0
+            } else {
+                125_000.0 + seed * 1000.0
+            };
+            out.push(Synth {
+                labels: base("node_network_receive_bytes_total", &[("device", dev)]),
+                value: Box::new(move |k| (k as f64 * 15.0 * speed).floor()),
+            });
+        }
+        let bounds = [
+            "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
+        ];
+        for (b, le) in bounds.iter().enumerate() {
+            let share = ((b + 1) as f64 / bounds.len() as f64).powf(0.3);
+            out.push(Synth {
+                labels: base("http_request_duration_seconds_bucket", &[("le", le)]),
+                value: Box::new(move |k| (k as f64 * 10.0 * share).floor()),
+            });
+        }
+        out.push(Synth {
+            labels: base("up", &[]),
+            value: Box::new(|_| 1.0),
+        });
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+/// Writes the demo blocks into a scratch directory and uploads them.
+pub async fn run(objstore: &ObjstoreFlags, args: &GenerateArgs) -> anyhow::Result<ExitCode> {
+    let labels = parse_labels(&args.labels)?;
+    let bucket = objstore.open()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .as_millis() as i64;
+    let end = now / BLOCK_MS * BLOCK_MS;
+    let start = end - args.hours.max(1) * 3_600_000 / BLOCK_MS * BLOCK_MS;
+    let series = synth_series(args.instances);
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let bar = progress::items(((end - start) / BLOCK_MS) as u64, "writing blocks");
+    let mut written = 0;
+    for block_start in (start..end).step_by(BLOCK_MS as usize) {
+        let first_k = (block_start - start) / SCRAPE_MS;
+        let thanos = ThanosMeta {
+            version: 1,
+            labels: labels.clone(),
+            source: "bucket.generate".into(),
+            ..ThanosMeta::default()
+        };
+        let mut writer =
+            BlockWriter::new(scratch.path(), Ulid::new(), BlockWriterOptions::default())?;
+        for s in &series {
+            let samples: Vec<(i64, f64)> = (0..BLOCK_MS / SCRAPE_MS)
+                .map(|j| (block_start + j * SCRAPE_MS, (s.value)(first_k + j)))
+                .collect();
+            writer.add_series(s.labels.clone(), &samples)?;
+        }
+        // Head-cut blocks span their whole 2h range, as Prometheus' do.
+        let (dir, meta) =
+            writer.finish(Some(thanos), Some((block_start, block_start + BLOCK_MS)))?;
+        storage::bucket::blocks::upload_block(bucket.as_ref(), &dir, &meta, None).await?;
+        std::fs::remove_dir_all(&dir)?;
+        written += 1;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!(
+        "wrote {written} block(s) of {} series ({} h at 15 s) into {}",
+        series.len(),
+        (end - start) / 3_600_000,
+        bucket.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
