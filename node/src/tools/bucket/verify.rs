@@ -34,8 +34,14 @@ pub async fn run(objstore: &ObjstoreFlags, ids: &[String]) -> anyhow::Result<Exi
     let bar = progress::items(metas.len() as u64, "verifying blocks");
     for meta in metas {
         bar.set_message(meta.ulid.to_string());
+        let prefix = format!("block {}", meta.ulid);
         for issue in verify_block(bucket.clone(), meta).await {
-            issues.push(format!("block {}: {issue}", meta.ulid));
+            // Errors from the block reader already name the block.
+            if issue.starts_with(&prefix) {
+                issues.push(issue);
+            } else {
+                issues.push(format!("{prefix}: {issue}"));
+            }
         }
         bar.inc(1);
     }
