@@ -9,5 +9,5 @@ pub mod matcher;
 
 pub use labels::{Label, Labels};
 
-#[cfg(any(test, feature = "testing"))]
+#[cfg(feature = "testing")]
 pub mod testing;

@@ -16,53 +16,13 @@ use storage::bucket::{
     open_backend, open_bucket, Bucket, BucketConfig, BucketMetrics, BucketObject, BucketOptions,
     ErrorKind,
 };
-use tempfile::TempDir;
+use storage::testing::s3::{S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
 use ulid::Ulid;
 
-const ACCESS_KEY: &str = "AKIASTRATATEST";
-const SECRET_KEY: &str = "strata-secret-123";
-const BUCKET: &str = "bkt";
 const MIB: usize = 1024 * 1024;
 
-/// An s3s-fs server on 127.0.0.1 with one bucket; stops when dropped.
-struct S3Server {
-    _root: TempDir,
-    port: u16,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 async fn start_s3() -> S3Server {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join(BUCKET)).unwrap();
-    let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let task = tokio::spawn(async move {
-        let http =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-        while let Ok((sock, _)) = listener.accept().await {
-            let conn = http
-                .serve_connection(hyper_util::rt::TokioIo::new(sock), service.clone())
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-    });
-    S3Server {
-        _root: root,
-        port,
-        task,
-    }
+    S3Server::start().await.unwrap()
 }
 
 fn s3_yaml(port: u16, secret: &str, extra: &str) -> String {

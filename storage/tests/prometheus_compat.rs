@@ -292,3 +292,68 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// The value of a bucket operation counter in `registry`.
+fn operations(registry: &prometheus::Registry, op: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "strata_objstore_bucket_operations_total")
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "operation" && l.value() == op)
+        })
+        .map(|m| m.get_counter().get_value())
+        .sum()
+}
+
+#[tokio::test]
+async fn reads_promtool_blocks_from_s3_by_range_reads() {
+    if skip_without_prometheus() {
+        return;
+    }
+    use storage::bucket::{blocks, open_bucket, BucketConfig, BucketMetrics, BucketOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let series = sample_series(ALIGNED_START + 3_600_000, 3 * 240);
+    let om = tmp.path().join("data.om");
+    write_openmetrics(&om, &series).unwrap();
+    let data = tmp.path().join("data");
+    let dirs = create_blocks_from_openmetrics(&om, &data).unwrap();
+
+    let s3 = storage::testing::S3Server::start().await.unwrap();
+    let config =
+        BucketConfig::parse(&s3.yaml(storage::testing::s3::SECRET_KEY, ""), "test").unwrap();
+    let registry = prometheus::Registry::new();
+    let metrics = BucketMetrics::register(&registry).unwrap();
+    let bucket = open_bucket(&config, &BucketOptions::default(), &metrics).unwrap();
+    for dir in &dirs {
+        let meta = storage::block::BlockMeta::read_from_dir(dir).unwrap();
+        blocks::upload_block(bucket.as_ref(), dir, &meta, None)
+            .await
+            .unwrap();
+    }
+    let gets_before = operations(&registry, "get");
+    let fetched = blocks::fetch_metas(bucket.as_ref()).await.unwrap();
+    assert_eq!(fetched.metas.len(), dirs.len());
+    let mut ours: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for meta in fetched.metas.into_values() {
+        let block = Block::open_bucket(bucket.clone(), meta).await.unwrap();
+        for s in block.all_series().await.unwrap() {
+            ours.entry(s.labels.to_string())
+                .or_default()
+                .extend(s.samples);
+        }
+    }
+    for v in ours.values_mut() {
+        v.sort_by_key(|s| s.0);
+    }
+    assert_same_samples(&ours, &promtool_dump(&data).unwrap());
+    // Whole-object reads are the meta.json files only; index and chunks come by range reads.
+    assert_eq!(
+        operations(&registry, "get") - gets_before,
+        dirs.len() as f64
+    );
+    assert!(operations(&registry, "get_range") > 0.0);
+}

@@ -3,6 +3,8 @@
 
 pub mod openmetrics;
 pub mod prometheus;
+pub mod s3;
 
 pub use openmetrics::write_openmetrics;
 pub use prometheus::{promtool_available, PrometheusServer};
+pub use s3::S3Server;
