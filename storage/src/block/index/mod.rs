@@ -4,6 +4,7 @@
 //! by range reads (local file or bucket object) and answers postings and series lookups.
 //! Layout facts: `tsdb-format.md` section 4.
 
+mod layout;
 mod postings;
 mod reader;
 mod select;

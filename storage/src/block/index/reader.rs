@@ -182,6 +182,11 @@ impl IndexReader {
         &self.loc
     }
 
+    /// The index file's bytes.
+    pub(super) fn source(&self) -> &dyn RangeSource {
+        &*self.source
+    }
+
     /// The table of contents.
     pub fn toc(&self) -> &Toc {
         &self.toc
@@ -419,7 +424,7 @@ impl IndexReader {
     }
 }
 
-async fn read(
+pub(super) async fn read(
     src: &dyn RangeSource,
     loc: &FileLocation,
     range: std::ops::Range<u64>,

@@ -13,7 +13,7 @@ impl IndexReader {
     /// every postings list equal to what the series say. Returns `Err` only when the file
     /// cannot be read at all (I/O); corruption is reported as an issue.
     pub async fn verify(&self) -> Result<Vec<String>, BlockError> {
-        let mut issues = Vec::new();
+        let mut issues = self.verify_layout().await?;
         self.verify_tables(&mut issues);
         let walked = self.walk_series(&mut issues).await?;
 
