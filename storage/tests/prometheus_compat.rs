@@ -73,26 +73,33 @@ fn sample_series(start: i64, points: i64) -> Series {
     out
 }
 
-async fn read_all(dir: &Path) -> BTreeMap<String, Vec<(i64, f64)>> {
-    let mut out: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
-    for block_dir in block_dirs(dir).expect("list blocks") {
-        let block = Block::open_dir(&block_dir).await.expect("open block");
-        for s in block.all_series().await.expect("read block") {
-            out.entry(s.labels.to_string())
-                .or_default()
-                .extend(s.samples);
-        }
+/// Samples by series label string, merged across blocks and sorted by time.
+type ByLabels = BTreeMap<String, Vec<(i64, f64)>>;
+
+async fn add_block(out: &mut ByLabels, block: &Block) {
+    for s in block.all_series().await.expect("read block") {
+        out.entry(s.labels.to_string())
+            .or_default()
+            .extend(s.samples);
     }
     for v in out.values_mut() {
         v.sort_by_key(|s| s.0);
     }
+}
+
+async fn read_all(dir: &Path) -> ByLabels {
+    let mut out = ByLabels::new();
+    for block_dir in block_dirs(dir).expect("list blocks") {
+        add_block(
+            &mut out,
+            &Block::open_dir(&block_dir).await.expect("open block"),
+        )
+        .await;
+    }
     out
 }
 
-fn assert_same_samples(
-    ours: &BTreeMap<String, Vec<(i64, f64)>>,
-    theirs: &BTreeMap<String, Vec<(i64, f64)>>,
-) {
+fn assert_same_samples(ours: &ByLabels, theirs: &ByLabels) {
     assert_eq!(
         ours.keys().collect::<Vec<_>>(),
         theirs.keys().collect::<Vec<_>>(),
@@ -108,7 +115,7 @@ fn assert_same_samples(
     }
 }
 
-fn to_map(series: &Series) -> BTreeMap<String, Vec<(i64, f64)>> {
+fn to_map(series: &Series) -> ByLabels {
     series
         .iter()
         .map(|(l, s)| (l.to_string(), s.clone()))
