@@ -53,12 +53,13 @@ fn bench_xor(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("decode", name), &chunk.data, |b, d| {
             b.iter(|| {
-                let (mut ts, mut vs) = (0i64, 0f64);
+                // Integer folds: a float sum would add its 3-cycle latency to every sample.
+                let (mut ts, mut vs) = (0i64, 0u64);
                 for s in XorIterator::new(black_box(d)) {
                     match s {
                         Ok((t, v)) => {
                             ts = ts.wrapping_add(t);
-                            vs += v;
+                            vs ^= v.to_bits();
                         }
                         Err(e) => panic!("{e}"),
                     }
@@ -66,9 +67,38 @@ fn bench_xor(c: &mut Criterion) {
                 (ts, vs)
             })
         });
+        g.bench_with_input(
+            BenchmarkId::new("decode_batches", name),
+            &chunk.data,
+            |b, d| {
+                b.iter(|| {
+                    let (mut ts, mut vs) = (0i64, 0u64);
+                    let mut it = XorIterator::new(black_box(d));
+                    while let Ok(Some(batch)) = it.next_batch() {
+                        for &(t, v) in batch {
+                            ts = ts.wrapping_add(t);
+                            vs ^= v.to_bits();
+                        }
+                    }
+                    (ts, vs)
+                })
+            },
+        );
         g.bench_with_input(BenchmarkId::new("decode_vec", name), &chunk.data, |b, d| {
             b.iter(|| decode_xor(black_box(d)))
         });
+        let mut out = Vec::with_capacity(SAMPLES);
+        g.bench_with_input(
+            BenchmarkId::new("decode_into", name),
+            &chunk.data,
+            |b, d| {
+                b.iter(|| {
+                    out.clear();
+                    let r = XorIterator::new(black_box(d)).decode_into(&mut out);
+                    (r.is_ok(), out.len())
+                })
+            },
+        );
     }
     g.finish();
 }

@@ -91,6 +91,18 @@ impl BitWriter {
     }
 }
 
+/// The last bytes of `data` from `pos`, zero-padded to a word; by value so the caller's
+/// reader does not escape into a call.
+#[cold]
+fn load_tail(data: &[u8], pos: usize) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(rest) = data.get(pos..) {
+        let n = rest.len().min(8);
+        b[..n].copy_from_slice(&rest[..n]);
+    }
+    u64::from_be_bytes(b)
+}
+
 #[inline]
 fn mask(n: u32) -> u64 {
     if n >= 64 {
@@ -100,8 +112,9 @@ fn mask(n: u32) -> u64 {
     }
 }
 
-/// Reads bits MSB-first through a 64-bit register.
-#[derive(Debug, Clone)]
+/// Reads bits MSB-first through a 64-bit register. `Copy` so a decode loop can hold it in a
+/// local whose fields stay in registers.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     /// Next byte to load; may run past `data.len()`, those bytes read as zero.
@@ -129,7 +142,7 @@ impl<'a> BitReader<'a> {
     pub(crate) fn refill(&mut self) {
         let w = match self.data.get(self.pos..).and_then(<[u8]>::first_chunk::<8>) {
             Some(b) => u64::from_be_bytes(*b),
-            None => self.load_tail(),
+            None => load_tail(self.data, self.pos),
         };
         // Bits already in the register below `valid` are the same stream bytes, so OR-ing
         // the whole word again is harmless; only whole bytes are counted as loaded.
@@ -137,16 +150,6 @@ impl<'a> BitReader<'a> {
         let bytes = (63 - self.valid) >> 3;
         self.pos += bytes as usize;
         self.valid += bytes << 3;
-    }
-
-    #[cold]
-    fn load_tail(&self) -> u64 {
-        let mut b = [0u8; 8];
-        if let Some(rest) = self.data.get(self.pos..) {
-            let n = rest.len().min(8);
-            b[..n].copy_from_slice(&rest[..n]);
-        }
-        u64::from_be_bytes(b)
     }
 
     /// The register, next bit in the most significant position.
@@ -162,7 +165,7 @@ impl<'a> BitReader<'a> {
         self.valid -= n;
     }
 
-    /// Reads `n` bits, 1 <= n <= 56, after a refill guaranteeing them.
+    /// Reads `n` bits, 1 <= n <= valid bits (so n <= 63).
     #[inline(always)]
     pub(crate) fn read(&mut self, n: u32) -> u64 {
         let x = self.buf >> (64 - n);
@@ -193,6 +196,12 @@ impl<'a> BitReader<'a> {
     #[inline(always)]
     pub(crate) fn bits_consumed(&self) -> u64 {
         (self.pos as u64) * 8 - u64::from(self.valid)
+    }
+
+    /// Bits of `data` not yet consumed (zero once past the end).
+    #[inline(always)]
+    pub(crate) fn bits_left(&self) -> u64 {
+        self.bits_total().saturating_sub(self.bits_consumed())
     }
 
     /// Bits in `data`.

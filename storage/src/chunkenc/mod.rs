@@ -8,6 +8,7 @@
 mod bstream;
 pub mod histogram;
 pub mod xor;
+mod xor_iter;
 
 use bytes::Bytes;
 use std::fmt;

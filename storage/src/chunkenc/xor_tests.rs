@@ -288,3 +288,74 @@ proptest! {
         let _ = decode_xor(&data);
     }
 }
+
+/// Samples as bits, and the error that ended decoding.
+type Decoded = (Vec<(i64, u64)>, Option<ChunkError>);
+
+/// Decodes with each API: the iterator, batches, and the bulk decoder; all must agree.
+fn decode_three_ways(data: &[u8]) -> [Decoded; 3] {
+    let bits = |v: Vec<(i64, f64)>| v.into_iter().map(|(t, v)| (t, v.to_bits())).collect();
+    let mut a = Vec::new();
+    let mut a_err = None;
+    for s in XorIterator::new(data) {
+        match s {
+            Ok(s) => a.push(s),
+            Err(e) => a_err = Some(e),
+        }
+    }
+    let mut b = Vec::new();
+    let mut it = XorIterator::new(data);
+    // Take a few with next() first so mixing the two is covered.
+    let mut b_err = None;
+    for s in it.by_ref().take(3) {
+        match s {
+            Ok(s) => b.push(s),
+            Err(e) => b_err = Some(e),
+        }
+    }
+    if b_err.is_none() {
+        b_err = loop {
+            match it.next_batch() {
+                Ok(Some(batch)) => b.extend_from_slice(batch),
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+    }
+    let mut c = Vec::new();
+    let c_err = XorIterator::new(data).decode_into(&mut c).err();
+    [(bits(a), a_err), (bits(b), b_err), (bits(c), c_err)]
+}
+
+proptest! {
+    #[test]
+    fn iterator_batches_and_bulk_decoding_agree(
+        samples in proptest::collection::vec((0i64..40_000, 0u64..4, any::<u64>()), 1..200),
+        flip in proptest::option::of((any::<usize>(), any::<u8>())),
+        cut in proptest::option::of(any::<usize>()),
+    ) {
+        // Values drawn from a few shapes so runs, reuse and fresh windows all occur.
+        let mut t = 0;
+        let mut v = 0.0;
+        let samples: Vec<_> = samples.into_iter().map(|(d, kind, x)| {
+            t += if d % 3 == 0 { 15_000 } else { d };
+            v = match kind { 0 => v, 1 => v + (x % 5) as f64, 2 => f64::from_bits(x), _ => -v };
+            (t, v)
+        }).collect();
+        let mut data = encode(&samples);
+        if let Some((i, x)) = flip {
+            let n = data.len();
+            data[i % n] ^= x;
+        }
+        if let Some(c) = cut {
+            data.truncate(c % (data.len() + 1));
+        }
+        let [a, b, c] = decode_three_ways(&data);
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(&a, &c);
+        if flip.is_none() && cut.is_none() {
+            prop_assert!(a.1.is_none());
+            prop_assert!(bits_equal(&decode_xor(&data).unwrap(), &samples));
+        }
+    }
+}
