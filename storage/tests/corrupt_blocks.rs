@@ -162,3 +162,24 @@ async fn damaged_tombstones_are_reported_and_deletions_are_honoured() {
     let e = open_and_read(&dir).await.unwrap_err();
     assert_names(&e, &id, "tombstones", false);
 }
+
+#[tokio::test]
+async fn native_histogram_chunks_are_refused_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, id) = fixture(tmp.path());
+    // Rewrite the first chunk record's encoding byte to 2 (histogram) with a valid CRC, as a
+    // Prometheus with native histograms enabled would have written it.
+    let seg = dir.join("chunks/000001");
+    let mut b = std::fs::read(&seg).unwrap();
+    let (len, varint_len) = (b[8] as usize, 1); // the fixture's first chunk is < 128 bytes
+    assert!(len < 128);
+    let enc_at = 8 + varint_len;
+    b[enc_at] = 2;
+    let crc = storage::encoding::crc32c(&b[enc_at..enc_at + 1 + len]);
+    b[enc_at + 1 + len..enc_at + 5 + len].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(&seg, b).unwrap();
+    let e = open_and_read(&dir).await.unwrap_err();
+    assert!(matches!(e, BlockError::Unsupported { .. }), "{e}");
+    assert_names(&e, &id, "chunks/000001", false);
+    assert!(e.to_string().contains("native histograms"), "{e}");
+}
