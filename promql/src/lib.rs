@@ -1,1 +1,12 @@
-//! PromQL evaluation over a `Queryable`. Not built yet: see the PromQL issue.
+//! PromQL evaluation with Prometheus 2.42 semantics: expressions parsed by `promql-parser`,
+//! evaluated over a [`Queryable`] that supplies series by matchers and time range.
+
+pub mod engine;
+pub mod error;
+pub mod queryable;
+pub mod value;
+
+pub use engine::{Engine, EngineOptions, QueryResult};
+pub use error::QueryError;
+pub use queryable::{Queryable, SeriesData};
+pub use value::{Sample, Series, Value};

@@ -143,7 +143,9 @@ impl Chunk {
 
     /// All float samples decoded; histogram chunks are [`ChunkError::Unsupported`].
     pub fn samples(&self) -> Result<Vec<(i64, f64)>, ChunkError> {
-        self.float_iter()?.collect()
+        let mut out = Vec::new();
+        self.float_iter()?.decode_into(&mut out)?;
+        Ok(out)
     }
 }
 
