@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod functions;
 pub mod queryable;
 pub mod value;
 
