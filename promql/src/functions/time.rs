@@ -1,19 +1,16 @@
-//! Calendar parts of a Unix time in UTC (`year()`, `month()`, ...), proleptic Gregorian, no
-//! leap seconds, like Go's `time` package.
+//! Calendar parts of a Unix time in UTC (`year()`, `month()`, ...), computed with the
+//! algorithm of Go 1.19's `time` package (which Debian's Prometheus 2.42 is built with):
+//! proleptic Gregorian, no leap seconds, and the same wrap-around for absurd times.
 
 /// The date function `name` (`day_of_month`, `day_of_week`, `day_of_year`, `days_in_month`,
 /// `hour`, `minute`, `month`, `year`) of `t_seconds`, or `None` for another name.
 ///
-/// Prometheus converts the value with Go's `int64(v)`, truncating towards zero; on amd64 a NaN,
-/// an infinity or a value outside the int64 range becomes `i64::MIN`. That value is far outside
-/// any calendar, so those inputs answer NaN here (documented difference: Go prints a
-/// meaningless date for them).
+/// Prometheus converts the value with Go's `int64(v)`: truncation towards zero, and on amd64
+/// `i64::MIN` for NaN, infinities and values outside the int64 range, which Go's calendar
+/// code then wraps into the year 292277026596. Both are reproduced.
 pub fn date_part(name: &str, t_seconds: f64) -> Option<f64> {
     let part = DatePart::from_name(name)?;
-    let Some(secs) = go_int64(t_seconds) else {
-        return Some(f64::NAN);
-    };
-    Some(part.of(secs) as f64)
+    Some(part.of(go_int64(t_seconds)) as f64)
 }
 
 /// One calendar field.
@@ -55,29 +52,105 @@ impl DatePart {
 
     /// This part of the UTC time `secs` seconds after the epoch.
     pub fn of(self, secs: i64) -> i64 {
-        let days = secs.div_euclid(86_400);
-        let second_of_day = secs.rem_euclid(86_400);
-        let (year, month, day) = civil_from_days(days);
+        let abs = (secs.wrapping_add(UNIX_TO_ABSOLUTE)) as u64;
+        let date = abs_date(abs);
+        let second_of_day = (abs % SECONDS_PER_DAY) as i64;
         match self {
-            DatePart::DayOfMonth => day,
-            // 1970-01-01 was a Thursday (4).
-            DatePart::DayOfWeek => (days + 4).rem_euclid(7),
-            DatePart::DayOfYear => days - days_from_civil(year, 1, 1) + 1,
-            DatePart::DaysInMonth => days_in_month(year, month),
+            DatePart::DayOfMonth => date.day,
+            // Day 0 of the absolute calendar was a Monday.
+            DatePart::DayOfWeek => {
+                ((abs.wrapping_add(SECONDS_PER_DAY) % (7 * SECONDS_PER_DAY)) / SECONDS_PER_DAY)
+                    as i64
+            }
+            DatePart::DayOfYear => date.yday + 1,
+            DatePart::DaysInMonth => days_in_month(date.year, date.month),
             DatePart::Hour => second_of_day / 3600,
             DatePart::Minute => second_of_day % 3600 / 60,
-            DatePart::Month => month,
-            DatePart::Year => year,
+            DatePart::Month => date.month,
+            DatePart::Year => date.year,
         }
     }
 }
 
-/// Go's `int64(f)` on amd64 for the values that stay meaningful: truncation towards zero;
-/// `None` where Go would produce `i64::MIN` (NaN, infinities, out of range). Times beyond a
-/// few hundred billion years would overflow the day arithmetic, so they are `None` too.
-fn go_int64(v: f64) -> Option<i64> {
-    const LIMIT: f64 = 1e16; // about 317 million years
-    (v.is_finite() && v.abs() < LIMIT).then(|| v.trunc() as i64)
+const SECONDS_PER_DAY: u64 = 86_400;
+const DAYS_PER_400_YEARS: u64 = 365 * 400 + 97;
+const DAYS_PER_100_YEARS: u64 = 365 * 100 + 24;
+const DAYS_PER_4_YEARS: u64 = 365 * 4 + 1;
+/// Go's `absoluteZeroYear`: the absolute calendar starts here.
+const ABSOLUTE_ZERO_YEAR: i64 = -292_277_022_399;
+/// Go's `unixToInternal + internalToAbsolute`: Unix seconds to absolute seconds.
+const UNIX_TO_ABSOLUTE: i64 = 9_223_372_028_715_321_600;
+/// Days before the start of each month in a non-leap year (Go's `daysBefore`).
+const DAYS_BEFORE: [i64; 13] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365];
+
+/// Go's `int64(f)` on amd64: truncation towards zero, `i64::MIN` when that does not fit.
+fn go_int64(v: f64) -> i64 {
+    // 2^63 is exactly representable; every finite f64 below it truncates into range.
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if v.is_nan() || v >= TWO_63 || v < -TWO_63 {
+        i64::MIN
+    } else {
+        v as i64
+    }
+}
+
+struct AbsDate {
+    year: i64,
+    month: i64,
+    day: i64,
+    /// 0-based day of the year.
+    yday: i64,
+}
+
+/// Go 1.19's `absDate`: the date of `abs` seconds since the absolute zero year.
+fn abs_date(abs: u64) -> AbsDate {
+    let mut d = abs / SECONDS_PER_DAY;
+    let mut n = d / DAYS_PER_400_YEARS;
+    let mut y = 400 * n;
+    d -= DAYS_PER_400_YEARS * n;
+    n = d / DAYS_PER_100_YEARS;
+    n -= n >> 2;
+    y += 100 * n;
+    d -= DAYS_PER_100_YEARS * n;
+    n = d / DAYS_PER_4_YEARS;
+    y += 4 * n;
+    d -= DAYS_PER_4_YEARS * n;
+    n = d / 365;
+    n -= n >> 2;
+    y += n;
+    d -= 365 * n;
+
+    let year = (y as i64).wrapping_add(ABSOLUTE_ZERO_YEAR);
+    let yday = d as i64;
+    let mut day = yday;
+    if is_leap(year) {
+        if day == 31 + 29 - 1 {
+            return AbsDate {
+                year,
+                month: 2,
+                day: 29,
+                yday,
+            };
+        }
+        if day > 31 + 29 - 1 {
+            day -= 1;
+        }
+    }
+    // Every month has at most 31 days, so this estimate is low by at most one month.
+    let mut month = day / 31;
+    let end = DAYS_BEFORE[(month + 1) as usize];
+    let begin = if day >= end {
+        month += 1;
+        end
+    } else {
+        DAYS_BEFORE[month as usize]
+    };
+    AbsDate {
+        year,
+        month: month + 1,
+        day: day - begin + 1,
+        yday,
+    }
 }
 
 fn is_leap(year: i64) -> bool {
@@ -91,31 +164,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The proleptic Gregorian `(year, month, day)` of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -178,15 +226,35 @@ mod tests {
     }
 
     #[test]
-    fn unknown_name_and_non_finite_values() {
+    fn non_finite_and_huge_values_wrap_like_go_on_amd64() {
         assert_eq!(date_part("week", 0.0), None);
-        assert!(part("year", f64::NAN).is_nan());
-        assert!(part("year", f64::INFINITY).is_nan());
+        // Probed from Prometheus 2.42: year(vector(NaN)) and friends.
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e19, -1e19] {
+            assert_eq!(part("year", v), 292277026596.0);
+            assert_eq!(part("month", v), 12.0);
+            assert_eq!(part("day_of_month", v), 4.0);
+            assert_eq!(part("hour", v), 15.0);
+            assert_eq!(part("day_of_week", v), 0.0);
+        }
+        assert_eq!(part("year", 1e17), 3168875820.0);
+        assert_eq!(part("year", -1e17), -3168871881.0);
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm), an
+    /// oracle independent of Go's.
+    fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
     }
 
     proptest! {
         #[test]
-        fn parts_round_trip_to_the_same_time(secs in -100_000_000_000i64..100_000_000_000) {
+        fn parts_round_trip_to_the_same_time(secs in -100_000_000_000_000i64..100_000_000_000_000) {
             let p = |d: DatePart| d.of(secs);
             let (y, mo, d) = (p(DatePart::Year), p(DatePart::Month), p(DatePart::DayOfMonth));
             prop_assert!((1..=12).contains(&mo));
@@ -198,8 +266,8 @@ mod tests {
             prop_assert_eq!(back, secs);
             let doy = p(DatePart::DayOfYear);
             prop_assert_eq!(days_from_civil(y, 1, 1) + doy - 1, secs.div_euclid(86_400));
-            let dow = p(DatePart::DayOfWeek);
-            prop_assert!((0..7).contains(&dow));
+            // 1970-01-01 was a Thursday.
+            prop_assert_eq!(p(DatePart::DayOfWeek), (secs.div_euclid(86_400) + 4).rem_euclid(7));
         }
     }
 }
