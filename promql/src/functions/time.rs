@@ -87,7 +87,7 @@ const DAYS_BEFORE: [i64; 13] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304
 fn go_int64(v: f64) -> i64 {
     // 2^63 is exactly representable; every finite f64 below it truncates into range.
     const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-    if v.is_nan() || v >= TWO_63 || v < -TWO_63 {
+    if v.is_nan() || !(-TWO_63..TWO_63).contains(&v) {
         i64::MIN
     } else {
         v as i64
