@@ -3,10 +3,17 @@
 
 pub mod engine;
 pub mod error;
+mod eval;
+// The `funcs` branch provides `src/functions/`; until it is merged this points at a stand-in
+// with the same API. After the merge this line becomes `pub mod functions;`.
+#[path = "functions_fallback/mod.rs"]
+pub mod functions;
+pub mod memory;
 pub mod queryable;
 pub mod value;
 
-pub use engine::{Engine, EngineOptions, QueryResult};
+pub use engine::{CancelFlag, Engine, EngineOptions, QueryResult};
 pub use error::QueryError;
+pub use memory::MemoryQueryable;
 pub use queryable::{Queryable, SeriesData};
 pub use value::{Sample, Series, Value};
