@@ -206,8 +206,7 @@ impl Evaluator<'_> {
                 let lo = self.eval_scalar(arg(c, 1)?, g)?;
                 let hi = self.eval_scalar(arg(c, 2)?, g)?;
                 Val::Vector(map_values(v, g, false, |i, x| {
-                    (hi[i] >= lo[i] || hi[i].is_nan() || lo[i].is_nan())
-                        .then(|| math::clamp(x, lo[i], hi[i]))
+                    math::clamp(x, lo[i], hi[i])
                 })?)
             }
             "clamp_min" | "clamp_max" => {
@@ -352,20 +351,7 @@ impl Evaluator<'_> {
                     "idelta" => frange::instant_delta(w, false),
                     "deriv" => frange::deriv(w),
                     "predict_linear" => frange::predict_linear(w, g.t(i), sc(0, i)),
-                    "holt_winters" => {
-                        let (sf, tf) = (sc(0, i), sc(1, i));
-                        if sf <= 0.0 || sf >= 1.0 || sf.is_nan() {
-                            return Err(exec(format!(
-                                "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
-                            )));
-                        }
-                        if tf <= 0.0 || tf >= 1.0 || tf.is_nan() {
-                            return Err(exec(format!(
-                                "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
-                            )));
-                        }
-                        frange::holt_winters(w, sf, tf)
-                    }
+                    "holt_winters" => frange::holt_winters(w, sc(0, i), sc(1, i)).map_err(exec)?,
                     "resets" => Some(frange::resets(w)),
                     "changes" => Some(frange::changes(w)),
                     "avg_over_time" => frange::avg_over_time(w),

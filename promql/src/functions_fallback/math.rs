@@ -80,12 +80,12 @@ pub fn round(v: f64, to_nearest: f64) -> f64 {
     (v * inv + 0.5).floor() / inv
 }
 
-/// `clamp(v, min, max)`; NaN when `min > max` (the engine drops the series in that case).
-pub fn clamp(v: f64, min: f64, max: f64) -> f64 {
+/// `clamp(v, min, max)`; None when `min > max` (Prometheus returns no sample then).
+pub fn clamp(v: f64, min: f64, max: f64) -> Option<f64> {
     if max < min {
-        return f64::NAN;
+        return None;
     }
-    go_max(min, go_min(max, v))
+    Some(go_max(min, go_min(max, v)))
 }
 
 /// `clamp_min(v, min)`.

@@ -132,10 +132,21 @@ pub fn predict_linear(points: Points, eval_t_ms: i64, duration_s: f64) -> Option
     Some(slope * duration_s + intercept)
 }
 
-/// `holt_winters`: double exponential smoothing (the caller validates 0 < sf, tf < 1).
-pub fn holt_winters(points: Points, sf: f64, tf: f64) -> Option<f64> {
+/// `holt_winters`: double exponential smoothing; Err with Prometheus' text for a factor
+/// outside (0, 1) (NaN passes, as in Go); Ok(None) with fewer than two points.
+pub fn holt_winters(points: Points, sf: f64, tf: f64) -> Result<Option<f64>, String> {
+    if sf <= 0.0 || sf >= 1.0 {
+        return Err(format!(
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+        ));
+    }
+    if tf <= 0.0 || tf >= 1.0 {
+        return Err(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+        ));
+    }
     if points.len() < 2 {
-        return None;
+        return Ok(None);
     }
     let (mut s0, mut s1) = (0.0, points[0].1);
     let mut b = points[1].1 - points[0].1;
@@ -148,7 +159,7 @@ pub fn holt_winters(points: Points, sf: f64, tf: f64) -> Option<f64> {
         s0 = s1;
         s1 = x + y;
     }
-    Some(s1)
+    Ok(Some(s1))
 }
 
 /// `resets`: how often the value decreased.
