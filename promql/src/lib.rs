@@ -3,11 +3,14 @@
 
 pub mod engine;
 pub mod error;
+mod eval;
 pub mod functions;
+pub mod memory;
 pub mod queryable;
 pub mod value;
 
-pub use engine::{Engine, EngineOptions, QueryResult};
+pub use engine::{CancelFlag, Engine, EngineOptions, QueryResult};
 pub use error::QueryError;
+pub use memory::MemoryQueryable;
 pub use queryable::{Queryable, SeriesData};
 pub use value::{Sample, Series, Value};

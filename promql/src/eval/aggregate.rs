@@ -1,0 +1,316 @@
+//! Aggregations: sum, avg, min, max, count, group, stddev, stdvar, quantile, topk, bottomk,
+//! count_values, with `by`/`without`.
+
+use super::{Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
+use crate::error::QueryError;
+use crate::functions::histogram::quantile;
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use std::collections::HashMap;
+use std::sync::Arc;
+use storage::labels::{Label, Labels, METRIC_NAME};
+
+/// The output labels of a group.
+fn group_labels(l: &Labels, without: bool, grouping: &[String]) -> Labels {
+    let listed = |n: &str| grouping.iter().any(|g| g == n);
+    Labels::from_sorted(
+        l.iter()
+            .filter(|x| {
+                if without {
+                    x.name != METRIC_NAME && !listed(&x.name)
+                } else {
+                    listed(&x.name)
+                }
+            })
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
+pub(crate) fn format_go_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn valid_label_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+#[derive(Clone, Default)]
+struct Acc {
+    seen: bool,
+    value: f64,
+    mean: f64,
+    count: f64,
+    vals: Vec<f64>,
+}
+
+impl Acc {
+    fn first(&mut self, op: &str, v: f64) {
+        self.seen = true;
+        self.value = v;
+        self.mean = v;
+        self.count = 1.0;
+        self.vals.clear();
+        match op {
+            "stddev" | "stdvar" => self.value = 0.0,
+            "group" => self.value = 1.0,
+            "quantile" => self.vals.push(v),
+            _ => {}
+        }
+    }
+
+    fn add(&mut self, op: &str, v: f64) {
+        match op {
+            "sum" => self.value += v,
+            "avg" => {
+                self.count += 1.0;
+                if self.mean.is_infinite() {
+                    if v.is_infinite() && (self.mean > 0.0) == (v > 0.0) {
+                        return;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        return;
+                    }
+                }
+                self.mean += v / self.count - self.mean / self.count;
+            }
+            "max" if self.value < v || self.value.is_nan() => self.value = v,
+            "min" if self.value > v || self.value.is_nan() => self.value = v,
+            "count" => self.count += 1.0,
+            "stddev" | "stdvar" => {
+                self.count += 1.0;
+                let delta = v - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (v - self.mean);
+            }
+            "quantile" => self.vals.push(v),
+            _ => {}
+        }
+    }
+
+    fn result(&mut self, op: &str, q: f64) -> f64 {
+        match op {
+            "avg" => self.mean,
+            "count" => self.count,
+            "stdvar" => self.value / self.count,
+            "stddev" => (self.value / self.count).sqrt(),
+            "quantile" => quantile(q, &mut self.vals),
+            _ => self.value,
+        }
+    }
+}
+
+impl Evaluator<'_> {
+    /// Evaluates an aggregation over the grid.
+    pub fn eval_aggregate(&self, a: &AggregateExpr, g: &Grid) -> Result<Val, QueryError> {
+        let op = a.op.to_string();
+        const KNOWN: &[&str] = &[
+            "sum",
+            "avg",
+            "min",
+            "max",
+            "count",
+            "group",
+            "stddev",
+            "stdvar",
+            "topk",
+            "bottomk",
+            "quantile",
+            "count_values",
+        ];
+        if !KNOWN.contains(&op.as_str()) {
+            return Err(QueryError::Execution(format!(
+                "aggregation {op:?} is not supported by Prometheus 2.42"
+            )));
+        }
+        let (without, grouping): (bool, Vec<String>) = match &a.modifier {
+            None => (false, Vec::new()),
+            Some(LabelModifier::Include(l)) => (false, l.labels.clone()),
+            Some(LabelModifier::Exclude(l)) => (true, l.labels.clone()),
+        };
+        if op == "count_values" {
+            let label = match a.param.as_deref().map(|p| self.eval(p, g)).transpose()? {
+                Some(Val::Str(s)) => s,
+                _ => {
+                    return Err(QueryError::Execution(
+                        "count_values needs a string parameter".into(),
+                    ))
+                }
+            };
+            let input = self.eval_vector(&a.expr, g)?;
+            return Ok(Val::Vector(count_values(
+                &label, without, grouping, input, g,
+            )?));
+        }
+        let param = match a.param.as_deref() {
+            Some(p) => Some(self.eval_scalar(p, g)?),
+            None => None,
+        };
+        let input = self.eval_vector(&a.expr, g)?;
+        if op == "topk" || op == "bottomk" {
+            let k = param.unwrap_or_else(|| vec![0.0; g.n]);
+            return Ok(Val::Vector(topk(&op, &k, without, &grouping, input, g)?));
+        }
+        let q = param.unwrap_or_else(|| vec![0.0; g.n]);
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut glabels: Vec<Lbl> = Vec::new();
+        let gidx: Vec<usize> = input
+            .iter()
+            .map(|s| {
+                let gl = group_labels(&s.labels, without, &grouping);
+                let n = glabels.len();
+                *index.entry(gl.clone()).or_insert_with(|| {
+                    glabels.push(Arc::new(gl));
+                    n
+                })
+            })
+            .collect();
+        let mut out = OutBuilder::new(g.n);
+        let mut slots: Vec<Option<usize>> = vec![None; glabels.len()];
+        let mut accs: Vec<Acc> = vec![Acc::default(); glabels.len()];
+        let mut order: Vec<usize> = Vec::new();
+        for i in 0..g.n {
+            if i % 64 == 0 {
+                self.check_interrupt()?;
+            }
+            order.clear();
+            for (s, &gi) in input.iter().zip(&gidx) {
+                let Some(v) = s.vals[i] else { continue };
+                let acc = &mut accs[gi];
+                if acc.seen {
+                    acc.add(&op, v);
+                } else {
+                    acc.first(&op, v);
+                    order.push(gi);
+                }
+            }
+            for &gi in &order {
+                let v = accs[gi].result(&op, q[i]);
+                accs[gi].seen = false;
+                let slot = *slots[gi].get_or_insert_with(|| out.slot(glabels[gi].clone()));
+                out.put(slot, i, v)?;
+            }
+        }
+        Ok(Val::Vector(out.finish()))
+    }
+}
+
+fn topk(
+    op: &str,
+    k: &[f64],
+    without: bool,
+    grouping: &[String],
+    input: Vec<VSeries>,
+    g: &Grid,
+) -> Result<Vec<VSeries>, QueryError> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let gidx: Vec<usize> = input
+        .iter()
+        .map(|s| {
+            let n = index.len();
+            *index
+                .entry(group_labels(&s.labels, without, grouping))
+                .or_insert(n)
+        })
+        .collect();
+    let ngroups = index.len();
+    let mut out = OutBuilder::new(g.n);
+    let mut slots: Vec<Option<usize>> = vec![None; input.len()];
+    let mut members: Vec<Vec<(f64, usize)>> = vec![Vec::new(); ngroups];
+    let mut order: Vec<usize> = Vec::new();
+    for i in 0..g.n {
+        let kf = k[i];
+        if !(kf.is_finite() && kf.abs() < 9.2e18) {
+            return Err(QueryError::Execution(format!(
+                "Scalar value {} overflows int64",
+                super::aggregate::format_go_float(kf)
+            )));
+        }
+        let kk = kf as i64;
+        if kk < 1 {
+            continue;
+        }
+        order.clear();
+        for (si, s) in input.iter().enumerate() {
+            let Some(v) = s.vals[i] else { continue };
+            let gi = gidx[si];
+            if members[gi].is_empty() {
+                order.push(gi);
+            }
+            members[gi].push((v, si));
+        }
+        for &gi in &order {
+            let m = &mut members[gi];
+            // Best first, NaN last; the sort is stable so earlier series win ties.
+            m.sort_by(|a, b| match (a.0.is_nan(), b.0.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ if op == "topk" => b.0.total_cmp(&a.0),
+                _ => a.0.total_cmp(&b.0),
+            });
+            for &(v, si) in m.iter().take(kk.min(m.len() as i64) as usize) {
+                let slot = *slots[si].get_or_insert_with(|| out.slot(input[si].labels.clone()));
+                out.put(slot, i, v)?;
+            }
+            m.clear();
+        }
+    }
+    Ok(out.finish())
+}
+
+fn count_values(
+    label: &str,
+    without: bool,
+    mut grouping: Vec<String>,
+    input: Vec<VSeries>,
+    g: &Grid,
+) -> Result<Vec<VSeries>, QueryError> {
+    if !valid_label_name(label) {
+        return Err(QueryError::Execution(format!(
+            "invalid label name {label:?}"
+        )));
+    }
+    if !without {
+        grouping.push(label.to_owned());
+    }
+    let mut out = OutBuilder::new(g.n);
+    for i in 0..g.n {
+        let mut counts: Vec<(Labels, f64)> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for s in &input {
+            let Some(v) = s.vals[i] else { continue };
+            let mut pairs: Vec<Label> = s
+                .labels
+                .iter()
+                .filter(|l| l.name != label)
+                .cloned()
+                .collect();
+            pairs.push(Label::new(label, format_go_float(v)));
+            pairs.sort();
+            let gl = group_labels(&Labels::from_sorted(pairs), without, &grouping);
+            match index.get(&gl) {
+                Some(&k) => counts[k].1 += 1.0,
+                None => {
+                    index.insert(gl.clone(), counts.len());
+                    counts.push((gl, 1.0));
+                }
+            }
+        }
+        for (l, c) in counts {
+            let slot = out.slot(Arc::new(l));
+            out.put(slot, i, c)?;
+        }
+    }
+    Ok(out.finish())
+}

@@ -1,0 +1,173 @@
+//! Before evaluation: every selector's matchers and the time range it can touch, loaded once.
+
+use super::{offset_ms, system_time_ms, Lbl};
+use crate::error::QueryError;
+use crate::queryable::Queryable;
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{AtModifier, Expr, VectorSelector};
+use std::collections::HashMap;
+use std::sync::Arc;
+use storage::labels::METRIC_NAME;
+use storage::matcher::Matcher;
+
+/// A loaded series: all samples (stale markers included, for instant selectors) and the
+/// samples without stale markers (for range selectors); both time-ordered.
+#[derive(Debug)]
+pub(crate) struct LoadedSeries {
+    pub labels: Lbl,
+    pub samples: Arc<[(i64, f64)]>,
+    pub clean: Arc<[(i64, f64)]>,
+}
+
+/// Loaded series per selector node (keyed by the node's address).
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    map: HashMap<usize, Vec<LoadedSeries>>,
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+impl Loaded {
+    /// The series loaded for `vs` (none if it was never planned).
+    pub fn get(&self, vs: &VectorSelector) -> &[LoadedSeries] {
+        self.map.get(&key(vs)).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The stale marker Prometheus writes when a series ends.
+pub(crate) fn is_stale(v: f64) -> bool {
+    v.to_bits() == 0x7ff0_0000_0000_0002
+}
+
+struct Need<'a> {
+    vs: &'a VectorSelector,
+    mint: i64,
+    maxt: i64,
+}
+
+struct Planner<'a> {
+    lookback: i64,
+    query_start: i64,
+    query_end: i64,
+    needs: Vec<Need<'a>>,
+}
+
+impl<'a> Planner<'a> {
+    fn at(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    fn selector(&mut self, vs: &'a VectorSelector, lo: i64, hi: i64, before: i64) {
+        let (lo, hi) = self.at(&vs.at).map_or((lo, hi), |a| (a, a));
+        let off = offset_ms(&vs.offset);
+        self.needs.push(Need {
+            vs,
+            mint: lo - off - before,
+            maxt: hi - off,
+        });
+    }
+
+    fn walk(&mut self, e: &'a Expr, lo: i64, hi: i64) {
+        match e {
+            Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback),
+            Expr::MatrixSelector(ms) => self.selector(&ms.vs, lo, hi, ms.range.as_millis() as i64),
+            Expr::Subquery(sq) => {
+                let (lo, hi) = self.at(&sq.at).map_or((lo, hi), |a| (a, a));
+                let off = offset_ms(&sq.offset);
+                let range = sq.range.as_millis() as i64;
+                self.walk(&sq.expr, lo - off - range, hi - off);
+            }
+            Expr::Paren(p) => self.walk(&p.expr, lo, hi),
+            Expr::Unary(u) => self.walk(&u.expr, lo, hi),
+            Expr::Binary(b) => {
+                self.walk(&b.lhs, lo, hi);
+                self.walk(&b.rhs, lo, hi);
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.walk(p, lo, hi);
+                }
+                self.walk(&a.expr, lo, hi);
+            }
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.walk(a, lo, hi);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+}
+
+/// Storage matchers for a selector, the metric name included.
+pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(QueryError::Parse(
+            "parse error: `or` inside label matchers is not supported by Prometheus 2.42".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+    if let Some(name) = &vs.name {
+        out.push(Matcher::equal(METRIC_NAME, name.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        let name = m.name.clone();
+        let value = m.value.clone();
+        let sm = match &m.op {
+            MatchOp::Equal => Ok(Matcher::equal(name, value)),
+            MatchOp::NotEqual => Ok(Matcher::not_equal(name, value)),
+            MatchOp::Re(_) => Matcher::regex(name, value),
+            MatchOp::NotRe(_) => Matcher::not_regex(name, value),
+        }
+        .map_err(|e| QueryError::Parse(format!("parse error: {e}")))?;
+        out.push(sm);
+    }
+    Ok(out)
+}
+
+/// Loads every selector of `e` for an evaluation over `[start, end]`.
+pub(crate) async fn load(
+    q: &dyn Queryable,
+    e: &Expr,
+    start: i64,
+    end: i64,
+    lookback: i64,
+) -> Result<Loaded, QueryError> {
+    let mut p = Planner {
+        lookback,
+        query_start: start,
+        query_end: end,
+        needs: Vec::new(),
+    };
+    p.walk(e, start, end);
+    let mut loaded = Loaded::default();
+    for need in p.needs {
+        let ms = matchers(need.vs)?;
+        let series = q.select(&ms, need.mint, need.maxt).await?;
+        let list = series
+            .into_iter()
+            .map(|s| {
+                let samples: Arc<[(i64, f64)]> = s.samples.into();
+                let clean = if samples.iter().any(|p| is_stale(p.1)) {
+                    samples.iter().copied().filter(|p| !is_stale(p.1)).collect()
+                } else {
+                    samples.clone()
+                };
+                LoadedSeries {
+                    labels: Arc::new(s.labels),
+                    samples,
+                    clean,
+                }
+            })
+            .collect();
+        loaded.map.insert(key(need.vs), list);
+    }
+    Ok(loaded)
+}

@@ -1,0 +1,290 @@
+//! The evaluator: every node is evaluated over a whole grid of steps at once (one step for
+//! instant queries), over series loaded before evaluation starts.
+//!
+//! A node's vector value is a list of series, each with an optional value per step, so that
+//! label work (signatures, grouping keys, name dropping) happens once per series rather than
+//! once per step.
+
+// Values are indexed by step across several parallel vectors; index loops read best here.
+#![allow(clippy::needless_range_loop)]
+
+mod aggregate;
+mod binary;
+mod call;
+pub(crate) mod load;
+mod selector;
+
+use crate::error::QueryError;
+use load::Loaded;
+use promql_parser::parser::{AtModifier, Expr, Offset};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use storage::labels::{Labels, METRIC_NAME};
+
+/// Shared label set.
+pub(crate) type Lbl = Arc<Labels>;
+
+/// Evaluation instants: `start + i * step` for `i < n`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grid {
+    pub start: i64,
+    pub step: i64,
+    pub n: usize,
+}
+
+impl Grid {
+    /// The timestamp of step `i`.
+    pub fn t(&self, i: usize) -> i64 {
+        self.start + self.step * i as i64
+    }
+    /// The last timestamp.
+    pub fn end(&self) -> i64 {
+        self.t(self.n.saturating_sub(1))
+    }
+}
+
+/// One series of a vector value over the grid.
+#[derive(Debug, Clone)]
+pub(crate) struct VSeries {
+    pub labels: Lbl,
+    pub vals: Vec<Option<f64>>,
+}
+
+/// A node's value over the grid.
+#[derive(Debug)]
+pub(crate) enum Val {
+    Scalar(Vec<f64>),
+    Str(String),
+    Vector(Vec<VSeries>),
+    /// Range vector at a single instant (only as an instant query's result).
+    Matrix(Vec<(Lbl, Vec<(i64, f64)>)>),
+}
+
+const SAME_LABELSET: &str = "vector cannot contain metrics with the same labelset";
+
+/// Collects output series by label set, refusing two values for one label set at one step.
+pub(crate) struct OutBuilder {
+    n: usize,
+    index: HashMap<Lbl, usize>,
+    series: Vec<VSeries>,
+}
+
+impl OutBuilder {
+    pub fn new(n: usize) -> Self {
+        OutBuilder {
+            n,
+            index: HashMap::new(),
+            series: Vec::new(),
+        }
+    }
+
+    /// The slot for `labels`, created on first use (insertion order is kept).
+    pub fn slot(&mut self, labels: Lbl) -> usize {
+        if let Some(&i) = self.index.get(&labels) {
+            return i;
+        }
+        let i = self.series.len();
+        self.series.push(VSeries {
+            labels: labels.clone(),
+            vals: vec![None; self.n],
+        });
+        self.index.insert(labels, i);
+        i
+    }
+
+    /// Sets the value of `slot` at `step`; a second value is Prometheus' duplicate error.
+    pub fn put(&mut self, slot: usize, step: usize, v: f64) -> Result<(), QueryError> {
+        let cell = &mut self.series[slot].vals[step];
+        if cell.is_some() {
+            return Err(QueryError::Execution(SAME_LABELSET.into()));
+        }
+        *cell = Some(v);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Vec<VSeries> {
+        self.series
+            .into_iter()
+            .filter(|s| s.vals.iter().any(Option::is_some))
+            .collect()
+    }
+}
+
+/// The labels without `__name__`.
+pub(crate) fn drop_name(l: &Lbl) -> Lbl {
+    if l.get(METRIC_NAME).is_none() {
+        return l.clone();
+    }
+    Arc::new(Labels::from_sorted(
+        l.iter()
+            .filter(|x| x.name != METRIC_NAME)
+            .cloned()
+            .collect(),
+    ))
+}
+
+/// Strips parentheses.
+pub(crate) fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+/// Milliseconds of an offset, negative for `offset -5m`.
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+/// Milliseconds since the epoch of a `SystemTime`, negative before it.
+pub(crate) fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// The state of one query's evaluation.
+pub(crate) struct Evaluator<'a> {
+    pub data: &'a Loaded,
+    pub lookback: i64,
+    /// The query's start and end, for `@ start()` and `@ end()`.
+    pub query_start: i64,
+    pub query_end: i64,
+    pub max_samples: usize,
+    pub deadline: Instant,
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+impl Evaluator<'_> {
+    /// Resolves an `@` modifier to milliseconds.
+    pub fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    /// Fails when the query ran out of time or was cancelled.
+    pub fn check_interrupt(&self) -> Result<(), QueryError> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(QueryError::Canceled("expression evaluation"));
+        }
+        if Instant::now() >= self.deadline {
+            return Err(QueryError::Timeout("expression evaluation"));
+        }
+        Ok(())
+    }
+
+    /// Fails when `count` samples would exceed the limit.
+    pub fn check_samples(&self, count: usize) -> Result<(), QueryError> {
+        if count > self.max_samples {
+            return Err(QueryError::TooManySamples("query execution"));
+        }
+        Ok(())
+    }
+
+    fn check_vector(&self, v: &[VSeries]) -> Result<(), QueryError> {
+        // The most samples held at one step, as Prometheus counts per step.
+        let n = v.first().map_or(0, |s| s.vals.len());
+        if v.len() > self.max_samples {
+            for i in 0..n {
+                let c = v.iter().filter(|s| s.vals[i].is_some()).count();
+                self.check_samples(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates `e` at every step of `g`.
+    pub fn eval(&self, e: &Expr, g: &Grid) -> Result<Val, QueryError> {
+        self.check_interrupt()?;
+        let v = match e {
+            Expr::NumberLiteral(n) => Val::Scalar(vec![n.val; g.n]),
+            Expr::StringLiteral(s) => Val::Str(s.val.clone()),
+            Expr::Paren(p) => self.eval(&p.expr, g)?,
+            Expr::Unary(u) => match self.eval(&u.expr, g)? {
+                Val::Scalar(v) => Val::Scalar(v.into_iter().map(|x| -x).collect()),
+                Val::Vector(vs) => {
+                    let mut out = OutBuilder::new(g.n);
+                    for s in vs {
+                        let slot = out.slot(drop_name(&s.labels));
+                        for (i, v) in s.vals.iter().enumerate() {
+                            if let Some(v) = v {
+                                out.put(slot, i, -v)?;
+                            }
+                        }
+                    }
+                    Val::Vector(out.finish())
+                }
+                other => {
+                    return Err(QueryError::Execution(format!(
+                    "unary expression only allowed on expressions of type scalar or vector, got {}",
+                    val_type(&other)
+                )))
+                }
+            },
+            Expr::VectorSelector(vs) => Val::Vector(self.vector_selector(vs, g, false)?),
+            Expr::MatrixSelector(ms) => {
+                let arg = self.matrix_selector(ms)?;
+                Val::Matrix(arg.instant_windows(g.t(0)))
+            }
+            Expr::Subquery(sq) => {
+                let arg = self.subquery(sq, g)?;
+                Val::Matrix(arg.instant_windows(g.t(0)))
+            }
+            Expr::Binary(b) => self.eval_binary(b, g)?,
+            Expr::Aggregate(a) => self.eval_aggregate(a, g)?,
+            Expr::Call(c) => self.eval_call(c, g)?,
+            Expr::Extension(_) => {
+                return Err(QueryError::Execution(
+                    "extension expressions are not supported".into(),
+                ))
+            }
+        };
+        if let Val::Vector(vs) = &v {
+            self.check_vector(vs)?;
+        }
+        Ok(v)
+    }
+
+    /// Evaluates `e`, which must be a scalar.
+    pub fn eval_scalar(&self, e: &Expr, g: &Grid) -> Result<Vec<f64>, QueryError> {
+        match self.eval(e, g)? {
+            Val::Scalar(v) => Ok(v),
+            other => Err(QueryError::Execution(format!(
+                "expected scalar, got {}",
+                val_type(&other)
+            ))),
+        }
+    }
+
+    /// Evaluates `e`, which must be an instant vector.
+    pub fn eval_vector(&self, e: &Expr, g: &Grid) -> Result<Vec<VSeries>, QueryError> {
+        match self.eval(e, g)? {
+            Val::Vector(v) => Ok(v),
+            other => Err(QueryError::Execution(format!(
+                "expected instant vector, got {}",
+                val_type(&other)
+            ))),
+        }
+    }
+}
+
+/// Prometheus' name of a value's type in messages.
+pub(crate) fn val_type(v: &Val) -> &'static str {
+    match v {
+        Val::Scalar(_) => "scalar",
+        Val::Str(_) => "string",
+        Val::Vector(_) => "instant vector",
+        Val::Matrix(_) => "range vector",
+    }
+}
