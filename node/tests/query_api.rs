@@ -171,10 +171,9 @@ fn impossible_parameters_get_prometheus_errors() {
         &get(p, "/api/v1/query_range?query=up&start=2&end=1&step=1"),
         400,
         "bad_data",
-        "end timestamp must not be before start time",
+        "invalid parameter \"end\": end timestamp must not be before start time",
     );
-    let zero_step =
-        "zero or negative query resolution step widths are not accepted. Try a positive integer";
+    let zero_step = "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer";
     assert_error(
         &get(p, "/api/v1/query_range?query=up&start=1&end=2&step=0"),
         400,
@@ -256,14 +255,14 @@ fn impossible_parameters_get_prometheus_errors() {
 }
 
 #[test]
-fn a_timeout_that_has_passed_fails_in_the_query_queue() {
+fn a_timeout_that_has_passed_fails_as_execution_starts() {
     need_promtool!();
     let (_tmp, q) = start();
     assert_error(
         &get(q.port, "/api/v1/query?query=1&timeout=0.000001"),
         503,
         "timeout",
-        "query timed out in query queue",
+        "query timed out in query execution",
     );
     assert_error(
         &post(
@@ -273,7 +272,7 @@ fn a_timeout_that_has_passed_fails_in_the_query_queue() {
         ),
         503,
         "timeout",
-        "query timed out in query queue",
+        "query timed out in query execution",
     );
 }
 

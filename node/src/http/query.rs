@@ -88,7 +88,8 @@ fn range_params(form: &Form) -> Result<(i64, i64, i64), ApiError> {
     let start = parse_time(form.value("start")).map_err(|e| ApiError::invalid_param("start", e))?;
     let end = parse_time(form.value("end")).map_err(|e| ApiError::invalid_param("end", e))?;
     if end < start {
-        return Err(ApiError::bad_data(
+        return Err(ApiError::invalid_param(
+            "end",
             "end timestamp must not be before start time",
         ));
     }
@@ -97,7 +98,8 @@ fn range_params(form: &Form) -> Result<(i64, i64, i64), ApiError> {
     // A step under 1 ms truncates to 0 in the engine and would never advance; Prometheus would
     // loop until its timeout, so it is refused like a zero step instead.
     if step_ns < 1_000_000 {
-        return Err(ApiError::bad_data(
+        return Err(ApiError::invalid_param(
+            "step",
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
@@ -150,15 +152,19 @@ where
     F: FnOnce(Arc<promql::Engine>, Arc<dyn super::SeriesSource>) -> Fut,
     Fut: std::future::Future<Output = Result<QueryResult, QueryError>> + Send + 'static,
 {
-    // An already expired deadline fails in the queue even when a permit is free, as a
-    // context that is done before Prometheus' queue does.
+    let semaphore = st.limits.concurrency.clone();
+    let permit = match semaphore.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => tokio::time::timeout_at(deadline, semaphore.acquire_owned())
+            .await
+            .map_err(|_| QueryError::Timeout("query queue"))?
+            .map_err(|_| QueryError::Canceled("query queue"))?,
+    };
+    // Prometheus checks its context once more as execution starts. (With a free slot and an
+    // expired context its queue picks "query queue" or this at random; this is deterministic.)
     if Instant::now() >= deadline {
-        return Err(QueryError::Timeout("query queue"));
+        return Err(QueryError::Timeout("query execution"));
     }
-    let permit = tokio::time::timeout_at(deadline, st.limits.concurrency.clone().acquire_owned())
-        .await
-        .map_err(|_| QueryError::Timeout("query queue"))?
-        .map_err(|_| QueryError::Canceled("query queue"))?;
     let fut = run(st.engine.clone(), st.source.clone());
     let task = tokio::spawn(async move {
         let result = fut.await;
@@ -209,7 +215,7 @@ mod tests {
         );
         assert_eq!(
             err("start=2&end=1&step=x"),
-            "end timestamp must not be before start time"
+            "invalid parameter \"end\": end timestamp must not be before start time"
         );
         assert_eq!(
             err("start=1&end=2&step=x"),
@@ -217,7 +223,7 @@ mod tests {
         );
         assert_eq!(
             err("start=1&end=2&step=0"),
-            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"
         );
         assert_eq!(
             err("start=0&end=11001&step=1"),
