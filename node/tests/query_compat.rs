@@ -590,7 +590,7 @@ fn metadata_endpoints_answer_like_prometheus() {
         format!("/api/v1/series?{range}&match[]={}", sel("{job=~\".*\"}")),
         format!("/api/v1/series?{range}"),
         format!("/api/v1/label/1x/values?{range}"),
-        format!("/api/v1/labels?start=x"),
+        "/api/v1/labels?start=x".to_string(),
         "/api/v1/query_range?query=up&start=2&end=1&step=1".to_string(),
         "/api/v1/query_range?query=up&start=1&end=2&step=0".to_string(),
         "/api/v1/query_range?query=up&start=0&end=11001&step=1".to_string(),
