@@ -7,6 +7,9 @@
 //! - `query`: `/query` and `/query_range` with limits, timeouts and cancellation
 //! - `meta`: series, labels, label values, status and the empty endpoints
 //! - `metrics`: request counters and durations
+//!
+//! Unfinished: gzip/deflate response compression, the `stats` query parameter, CORS headers,
+//! and Prometheus' parser positions (`1:4: parse error: ...`) in `match[]` errors.
 
 pub mod json;
 mod meta;
