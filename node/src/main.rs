@@ -2,8 +2,10 @@
 
 mod flags;
 mod format;
+mod http;
 mod logging;
 mod progress;
+mod query;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// PromQL querier with Prometheus' HTTP API (embedded mode: the bucket's blocks).
+    Query(Box<query::QueryArgs>),
     /// Operator tools.
     Tools {
         #[command(subcommand)]
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Query(args) => query::run(*args).await,
             Command::Tools { tool } => tool.run().await,
         }
     });

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Query benchmark: Strata's querier against Prometheus 2.42 over the same promtool blocks.
+#
+#   bench/query_bench.sh [STAGE...]      stages: gen build serve run stop (default: all of them)
+#
+# gen    node-exporter-like data (SERIES series over HOURS h at 15 s) as promtool blocks, cached
+#        under $CACHE/blocks-<series>x<hours>h (skipped when the cache is complete)
+# build  release build of `strata`
+# serve  start Prometheus (2 h blocks, no compaction, no scraping) and `strata query` on copies
+#        (hard links) of the cached blocks; waits until both are ready
+# run    the dashboard suite (bench/run_suite.py): median of REPS runs per case on both
+# stop   stop both servers
+#
+# Knobs (environment): SERIES=10000 HOURS=24 REPS=5 CACHE=bench/.cache PROM_PORT=19190
+# STRATA_PORT=19902 START=1704067200 (2 h aligned). A smoke run:
+#   SERIES=200 HOURS=4 REPS=2 bench/query_bench.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SERIES="${SERIES:-10000}"
+HOURS="${HOURS:-24}"
+REPS="${REPS:-5}"
+CACHE="${CACHE:-$ROOT/bench/.cache}"
+PROM_PORT="${PROM_PORT:-19190}"
+STRATA_PORT="${STRATA_PORT:-19902}"
+START="${START:-1704067200}"
+END=$((START + HOURS * 3600))
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+STRATA_BIN="${STRATA_BIN:-$TARGET/release/strata}"
+BLOCKS="$CACHE/blocks-${SERIES}x${HOURS}h"
+RUN="$CACHE/run-${SERIES}x${HOURS}h"
+
+log() { echo "[query_bench] $*" >&2; }
+
+stage_gen() {
+    if [[ -f "$BLOCKS/.complete" ]]; then
+        log "blocks cached in $BLOCKS"
+        return
+    fi
+    rm -rf "$BLOCKS"
+    mkdir -p "$BLOCKS"
+    log "generating $SERIES series over $HOURS h into $BLOCKS"
+    python3 "$ROOT/bench/gen_node_exporter.py" --series "$SERIES" --hours "$HOURS" \
+        --start "$START" "$BLOCKS"
+    touch "$BLOCKS/.complete"
+}
+
+stage_build() {
+    log "building strata (release)"
+    (cd "$ROOT" && cargo build --release -p node --bin strata)
+}
+
+wait_ready() { # name port pidfile
+    local deadline=$((SECONDS + 300))
+    until curl -sf "http://127.0.0.1:$2/-/ready" >/dev/null; do
+        if ! kill -0 "$(cat "$3")" 2>/dev/null; then
+            log "$1 exited; see $RUN/$1.log"
+            tail -20 "$RUN/$1.log" >&2
+            exit 1
+        fi
+        if ((SECONDS > deadline)); then
+            log "$1 not ready after 300 s"
+            exit 1
+        fi
+        sleep 0.2
+    done
+    log "$1 ready on port $2"
+}
+
+stage_serve() {
+    [[ -f "$BLOCKS/.complete" ]] || { log "no blocks; run the gen stage first"; exit 1; }
+    [[ -x "$STRATA_BIN" ]] || { log "no $STRATA_BIN; run the build stage first"; exit 1; }
+    stage_stop
+    rm -rf "$RUN"
+    mkdir -p "$RUN/prometheus" "$RUN/strata/bucket"
+    for b in "$BLOCKS"/*/; do
+        b="${b%/}"
+        cp -al "$b" "$RUN/prometheus/"
+        cp -al "$b" "$RUN/strata/bucket/"
+    done
+    cat >"$RUN/prometheus.yml" <<EOF
+global: {scrape_interval: 1m, evaluation_interval: 1m}
+scrape_configs: []
+EOF
+    # Same 2 h blocks for both: no compaction into longer blocks on the Prometheus side.
+    prometheus --config.file="$RUN/prometheus.yml" --web.listen-address="127.0.0.1:$PROM_PORT" \
+        --storage.tsdb.path="$RUN/prometheus" --storage.tsdb.retention.time=100y \
+        --storage.tsdb.min-block-duration=2h --storage.tsdb.max-block-duration=2h \
+        >"$RUN/prometheus.log" 2>&1 &
+    echo $! >"$RUN/prometheus.pid"
+    "$STRATA_BIN" query --http-address="127.0.0.1:$STRATA_PORT" --data-dir="$RUN/strata" \
+        >"$RUN/strata.log" 2>&1 &
+    echo $! >"$RUN/strata.pid"
+    wait_ready prometheus "$PROM_PORT" "$RUN/prometheus.pid"
+    wait_ready strata "$STRATA_PORT" "$RUN/strata.pid"
+}
+
+stage_run() {
+    log "running the suite: $REPS runs per case, data ends at $END"
+    python3 "$ROOT/bench/run_suite.py" --prometheus-port "$PROM_PORT" --strata-port "$STRATA_PORT" \
+        --end "$END" --hours "$HOURS" --reps "$REPS" | tee "$RUN/results.txt"
+    echo "strata RSS: $(ps -o rss= -p "$(cat "$RUN/strata.pid")") KiB, prometheus RSS:" \
+        "$(ps -o rss= -p "$(cat "$RUN/prometheus.pid")") KiB" | tee -a "$RUN/results.txt"
+}
+
+stage_stop() {
+    for name in strata prometheus; do
+        local pidfile="$RUN/$name.pid"
+        [[ -f "$pidfile" ]] || continue
+        local pid
+        pid="$(cat "$pidfile")"
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid"
+            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+            log "stopped $name ($pid)"
+        fi
+        rm -f "$pidfile"
+    done
+}
+
+stages=("$@")
+if ((${#stages[@]} == 0)); then
+    stages=(gen build serve run stop)
+    trap stage_stop EXIT
+fi
+for s in "${stages[@]}"; do
+    case "$s" in
+        gen | build | serve | run | stop) "stage_$s" ;;
+        *) log "unknown stage $s (gen build serve run stop)"; exit 2 ;;
+    esac
+done

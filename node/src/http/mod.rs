@@ -1,0 +1,164 @@
+//! The querier's HTTP server: Prometheus' HTTP API v1 (2.42 shapes), health and readiness
+//! probes, and `/metrics`.
+//!
+//! - `params`: parameter parsing (times, durations, `match[]`, form bodies)
+//! - `json`: Prometheus-identical JSON for results
+//! - `response`: the envelope and error classes
+//! - `query`: `/query` and `/query_range` with limits, timeouts and cancellation
+//! - `meta`: series, labels, label values, status and the empty endpoints
+//! - `metrics`: request counters and durations
+//!
+//! Unfinished: gzip/deflate response compression, the `stats` query parameter, CORS headers,
+//! and Prometheus' parser positions (`1:4: parse error: ...`) in `match[]` errors.
+
+pub mod json;
+mod meta;
+mod metrics;
+pub mod params;
+mod query;
+pub mod response;
+
+use async_trait::async_trait;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+pub use metrics::HttpMetrics;
+use promql::{Engine, QueryError, Queryable};
+use std::sync::Arc;
+use std::time::Duration;
+use storage::labels::Labels;
+use storage::matcher::Matcher;
+use tokio::sync::Semaphore;
+
+/// What the API reads: a [`Queryable`] for PromQL plus series listing and readiness.
+#[async_trait]
+pub trait SeriesSource: Queryable {
+    /// Label sets of the series matching `matchers` that have data overlapping
+    /// `[mint, maxt]`, sorted and unique.
+    async fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, QueryError>;
+
+    /// Whether the source has loaded what it serves (`/-/ready`).
+    fn is_ready(&self) -> bool;
+}
+
+/// Query limits: Prometheus' `--query.timeout` and `--query.max-concurrent`.
+#[derive(Debug)]
+pub struct QueryLimits {
+    /// Longest a query may take, queue time included.
+    pub timeout: Duration,
+    /// Permits for concurrently evaluated queries.
+    pub concurrency: Arc<Semaphore>,
+}
+
+impl QueryLimits {
+    /// Limits with `timeout` and `max_concurrent` permits.
+    pub fn new(timeout: Duration, max_concurrent: usize) -> Self {
+        QueryLimits {
+            timeout,
+            concurrency: Arc::new(Semaphore::new(max_concurrent.max(1))),
+        }
+    }
+}
+
+/// Everything the handlers share.
+pub struct ApiState {
+    /// Where data comes from.
+    pub source: Arc<dyn SeriesSource>,
+    /// The PromQL engine.
+    pub engine: Arc<Engine>,
+    /// Timeout and concurrency.
+    pub limits: QueryLimits,
+    /// `/api/v1/status/flags`: flag name and value as the command line has them.
+    pub flags: Vec<(String, String)>,
+    /// Request metrics.
+    pub metrics: HttpMetrics,
+    /// The registry `/metrics` exposes.
+    pub registry: prometheus::Registry,
+}
+
+/// The router for every endpoint.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let api = Router::new()
+        .route("/query", get(query::instant).post(query::instant))
+        .route("/query_range", get(query::range).post(query::range))
+        .route(
+            "/series",
+            get(meta::series)
+                .post(meta::series)
+                .delete(meta::drop_series),
+        )
+        .route("/labels", get(meta::labels).post(meta::labels))
+        .route("/label/{name}/values", get(meta::label_values))
+        .route("/metadata", get(meta::metadata))
+        .route(
+            "/query_exemplars",
+            get(meta::query_exemplars).post(meta::query_exemplars),
+        )
+        .route("/status/buildinfo", get(meta::buildinfo))
+        .route("/status/flags", get(meta::flags))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_ready));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .route("/metrics", get(metrics::expose))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::instrument,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(FORM_LIMIT))
+        .with_state(state)
+}
+
+/// Go's limit on a form body (`maxFormSize`, 10 MiB).
+pub(crate) const FORM_LIMIT: usize = 10 << 20;
+
+async fn healthy() -> &'static str {
+    "Strata is Healthy.\n"
+}
+
+async fn ready(State(st): State<Arc<ApiState>>) -> Response {
+    if st.source.is_ready() {
+        (StatusCode::OK, "Strata is Ready.\n").into_response()
+    } else {
+        service_unavailable()
+    }
+}
+
+fn service_unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
+}
+
+/// Like Prometheus before its TSDB is open: API calls get a plain 503 until the blocks are
+/// loaded, rather than answers from a partial view.
+async fn require_ready(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    if st.source.is_ready() {
+        next.run(req).await
+    } else {
+        service_unavailable()
+    }
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains connections.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

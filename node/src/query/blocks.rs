@@ -1,0 +1,404 @@
+//! The bucket's blocks read directly (the embedded mode): a [`Queryable`] over every raw block
+//! in the bucket, kept in step with the bucket by periodic syncs.
+
+use super::merge::{match_external, merge_samples, ExternalMatch};
+use crate::http::SeriesSource;
+use async_trait::async_trait;
+use futures::StreamExt;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use promql::{QueryError, Queryable, SeriesData};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use storage::block::{Block, BlockError};
+use storage::bucket::blocks::fetch_metas;
+use storage::bucket::Bucket;
+use storage::labels::Labels;
+use storage::matcher::Matcher;
+use ulid::Ulid;
+
+/// Blocks opened at once during a sync: enough to overlap bucket latency.
+const OPEN_CONCURRENCY: usize = 8;
+
+/// One opened block and its external labels.
+#[derive(Debug)]
+struct LoadedBlock {
+    block: Block,
+    external: Labels,
+}
+
+impl LoadedBlock {
+    /// Prometheus' `OverlapsClosedInterval`: the block's `[minTime, maxTime)` meets
+    /// `[mint, maxt]`.
+    fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        let m = self.block.meta();
+        m.min_time <= maxt && mint < m.max_time
+    }
+
+    /// Series refs the matchers select, or `None` when the external labels rule the block out.
+    async fn postings(&self, matchers: &[Matcher]) -> Result<Option<Vec<u32>>, BlockError> {
+        let remaining = match match_external(&self.external, matchers) {
+            ExternalMatch::Excluded => return Ok(None),
+            ExternalMatch::Remaining(r) => r,
+        };
+        let refs = if remaining.is_empty() {
+            self.block.index().all_postings().await?
+        } else {
+            self.block.index().postings_for_matchers(&remaining).await?
+        };
+        Ok(Some(refs))
+    }
+
+    /// Series labels as queries see them: the block's external labels win over the series'.
+    fn with_external(&self, labels: Labels) -> Labels {
+        if self.external.is_empty() {
+            labels
+        } else {
+            labels.merged(&self.external)
+        }
+    }
+
+    async fn select(
+        self: Arc<Self>,
+        matchers: Vec<Matcher>,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, BlockError> {
+        let remaining = match match_external(&self.external, &matchers) {
+            ExternalMatch::Excluded => return Ok(Vec::new()),
+            ExternalMatch::Remaining(r) => r,
+        };
+        let found = self.block.select(&remaining, mint, maxt).await?;
+        Ok(found
+            .into_iter()
+            .map(|s| (self.with_external(s.labels), s.samples))
+            .collect())
+    }
+}
+
+/// Metrics of the embedded block set.
+#[derive(Debug, Clone)]
+struct BlockSetMetrics {
+    loaded: IntGauge,
+    load_failures: IntCounter,
+    syncs: IntCounterVec,
+}
+
+impl BlockSetMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let loaded = IntGauge::new(
+            "strata_query_blocks_loaded",
+            "Blocks the embedded querier has open.",
+        )?;
+        let load_failures = IntCounter::new(
+            "strata_query_block_load_failures_total",
+            "Blocks that could not be opened (corrupt or unreadable).",
+        )?;
+        let syncs = IntCounterVec::new(
+            Opts::new(
+                "strata_query_block_syncs_total",
+                "Syncs of the block set with the bucket, by result.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(loaded.clone()))?;
+        registry.register(Box::new(load_failures.clone()))?;
+        registry.register(Box::new(syncs.clone()))?;
+        Ok(BlockSetMetrics {
+            loaded,
+            load_failures,
+            syncs,
+        })
+    }
+}
+
+/// Every raw block of a bucket, opened for queries.
+pub struct BlockSet {
+    bucket: Arc<dyn Bucket>,
+    blocks: RwLock<Arc<BTreeMap<Ulid, Arc<LoadedBlock>>>>,
+    ready: AtomicBool,
+    metrics: BlockSetMetrics,
+}
+
+impl std::fmt::Debug for BlockSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockSet")
+            .field("bucket", &self.bucket.describe())
+            .field("blocks", &self.snapshot().len())
+            .field("ready", &self.ready.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn storage_error(e: impl std::fmt::Display) -> QueryError {
+    QueryError::Storage(e.to_string())
+}
+
+impl BlockSet {
+    /// An empty, not yet ready set over `bucket`; its metrics go to `registry`.
+    pub fn new(bucket: Arc<dyn Bucket>, registry: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(BlockSet {
+            bucket,
+            blocks: RwLock::new(Arc::new(BTreeMap::new())),
+            ready: AtomicBool::new(false),
+            metrics: BlockSetMetrics::register(registry)?,
+        })
+    }
+
+    fn snapshot(&self) -> Arc<BTreeMap<Ulid, Arc<LoadedBlock>>> {
+        match self.blocks.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn overlapping(&self, mint: i64, maxt: i64) -> Vec<Arc<LoadedBlock>> {
+        self.snapshot()
+            .values()
+            .filter(|b| b.overlaps(mint, maxt))
+            .cloned()
+            .collect()
+    }
+
+    /// Opens blocks that appeared in the bucket and forgets blocks that left it. Blocks that
+    /// fail to open are logged and skipped (and retried next sync); downsampled blocks are
+    /// skipped because the embedded mode reads raw data only. The set is ready after the first
+    /// sync that could list the bucket.
+    pub async fn sync(&self) -> Result<(), storage::bucket::BucketError> {
+        let fetched = match fetch_metas(self.bucket.as_ref()).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.metrics.syncs.with_label_values(&["error"]).inc();
+                return Err(e);
+            }
+        };
+        for (id, e) in &fetched.corrupt {
+            tracing::warn!(block = %id, error = %e, "skipping block with unreadable meta.json");
+        }
+        let current = self.snapshot();
+        let wanted: Vec<_> = fetched
+            .metas
+            .into_values()
+            .filter(|m| {
+                let raw = m.resolution() == 0;
+                if !raw {
+                    tracing::debug!(block = %m.ulid, "skipping downsampled block");
+                }
+                raw
+            })
+            .collect();
+        let keep: BTreeSet<Ulid> = wanted.iter().map(|m| m.ulid).collect();
+        let to_open: Vec<_> = wanted
+            .into_iter()
+            .filter(|m| !current.contains_key(&m.ulid))
+            .collect();
+        let opened: Vec<(Ulid, Result<Block, BlockError>)> = futures::stream::iter(to_open)
+            .map(|meta| {
+                let bucket = self.bucket.clone();
+                async move { (meta.ulid, Block::open_bucket(bucket, meta).await) }
+            })
+            .buffer_unordered(OPEN_CONCURRENCY)
+            .collect()
+            .await;
+        let mut next: BTreeMap<Ulid, Arc<LoadedBlock>> = current
+            .iter()
+            .filter(|(id, _)| keep.contains(id))
+            .map(|(id, b)| (*id, b.clone()))
+            .collect();
+        for (id, result) in opened {
+            match result {
+                Ok(block) => {
+                    let external = Labels::from(&block.meta().external_labels());
+                    tracing::debug!(block = %id, %external, "block opened");
+                    next.insert(id, Arc::new(LoadedBlock { block, external }));
+                }
+                Err(e) => {
+                    self.metrics.load_failures.inc();
+                    tracing::warn!(block = %id, error = %e, "cannot open block; skipping it");
+                }
+            }
+        }
+        let count = next.len();
+        match self.blocks.write() {
+            Ok(mut g) => *g = Arc::new(next),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+        }
+        self.metrics.loaded.set(count as i64);
+        self.metrics.syncs.with_label_values(&["success"]).inc();
+        if !self.ready.swap(true, Ordering::SeqCst) {
+            tracing::info!(blocks = count, "blocks loaded; ready");
+        }
+        Ok(())
+    }
+
+    /// Label sets (external labels applied) of the series the matchers select in blocks
+    /// overlapping the range; with `check_chunks`, only series with a chunk in the range.
+    async fn matching_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        check_chunks: bool,
+    ) -> Result<BTreeSet<Labels>, QueryError> {
+        let mut out = BTreeSet::new();
+        for b in self.overlapping(mint, maxt) {
+            let Some(refs) = b.postings(matchers).await.map_err(storage_error)? else {
+                continue;
+            };
+            for r in refs {
+                let (labels, chunks) = b.block.index().series(r).await.map_err(storage_error)?;
+                if check_chunks
+                    && !chunks
+                        .iter()
+                        .any(|c| c.min_time <= maxt && c.max_time >= mint)
+                {
+                    continue;
+                }
+                out.insert(b.with_external(labels));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Queryable for BlockSet {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        // One task per block so that both cores decode chunks; the JoinSet aborts them all
+        // if the query is dropped.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, b) in self.overlapping(mint, maxt).into_iter().enumerate() {
+            let matchers = matchers.to_vec();
+            tasks.spawn(async move { (i, b.select(matchers, mint, maxt).await) });
+        }
+        let mut per_block: Vec<(usize, Vec<(Labels, Vec<(i64, f64)>)>)> = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (i, result) = joined.map_err(storage_error)?;
+            per_block.push((i, result.map_err(storage_error)?));
+        }
+        // Blocks in ULID order so that merging is deterministic.
+        per_block.sort_by_key(|(i, _)| *i);
+        let mut by_series: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+        for (_, series) in per_block {
+            for (labels, samples) in series {
+                by_series.entry(labels).or_default().push(samples);
+            }
+        }
+        Ok(by_series
+            .into_iter()
+            .map(|(labels, runs)| SeriesData {
+                labels,
+                samples: merge_samples(runs),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect())
+    }
+
+    async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        if matchers.is_empty() {
+            for b in self.overlapping(mint, maxt) {
+                names.extend(b.block.index().label_names().into_iter().map(String::from));
+                names.extend(b.external.iter().map(|l| l.name.clone()));
+            }
+        } else {
+            for labels in self.matching_labels(matchers, mint, maxt, false).await? {
+                names.extend(labels.iter().map(|l| l.name.clone()));
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let mut values: BTreeSet<String> = BTreeSet::new();
+        if matchers.is_empty() {
+            for b in self.overlapping(mint, maxt) {
+                match b.external.get(name) {
+                    Some(v) => {
+                        values.insert(v.to_string());
+                    }
+                    None => values.extend(
+                        b.block
+                            .index()
+                            .label_values(name)
+                            .into_iter()
+                            .map(String::from),
+                    ),
+                }
+            }
+        } else {
+            for labels in self.matching_labels(matchers, mint, maxt, false).await? {
+                if let Some(v) = labels.get(name) {
+                    values.insert(v.to_string());
+                }
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
+}
+
+#[async_trait]
+impl SeriesSource for BlockSet {
+    async fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, QueryError> {
+        // Prometheus answers /series from chunk metadata: a series counts when one of its
+        // chunks overlaps the range, whatever the samples inside.
+        Ok(self
+            .matching_labels(matchers, mint, maxt, true)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// Re-syncs `set` every `interval` until `shutdown` fires; before the first successful sync,
+/// retries every few seconds so a bucket that was briefly unreachable does not keep the
+/// querier unready for a whole interval.
+pub async fn run_sync_loop(
+    set: Arc<BlockSet>,
+    interval: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+    loop {
+        let wait = match set.sync().await {
+            Ok(()) => interval,
+            Err(e) => {
+                tracing::warn!(error = %e, "syncing blocks with the bucket failed");
+                if set.is_ready() {
+                    interval
+                } else {
+                    RETRY
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

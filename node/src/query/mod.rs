@@ -1,0 +1,172 @@
+//! `strata query`: the PromQL querier with Prometheus' HTTP API.
+//!
+//! With no `--endpoint` it answers from the bucket's blocks read directly (the embedded mode,
+//! `blocks`); querying store gateways over StoreAPI is not built yet.
+//!
+//! - `blocks`: the bucket's blocks as a `Queryable`, synced periodically
+//! - `merge`: merging a series' samples across blocks; external-label matching
+
+mod blocks;
+mod merge;
+
+use crate::flags::ObjstoreFlags;
+use crate::http::params::{format_prometheus_duration, parse_prometheus_duration};
+use crate::http::{self, ApiState, HttpMetrics, QueryLimits};
+use anyhow::{bail, Context as _};
+use blocks::{run_sync_loop, BlockSet};
+use promql::{Engine, EngineOptions};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use storage::bucket::{open_from_flags, BucketMetrics, BucketOptions};
+
+/// Flags of `strata query` (Thanos' names and Prometheus' defaults).
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    /// Listen host:port for HTTP endpoints.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: String,
+    #[command(flatten)]
+    pub objstore: ObjstoreFlags,
+    /// How far back a selector looks for the latest sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_duration_flag)]
+    pub lookback_delta: Duration,
+    /// Most samples a single query may load into memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    pub max_samples: usize,
+    /// Longest a query may run, time waiting for a slot included.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = parse_duration_flag)]
+    pub timeout: Duration,
+    /// Most queries evaluated at once; more wait in a queue.
+    #[arg(long = "query.max-concurrent", default_value_t = 20)]
+    pub max_concurrent: usize,
+    /// How often the embedded mode looks for new or removed blocks in the bucket.
+    #[arg(long = "sync-block-duration", default_value = "3m", value_parser = parse_duration_flag)]
+    pub sync_interval: Duration,
+    /// StoreAPI endpoints to query (not supported yet).
+    #[arg(long = "endpoint", value_name = "ADDRESS")]
+    pub endpoints: Vec<String>,
+    /// Older name of --endpoint (not supported yet).
+    #[arg(long = "store", value_name = "ADDRESS")]
+    pub stores: Vec<String>,
+}
+
+fn parse_duration_flag(s: &str) -> Result<Duration, String> {
+    parse_prometheus_duration(s)
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("invalid duration {s:?} (use e.g. 30s, 5m, 1h)"))
+}
+
+impl QueryArgs {
+    /// Name and value of every flag, for `/api/v1/status/flags`.
+    fn flag_values(&self) -> Vec<(String, String)> {
+        let d = |d: Duration| format_prometheus_duration(d.as_millis() as i64);
+        let path = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        vec![
+            ("http-address".into(), self.http_address.clone()),
+            (
+                "objstore.config-file".into(),
+                path(&self.objstore.config_file),
+            ),
+            // The inline config may hold credentials; say only whether it was given.
+            (
+                "objstore.config".into(),
+                if self.objstore.config.is_some() {
+                    "<hidden>".into()
+                } else {
+                    String::new()
+                },
+            ),
+            (
+                "data-dir".into(),
+                self.objstore.data_dir.display().to_string(),
+            ),
+            ("query.lookback-delta".into(), d(self.lookback_delta)),
+            ("query.max-samples".into(), self.max_samples.to_string()),
+            ("query.timeout".into(), d(self.timeout)),
+            (
+                "query.max-concurrent".into(),
+                self.max_concurrent.to_string(),
+            ),
+            ("sync-block-duration".into(), d(self.sync_interval)),
+            ("endpoint".into(), self.endpoints.join(",")),
+        ]
+    }
+}
+
+/// Runs the querier until SIGINT or SIGTERM.
+pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = args.endpoints.iter().chain(&args.stores).next() {
+        bail!(
+            "--endpoint/--store {addr:?}: querying StoreAPI endpoints is not supported yet (there \
+             is no store gateway); run `strata query` without --endpoint to answer from the \
+             bucket's blocks directly"
+        );
+    }
+    let registry = prometheus::Registry::new();
+    let bucket_metrics =
+        BucketMetrics::register(&registry).context("registering bucket metrics")?;
+    let bucket = open_from_flags(
+        args.objstore.config_file.as_deref(),
+        args.objstore.config.as_deref(),
+        &args.objstore.data_dir,
+        &BucketOptions::default(),
+        &bucket_metrics,
+    )
+    .context("opening the bucket")?;
+    tracing::info!(bucket = %bucket.describe(), "answering from the bucket's blocks (embedded mode)");
+    let set = Arc::new(BlockSet::new(bucket, &registry).context("registering block metrics")?);
+    let engine = Engine::new(EngineOptions {
+        lookback_delta_ms: args.lookback_delta.as_millis() as i64,
+        max_samples: args.max_samples,
+        timeout: args.timeout,
+    });
+    let state = Arc::new(ApiState {
+        source: set.clone(),
+        engine: Arc::new(engine),
+        limits: QueryLimits::new(args.timeout, args.max_concurrent),
+        flags: args.flag_values(),
+        metrics: HttpMetrics::register(&registry).context("registering HTTP metrics")?,
+        registry,
+    });
+    let listener = tokio::net::TcpListener::bind(&args.http_address)
+        .await
+        .with_context(|| format!("listening on --http-address {}", args.http_address))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(address = %local, "HTTP server listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sync = tokio::spawn(run_sync_loop(set, args.sync_interval, stop_rx));
+    let shutdown = async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    http::serve(listener, http::router(state), shutdown)
+        .await
+        .context("serving HTTP")?;
+    let _ = sync.await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the querier");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
