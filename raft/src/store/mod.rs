@@ -65,8 +65,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, OpenError> {
     check_not_foreign_dir(dir)?;
     // sled 0.34 can panic on some damaged files instead of returning an error; a damaged
     // directory must give the operator an error naming it, not a crash.
-    let opened = std::panic::catch_unwind(AssertUnwindSafe(|| sled::open(dir)));
-    let db = match opened {
+    let db = match open_with_lock_retry(dir) {
         Ok(Ok(db)) => db,
         Ok(Err(sled::Error::Corruption { at, .. })) => {
             return Err(corrupt(dir, format!("sled reports corruption at {at:?}")));
@@ -81,6 +80,21 @@ fn open_db(dir: &Path) -> Result<sled::Db, OpenError> {
     };
     check_marker(dir, &db)?;
     Ok(db)
+}
+
+/// sled releases its file lock only when its background flusher lets go of the database, a
+/// moment after the last handle is dropped; a restart in the same process (or right after the
+/// previous process exited) waits for that, up to a deadline, instead of failing.
+fn open_with_lock_retry(dir: &Path) -> std::thread::Result<sled::Result<sled::Db>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| sled::open(dir)));
+        let locked = matches!(&opened, Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock);
+        if !locked || std::time::Instant::now() >= deadline {
+            return opened;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// A non-empty directory without sled's files is someone else's data: refuse to write into it.

@@ -85,3 +85,19 @@ fn garbage_in_sled_files_gives_an_error_not_a_panic() {
         "{err}"
     );
 }
+
+#[test]
+fn database_held_open_elsewhere_is_refused_naming_the_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("raft");
+    let held = open(&path).expect("first open");
+    let err = open(&path)
+        .err()
+        .expect("a locked database must be refused");
+    assert!(matches!(err, OpenError::Sled { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    drop(held);
+}
