@@ -284,3 +284,63 @@ async fn wrong_secret_unknown_version_and_second_bootstrap_are_refused() {
     );
     n1.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_catches_up_from_a_snapshot_over_the_transport() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let n1 = TestNode::start(1, &root.path().join("n1"), any_addr()).await;
+    n1.node
+        .initialize(member(1, &n1.addr.to_string()))
+        .await
+        .expect("bootstrap");
+    n1.node
+        .client_write(Command::RegisterStore {
+            store: store("s:1", 1),
+            now_ms: 1,
+        })
+        .await
+        .expect("register");
+    for t in 2..60 {
+        let hb = Command::StoreHeartbeat {
+            address: "s:1".into(),
+            min_time_ms: 0,
+            max_time_ms: t,
+            now_ms: t,
+        };
+        n1.node.client_write(hb).await.expect("heartbeat");
+    }
+    // snapshot_every is 20 in tests: the log start has been purged, so a joiner needs a snapshot.
+    let m = n1
+        .wait("log purged after a snapshot", |m| {
+            m.purged.is_some() && m.snapshot.is_some()
+        })
+        .await;
+    let purged = m.purged.map(|l| l.index).unwrap_or(0);
+    assert!(purged > 1, "purged up to {purged}");
+    let n2 = TestNode::start(2, &root.path().join("n2"), any_addr()).await;
+    AdminClient::join(
+        &n1.addr.to_string(),
+        &secret(),
+        T,
+        &member(2, &n2.addr.to_string()),
+    )
+    .await
+    .expect("join");
+    let last = n1
+        .node
+        .raft()
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
+    wait_applied(&n2, last).await;
+    let m2 = n2.node.raft().metrics().borrow().clone();
+    assert!(
+        m2.snapshot.is_some(),
+        "node 2 caught up without installing a snapshot"
+    );
+    assert_eq!(n2.node.local_state(), n1.node.local_state());
+    assert_eq!(n2.node.local_state().stores["s:1"].last_heartbeat_ms, 59);
+    n2.stop().await;
+    n1.stop().await;
+}
