@@ -59,9 +59,7 @@ impl Engine {
         _query: &str,
         _time_ms: i64,
     ) -> Result<QueryResult, QueryError> {
-        Err(QueryError::Execution(
-            "the PromQL engine is not built yet".into(),
-        ))
+        Err(QueryError::Execution("the PromQL engine is not built yet".into()))
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms` inclusive.
@@ -73,8 +71,6 @@ impl Engine {
         _end_ms: i64,
         _step_ms: i64,
     ) -> Result<QueryResult, QueryError> {
-        Err(QueryError::Execution(
-            "the PromQL engine is not built yet".into(),
-        ))
+        Err(QueryError::Execution("the PromQL engine is not built yet".into()))
     }
 }
