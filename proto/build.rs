@@ -1,0 +1,11 @@
+//! Compiles the .proto files with protox (pure Rust: no system protoc needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/strata/raft/v1/raft.proto"];
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    Ok(())
+}

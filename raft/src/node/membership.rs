@@ -1,0 +1,250 @@
+//! Membership changes on the leader: admit (learner, then voter up to the limit), remove,
+//! promote, and this node's graceful leave.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::{BasicNode, ChangeMembers, ServerState};
+
+use super::{now_ms, write_error, RaftNode};
+use crate::error::{RaftNodeError, WriteError};
+use crate::network::client::AdminClient;
+use crate::state::{Command, Member, Rejection};
+use crate::types::NodeId;
+
+/// The result of admitting a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// The leader that admitted it (this node).
+    pub leader_id: NodeId,
+    /// Whether it is now a voter.
+    pub voter: bool,
+}
+
+impl RaftNode {
+    fn not_leader(&self) -> WriteError {
+        let m = self.raft().metrics().borrow().clone();
+        let leader_address = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        WriteError::ForwardToLeader {
+            leader_id: m.current_leader,
+            leader_address,
+        }
+    }
+
+    fn ensure_leader(&self) -> Result<(), WriteError> {
+        let m = self.raft().metrics().borrow().clone();
+        if m.current_leader == Some(self.id()) && m.state == ServerState::Leader {
+            Ok(())
+        } else {
+            Err(self.not_leader())
+        }
+    }
+
+    /// Adds a learner (or updates its address) and waits until it has caught up, at most
+    /// `timeouts.join`.
+    pub async fn add_learner(&self, id: NodeId, grpc_address: &str) -> Result<(), WriteError> {
+        self.ensure_leader()?;
+        let node = BasicNode::new(grpc_address);
+        let known = self
+            .raft()
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned();
+        let fut = async {
+            match known {
+                Some(n) if n == node => Ok(()),
+                Some(_) => {
+                    let change = ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
+                    self.raft()
+                        .change_membership(change, true)
+                        .await
+                        .map(|_| ())
+                        .map_err(write_error)
+                }
+                None => self
+                    .raft()
+                    .add_learner(id, node, true)
+                    .await
+                    .map(|_| ())
+                    .map_err(write_error),
+            }
+        };
+        let join = self.config().timeouts.join;
+        tokio::time::timeout(join, fut).await.map_err(|_| {
+            WriteError::NotCommitted(format!("learner {id} did not catch up within {join:?}"))
+        })?
+    }
+
+    /// Sets the voters to exactly `voters` (each must already be a learner or voter); nodes
+    /// dropped from the voters stay learners. At most `max_voters`.
+    pub async fn change_membership(&self, voters: BTreeSet<NodeId>) -> Result<(), RaftNodeError> {
+        let max = self.config().max_voters;
+        if voters.len() > max || voters.is_empty() {
+            return Err(RaftNodeError::TooManyVoters {
+                requested: voters.len(),
+                max,
+            });
+        }
+        self.raft()
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), true)
+            .await
+            .map_err(|e| RaftNodeError::Write(write_error(e)))?;
+        Ok(())
+    }
+
+    /// The leader side of a join: learner first, member record, then voter while there are
+    /// fewer than `max_voters`. Idempotent for a node that joins again after a restart.
+    pub async fn admit(&self, mut member: Member) -> Result<super::Admission, WriteError> {
+        self.ensure_leader()?;
+        let id = member.node_id;
+        self.add_learner(id, &member.grpc_address).await?;
+        member.joined_at_ms = match self.local_state().members.get(&id) {
+            Some(old) => old.joined_at_ms,
+            None => now_ms(),
+        };
+        self.client_write(Command::AddMember { member }).await?;
+        let voter = self.promote_learners().await?.contains(&id);
+        Ok(Admission {
+            leader_id: self.id(),
+            voter,
+        })
+    }
+
+    /// Promotes learners to voters (lowest ids first) until there are `max_voters`; returns the
+    /// voter set afterwards. The binary may call it periodically on the leader.
+    pub async fn promote_learners(&self) -> Result<BTreeSet<NodeId>, WriteError> {
+        self.ensure_leader()?;
+        let membership = self
+            .raft()
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let mut voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let room = self.config().max_voters.saturating_sub(voters.len());
+        let add: BTreeSet<NodeId> = membership.learner_ids().take(room).collect();
+        if add.is_empty() {
+            return Ok(voters);
+        }
+        self.raft()
+            .change_membership(ChangeMembers::AddVoterIds(add.clone()), true)
+            .await
+            .map_err(write_error)?;
+        voters.extend(add);
+        Ok(voters)
+    }
+
+    /// Removes `node_id` from the member table and the Raft membership; returns the leader's id.
+    /// When the node is this leader, the member record goes first (a removed leader cannot
+    /// write); openraft steps the leader down once the new membership is committed.
+    pub async fn remove_node(&self, node_id: NodeId) -> Result<NodeId, WriteError> {
+        self.ensure_leader()?;
+        let membership = self
+            .raft()
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if voters.contains(&node_id) && voters.len() == 1 {
+            return Err(WriteError::NotCommitted(format!(
+                "node {node_id} is the only voter; a cluster cannot remove its last voter"
+            )));
+        }
+        match self.client_write(Command::RemoveMember { node_id }).await {
+            Ok(_) | Err(WriteError::Rejected(Rejection::UnknownMember { .. })) => {}
+            Err(e) => return Err(e),
+        }
+        let change = if voters.contains(&node_id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
+        };
+        if membership.get_node(&node_id).is_some() {
+            self.raft()
+                .change_membership(change, false)
+                .await
+                .map_err(write_error)?;
+        }
+        if node_id != self.id() {
+            // Keep the voter count up when learners are waiting.
+            let _ = self.promote_learners().await;
+        }
+        Ok(self.id())
+    }
+
+    /// Leaves the cluster gracefully. A follower asks the leader to remove it. The leader
+    /// removes itself (openraft 0.9 has no leadership transfer): it commits a membership
+    /// without itself, steps down, and asks the most caught-up remaining voter to campaign at
+    /// once. Followers still refuse votes until openraft's leader lease (`election_max`) since
+    /// the last heartbeat has passed, so a new leader appears after about `election_max`.
+    pub async fn leave(&self) -> Result<(), RaftNodeError> {
+        let id = self.id();
+        let m = self.raft().metrics().borrow().clone();
+        if m.current_leader != Some(id) {
+            let Some(addr) = m.current_leader.and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.addr.clone())
+            }) else {
+                return Err(RaftNodeError::Leave(
+                    "no leader known; cannot leave now".to_string(),
+                ));
+            };
+            AdminClient::leave(
+                &addr,
+                &self.config().secret,
+                self.config().timeouts.join,
+                id,
+            )
+            .await
+            .map_err(|e| RaftNodeError::Leave(e.to_string()))?;
+            return Ok(());
+        }
+        let successor = m.replication.as_ref().and_then(|r| {
+            let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+            r.iter()
+                .filter(|(n, _)| **n != id && voters.contains(n))
+                .max_by_key(|(n, matched)| (matched.map(|l| l.index), std::cmp::Reverse(**n)))
+                .and_then(|(n, _)| {
+                    m.membership_config
+                        .membership()
+                        .get_node(n)
+                        .map(|a| (*n, a.addr.clone()))
+                })
+        });
+        self.remove_node(id).await.map_err(RaftNodeError::Write)?;
+        let wait = self.config().timeouts.election_max * 2;
+        let _ = self
+            .raft()
+            .wait(Some(wait))
+            .metrics(
+                |x| x.state != ServerState::Leader,
+                "leader steps down after removing itself",
+            )
+            .await;
+        if let Some((sid, addr)) = successor {
+            let t = Duration::from_secs(2);
+            match AdminClient::new(&addr, &self.config().secret, t) {
+                Ok(mut c) => {
+                    if let Err(e) = c.trigger_election(id).await {
+                        tracing::warn!(successor = sid, error = %e, "hand-over election request failed");
+                    }
+                }
+                Err(e) => tracing::warn!(successor = sid, error = %e, "no client for successor"),
+            }
+        }
+        Ok(())
+    }
+}
