@@ -241,29 +241,30 @@ fn topk(
             continue;
         }
         order.clear();
+        let top = op == "topk";
         for (si, s) in input.iter().enumerate() {
             let Some(v) = s.vals[i] else { continue };
             let gi = gidx[si];
             if members[gi].is_empty() {
                 order.push(gi);
             }
-            members[gi].push((v, si));
+            go_heap::offer(&mut members[gi], (v, si), kk, top);
         }
         for &gi in &order {
             let m = &mut members[gi];
-            // Best first, NaN last; the sort is stable so earlier series win ties.
+            // Output best first, NaN last, as Prometheus sorts its heap before returning it.
             m.sort_by(|a, b| match (a.0.is_nan(), b.0.is_nan()) {
                 (true, true) => std::cmp::Ordering::Equal,
                 (true, false) => std::cmp::Ordering::Greater,
                 (false, true) => std::cmp::Ordering::Less,
-                _ if op == "topk" => b.0.total_cmp(&a.0),
+                _ if top => b.0.total_cmp(&a.0),
                 _ => a.0.total_cmp(&b.0),
             });
-            for &(v, si) in m.iter().take(kk.min(m.len() as i64) as usize) {
+            for &(v, si) in m.iter() {
                 let slot = *slots[si].get_or_insert_with(|| out.slot(input[si].labels.clone()));
                 out.put(slot, i, v)?;
             }
-            m.clear();
+            members[gi].clear();
         }
     }
     Ok(out.finish())
@@ -313,4 +314,71 @@ fn count_values(
         }
     }
     Ok(out.finish())
+}
+
+/// Prometheus 2.42 picks topk/bottomk members with Go's `container/heap`; which of several
+/// tied series survives depends on that heap's exact sift order, so it is reproduced here.
+mod go_heap {
+    /// Heap order: the root is the weakest kept member (smallest for topk), NaN weakest of all.
+    fn less(h: &[(f64, usize)], i: usize, j: usize, top: bool) -> bool {
+        if h[i].0.is_nan() {
+            return true;
+        }
+        if top {
+            h[i].0 < h[j].0
+        } else {
+            h[i].0 > h[j].0
+        }
+    }
+
+    fn up(h: &mut [(f64, usize)], mut j: usize, top: bool) {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !less(h, j, i, top) {
+                break;
+            }
+            h.swap(i, j);
+            j = i;
+        }
+    }
+
+    fn down(h: &mut [(f64, usize)], i0: usize, top: bool) -> bool {
+        let n = h.len();
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            if j1 + 1 < n && less(h, j1 + 1, j1, top) {
+                j = j1 + 1;
+            }
+            if !less(h, j, i, top) {
+                break;
+            }
+            h.swap(i, j);
+            i = j;
+        }
+        i > i0
+    }
+
+    /// Offers a sample to a group's heap of at most `k` members, as Prometheus' aggregation
+    /// loop does: push while not full, else replace the root if the new value beats it.
+    pub(super) fn offer(h: &mut Vec<(f64, usize)>, s: (f64, usize), k: i64, top: bool) {
+        if (h.len() as i64) < k {
+            h.push(s);
+            let last = h.len() - 1;
+            up(h, last, top);
+            return;
+        }
+        let root = h[0].0;
+        let beats = if top { root < s.0 } else { root > s.0 };
+        if beats || (root.is_nan() && !s.0.is_nan()) {
+            h[0] = s;
+            if k > 1 && !down(h, 0, top) {
+                up(h, 0, top);
+            }
+        }
+    }
 }
