@@ -33,6 +33,14 @@ pub fn remove_all() -> Result<Removed> {
     remove_where(|name| owner_pid(name).is_some())
 }
 
+/// Removes anything named after test `base` (`stc<pid>-<seq>`) before that test is built. Only
+/// the live owner of the pid calls this, for a seq it has not used yet, so whatever exists is
+/// a leftover of a dead process that had the same pid.
+pub fn remove_stale_names(base: &str) -> Result<Removed> {
+    let dashed = format!("{base}-");
+    remove_where(|name| name == base || name.starts_with(&dashed))
+}
+
 fn remove_where(doomed: impl Fn(&str) -> bool) -> Result<Removed> {
     let ip = &crate::env::require()?.ip;
     let mut removed = Removed::default();

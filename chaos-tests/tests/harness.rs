@@ -74,14 +74,19 @@ fn stand_ins(name: &str, n: u32) -> Cluster {
     c
 }
 
+/// `ip`, found even when PATH lacks /usr/sbin.
+fn ip_cmd() -> Command {
+    Command::new(chaos_tests::env::find_program("ip").unwrap_or_else(|| "ip".into()))
+}
+
 fn netns_list() -> String {
-    let out = Command::new("ip").args(["netns", "list"]).output();
+    let out = ip_cmd().args(["netns", "list"]).output();
     out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
 }
 
 fn link_exists(name: &str) -> bool {
-    Command::new("ip")
+    ip_cmd()
         .args(["link", "show", name])
         .output()
         .is_ok_and(|o| o.status.success())
@@ -422,12 +427,7 @@ fn leftovers_of_a_killed_run_are_removed() {
         format!("stc{dead}-0"),
         format!("stc{dead}-9"),
     );
-    let ip = |args: &[&str]| {
-        Command::new("ip")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
+    let ip = |args: &[&str]| ip_cmd().args(args).status().is_ok_and(|s| s.success());
     assert!(ip(&["netns", "add", &ns]));
     assert!(ip(&[
         "link", "add", &veth, "type", "veth", "peer", "name", &peer
@@ -445,4 +445,29 @@ fn leftovers_of_a_killed_run_are_removed() {
         Cluster::new("after-cleanup", 1).is_ok(),
         "a live test's names ({mine}*) still work"
     );
+}
+
+#[test]
+fn leftovers_of_a_dead_process_with_our_pid_are_replaced() {
+    if !ready_or_skip("leftovers_of_a_dead_process_with_our_pid_are_replaced") {
+        return;
+    }
+    // A dead run whose pid this process now has: liveness cannot tell, the name can.
+    let base = format!("stc{}-9999", std::process::id());
+    let ns = format!("{base}-br");
+    let ok = |args: &[&str]| ip_cmd().args(args).status().is_ok_and(|s| s.success());
+    assert!(ok(&["netns", "add", &ns]));
+    assert!(ok(&[
+        "link",
+        "add",
+        &base,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{base}-x")
+    ]));
+    let removed = chaos_tests::cleanup::remove_stale_names(&base).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(removed.namespaces, vec![ns.clone()]);
+    assert!(!netns_list().contains(&ns) && !link_exists(&base));
 }

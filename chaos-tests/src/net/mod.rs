@@ -75,6 +75,7 @@ impl Net {
         }
         let id = TestId::next();
         let base = id.base();
+        crate::cleanup::remove_stale_names(&base)?;
         let subnet = Subnet::lease(&id)?;
         // From here on Drop undoes whatever was made, also when a later step fails.
         let mut net = Net {
