@@ -109,7 +109,13 @@ impl Net {
         let (br, root) = (self.bridge_ns.clone(), self.root_veth.clone());
         let bridge = format!("{}/24", self.bridge_addr());
         ip(&["netns", "add", &br])?;
-        ip(&["-n", &br, "link", "add", "br0", "type", "bridge"])?;
+        // A bridge without an explicit address takes the lowest MAC of its ports, so adding a
+        // node could change it and strand every neighbour's ARP entry for the DNS server.
+        let (o2, o3) = self.subnet.octets;
+        let mac = format!("02:00:0a:{o2:02x}:{o3:02x}:01");
+        ip(&[
+            "-n", &br, "link", "add", "br0", "address", &mac, "type", "bridge",
+        ])?;
         ip(&["-n", &br, "addr", "add", &bridge, "dev", "br0"])?;
         ip(&["-n", &br, "link", "set", "br0", "up"])?;
         ip(&["-n", &br, "link", "set", "lo", "up"])?;
