@@ -1,5 +1,6 @@
 //! `strata query` as a user runs it: a real process over a FILESYSTEM bucket of promtool-made
 //! blocks, answering Prometheus' HTTP API. These checks need no PromQL evaluation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod query_common;
 

@@ -4,6 +4,7 @@
 //!
 //! The PromQL tests need the engine; until it is merged they fail with "the PromQL engine is
 //! not built yet". The metadata tests need no engine and pass now.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod query_common;
 
@@ -329,7 +330,17 @@ fn compare_result(want: &Json, got: &Json, ordered: bool) -> Result<(), String> 
                     gp.as_array().cloned().unwrap_or_default(),
                 );
                 if wp.len() != gp.len() {
-                    return Err(format!("{at}: {} points != {}", gp.len(), wp.len()));
+                    let ts = |v: &[Json]| -> Vec<String> {
+                        v.iter().map(|p| p[0].to_string()).collect()
+                    };
+                    let (tw, tg) = (ts(&wp), ts(&gp));
+                    let only_g: Vec<&String> = tg.iter().filter(|t| !tw.contains(t)).collect();
+                    let only_w: Vec<&String> = tw.iter().filter(|t| !tg.contains(t)).collect();
+                    return Err(format!(
+                        "{at}: {} points != {}; only in strata at {only_g:?}, only in prometheus at {only_w:?}",
+                        gp.len(),
+                        wp.len()
+                    ));
                 }
                 for (a, b) in wp.iter().zip(&gp) {
                     compare_point(a, b, &at)?;

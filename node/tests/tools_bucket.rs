@@ -1,5 +1,6 @@
 //! `strata tools bucket` as a user runs it: a real `strata` process over a filesystem bucket
 //! holding blocks made by Prometheus 2.42's promtool.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,5 +1,6 @@
 //! The bucket against a real S3 server (s3s-fs embedded on loopback, SigV4 enforced) and a
 //! FILESYSTEM bucket, both configured through the objstore YAML exactly as a user would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
 use futures::StreamExt;

@@ -1,5 +1,6 @@
 //! Damaged blocks give errors that name the block, the file and, where it applies, the offset:
 //! never a panic and never silently wrong samples.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use storage::block::{write_block, Block, BlockError, BlockWriterOptions};

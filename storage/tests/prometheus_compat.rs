@@ -2,6 +2,7 @@
 //! read identically to `promtool tsdb dump`; blocks Strata writes are byte-identical to
 //! promtool's, pass `promtool tsdb analyze`, and are served by Prometheus with exactly the
 //! samples written.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

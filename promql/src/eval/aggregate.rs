@@ -363,22 +363,26 @@ mod go_heap {
         i > i0
     }
 
-    /// Offers a sample to a group's heap of at most `k` members, as Prometheus' aggregation
-    /// loop does: push while not full, else replace the root if the new value beats it.
+    /// Offers a sample to a group's heap of at most `k` members exactly as Prometheus 2.42's
+    /// aggregation loop does: while the heap is not full, or when the sample beats the root
+    /// (or the root is NaN), pop the root if full and push the sample.
     pub(super) fn offer(h: &mut Vec<(f64, usize)>, s: (f64, usize), k: i64, top: bool) {
-        if (h.len() as i64) < k {
-            h.push(s);
-            let last = h.len() - 1;
-            up(h, last, top);
-            return;
-        }
-        let root = h[0].0;
-        let beats = if top { root < s.0 } else { root > s.0 };
-        if beats || (root.is_nan() && !s.0.is_nan()) {
-            h[0] = s;
-            if k > 1 && !down(h, 0, top) {
-                up(h, 0, top);
+        let full = h.len() as i64 >= k;
+        if full {
+            let root = h[0].0;
+            let beats = if top { root < s.0 } else { root > s.0 };
+            if !(beats || root.is_nan()) {
+                return;
             }
+            // heap.Pop: move the last element to the root, sift it down, drop the old root.
+            let last = h.len() - 1;
+            h.swap(0, last);
+            let popped = h.pop();
+            debug_assert!(popped.is_some());
+            down(h, 0, top);
         }
+        h.push(s);
+        let last = h.len() - 1;
+        up(h, last, top);
     }
 }

@@ -34,8 +34,8 @@ fn format_timestamp(t_ms: i64) -> String {
 ///
 /// Every series needs a `__name__`; samples must be in time order.
 pub fn write_openmetrics(path: &Path, series: &[(Labels, Vec<(i64, f64)>)]) -> std::io::Result<()> {
-    let mut by_family: std::collections::BTreeMap<&str, Vec<&(Labels, Vec<(i64, f64)>)>> =
-        Default::default();
+    type Family<'a> = Vec<&'a (Labels, Vec<(i64, f64)>)>;
+    let mut by_family: std::collections::BTreeMap<&str, Family<'_>> = Default::default();
     for s in series {
         let name = s.0.get(METRIC_NAME).unwrap_or("unnamed");
         by_family.entry(name).or_default().push(s);
