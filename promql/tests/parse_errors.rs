@@ -87,7 +87,13 @@ fn unescape(s: &str) -> String {
 }
 
 fn golden() -> Vec<(String, String)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/parse_errors.tsv");
+    read_tsv(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/parse_errors.tsv"
+    ))
+}
+
+fn read_tsv(path: &str) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(path).expect("golden file is readable");
     text.lines()
         .filter(|l| !l.is_empty())
@@ -149,6 +155,28 @@ fn malformed_queries_get_prometheus_error_texts() {
         unexplained.len(),
         unexplained_accepts.len()
     );
+}
+
+/// Exploration aid: `PARSE_ERRORS_TSV=FILE cargo nextest run -p promql --test parse_errors
+/// --run-ignored only` reports how many rows of another recorded file (same format, e.g.
+/// random mutations sent to Prometheus 2.42) the recogniser words identically.
+#[test]
+#[ignore = "needs PARSE_ERRORS_TSV"]
+fn report_agreement_on_another_recording() {
+    let Ok(path) = std::env::var("PARSE_ERRORS_TSV") else {
+        return;
+    };
+    let rows = read_tsv(&path);
+    let mut same = 0;
+    for (query, want) in &rows {
+        let got = promql::parse_error::explain(query).map(|e| e.render(query));
+        if got.as_ref() == Some(want) {
+            same += 1;
+        } else {
+            println!("DIFF {query:?}\n   want {want}\n   got  {got:?}");
+        }
+    }
+    println!("{same} of {} identical", rows.len());
 }
 
 proptest! {

@@ -370,7 +370,9 @@ impl Parser<'_> {
             let tok = self.bump()?;
             match tok.kind {
                 Kind::RParen => return Ok(args),
-                Kind::Comma if self.peek()?.kind == Kind::RParen => {
+                // yacc reduces `args ,` (its default) on any token that cannot start an
+                // argument, so the comma is blamed, not that token.
+                Kind::Comma if !starts_expr(self.peek()?.kind) => {
                     return err(tok.pos, "trailing commas not allowed in function call args")
                 }
                 Kind::Comma => {}
