@@ -70,7 +70,8 @@ pub fn parse(query: &str) -> Result<Expr, QueryError> {
             tracing::warn!(error = %e, "could not register holt_winters");
         }
     });
-    promql_parser::parser::parse(query).map_err(|e| QueryError::Parse(format!("parse error: {e}")))
+    promql_parser::parser::parse(query)
+        .map_err(|e| QueryError::Parse(crate::parse_error::message_for_rejected(query, &e)))
 }
 
 impl Engine {

@@ -6,6 +6,7 @@ pub mod error;
 mod eval;
 pub mod functions;
 pub mod memory;
+pub mod parse_error;
 pub mod queryable;
 pub mod value;
 
