@@ -70,8 +70,14 @@ pub fn parse(query: &str) -> Result<Expr, QueryError> {
             tracing::warn!(error = %e, "could not register holt_winters");
         }
     });
-    promql_parser::parser::parse(query)
-        .map_err(|e| QueryError::Parse(crate::parse_error::message_for_rejected(query, &e)))
+    let expr = promql_parser::parser::parse(query)
+        .map_err(|e| QueryError::Parse(crate::parse_error::message_for_rejected(query, &e)))?;
+    // promql-parser also accepts some Prometheus 3 syntax (bare-number durations, quoted label
+    // names, newer functions) that 2.42 rejects; answer those as 2.42 would.
+    if let Some(err) = crate::parse_error::explain(query) {
+        return Err(QueryError::Parse(err.render(query)));
+    }
+    Ok(expr)
 }
 
 impl Engine {

@@ -170,8 +170,8 @@ pub async fn query_exemplars(req: Request) -> ApiResult {
     if end < start {
         return ApiError::bad_data("end timestamp must not be before start timestamp").into();
     }
-    match promql_parser::parser::parse(form.value("query")) {
-        Err(e) => ApiError::bad_data(e.trim().to_string()).into(),
+    match promql::engine::parse(form.value("query")) {
+        Err(e) => ApiError::bad_data(e.to_string()).into(),
         Ok(expr) if !has_selector(&expr) => ApiResult::NoContent,
         Ok(_) => ApiResult::data("[]".into()),
     }

@@ -351,10 +351,8 @@ pub fn parse_match_params(values: &[&str]) -> Result<Vec<Vec<Matcher>>, String> 
 }
 
 /// Parses one series selector (`up{job="a"}`) into storage matchers.
-///
-/// Unfinished: the error text is promql-parser's, not always Prometheus' exact wording.
 pub fn parse_series_selector(s: &str) -> Result<Vec<Matcher>, String> {
-    let expr = promql_parser::parser::parse(s).map_err(|e| e.trim().to_string())?;
+    let expr = promql::engine::parse(s).map_err(|e| e.to_string())?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!(
             "1:1: parse error: unexpected expression {}, expected a series selector",
