@@ -191,13 +191,15 @@ impl Block {
     ) -> Result<SeriesSamples, BlockError> {
         let (labels, metas) = self.index.series(series_ref).await?;
         let deleted = self.tombstones.get(u64::from(series_ref));
-        let mut samples = Vec::new();
-        for meta in metas
+        let wanted: Vec<&ChunkMeta> = metas
             .iter()
             .filter(|m| m.max_time >= mint && m.min_time <= maxt)
-        {
-            let chunk = self.chunk(meta).await?;
-            let decoded = self.decode_chunk(&labels, meta, &chunk)?;
+            .collect();
+        let refs: Vec<u64> = wanted.iter().map(|m| m.chunk_ref).collect();
+        let chunks = self.chunks.chunks(&refs).await?;
+        let mut samples = Vec::new();
+        for (meta, chunk) in wanted.into_iter().zip(&chunks) {
+            let decoded = self.decode_chunk(&labels, meta, chunk)?;
             samples.extend(decoded.into_iter().filter(|&(t, _)| {
                 t >= mint && t <= maxt && !deleted.is_some_and(|d| d.contains(t))
             }));

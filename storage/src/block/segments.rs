@@ -341,6 +341,62 @@ impl SegmentReader {
     }
 }
 
+/// Largest span read at once for a run of chunks; farther apart they are read one by one.
+const MAX_RUN_SPAN: u64 = 8 << 20;
+
+impl SegmentReader {
+    /// Reads several chunks, in order. A run of ascending refs in one segment (a series'
+    /// chunks, which writers store back to back) costs one range read instead of one per chunk.
+    pub async fn chunks(&self, refs: &[u64]) -> Result<Vec<Chunk>, BlockError> {
+        let mut out = Vec::with_capacity(refs.len());
+        let mut i = 0;
+        while i < refs.len() {
+            let segment = ChunkRef(refs[i]).segment();
+            let mut j = i + 1;
+            while j < refs.len()
+                && ChunkRef(refs[j]).segment() == segment
+                && refs[j] > refs[j - 1]
+                && u64::from(ChunkRef(refs[j]).offset() - ChunkRef(refs[i]).offset()) < MAX_RUN_SPAN
+            {
+                j += 1;
+            }
+            self.read_run(&refs[i..j], &mut out).await?;
+            i = j;
+        }
+        Ok(out)
+    }
+
+    async fn read_run(&self, run: &[u64], out: &mut Vec<Chunk>) -> Result<(), BlockError> {
+        let seg = self.segments.get(ChunkRef(run[0]).segment() as usize);
+        let (first, last) = (
+            u64::from(ChunkRef(run[0]).offset()),
+            u64::from(ChunkRef(run[run.len() - 1]).offset()),
+        );
+        let Some(seg) =
+            seg.filter(|s| run.len() > 1 && first >= SEGMENT_HEADER_SIZE && last < s.source.size())
+        else {
+            // Single chunks and bad refs take the one-chunk path, which names the problem.
+            for &r in run {
+                out.push(self.chunk(r).await?);
+            }
+            return Ok(());
+        };
+        let end = (last + FIRST_READ).min(seg.source.size());
+        let buf = read(seg, first..end).await?;
+        for &r in run {
+            let offset = u64::from(ChunkRef(r).offset());
+            let rel = (offset - first) as usize;
+            match parse_record(&buf.slice(rel..), offset, &seg.loc) {
+                Ok((chunk, _)) => out.push(chunk),
+                // The last record may extend past the read; the precise path also reports
+                // real corruption with its offset.
+                Err(_) => out.push(self.chunk(r).await?),
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn read(seg: &SegmentSource, range: std::ops::Range<u64>) -> Result<Bytes, BlockError> {
     let start = range.start;
     let want = range.end - range.start;

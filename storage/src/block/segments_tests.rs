@@ -295,3 +295,31 @@ async fn chunks_are_fetched_by_small_range_reads() {
         "{reads:?} of {total}"
     );
 }
+
+#[tokio::test]
+async fn a_run_of_adjacent_chunks_costs_one_range_read() {
+    let chunks: Vec<_> = (0..50).map(|i| xor_chunk(120, i)).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let (refs, _) = write_block(&dir, &chunks, DEFAULT_MAX_SEGMENT_SIZE);
+    let bytes = std::fs::read(dir.join("chunks/000001")).unwrap();
+    let src = Arc::new(Counting {
+        inner: InMemory(Bytes::from(bytes)),
+        reads: Mutex::new(Vec::new()),
+    });
+    let seg = SegmentSource {
+        loc: FileLocation::new("b", "chunks/000001"),
+        source: src.clone(),
+    };
+    let r = SegmentReader::open("b", vec![seg]).await.unwrap();
+    let header_reads = src.reads.lock().unwrap().len();
+    let want: Vec<u64> = refs[10..14].iter().map(|r| r.0).collect();
+    let got = r.chunks(&want).await.unwrap();
+    assert_eq!(got, chunks[10..14].to_vec());
+    let reads = src.reads.lock().unwrap().len() - header_reads;
+    // One read for the run; at most one more if the last record outgrew the first window.
+    assert!(reads <= 2, "{reads} reads for 4 adjacent chunks");
+    // A bad ref inside a run still gets the precise error.
+    let e = r.chunks(&[want[0], 1 << 40]).await.unwrap_err();
+    assert!(e.to_string().contains("segment"), "{e}");
+}
