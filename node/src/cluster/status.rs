@@ -22,6 +22,10 @@ pub struct ClusterStatus {
     pub commit_index: Option<u64>,
     /// Last index applied to its state machine.
     pub applied_index: Option<u64>,
+    /// Whether the Raft membership is in the joint phase of a change (old and new voter sets
+    /// both needed for a quorum). Known only from the local node (false over the admin RPC).
+    #[serde(default)]
+    pub membership_joint: bool,
     /// Raft members and registered members.
     pub members: Vec<MemberStatus>,
     /// The store registry (absent when read over the admin RPC, which does not carry it).
@@ -100,6 +104,7 @@ impl ClusterStatus {
             last_log_index: r.last_log_index,
             commit_index: r.committed_index,
             applied_index: r.applied_index,
+            membership_joint: false,
             members,
             stores: Vec::new(),
         }
@@ -109,6 +114,15 @@ impl ClusterStatus {
     pub async fn local(node: &RaftNode, store_max_age_ms: i64) -> Self {
         let state: ClusterState = node.local_state();
         let mut s = Self::from_reply(&node.metrics().await.to_pb(&state));
+        s.membership_joint = node
+            .raft()
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_joint_config()
+            .len()
+            > 1;
         let now = now_ms();
         s.stores = state
             .stores

@@ -92,6 +92,16 @@ pub struct NodeArgs {
     /// How often a store or sidecar heartbeats its registry entry.
     #[arg(long = "cluster.store-heartbeat-interval", default_value = "5s", value_parser = humantime::parse_duration)]
     pub store_heartbeat: Duration,
+    /// Raft leader heartbeat interval.
+    #[arg(long = "raft.heartbeat-interval", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub raft_heartbeat: Duration,
+    /// Lower bound of the randomized Raft election timeout.
+    #[arg(long = "raft.election-timeout-min", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub election_min: Duration,
+    /// Upper bound of the randomized Raft election timeout; also openraft's leader lease, so a
+    /// lost leader is replaced after about this long at best.
+    #[arg(long = "raft.election-timeout-max", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub election_max: Duration,
     /// Heartbeat age after which the leader removes a store from the registry.
     #[arg(long = "cluster.store-expiry", default_value = "30s", value_parser = humantime::parse_duration)]
     pub store_expiry: Duration,
@@ -131,14 +141,18 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         protocol_version: PROTOCOL_VERSION,
         joined_at_ms: 0,
     };
-    let node = RaftNode::open(RaftNodeConfig::new(
+    let mut config = RaftNodeConfig::new(
         node_id,
         dir.path().to_path_buf(),
         advertise.clone(),
         secret.clone(),
-    ))
-    .await
-    .context("opening the Raft node")?;
+    );
+    config.timeouts.heartbeat = args.raft_heartbeat;
+    config.timeouts.election_min = args.election_min;
+    config.timeouts.election_max = args.election_max;
+    let node = RaftNode::open(config)
+        .await
+        .context("opening the Raft node")?;
     tracing::info!(grpc = %grpc_listener.local_addr().context("gRPC address")?, advertise = %advertise, http = %http_local, roles = ?roles, "node listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);

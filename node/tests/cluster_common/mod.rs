@@ -160,7 +160,21 @@ impl Cluster {
                     })
             });
             if counts_ok && leaders.iter().all(|l| l.is_some() && *l == leaders[0]) {
-                if let Some(Some(l)) = leaders.first() {
+                // Also wait until every node has applied the log as it stood: a membership change
+                // still in its joint phase would leave two survivors of a leader loss without a
+                // quorum of the old configuration.
+                let last = seen
+                    .iter()
+                    .filter_map(|s| s.as_ref().and_then(|s| s["last_log_index"].as_u64()))
+                    .max()
+                    .unwrap_or(0);
+                let applied = which.iter().all(|i| {
+                    self.nodes[*i]
+                        .status()
+                        .and_then(|s| s["applied_index"].as_u64())
+                        .is_some_and(|a| a >= last && membership_settled(&self.nodes[*i]))
+                });
+                if let (true, Some(Some(l))) = (applied, leaders.first()) {
                     return *l;
                 }
             }
@@ -212,6 +226,10 @@ impl Drop for Cluster {
             n.kill();
         }
     }
+}
+
+fn membership_settled(n: &Node) -> bool {
+    n.status().is_some_and(|s| s["membership_joint"] == false)
 }
 
 fn spawn_node(node: &Node, secret: &Path, peers: &[String], extra: &[&str]) -> Child {
