@@ -1,9 +1,11 @@
 //! The `strata` binary: every Strata role and tool behind one command line.
 
+mod cluster;
 mod flags;
 mod format;
 mod http;
 mod logging;
+mod node;
 mod progress;
 mod query;
 mod tools;
@@ -29,6 +31,13 @@ struct Cli {
 enum Command {
     /// PromQL querier with Prometheus' HTTP API (embedded mode: the bucket's blocks).
     Query(Box<query::QueryArgs>),
+    /// A symmetric cluster member (Raft group, store registry, and the roles in --role).
+    Node(Box<node::NodeArgs>),
+    /// Cluster inspection and administration.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::cli::ClusterCommand,
+    },
     /// Operator tools.
     Tools {
         #[command(subcommand)]
@@ -55,6 +64,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Query(args) => query::run(*args).await,
+            Command::Node(args) => node::run(*args).await,
+            Command::Cluster { command } => command.run().await,
             Command::Tools { tool } => tool.run().await,
         }
     });

@@ -101,6 +101,53 @@ impl QueryArgs {
 
 /// Runs the querier until SIGINT or SIGTERM.
 pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let embedded = build(&args, prometheus::Registry::new())?;
+    let listener = tokio::net::TcpListener::bind(&args.http_address)
+        .await
+        .with_context(|| format!("listening on --http-address {}", args.http_address))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(address = %local, "HTTP server listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sync = tokio::spawn(run_sync_loop(
+        embedded.blocks.clone(),
+        args.sync_interval,
+        stop_rx,
+    ));
+    let shutdown = async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    http::serve(listener, http::router(embedded.state), shutdown)
+        .await
+        .context("serving HTTP")?;
+    let _ = sync.await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The embedded querier before it serves: the API state and the block set to keep in sync.
+pub struct Embedded {
+    /// The API's shared state (its registry is the one given to [`build`]).
+    pub state: Arc<ApiState>,
+    blocks: Arc<BlockSet>,
+}
+
+impl Embedded {
+    /// Keeps the block set in sync with the bucket until `stop` (what `run` spawns).
+    pub fn sync_loop(
+        &self,
+        interval: Duration,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        run_sync_loop(self.blocks.clone(), interval, stop)
+    }
+}
+
+/// Opens the bucket and builds the querier's state with its metrics in `registry` (used by
+/// `strata query` and by `strata node` with the query role).
+pub fn build(args: &QueryArgs, registry: prometheus::Registry) -> anyhow::Result<Embedded> {
     if let Some(addr) = args.endpoints.iter().chain(&args.stores).next() {
         bail!(
             "--endpoint/--store {addr:?}: querying StoreAPI endpoints is not supported yet (there \
@@ -108,7 +155,6 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
              bucket's blocks directly"
         );
     }
-    let registry = prometheus::Registry::new();
     let bucket_metrics =
         BucketMetrics::register(&registry).context("registering bucket metrics")?;
     let bucket = open_from_flags(
@@ -120,43 +166,25 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     )
     .context("opening the bucket")?;
     tracing::info!(bucket = %bucket.describe(), "answering from the bucket's blocks (embedded mode)");
-    let set = Arc::new(BlockSet::new(bucket, &registry).context("registering block metrics")?);
+    let blocks = Arc::new(BlockSet::new(bucket, &registry).context("registering block metrics")?);
     let engine = Engine::new(EngineOptions {
         lookback_delta_ms: args.lookback_delta.as_millis() as i64,
         max_samples: args.max_samples,
         timeout: args.timeout,
     });
     let state = Arc::new(ApiState {
-        source: set.clone(),
+        source: blocks.clone(),
         engine: Arc::new(engine),
         limits: QueryLimits::new(args.timeout, args.max_concurrent),
         flags: args.flag_values(),
         metrics: HttpMetrics::register(&registry).context("registering HTTP metrics")?,
         registry,
     });
-    let listener = tokio::net::TcpListener::bind(&args.http_address)
-        .await
-        .with_context(|| format!("listening on --http-address {}", args.http_address))?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(address = %local, "HTTP server listening");
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sync = tokio::spawn(run_sync_loop(set, args.sync_interval, stop_rx));
-    let shutdown = async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    };
-    http::serve(listener, http::router(state), shutdown)
-        .await
-        .context("serving HTTP")?;
-    let _ = sync.await;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(Embedded { state, blocks })
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

@@ -1,0 +1,285 @@
+//! `strata node`: a symmetric cluster member. It locks its data directory, keeps its node id
+//! there, serves Raft and cluster admin on its gRPC port, joins (or, by the bootstrap rule,
+//! starts) the cluster, and runs its roles. Only the query role does work today (the embedded
+//! bucket querier of `strata query`); store and sidecar announce themselves in the store
+//! registry; compact and rule are accepted and do nothing yet (unfinished).
+//!
+//! - `datadir`: the data directory lock and node id
+//! - `roles`: `--role` parsing
+
+mod datadir;
+mod roles;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use raft::{Member, RaftNode, RaftNodeConfig, PROTOCOL_VERSION};
+use tokio::sync::watch;
+use tracing::Instrument as _;
+
+use crate::cluster::discovery::{derive_advertise_address, Discovery, PeerSpec};
+use crate::cluster::http::{gate_ready, standalone_router, status_routes, NodeHttp};
+use crate::cluster::join::Joiner;
+use crate::cluster::leader::LeaderDuties;
+use crate::cluster::metrics::RaftGauges;
+use crate::cluster::registry::{placeholder_store, watch_store_set, Announcer, RegistryService};
+use crate::flags::ObjstoreFlags;
+use crate::query::{self, QueryArgs};
+use datadir::DataDir;
+use roles::{parse_role, role_set};
+
+const AFTER_HELP: &str = "\
+Joining and bootstrapping:
+  A node whose data directory already holds cluster state resumes it. Otherwise it resolves
+  --cluster.peers and asks each peer to let it join (following redirects to the leader),
+  retrying with backoff; it joins as a learner and the leader promotes learners up to five
+  voters. A new cluster is bootstrapped only
+    1. by a node started with --cluster.bootstrap (it forms a one-node cluster, even next to an
+       existing one: it then stays alone and never joins or disturbs the other), or
+    2. by the agreed seed: the node whose advertise address is the lowest of the resolved peer
+       addresses, once every other resolved peer answers that it is uninitialized.
+  All other nodes wait and retry, so one peer list (e.g. dns+peers:10901 listing every node)
+  cannot form two clusters. If nodes may resolve different sets (DNS still propagating), start
+  exactly one node with --cluster.bootstrap instead.
+
+Every cluster RPC carries a credential derived from --cluster.secret-file; a peer without it is
+refused (both sides log it). SIGTERM stops the node without leaving the cluster; use
+`strata cluster leave` to remove a node for good.";
+
+/// Flags of `strata node` (Thanos' names where Thanos has the flag).
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub objstore: ObjstoreFlags,
+    /// Listen host:port for gRPC: Raft transport, cluster admin and (later) StoreAPI.
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    pub grpc_address: String,
+    /// Listen host:port for HTTP: cluster status, probes, metrics and the query API.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: String,
+    /// A peer's gRPC address: host:port, or dns+name:port for every address a DNS name resolves
+    /// to (re-resolved while joining). Repeatable.
+    #[arg(long = "cluster.peers", value_name = "PEER")]
+    pub peers: Vec<PeerSpec>,
+    /// The gRPC host:port peers dial to reach this node. Default: --grpc-address when it names a
+    /// host, else the --cluster.peers address that is on this machine with the gRPC port.
+    #[arg(long = "cluster.advertise-address", value_name = "HOST:PORT")]
+    pub advertise_address: Option<String>,
+    /// File holding the cluster's shared secret (at least 16 bytes). Required unless
+    /// --cluster.insecure is given.
+    #[arg(
+        long = "cluster.secret-file",
+        value_name = "FILE",
+        required_unless_present = "insecure"
+    )]
+    pub secret_file: Option<PathBuf>,
+    /// Run without a cluster secret (a well-known one is used, so anyone can join): for local
+    /// experiments only.
+    #[arg(long = "cluster.insecure", conflicts_with = "secret_file")]
+    pub insecure: bool,
+    /// Bootstrap a new single-node cluster with this node (see "Joining and bootstrapping").
+    #[arg(long = "cluster.bootstrap")]
+    pub bootstrap: bool,
+    /// Roles to run, a comma list of query, store, compact, rule, sidecar. Only query does
+    /// work today; store and sidecar register in the store registry.
+    #[arg(long = "role", value_delimiter = ',', value_parser = parse_role, default_value = "query,store,compact,rule")]
+    pub roles: Vec<String>,
+    /// How often a store or sidecar heartbeats its registry entry.
+    #[arg(long = "cluster.store-heartbeat-interval", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub store_heartbeat: Duration,
+    /// Raft leader heartbeat interval.
+    #[arg(long = "raft.heartbeat-interval", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub raft_heartbeat: Duration,
+    /// Lower bound of the randomized Raft election timeout.
+    #[arg(long = "raft.election-timeout-min", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub election_min: Duration,
+    /// Upper bound of the randomized Raft election timeout; also openraft's leader lease, so a
+    /// lost leader is replaced after about this long at best.
+    #[arg(long = "raft.election-timeout-max", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub election_max: Duration,
+    /// Heartbeat age after which the leader removes a store from the registry.
+    #[arg(long = "cluster.store-expiry", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub store_expiry: Duration,
+}
+
+/// Runs the node until SIGINT or SIGTERM.
+pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::lock(&args.objstore.data_dir)?;
+    let node_id = dir.node_id()?;
+    let span = tracing::info_span!("node", node_id);
+    run_locked(args, dir, node_id).instrument(span).await
+}
+
+async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Result<ExitCode> {
+    let secret = crate::cluster::load_secret(args.secret_file.as_deref(), args.insecure)?;
+    let discovery = Arc::new(Discovery::new(args.peers.clone())?);
+    let advertise = match &args.advertise_address {
+        Some(a) => a.clone(),
+        None => derive_advertise_address(&args.grpc_address, &discovery).await?,
+    };
+    let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_address)
+        .await
+        .with_context(|| format!("listening on --grpc-address {}", args.grpc_address))?;
+    let http_listener = tokio::net::TcpListener::bind(&args.http_address)
+        .await
+        .with_context(|| format!("listening on --http-address {}", args.http_address))?;
+    let http_local = http_listener
+        .local_addr()
+        .context("reading the HTTP address")?;
+    let roles = role_set(&args.roles);
+    let me = Member {
+        node_id,
+        grpc_address: advertise.clone(),
+        http_address: http_advertise(&advertise, http_local),
+        roles: roles.clone(),
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol_version: PROTOCOL_VERSION,
+        joined_at_ms: 0,
+    };
+    let mut config = RaftNodeConfig::new(
+        node_id,
+        dir.path().to_path_buf(),
+        advertise.clone(),
+        secret.clone(),
+    );
+    config.timeouts.heartbeat = args.raft_heartbeat;
+    config.timeouts.election_min = args.election_min;
+    config.timeouts.election_max = args.election_max;
+    let node = RaftNode::open(config)
+        .await
+        .context("opening the Raft node")?;
+    tracing::info!(grpc = %grpc_listener.local_addr().context("gRPC address")?, advertise = %advertise, http = %http_local, roles = ?roles, "node listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let span = tracing::Span::current();
+    let spawn = |f: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+        tokio::spawn(f.instrument(span.clone()))
+    };
+
+    let grpc = {
+        let mut stop = stop_rx.clone();
+        let server = tonic::transport::Server::builder()
+            .add_routes(node.grpc_routes())
+            .add_service(RegistryService::server(node.clone(), secret.clone()));
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        tokio::spawn(
+            async move {
+                let r = server
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "gRPC server failed");
+                }
+            }
+            .instrument(span.clone()),
+        )
+    };
+
+    let registry = prometheus::Registry::new();
+    let gauges = RaftGauges::register(&registry).context("registering Raft metrics")?;
+    let node_http = Arc::new(NodeHttp {
+        node: node.clone(),
+        store_max_age_ms: i64::try_from(args.store_expiry.as_millis()).unwrap_or(i64::MAX),
+        registry: registry.clone(),
+    });
+    let mut tasks = Vec::new();
+    let router = if roles.contains("query") {
+        let qargs = query_args(&args);
+        let embedded = query::build(&qargs, registry.clone())?;
+        tasks.push(spawn(Box::pin(
+            embedded.sync_loop(qargs.sync_interval, stop_rx.clone()),
+        )));
+        tasks.push(spawn(Box::pin(watch_store_set(
+            node.clone(),
+            args.store_expiry,
+            stop_rx.clone(),
+        ))));
+        crate::http::router(embedded.state)
+            .merge(status_routes(node_http.clone()))
+            .layer(axum::middleware::from_fn_with_state(node_http, gate_ready))
+    } else {
+        standalone_router(node_http)
+    };
+
+    tasks.push(spawn(Box::pin(gauges.run(node.clone(), stop_rx.clone()))));
+    tasks.push(spawn(Box::pin(
+        Joiner {
+            node: node.clone(),
+            me,
+            discovery,
+            secret: secret.clone(),
+            bootstrap: args.bootstrap,
+        }
+        .run(stop_rx.clone()),
+    )));
+    tasks.push(spawn(Box::pin(
+        LeaderDuties {
+            interval: Duration::from_secs(1),
+            store_max_age: args.store_expiry,
+        }
+        .run(node.clone(), stop_rx.clone()),
+    )));
+    if roles.contains("store") || roles.contains("sidecar") {
+        tasks.push(spawn(Box::pin(
+            Announcer {
+                node: node.clone(),
+                secret,
+                info: placeholder_store(&node),
+                interval: args.store_heartbeat,
+            }
+            .run(stop_rx.clone()),
+        )));
+    }
+
+    let shutdown = async move {
+        query::wait_for_signal().await;
+        tracing::info!("shutting down (without leaving the cluster)");
+        let _ = stop_tx.send(true);
+    };
+    let served = crate::http::serve(http_listener, router, shutdown).await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = grpc.await;
+    if let Err(e) = node.shutdown().await {
+        tracing::warn!(error = %e, "Raft shutdown");
+    }
+    served.context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP address peers should use: the listen address, or the advertise host with the HTTP
+/// port when it listens on every interface.
+fn http_advertise(grpc_advertise: &str, http_local: SocketAddr) -> String {
+    if !http_local.ip().is_unspecified() {
+        return http_local.to_string();
+    }
+    match grpc_advertise.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{}", http_local.port()),
+        None => http_local.to_string(),
+    }
+}
+
+/// The querier's flags for the query role: the node's HTTP address and bucket, and
+/// `strata query`'s defaults otherwise (the node does not expose the query.* flags yet).
+fn query_args(args: &NodeArgs) -> QueryArgs {
+    QueryArgs {
+        http_address: args.http_address.clone(),
+        objstore: ObjstoreFlags::clone(&args.objstore),
+        lookback_delta: Duration::from_secs(300),
+        max_samples: 50_000_000,
+        timeout: Duration::from_secs(120),
+        max_concurrent: 20,
+        sync_interval: Duration::from_secs(180),
+        endpoints: Vec::new(),
+        stores: Vec::new(),
+    }
+}
