@@ -171,7 +171,7 @@ fn verify_finds_overlaps_partial_uploads_and_corrupt_files() {
         .map(|e| e.unwrap().path())
         .collect();
     blocks.sort();
-    assert_eq!(blocks.len(), 2);
+    assert!(blocks.len() >= 2, "{blocks:?}");
 
     // A chunk bit flipped in the first block, an index bit in the second.
     flip_byte(&blocks[0].join("chunks/000001"), 200);

@@ -103,13 +103,15 @@ pub async fn run(objstore: &ObjstoreFlags, args: &GenerateArgs) -> anyhow::Resul
         .duration_since(std::time::UNIX_EPOCH)
         .context("system clock before 1970")?
         .as_millis() as i64;
-    let end = now / BLOCK_MS * BLOCK_MS;
-    let start = end - args.hours.max(1) * 3_600_000 / BLOCK_MS * BLOCK_MS;
+    // Data runs up to now, so that queries at the current time find it; blocks are cut at 2h
+    // boundaries like Prometheus' and the newest one is partial.
+    let end = now / SCRAPE_MS * SCRAPE_MS;
+    let start = (end - args.hours.max(1) * 3_600_000) / BLOCK_MS * BLOCK_MS;
     let series = synth_series(args.instances);
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-    let bar = progress::items(((end - start) / BLOCK_MS) as u64, "writing blocks");
+    let bar = progress::items(((end - start) / BLOCK_MS + 1) as u64, "writing blocks");
     let mut written = 0;
-    for block_start in (start..end).step_by(BLOCK_MS as usize) {
+    for block_start in (start..=end).step_by(BLOCK_MS as usize) {
         let first_k = (block_start - start) / SCRAPE_MS;
         let thanos = ThanosMeta {
             version: 1,
@@ -122,12 +124,13 @@ pub async fn run(objstore: &ObjstoreFlags, args: &GenerateArgs) -> anyhow::Resul
         for s in &series {
             let samples: Vec<(i64, f64)> = (0..BLOCK_MS / SCRAPE_MS)
                 .map(|j| (block_start + j * SCRAPE_MS, (s.value)(first_k + j)))
+                .take_while(|&(t, _)| t <= end)
                 .collect();
             writer.add_series(s.labels.clone(), &samples)?;
         }
-        // Head-cut blocks span their whole 2h range, as Prometheus' do.
-        let (dir, meta) =
-            writer.finish(Some(thanos), Some((block_start, block_start + BLOCK_MS)))?;
+        // Full blocks span their whole 2h range, as Prometheus' head blocks do.
+        let block_end = (block_start + BLOCK_MS).min(end + 1);
+        let (dir, meta) = writer.finish(Some(thanos), Some((block_start, block_end)))?;
         storage::bucket::blocks::upload_block(bucket.as_ref(), &dir, &meta, None).await?;
         std::fs::remove_dir_all(&dir)?;
         written += 1;
