@@ -115,12 +115,19 @@ fn open_with_lock_retry(dir: &Path) -> std::thread::Result<sled::Result<sled::Db
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         let opened = std::panic::catch_unwind(AssertUnwindSafe(|| sled::open(dir)));
-        let locked = matches!(&opened, Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock);
+        let locked = matches!(&opened, Ok(Err(e)) if is_lock_held(e));
         if !locked || std::time::Instant::now() >= deadline {
             return opened;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Whether sled refused to open because another handle holds the directory's lock. sled 0.34
+/// reports it as `ErrorKind::Other` with the lock error only in the message.
+pub fn is_lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+        || io.to_string().contains("could not acquire lock"))
 }
 
 /// A non-empty directory without sled's files is someone else's data: refuse to write into it.
