@@ -209,7 +209,7 @@ async fn wait_released(dir: &Path) -> Result<(), SimError> {
                 drop(db);
                 return Ok(());
             }
-            Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Ok(Err(e)) if raft::store::is_lock_held(&e) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Ok(Err(e)) => return Err(SimError::Setup(format!("{}: {e}", dir.display()))),
