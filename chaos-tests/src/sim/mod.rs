@@ -58,7 +58,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
-            steps: 60,
+            steps: 100,
             max_nodes: 5,
             converge_within: Duration::from_secs(60),
             verbose: false,
