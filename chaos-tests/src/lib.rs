@@ -1,4 +1,5 @@
-//! Jepsen-style harness for Strata's tier-1 chaos tests.
+//! Jepsen-style harness for Strata's tier-1 chaos tests, and [`sim`], the tier-0 simulation of
+//! the Raft layer.
 //!
 //! A test builds a [`Cluster`]: a private bridge network of network namespaces with a real DNS
 //! server (dnsmasq) answering `peers` with every node's address, then starts one process per
@@ -63,6 +64,7 @@ pub mod nemesis;
 pub mod net;
 pub mod process;
 pub mod rng;
+pub mod sim;
 
 pub use cluster::{Cluster, NodeCtx};
 pub use error::{Error, Result};

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::{BasicNode, SnapshotPolicy};
+use openraft::network::RaftNetworkFactory;
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::{BasicNode, LogId, SnapshotPolicy};
 use proto::raft_v1::cluster_admin_server::ClusterAdminServer;
 use proto::raft_v1::raft_transport_server::RaftTransportServer;
 use tonic::service::interceptor::InterceptedService;
@@ -25,7 +27,7 @@ use crate::network::client::NetworkFactory;
 use crate::network::server::{AdminService, TransportService};
 use crate::state::{ClusterState, Command, Member, Request, Response};
 use crate::store::{self, SharedState};
-use crate::types::{NodeId, Raft};
+use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Raft timing. The defaults suit busy 2-core machines (openraft's own 50 ms / 150-300 ms
 /// would cause spurious elections under load and SIGSTOP nemeses).
@@ -133,7 +135,8 @@ impl RaftNode {
     /// Opens `<data_dir>/raft` (creating it) and starts Raft. A node whose log holds a
     /// membership resumes its cluster; a fresh one waits to be initialized or to join.
     pub async fn open(config: RaftNodeConfig) -> Result<Self, RaftNodeError> {
-        let cfg = Arc::new(config.openraft_config()?);
+        // Refuse a bad configuration before touching the data directory.
+        config.openraft_config()?;
         let dir = config.data_dir.join("raft");
         let (log, sm) = tokio::task::spawn_blocking(move || store::open(&dir))
             .await
@@ -147,6 +150,26 @@ impl RaftNode {
             config.secret.clone(),
             config.timeouts.connect,
         );
+        Self::start(config, log, sm, shared, network).await
+    }
+
+    /// Starts Raft over stores and a network the caller made: the seam through which the
+    /// tier-0 simulation runs real nodes over an in-memory network (and wraps the stores to
+    /// record what they apply). `shared` must be the state machine's [`SharedState`].
+    /// [`RaftNode::open`] is this with the sled stores and the tonic network.
+    pub async fn start<LS, SM, N>(
+        config: RaftNodeConfig,
+        log: LS,
+        sm: SM,
+        shared: SharedState,
+        network: N,
+    ) -> Result<Self, RaftNodeError>
+    where
+        LS: RaftLogStorage<TypeConfig>,
+        SM: RaftStateMachine<TypeConfig>,
+        N: RaftNetworkFactory<TypeConfig>,
+    {
+        let cfg = Arc::new(config.openraft_config()?);
         let raft = Raft::new(config.node_id, cfg, network, log, sm)
             .await
             .map_err(|e| RaftNodeError::Raft {
@@ -252,6 +275,15 @@ impl RaftNode {
     /// Commits a command through this node (which must be the leader). A state-machine
     /// rejection comes back as [`WriteError::Rejected`].
     pub async fn client_write(&self, command: Command) -> Result<Response, WriteError> {
+        self.client_write_logged(command).await.map(|(_, r)| r)
+    }
+
+    /// [`RaftNode::client_write`], also returning the log id of the committed entry (checkers
+    /// use it to find an acknowledged write on every node).
+    pub async fn client_write_logged(
+        &self,
+        command: Command,
+    ) -> Result<(LogId<NodeId>, Response), WriteError> {
         let request = Request::new(command);
         if let Some(min) = self.local_state().min_member_protocol() {
             if request.version > min {
@@ -270,7 +302,7 @@ impl RaftNode {
             .map_err(write_error)?;
         match r.data {
             Response::Rejected { reason } => Err(WriteError::Rejected(reason)),
-            other => Ok(other),
+            other => Ok((r.log_id, other)),
         }
     }
 

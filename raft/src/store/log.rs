@@ -8,6 +8,7 @@ use openraft::{LogId, OptionalSend, StorageIOError, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::FlushMode;
 use crate::types::{Entry, NodeId, StorageError, TypeConfig};
 
 const VOTE: &str = "vote";
@@ -18,6 +19,7 @@ const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
+    flush: FlushMode,
     log: sled::Tree,
     meta: sled::Tree,
 }
@@ -52,9 +54,10 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
 }
 
 impl LogStore {
-    pub(super) fn new(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub(super) fn new(db: &sled::Db, flush: FlushMode) -> Result<Self, sled::Error> {
         Ok(LogStore {
             db: db.clone(),
+            flush,
             log: db.open_tree("log")?,
             meta: db.open_tree("log_meta")?,
         })
@@ -121,8 +124,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .insert(VOTE, to_json(vote)?)
             .map_err(io(|e| StorageIOError::write_vote(e)))?;
         // A vote must be on disk before it is acted on, or a restart could vote twice in a term.
-        self.db
-            .flush_async()
+        self.flush
+            .flush(&self.db)
             .await
             .map_err(io(|e| StorageIOError::write_vote(e)))?;
         Ok(())
@@ -163,10 +166,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .apply_batch(batch)
             .map_err(io(|e| StorageIOError::write_logs(e)))?;
         let flushed = self
-            .db
-            .flush_async()
+            .flush
+            .flush(&self.db)
             .await
-            .map(|_| ())
             .map_err(std::io::Error::other);
         callback.log_io_completed(flushed);
         Ok(())

@@ -14,6 +14,27 @@ use std::path::{Path, PathBuf};
 pub use log::LogStore;
 pub use sm::{SharedState, StateMachineStore};
 
+/// How the stores wait for sled to make a write durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushMode {
+    /// On sled's thread pool, so that the runtime keeps running meanwhile (production).
+    #[default]
+    Background,
+    /// On the calling thread. For simulations under tokio's paused clock: waiting on another
+    /// thread looks idle to tokio, which then jumps virtual time to the next timer mid-flush.
+    Inline,
+}
+
+impl FlushMode {
+    /// Flushes `db` in this mode.
+    pub(crate) async fn flush(self, db: &sled::Db) -> sled::Result<()> {
+        match self {
+            FlushMode::Background => db.flush_async().await.map(|_| ()),
+            FlushMode::Inline => db.flush().map(|_| ()),
+        }
+    }
+}
+
 /// What the `strata` tree's `format` key holds in a database this crate made.
 const FORMAT: &[u8] = b"strata-raft-v1";
 
@@ -48,9 +69,14 @@ pub enum OpenError {
 
 /// Opens (or creates) the Raft database in `dir` and returns its two stores.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
+    open_with(dir, FlushMode::Background)
+}
+
+/// Like [`open`], with a choice of how writes are flushed (the seam for simulations).
+pub fn open_with(dir: &Path, flush: FlushMode) -> Result<(LogStore, StateMachineStore), OpenError> {
     let db = open_db(dir)?;
-    let log = LogStore::new(&db).map_err(|e| corrupt(dir, e))?;
-    let sm = StateMachineStore::new(&db).map_err(|e| corrupt(dir, e))?;
+    let log = LogStore::new(&db, flush).map_err(|e| corrupt(dir, e))?;
+    let sm = StateMachineStore::new(&db, flush).map_err(|e| corrupt(dir, e))?;
     Ok((log, sm))
 }
 
@@ -89,12 +115,19 @@ fn open_with_lock_retry(dir: &Path) -> std::thread::Result<sled::Result<sled::Db
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         let opened = std::panic::catch_unwind(AssertUnwindSafe(|| sled::open(dir)));
-        let locked = matches!(&opened, Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock);
+        let locked = matches!(&opened, Ok(Err(e)) if is_lock_held(e));
         if !locked || std::time::Instant::now() >= deadline {
             return opened;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Whether sled refused to open because another handle holds the directory's lock. sled 0.34
+/// reports it as `ErrorKind::Other` with the lock error only in the message.
+pub fn is_lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+        || io.to_string().contains("could not acquire lock"))
 }
 
 /// A non-empty directory without sled's files is someone else's data: refuse to write into it.

@@ -11,6 +11,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::FlushMode;
 use crate::state::{ClusterState, Response};
 use crate::types::{Entry, NodeId, StorageError, TypeConfig, STATE_VERSION};
 
@@ -55,6 +56,7 @@ impl SharedState {
 /// openraft's state machine over sled tree `sm`.
 pub struct StateMachineStore {
     db: sled::Db,
+    flush: FlushMode,
     tree: sled::Tree,
     shared: SharedState,
 }
@@ -68,7 +70,7 @@ fn sm_write(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl StateMachineStore {
-    pub(super) fn new(db: &sled::Db) -> Result<Self, String> {
+    pub(super) fn new(db: &sled::Db, flush: FlushMode) -> Result<Self, String> {
         let tree = db.open_tree("sm").map_err(|e| e.to_string())?;
         let applied = match tree.get(APPLIED).map_err(|e| e.to_string())? {
             Some(v) => serde_json::from_slice(&v).map_err(|e| format!("applied state: {e}"))?,
@@ -76,6 +78,7 @@ impl StateMachineStore {
         };
         Ok(StateMachineStore {
             db: db.clone(),
+            flush,
             tree,
             shared: SharedState(Arc::new(RwLock::new(applied))),
         })
@@ -145,6 +148,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             db: self.db.clone(),
+            flush: self.flush,
             tree: self.tree.clone(),
             shared: self.shared.clone(),
         }
@@ -176,7 +180,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             state: body.state,
         };
         store_snapshot(&self.tree, meta, &data, Some(&applied))?;
-        self.db.flush_async().await.map_err(sm_write)?;
+        self.flush.flush(&self.db).await.map_err(sm_write)?;
         *self.shared.write() = applied;
         Ok(())
     }
@@ -226,6 +230,7 @@ fn store_snapshot(
 /// Builds a snapshot of the applied state.
 pub struct SnapshotBuilder {
     db: sled::Db,
+    flush: FlushMode,
     tree: sled::Tree,
     shared: SharedState,
 }
@@ -249,7 +254,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         store_snapshot(&self.tree, &meta, &data, None)?;
-        self.db.flush_async().await.map_err(sm_write)?;
+        self.flush.flush(&self.db).await.map_err(sm_write)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -101,3 +101,18 @@ fn database_held_open_elsewhere_is_refused_naming_the_path() {
     );
     drop(held);
 }
+
+#[test]
+fn reopening_waits_for_the_previous_handle_to_let_go() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("raft");
+    let held = open(&path).expect("first open");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(held);
+    });
+    // Before the fix the lock error (ErrorKind::Other) was not recognised and this failed at once.
+    let reopened = open(&path);
+    release.join().expect("release thread");
+    assert!(reopened.is_ok(), "{:?}", reopened.err());
+}
