@@ -36,6 +36,29 @@ impl RaftNode {
         }
     }
 
+    /// Runs one Raft membership change, serialised with this node's others. openraft 0.9
+    /// asserts (and panics in debug builds) when a change reaches a leader whose own removal is
+    /// under way, so a node that started removing itself starts no further change, and
+    /// leadership is checked again right before the change, under the lock.
+    async fn membership_change<T, F>(&self, self_removal: bool, change: F) -> Result<T, WriteError>
+    where
+        F: std::future::Future<Output = Result<T, WriteError>>,
+    {
+        let _guard = self.inner.membership.lock().await;
+        if self.inner.leaving.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(WriteError::NotCommitted(
+                "this node is removing itself from the cluster; ask the next leader".into(),
+            ));
+        }
+        self.ensure_leader()?;
+        if self_removal {
+            self.inner
+                .leaving
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        change.await
+    }
+
     fn ensure_leader(&self) -> Result<(), WriteError> {
         let m = self.raft().metrics().borrow().clone();
         if m.current_leader == Some(self.id()) && m.state == ServerState::Leader {
@@ -63,18 +86,25 @@ impl RaftNode {
                 Some(n) if n == node => Ok(()),
                 Some(_) => {
                     let change = ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
-                    self.raft()
-                        .change_membership(change, true)
-                        .await
-                        .map(|_| ())
-                        .map_err(write_error)
-                }
-                None => self
-                    .raft()
-                    .add_learner(id, node, true)
+                    self.membership_change(false, async {
+                        self.raft()
+                            .change_membership(change, true)
+                            .await
+                            .map(|_| ())
+                            .map_err(write_error)
+                    })
                     .await
-                    .map(|_| ())
-                    .map_err(write_error),
+                }
+                None => {
+                    self.membership_change(false, async {
+                        self.raft()
+                            .add_learner(id, node, true)
+                            .await
+                            .map(|_| ())
+                            .map_err(write_error)
+                    })
+                    .await
+                }
             }
         };
         let join = self.config().timeouts.join;
@@ -93,11 +123,15 @@ impl RaftNode {
                 max,
             });
         }
-        self.raft()
-            .change_membership(ChangeMembers::ReplaceAllVoters(voters), true)
-            .await
-            .map_err(|e| RaftNodeError::Write(write_error(e)))?;
-        Ok(())
+        self.membership_change(false, async {
+            self.raft()
+                .change_membership(ChangeMembers::ReplaceAllVoters(voters), true)
+                .await
+                .map(|_| ())
+                .map_err(write_error)
+        })
+        .await
+        .map_err(RaftNodeError::Write)
     }
 
     /// The leader side of a join: learner first, member record, then voter while there are
@@ -135,10 +169,13 @@ impl RaftNode {
         if add.is_empty() {
             return Ok(voters);
         }
-        self.raft()
-            .change_membership(ChangeMembers::AddVoterIds(add.clone()), true)
-            .await
-            .map_err(write_error)?;
+        self.membership_change(false, async {
+            self.raft()
+                .change_membership(ChangeMembers::AddVoterIds(add.clone()), true)
+                .await
+                .map_err(write_error)
+        })
+        .await?;
         voters.extend(add);
         Ok(voters)
     }
@@ -171,10 +208,13 @@ impl RaftNode {
             ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
         };
         if membership.get_node(&node_id).is_some() {
-            self.raft()
-                .change_membership(change, false)
-                .await
-                .map_err(write_error)?;
+            self.membership_change(node_id == self.id(), async {
+                self.raft()
+                    .change_membership(change, false)
+                    .await
+                    .map_err(write_error)
+            })
+            .await?;
         }
         if node_id != self.id() {
             // Keep the voter count up when learners are waiting.

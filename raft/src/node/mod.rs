@@ -118,6 +118,10 @@ struct Inner {
     config: RaftNodeConfig,
     raft: Raft,
     shared: SharedState,
+    /// One membership change at a time from this node (see `membership.rs`).
+    membership: tokio::sync::Mutex<()>,
+    /// Set once this node has started removing itself; it then starts no other change.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 /// One running member of the Raft group. Cheap to clone.
@@ -182,6 +186,8 @@ impl RaftNode {
                 config,
                 raft,
                 shared,
+                membership: tokio::sync::Mutex::new(()),
+                leaving: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
