@@ -63,6 +63,7 @@ pub mod nemesis;
 pub mod net;
 pub mod process;
 pub mod rng;
+pub mod strata;
 
 pub use cluster::{Cluster, NodeCtx};
 pub use error::{Error, Result};

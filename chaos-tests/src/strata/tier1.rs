@@ -1,0 +1,184 @@
+//! One tier-1 run: start `strata node` on every node of a [`Cluster`], wait for one settled
+//! cluster, then run the seeded nemesis while the observer watches every node and the workload
+//! writes registry entries; heal, wait for convergence, read every node's registry, and judge
+//! the history. The test that calls [`run`] keeps the cluster, so a failed assertion keeps the
+//! test directory (history and logs) and prints the logs' tails.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::checkers::{CommitNeverRegresses, MembershipStable, Renamed};
+use super::nemesis::StrataSchedule;
+use super::node::NodeOptions;
+use super::observer::{record, snapshot, targets, LeaderHint, Observer};
+use super::wait::{wait_settled, Settled};
+use super::workload::{read_all, RegistryWorkload, WorkloadStats};
+use crate::checker::converge::ConvergesAfterHeal;
+use crate::checker::leader::OneLeaderPerTerm;
+use crate::checker::set::AckedAddsSurvive;
+use crate::checker::Report;
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::history::History;
+use crate::nemesis::Fault;
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct Tier1Config {
+    /// Nemesis seed.
+    pub seed: u64,
+    /// How long the nemesis runs.
+    pub time_limit: Duration,
+    /// How long the first formation may take.
+    pub form_deadline: Duration,
+    /// The convergence deadline the checker enforces after the last heal (the issue: 10 s).
+    pub converge_within: Duration,
+    /// How long the run waits for convergence before giving up (longer, to report how long
+    /// it actually took when it misses the deadline).
+    pub converge_wait: Duration,
+}
+
+impl Tier1Config {
+    /// `TIER1_SECONDS` (default `default_secs`) of nemesis with seed `TIER1_SEED` (default: from
+    /// the clock, printed so a failure can be replayed).
+    pub fn from_env(default_secs: u64) -> Tier1Config {
+        let secs = std::env::var("TIER1_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default_secs);
+        let seed = std::env::var("TIER1_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64 % 1_000_000)
+                    .unwrap_or(1)
+            });
+        Tier1Config {
+            seed,
+            time_limit: Duration::from_secs(secs),
+            form_deadline: Duration::from_secs(60),
+            converge_within: Duration::from_secs(10),
+            converge_wait: Duration::from_secs(40),
+        }
+    }
+}
+
+/// What a run saw.
+#[derive(Debug)]
+pub struct Tier1Outcome {
+    /// The checkers' verdicts.
+    pub report: Report,
+    /// The cluster as it first settled.
+    pub formed: Settled,
+    /// The faults applied, in order.
+    pub faults: Vec<Fault>,
+    /// The workload's figures.
+    pub workload: WorkloadStats,
+    /// How long the cluster took to settle after the last heal (`None`: it did not).
+    pub converged: Option<Duration>,
+    /// The JSON-lines history.
+    pub history: PathBuf,
+}
+
+/// Sets the flags when dropped, so helper threads stop even when the run fails.
+struct StopOnDrop<'a>(&'a [&'a AtomicBool]);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        for f in self.0 {
+            f.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs the schedule on `cluster` (not started yet) with nodes started as `opts` says.
+pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Result<Tier1Outcome> {
+    cluster.start_all(|n| opts.command(n))?;
+    let targets = targets(cluster);
+    let n = targets.len();
+    let formed = wait_settled(&targets, n, cfg.form_deadline)?;
+    let history_path = cluster.dir().join("history.jsonl");
+    let history = History::with_file(&history_path)?;
+    for (id, s) in snapshot(&targets, Duration::from_secs(1)) {
+        if let Some(s) = s {
+            record(&history, id, &s);
+        }
+    }
+    let secret = raft::ClusterSecret::from_file(&opts.secret_file)
+        .map_err(|e| Error::NotReady(format!("cluster secret: {e}")))?;
+    let workload = RegistryWorkload {
+        secret,
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(3),
+    };
+    let hint = LeaderHint::default();
+    hint.offer(formed.term, formed.leader_node, formed.leader);
+    let (stop_observer, stop_workload) = (AtomicBool::new(false), AtomicBool::new(false));
+    let never = AtomicBool::new(false);
+    let schedule = StrataSchedule::new(cfg.seed);
+    let (faults, stats, converged) = std::thread::scope(|s| -> Result<_> {
+        let flags = [&stop_observer, &stop_workload];
+        let _stop = StopOnDrop(&flags);
+        let (t, h, hi) = (&targets, &history, &hint);
+        s.spawn(|| Observer::default().run(t, h, hi, &stop_observer));
+        let wl = s.spawn(|| workload.run(t, h, hi, &stop_workload));
+        let faults = schedule.run(cluster, &history, &hint, cfg.time_limit, &never)?;
+        let healed = Instant::now();
+        stop_workload.store(true, Ordering::Relaxed);
+        let stats = wl.join().unwrap_or_default();
+        let converged = wait_settled(&targets, n, cfg.converge_wait)
+            .ok()
+            .map(|_| healed.elapsed());
+        read_all(&targets, &history, Duration::from_secs(2));
+        Ok((faults, stats, converged))
+    })?;
+    let checkers = (
+        Renamed {
+            name: "at most one leader per term (leaders' own claims)".into(),
+            inner: OneLeaderPerTerm::default(),
+        },
+        Renamed {
+            name: "at most one leader per term (every node's view)".into(),
+            inner: OneLeaderPerTerm {
+                f: "leader_view".into(),
+            },
+        },
+        CommitNeverRegresses,
+        MembershipStable {
+            voters: formed.voters.clone(),
+        },
+        Renamed {
+            name: format!(
+                "all nodes converge on one leader, voters and registry within {:?} of healing",
+                cfg.converge_within
+            ),
+            inner: ConvergesAfterHeal {
+                f: "converge".into(),
+                within: cfg.converge_within,
+            },
+        },
+        AckedAddsSurvive::default(),
+    );
+    let report = Report::run(
+        &history,
+        &[
+            &checkers.0,
+            &checkers.1,
+            &checkers.2,
+            &checkers.3,
+            &checkers.4,
+            &checkers.5,
+        ],
+    );
+    Ok(Tier1Outcome {
+        report,
+        formed,
+        faults,
+        workload: stats,
+        converged,
+        history: history_path,
+    })
+}
