@@ -30,6 +30,19 @@ pub enum StrataFault {
 }
 
 impl StrataFault {
+    /// The kind named `name` (`isolate-leader`, `split`, `kill`, `pause`), or every kind for
+    /// `all`.
+    pub fn parse(name: &str) -> Option<Vec<StrataFault>> {
+        Some(match name {
+            "all" => StrataFault::ALL.to_vec(),
+            "isolate-leader" => vec![StrataFault::IsolateLeader],
+            "split" => vec![StrataFault::MajorityMinority],
+            "kill" => vec![StrataFault::KillRestart],
+            "pause" => vec![StrataFault::PauseResume],
+            _ => return None,
+        })
+    }
+
     /// Every kind.
     pub const ALL: [StrataFault; 4] = [
         StrataFault::IsolateLeader,
@@ -48,6 +61,8 @@ pub struct StrataSchedule {
     pub fault_for: Duration,
     /// How long the healed cluster runs before the next fault.
     pub heal_for: Duration,
+    /// The kinds drawn from (each once per round, in a seeded order).
+    pub kinds: Vec<StrataFault>,
 }
 
 impl StrataSchedule {
@@ -57,6 +72,7 @@ impl StrataSchedule {
             seed,
             fault_for: Duration::from_secs(8),
             heal_for: Duration::from_secs(5),
+            kinds: StrataFault::ALL.to_vec(),
         }
     }
 
@@ -77,7 +93,7 @@ impl StrataSchedule {
         let result = (|| {
             while !over(end, stop) {
                 if round.is_empty() {
-                    round = StrataFault::ALL.to_vec();
+                    round = self.kinds.clone();
                     rng.shuffle(&mut round);
                 }
                 let Some(kind) = round.pop() else { break };

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::checkers::{CommitNeverRegresses, MembershipStable, Renamed};
-use super::nemesis::StrataSchedule;
+use super::nemesis::{StrataFault, StrataSchedule};
 use super::node::NodeOptions;
 use super::observer::{record, snapshot, targets, LeaderHint, Observer};
 use super::wait::{wait_settled, Settled};
@@ -37,6 +37,8 @@ pub struct Tier1Config {
     /// How long the run waits for convergence before giving up (longer, to report how long
     /// it actually took when it misses the deadline).
     pub converge_wait: Duration,
+    /// The fault kinds the nemesis draws from.
+    pub nemesis: Vec<StrataFault>,
 }
 
 impl Tier1Config {
@@ -62,6 +64,7 @@ impl Tier1Config {
             form_deadline: Duration::from_secs(60),
             converge_within: Duration::from_secs(10),
             converge_wait: Duration::from_secs(40),
+            nemesis: StrataFault::ALL.to_vec(),
         }
     }
 }
@@ -118,7 +121,10 @@ pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Resu
     hint.offer(formed.term, formed.leader_node, formed.leader);
     let (stop_observer, stop_workload) = (AtomicBool::new(false), AtomicBool::new(false));
     let never = AtomicBool::new(false);
-    let schedule = StrataSchedule::new(cfg.seed);
+    let schedule = StrataSchedule {
+        kinds: cfg.nemesis.clone(),
+        ..StrataSchedule::new(cfg.seed)
+    };
     let (faults, stats, converged) = std::thread::scope(|s| -> Result<_> {
         let flags = [&stop_observer, &stop_workload];
         let _stop = StopOnDrop(&flags);
@@ -135,44 +141,7 @@ pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Resu
         read_all(&targets, &history, Duration::from_secs(2));
         Ok((faults, stats, converged))
     })?;
-    let checkers = (
-        Renamed {
-            name: "at most one leader per term (leaders' own claims)".into(),
-            inner: OneLeaderPerTerm::default(),
-        },
-        Renamed {
-            name: "at most one leader per term (every node's view)".into(),
-            inner: OneLeaderPerTerm {
-                f: "leader_view".into(),
-            },
-        },
-        CommitNeverRegresses,
-        MembershipStable {
-            voters: formed.voters.clone(),
-        },
-        Renamed {
-            name: format!(
-                "all nodes converge on one leader, voters and registry within {:?} of healing",
-                cfg.converge_within
-            ),
-            inner: ConvergesAfterHeal {
-                f: "converge".into(),
-                within: cfg.converge_within,
-            },
-        },
-        AckedAddsSurvive::default(),
-    );
-    let report = Report::run(
-        &history,
-        &[
-            &checkers.0,
-            &checkers.1,
-            &checkers.2,
-            &checkers.3,
-            &checkers.4,
-            &checkers.5,
-        ],
-    );
+    let report = judge(&history, &formed.voters, cfg.converge_within);
     Ok(Tier1Outcome {
         report,
         formed,
@@ -181,4 +150,49 @@ pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Resu
         converged,
         history: history_path,
     })
+}
+
+/// Runs every tier-1 checker over `history`; `voters` is the committed membership every node
+/// must keep reporting (no membership change happens during a tier-1 run).
+pub fn judge(history: &History, voters: &[u64], converge_within: Duration) -> Report {
+    let claims = Renamed {
+        name: "at most one leader per term (leaders' own claims)".into(),
+        inner: OneLeaderPerTerm::default(),
+    };
+    let views = Renamed {
+        name: "at most one leader per term (every node's view)".into(),
+        inner: OneLeaderPerTerm {
+            f: "leader_view".into(),
+        },
+    };
+    let commit = CommitNeverRegresses::default();
+    let members = MembershipStable {
+        voters: voters.to_vec(),
+    };
+    let converge = Renamed {
+        name: format!(
+            "all nodes converge on one leader, voters and registry within {converge_within:?} of healing"
+        ),
+        inner: ConvergesAfterHeal {
+            f: "converge".into(),
+            within: converge_within,
+        },
+    };
+    let acked = AckedAddsSurvive::default();
+    Report::run(
+        history,
+        &[&claims, &views, &commit, &members, &converge, &acked],
+    )
+}
+
+/// The voters of the first `members` observation (the formed cluster), for re-judging a
+/// history read back from its file.
+pub fn first_voters(history: &History) -> Vec<u64> {
+    history
+        .ops()
+        .iter()
+        .find(|o| o.f == "members")
+        .and_then(|o| o.value["voters"].as_array().cloned())
+        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+        .unwrap_or_default()
 }
