@@ -139,6 +139,15 @@ pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Resu
             .ok()
             .map(|_| healed.elapsed());
         read_all(&targets, &history, Duration::from_secs(2));
+        // The observer must record every node after the reads, or an add acknowledged just
+        // before them would look unconverged on the nodes it last saw earlier.
+        let after = history.now_ns();
+        let observed = Instant::now();
+        while !observed_since(&history, &targets, after)
+            && observed.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Ok((faults, stats, converged))
     })?;
     let report = judge(&history, &formed.voters, cfg.converge_within);
@@ -149,6 +158,17 @@ pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Resu
         workload: stats,
         converged,
         history: history_path,
+    })
+}
+
+/// Whether every target has a `converge` observation recorded after `after_ns`.
+fn observed_since(history: &History, targets: &[super::observer::Target], after_ns: u64) -> bool {
+    let ops = history.ops();
+    targets.iter().all(|t| {
+        ops.iter()
+            .rev()
+            .take_while(|o| o.time_ns > after_ns)
+            .any(|o| o.f == "converge" && o.node == Some(t.id))
     })
 }
 

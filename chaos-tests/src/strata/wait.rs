@@ -1,13 +1,15 @@
 //! Waiting, with a deadline, until the nodes form one settled cluster: every node answers, all
 //! follow the same leader, the voters are exactly `voters` nodes with no learner left, no
-//! membership change is in its joint phase, and every node has applied what the leader
-//! committed. Faults are injected only from this state (a leader lost mid-change can leave the
-//! survivors without a quorum until it returns, as Raft's joint consensus allows).
+//! membership change is in its joint phase, every node has applied what the leader committed,
+//! and all hold the same workload registry entries. Faults are injected only from this state (a
+//! leader lost mid-change can leave the survivors without a quorum until it returns, as Raft's
+//! joint consensus allows).
 
 use std::time::{Duration, Instant};
 
 use super::observer::{snapshot, Target};
 use super::status::NodeStatus;
+use super::WORKLOAD_PREFIX;
 use crate::error::{Error, Result};
 use crate::net::NodeId;
 
@@ -62,6 +64,7 @@ fn settled(seen: &[(NodeId, Option<NodeStatus>)], voters: usize) -> Option<Settl
             && s.learners().is_empty()
             && !s.membership_joint
             && s.applied_index.is_some_and(|a| a >= committed)
+            && s.stores_with_prefix(WORKLOAD_PREFIX) == leader.stores_with_prefix(WORKLOAD_PREFIX)
     });
     (ok && leader.voters().len() == voters).then(|| Settled {
         leader: leader.node_id,

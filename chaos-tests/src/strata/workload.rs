@@ -2,7 +2,8 @@
 //! store `wl-<n>:1` through the node's gRPC `StoreRegistry.Announce` (authenticated with the
 //! cluster secret), sent to the node that last claimed leadership; the reply comes after the
 //! leader committed the registration, so an `ok` is an acknowledged write. Any error is `info`
-//! (outcome unknown: a timed-out write may still commit).
+//! (outcome unknown: a timed-out write may still commit), except a follower's "not the leader"
+//! refusal, which is `fail`.
 //!
 //! Reads are taken from each node's applied registry (`/api/v1/status/cluster`) after the
 //! cluster converged: the node has no linearizable read path over HTTP or gRPC yet, so reads
@@ -115,6 +116,13 @@ impl RegistryWorkload {
                 Ok(r) => {
                     stats.acked += 1;
                     op.ok(json!({"registered": r.into_inner().registered}));
+                }
+                // A follower refuses before appending anything: certainly not applied.
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable
+                        && s.message().starts_with("not the leader") =>
+                {
+                    op.fail(json!({"code": s.code().to_string(), "message": s.message()}));
                 }
                 Err(s) => {
                     op.info(json!({"code": s.code().to_string(), "message": s.message()}));
