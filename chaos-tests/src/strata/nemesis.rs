@@ -154,3 +154,49 @@ fn hold(d: Duration, end: Instant, stop: &AtomicBool) {
         std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: u32) -> Vec<NodeId> {
+        (1..=n).map(NodeId).collect()
+    }
+
+    #[test]
+    fn isolate_leader_cuts_off_the_leader_named_by_the_hint() {
+        let s = StrataSchedule::new(3);
+        let f = s.draw(
+            StrataFault::IsolateLeader,
+            &mut Rng::new(1),
+            &ids(5),
+            Some(NodeId(4)),
+        );
+        assert_eq!(
+            f,
+            Fault::Partition {
+                grudge: Grudge::isolate(NodeId(4), &ids(5))
+            }
+        );
+    }
+
+    #[test]
+    fn same_seed_same_faults_and_kills_stay_a_minority() {
+        let s = StrataSchedule::new(9);
+        let draw = |seed| {
+            let mut rng = Rng::new(seed);
+            (0..20)
+                .map(|i| {
+                    let kind = StrataFault::ALL[i % 4];
+                    s.draw(kind, &mut rng, &ids(5), Some(NodeId(2)))
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        for f in draw(7) {
+            if let Fault::Kill { nodes } | Fault::Pause { nodes } = f {
+                assert!((1..=2).contains(&nodes.len()), "{nodes:?}");
+            }
+        }
+    }
+}
