@@ -9,8 +9,9 @@
 //!
 //! `cargo run -p chaos-tests -- --check-history FILE` judges a history written earlier.
 //!
-//! `--nemesis` is `all` (leader isolation, majority/minority split, kill, pause), or one of
-//! `isolate-leader`, `split`, `kill`, `pause`. The `strata` binary is found as the tests find it
+//! `--nemesis` is `all` (leader isolation, majority/minority split, kill, pause, bridge,
+//! one-way partition, packet loss), `core` (the first four, as in CI), or one of
+//! `isolate-leader`, `split`, `kill`, `pause`, `bridge`, `one-way`, `loss`. The `strata` binary is found as the tests find it
 //! (`STRATA_BIN`, or the target directory: build it with `cargo build -p node`).
 
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ use chaos_tests::strata::tier1::{first_voters, judge, run, Tier1Config};
 use chaos_tests::{Cluster, History};
 
 const USAGE: &str =
-    "usage: chaos-tests [--time-limit SECS] [--nemesis all|isolate-leader|split|kill|pause] \
+    "usage: chaos-tests [--time-limit SECS] [--nemesis all|core|isolate-leader|split|kill|pause|bridge|one-way|loss] \
 [--nodes N] [--seed N] [--history-out FILE] | --check-history FILE";
 
 struct Args {
@@ -36,7 +37,10 @@ struct Args {
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
-        cfg: Tier1Config::from_env(300),
+        cfg: Tier1Config {
+            nemesis: StrataFault::ALL.to_vec(),
+            ..Tier1Config::from_env(300)
+        },
         nodes: 3,
         history_out: PathBuf::from("chaos-history.jsonl"),
         check: None,

@@ -27,14 +27,24 @@ pub enum StrataFault {
     KillRestart,
     /// SIGSTOP a minority (the leader half the time); healing resumes it.
     PauseResume,
+    /// Two halves joined by one node that sees both (Jepsen's bridge).
+    Bridge,
+    /// A minority (the leader half the time) stops hearing from the rest; they still hear it.
+    OneWay,
+    /// Every node drops 10-50% of its peers' packets.
+    Loss,
 }
 
 impl StrataFault {
-    /// The kind named `name` (`isolate-leader`, `split`, `kill`, `pause`), or every kind for
-    /// `all`.
+    /// The kind named `name` (`isolate-leader`, `split`, `kill`, `pause`, `bridge`, `one-way`,
+    /// `loss`), the CI schedule's four for `core`, or every kind for `all`.
     pub fn parse(name: &str) -> Option<Vec<StrataFault>> {
         Some(match name {
             "all" => StrataFault::ALL.to_vec(),
+            "core" => StrataFault::CORE.to_vec(),
+            "bridge" => vec![StrataFault::Bridge],
+            "one-way" => vec![StrataFault::OneWay],
+            "loss" => vec![StrataFault::Loss],
             "isolate-leader" => vec![StrataFault::IsolateLeader],
             "split" => vec![StrataFault::MajorityMinority],
             "kill" => vec![StrataFault::KillRestart],
@@ -43,12 +53,23 @@ impl StrataFault {
         })
     }
 
-    /// Every kind.
-    pub const ALL: [StrataFault; 4] = [
+    /// The kinds of the short CI schedule.
+    pub const CORE: [StrataFault; 4] = [
         StrataFault::IsolateLeader,
         StrataFault::MajorityMinority,
         StrataFault::KillRestart,
         StrataFault::PauseResume,
+    ];
+
+    /// Every kind.
+    pub const ALL: [StrataFault; 7] = [
+        StrataFault::IsolateLeader,
+        StrataFault::MajorityMinority,
+        StrataFault::KillRestart,
+        StrataFault::PauseResume,
+        StrataFault::Bridge,
+        StrataFault::OneWay,
+        StrataFault::Loss,
     ];
 }
 
@@ -66,13 +87,13 @@ pub struct StrataSchedule {
 }
 
 impl StrataSchedule {
-    /// Faults of 8 s with 5 s of recovery (elections take 1-2 s; restarts a few seconds).
+    /// The four core kinds, faults of 8 s with 5 s of recovery (elections take 1-2 s).
     pub fn new(seed: u64) -> StrataSchedule {
         StrataSchedule {
             seed,
             fault_for: Duration::from_secs(8),
             heal_for: Duration::from_secs(5),
-            kinds: StrataFault::ALL.to_vec(),
+            kinds: StrataFault::CORE.to_vec(),
         }
     }
 
@@ -139,6 +160,19 @@ impl StrataSchedule {
             },
             StrataFault::KillRestart => Fault::Kill { nodes: victims },
             StrataFault::PauseResume => Fault::Pause { nodes: victims },
+            StrataFault::Bridge => Fault::Partition {
+                grudge: Grudge::bridge(nodes, rng),
+            },
+            StrataFault::OneWay => {
+                let rest: Vec<NodeId> = shuffled[victims.len()..].to_vec();
+                Fault::Partition {
+                    grudge: Grudge::one_way(&rest, &victims),
+                }
+            }
+            StrataFault::Loss => Fault::Loss {
+                nodes: nodes.to_vec(),
+                probability: 0.1 + 0.4 * rng.unit(),
+            },
         }
     }
 }
@@ -187,7 +221,7 @@ mod tests {
             let mut rng = Rng::new(seed);
             (0..20)
                 .map(|i| {
-                    let kind = StrataFault::ALL[i % 4];
+                    let kind = StrataFault::ALL[i % StrataFault::ALL.len()];
                     s.draw(kind, &mut rng, &ids(5), Some(NodeId(2)))
                 })
                 .collect::<Vec<_>>()

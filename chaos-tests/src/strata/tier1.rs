@@ -64,7 +64,7 @@ impl Tier1Config {
             form_deadline: Duration::from_secs(60),
             converge_within: Duration::from_secs(10),
             converge_wait: Duration::from_secs(40),
-            nemesis: StrataFault::ALL.to_vec(),
+            nemesis: StrataFault::CORE.to_vec(),
         }
     }
 }
