@@ -89,12 +89,18 @@ fn open_with_lock_retry(dir: &Path) -> std::thread::Result<sled::Result<sled::Db
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         let opened = std::panic::catch_unwind(AssertUnwindSafe(|| sled::open(dir)));
-        let locked = matches!(&opened, Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock);
+        let locked = matches!(&opened, Ok(Err(sled::Error::Io(e))) if is_lock_error(e));
         if !locked || std::time::Instant::now() >= deadline {
             return opened;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// sled 0.34 reports a held file lock as an `ErrorKind::Other` error whose text names it (the
+/// `WouldBlock` from flock is only in that text), so the kind alone never matches.
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
 
 /// A non-empty directory without sled's files is someone else's data: refuse to write into it.

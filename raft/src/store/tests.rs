@@ -101,3 +101,23 @@ fn database_held_open_elsewhere_is_refused_naming_the_path() {
     );
     drop(held);
 }
+
+#[test]
+fn reopening_while_the_previous_handle_is_still_closing_waits_for_the_lock() {
+    // Regression: the retry never fired because sled reports the held lock as ErrorKind::Other,
+    // so a reopen right after a drop (under load) failed with "could not acquire lock".
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("raft");
+    let held = open(&path).expect("first open");
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(held);
+    });
+    let reopened = open(&path);
+    closer.join().expect("closer");
+    assert!(
+        reopened.is_ok(),
+        "{:?}",
+        reopened.err().map(|e| e.to_string())
+    );
+}
