@@ -8,8 +8,10 @@
 //! judges that history. Everything a test creates is removed when the `Cluster` is dropped, even
 //! on panic; [`cleanup::remove_leftovers`] removes what a killed earlier run left behind.
 //!
-//! How a Raft test will use it (`strata node` is not wired yet; the stand-in tests in
-//! `tests/harness.rs` run the same calls with `chaos-stand-in`):
+//! [`strata`] holds the Strata-specific pieces (the `strata node` command line, a status
+//! observer, the registry workload, Raft checkers, the tier-1 nemesis and [`strata::tier1::run`],
+//! used by `tests/tier1_*.rs` and the `chaos-tests` binary). The generic calls look like this
+//! (the stand-in tests in `tests/harness.rs` run them with `chaos-stand-in`):
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -65,6 +67,7 @@ pub mod net;
 pub mod process;
 pub mod rng;
 pub mod sim;
+pub mod strata;
 
 pub use cluster::{Cluster, NodeCtx};
 pub use error::{Error, Result};
