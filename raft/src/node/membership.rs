@@ -36,26 +36,29 @@ impl RaftNode {
         }
     }
 
+    /// Whether the membership this node works with (possibly not yet committed) leaves this node
+    /// out of its target voters: its own removal is under way.
+    fn removing_self(&self) -> bool {
+        let m = self.raft().metrics().borrow().clone();
+        let joint = m.membership_config.membership().get_joint_config().clone();
+        joint.last().is_some_and(|target| !target.contains(&self.id()))
+    }
+
     /// Runs one Raft membership change, serialised with this node's others. openraft 0.9
     /// asserts (and panics in debug builds) when a change reaches a leader whose own removal is
-    /// under way, so a node that started removing itself starts no further change, and
+    /// under way, so no other change starts while the membership excludes this node, and
     /// leadership is checked again right before the change, under the lock.
     async fn membership_change<T, F>(&self, self_removal: bool, change: F) -> Result<T, WriteError>
     where
         F: std::future::Future<Output = Result<T, WriteError>>,
     {
         let _guard = self.inner.membership.lock().await;
-        if self.inner.leaving.load(std::sync::atomic::Ordering::SeqCst) {
+        if !self_removal && self.removing_self() {
             return Err(WriteError::NotCommitted(
                 "this node is removing itself from the cluster; ask the next leader".into(),
             ));
         }
         self.ensure_leader()?;
-        if self_removal {
-            self.inner
-                .leaving
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
         change.await
     }
 

@@ -120,8 +120,6 @@ struct Inner {
     shared: SharedState,
     /// One membership change at a time from this node (see `membership.rs`).
     membership: tokio::sync::Mutex<()>,
-    /// Set once this node has started removing itself; it then starts no other change.
-    leaving: std::sync::atomic::AtomicBool,
 }
 
 /// One running member of the Raft group. Cheap to clone.
@@ -187,7 +185,6 @@ impl RaftNode {
                 raft,
                 shared,
                 membership: tokio::sync::Mutex::new(()),
-                leaving: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
