@@ -52,7 +52,13 @@ impl RaftNode {
     where
         F: std::future::Future<Output = Result<T, WriteError>>,
     {
-        let _guard = self.inner.membership.lock().await;
+        // Fail fast like openraft's own "change in progress" rather than queue behind a change
+        // that may wait long for a quorum.
+        let Ok(_guard) = self.inner.membership.try_lock() else {
+            return Err(WriteError::NotCommitted(
+                "another membership change is in progress on this node; retry".into(),
+            ));
+        };
         if !self_removal && self.removing_self() {
             return Err(WriteError::NotCommitted(
                 "this node is removing itself from the cluster; ask the next leader".into(),
