@@ -85,12 +85,8 @@ impl Block {
 
         let index_loc = FileLocation::new(&id, INDEX_FILENAME);
         let index_size = size_of(INDEX_FILENAME).ok_or_else(|| index_loc.missing())?;
-        let index_obj = BucketObject::with_size(
-            bucket.clone(),
-            &format!("{id}/{INDEX_FILENAME}"),
-            index_size,
-        );
-        let index = IndexReader::open(Arc::new(index_obj), index_loc).await?;
+        let index_obj = bucket_source(&bucket, &id, INDEX_FILENAME, index_size, &index_loc)?;
+        let index = IndexReader::open(index_obj, index_loc).await?;
 
         let chunk_names = sort_segment_names(
             files
@@ -102,16 +98,11 @@ impl Block {
             .into_iter()
             .map(|rel| {
                 let size = size_of(&rel).unwrap_or(0);
-                SegmentSource {
-                    loc: FileLocation::new(&id, &rel),
-                    source: Arc::new(BucketObject::with_size(
-                        bucket.clone(),
-                        &format!("{id}/{rel}"),
-                        size,
-                    )) as Arc<dyn RangeSource>,
-                }
+                let loc = FileLocation::new(&id, &rel);
+                let source = bucket_source(&bucket, &id, &rel, size, &loc)?;
+                Ok(SegmentSource { loc, source })
             })
-            .collect();
+            .collect::<Result<Vec<_>, BlockError>>()?;
         let chunks = SegmentReader::open(&id, segments).await?;
 
         // Thanos' shipper does not upload tombstones; read them only where a writer put them.
@@ -233,6 +224,31 @@ impl Block {
     /// Every sample of every series (deletions applied); for tools and tests.
     pub async fn all_series(&self) -> Result<Vec<SeriesSamples>, BlockError> {
         self.select(&[], i64::MIN, i64::MAX).await
+    }
+}
+
+/// A block file as a range source: the file itself when the bucket is a local directory
+/// (positional reads, no object-store round trip per read), else range reads of the object.
+fn bucket_source(
+    bucket: &Arc<dyn Bucket>,
+    id: &str,
+    rel: &str,
+    size: u64,
+    loc: &FileLocation,
+) -> Result<Arc<dyn RangeSource>, BlockError> {
+    let path = format!("{id}/{rel}");
+    match bucket.local_path(&path) {
+        Some(local) => Ok(Arc::new(LocalFile::open(&local).map_err(
+            |e| match e.kind() {
+                std::io::ErrorKind::NotFound => loc.missing(),
+                _ => loc.io(e),
+            },
+        )?)),
+        None => Ok(Arc::new(BucketObject::with_size(
+            bucket.clone(),
+            &path,
+            size,
+        ))),
     }
 }
 
