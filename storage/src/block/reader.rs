@@ -211,8 +211,20 @@ impl Block {
         } else {
             self.index.postings_for_matchers(matchers).await?
         };
+        self.select_refs(&refs, mint, maxt).await
+    }
+
+    /// The series `refs` (as postings give them) with their samples in `[mint, maxt]`, in the
+    /// order given; series left with no samples are omitted. Callers split a large postings
+    /// list into parts to decode them on several cores.
+    pub async fn select_refs(
+        &self,
+        refs: &[u32],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, BlockError> {
         let mut out = Vec::with_capacity(refs.len());
-        for r in refs {
+        for &r in refs {
             let s = self.series_samples(r, mint, maxt).await?;
             if !s.samples.is_empty() {
                 out.push(s);
