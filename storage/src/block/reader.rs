@@ -209,13 +209,8 @@ impl Block {
         let refs: Vec<u64> = wanted.iter().map(|m| m.chunk_ref).collect();
         let chunks = self.chunks.chunks(&refs).await?;
         let mut samples = Vec::new();
-        for (i, (meta, chunk)) in wanted.into_iter().zip(&chunks).enumerate() {
+        for (meta, chunk) in wanted.into_iter().zip(&chunks) {
             let decoded = self.decode_chunk(&labels, meta, chunk)?;
-            if i == 0 {
-                // Chunks of one series hold about as many samples each: one allocation
-                // instead of repeated growth for long ranges.
-                samples.reserve(decoded.len() * chunks.len());
-            }
             samples.extend(decoded.into_iter().filter(|&(t, _)| {
                 t >= mint && t <= maxt && !deleted.is_some_and(|d| d.contains(t))
             }));
