@@ -58,22 +58,32 @@ impl LoadedBlock {
         }
     }
 
-    async fn select(
+    /// Series `refs` of this block with samples in the range, external labels applied.
+    async fn select_refs(
         self: Arc<Self>,
-        matchers: Vec<Matcher>,
+        refs: Arc<[u32]>,
+        part: std::ops::Range<usize>,
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, BlockError> {
-        let remaining = match match_external(&self.external, &matchers) {
-            ExternalMatch::Excluded => return Ok(Vec::new()),
-            ExternalMatch::Remaining(r) => r,
-        };
-        let found = self.block.select(&remaining, mint, maxt).await?;
+        let found = self
+            .block
+            .select_refs(refs.get(part).unwrap_or_default(), mint, maxt)
+            .await?;
         Ok(found
             .into_iter()
             .map(|s| (self.with_external(s.labels), s.samples))
             .collect())
     }
+}
+
+/// Series per task when a block's postings are split so that both cores decode chunks: large
+/// enough that task overhead stays negligible.
+const SERIES_PER_TASK: usize = 256;
+
+/// Most tasks one block's series are split into.
+fn max_parts() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Metrics of the embedded block set.
@@ -269,22 +279,57 @@ impl Queryable for BlockSet {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesData>, QueryError> {
-        // One task per block so that both cores decode chunks; the JoinSet aborts them all
-        // if the query is dropped.
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, b) in self.overlapping(mint, maxt).into_iter().enumerate() {
-            let matchers = matchers.to_vec();
-            tasks.spawn(async move { (i, b.select(matchers, mint, maxt).await) });
+        let blocks = self.overlapping(mint, maxt);
+        // Postings first (cheap), then the series of each block in parts decoded by
+        // concurrent tasks, so that even a one-block instant query uses both cores. The
+        // JoinSets abort their tasks if the query is dropped.
+        let mut postings = tokio::task::JoinSet::new();
+        for (i, b) in blocks.iter().enumerate() {
+            let (b, matchers) = (b.clone(), matchers.to_vec());
+            postings.spawn(async move { (i, b.postings(&matchers).await) });
         }
-        let mut per_block: Vec<(usize, Vec<(Labels, Vec<(i64, f64)>)>)> = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
+        let mut refs_of: Vec<Option<Arc<[u32]>>> = vec![None; blocks.len()];
+        while let Some(joined) = postings.join_next().await {
             let (i, result) = joined.map_err(storage_error)?;
-            per_block.push((i, result.map_err(storage_error)?));
+            if let Some(refs) = result.map_err(storage_error)? {
+                refs_of[i] = Some(refs.into());
+            }
         }
-        // Blocks in ULID order so that merging is deterministic.
-        per_block.sort_by_key(|(i, _)| *i);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (b, refs)) in blocks.iter().zip(refs_of).enumerate() {
+            let Some(refs) = refs.filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            let parts = refs.len().div_ceil(SERIES_PER_TASK).clamp(1, max_parts());
+            let per = refs.len().div_ceil(parts);
+            for p in 0..parts {
+                let part = (p * per).min(refs.len())..((p + 1) * per).min(refs.len());
+                let (b, refs) = (b.clone(), refs.clone());
+                tasks.spawn(async move { ((i, p), b.select_refs(refs, part, mint, maxt).await) });
+            }
+        }
+        let mut per_part: Vec<((usize, usize), Vec<(Labels, Vec<(i64, f64)>)>)> = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (key, result) = joined.map_err(storage_error)?;
+            per_part.push((key, result.map_err(storage_error)?));
+        }
+        // Blocks in ULID order, a block's parts in postings order: merging is deterministic.
+        per_part.sort_by_key(|(key, _)| *key);
+        let one_block = per_part.windows(2).all(|w| w[0].0 .0 == w[1].0 .0);
+        if one_block {
+            let series: Vec<(Labels, Vec<(i64, f64)>)> =
+                per_part.into_iter().flat_map(|(_, s)| s).collect();
+            // A block's postings come in label order; external labels may reorder them.
+            if series.windows(2).all(|w| w[0].0 < w[1].0) {
+                return Ok(series
+                    .into_iter()
+                    .map(|(labels, samples)| SeriesData { labels, samples })
+                    .collect());
+            }
+            per_part = vec![((0, 0), series)];
+        }
         let mut by_series: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
-        for (_, series) in per_block {
+        for (_, series) in per_part {
             for (labels, samples) in series {
                 by_series.entry(labels).or_default().push(samples);
             }

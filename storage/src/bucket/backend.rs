@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
@@ -28,6 +28,8 @@ pub struct ObjectStoreBucket {
     part_size: u64,
     multipart: bool,
     identity: Identity,
+    /// The directory objects live in, for a local-directory store.
+    local_root: Option<PathBuf>,
 }
 
 impl ObjectStoreBucket {
@@ -39,6 +41,7 @@ impl ObjectStoreBucket {
             part_size: DEFAULT_PART_SIZE,
             multipart: true,
             identity: Identity::None,
+            local_root: None,
         }
     }
 
@@ -61,10 +64,26 @@ impl ObjectStoreBucket {
         self
     }
 
-    /// The same bucket over another store (a prefixed view of it, say).
-    pub(crate) fn with_store(mut self, store: Arc<dyn ObjectStore>, description: String) -> Self {
+    /// Marks the store as a local directory whose objects are the files under `root`.
+    pub(crate) fn with_local_root(mut self, root: PathBuf) -> Self {
+        self.local_root = Some(root);
+        self
+    }
+
+    /// The same bucket over another store (a prefixed view of it, say); a local root moves
+    /// to `root/prefix`.
+    pub(crate) fn with_store(
+        mut self,
+        store: Arc<dyn ObjectStore>,
+        description: String,
+        prefix: &str,
+    ) -> Self {
         self.store = store;
         self.description = description;
+        self.local_root = self.local_root.take().and_then(|root| {
+            let p = object_path("open", prefix).ok()?;
+            Some(p.parts().fold(root, |dir, part| dir.join(part.as_ref())))
+        });
         self
     }
 
@@ -162,6 +181,16 @@ fn dir_prefix(op: &'static str, dir: &str) -> Result<Option<ObjectPath>, BucketE
 impl Bucket for ObjectStoreBucket {
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn local_path(&self, path: &str) -> Option<PathBuf> {
+        let root = self.local_root.as_ref()?;
+        // The same validation as every other operation: no `..` can leave the root.
+        let p = object_path("local_path", path).ok()?;
+        Some(
+            p.parts()
+                .fold(root.clone(), |dir, part| dir.join(part.as_ref())),
+        )
     }
 
     async fn get(&self, path: &str) -> Result<Bytes, BucketError> {

@@ -131,6 +131,10 @@ impl Bucket for MetricsBucket {
         self.inner.describe()
     }
 
+    fn local_path(&self, path: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_path(path)
+    }
+
     async fn get(&self, path: &str) -> Result<Bytes, BucketError> {
         self.run("get", self.inner.get(path)).await
     }

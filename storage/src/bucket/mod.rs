@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::fmt::Debug;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The kind of a bucket failure, for callers to branch on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +142,14 @@ pub trait Bucket: Send + Sync + Debug {
 
     /// Lists every object under `prefix`, recursively, sorted by path.
     async fn list_recursive(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BucketError>;
+
+    /// The object's file on local disk when the bucket is a local directory (FILESYSTEM),
+    /// so readers can skip the object store and read it directly; `None` for remote buckets,
+    /// invalid paths and decorators that must see every read (fault injection).
+    fn local_path(&self, path: &str) -> Option<PathBuf> {
+        let _ = path;
+        None
+    }
 
     /// Whether an object exists.
     async fn exists(&self, path: &str) -> Result<bool, BucketError> {

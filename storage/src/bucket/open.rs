@@ -66,7 +66,7 @@ pub fn open_backend(config: &BucketConfig) -> Result<ObjectStoreBucket, BucketEr
             (
                 store.clone(),
                 desc.clone(),
-                ObjectStoreBucket::new(store, desc),
+                ObjectStoreBucket::new(store, desc).with_local_root(fs.directory.clone()),
             )
         }
     };
@@ -77,7 +77,11 @@ pub fn open_backend(config: &BucketConfig) -> Result<ObjectStoreBucket, BucketEr
         store,
         config.prefix.as_str(),
     ));
-    Ok(bucket.with_store(prefixed, format!("{desc}/{}", config.prefix)))
+    Ok(bucket.with_store(
+        prefixed,
+        format!("{desc}/{}", config.prefix),
+        &config.prefix,
+    ))
 }
 
 fn config_error(path: &str, message: String) -> BucketError {
@@ -181,4 +185,69 @@ pub fn open_from_flags(
 ) -> Result<Arc<dyn Bucket>, BucketError> {
     let config = BucketConfig::from_flags(config_file, inline, data_dir)?;
     open_bucket(&config, opts, metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn open(yaml: &str) -> Arc<dyn Bucket> {
+        let config = BucketConfig::parse(yaml, "test").unwrap();
+        let metrics = BucketMetrics::register(&prometheus::Registry::new()).unwrap();
+        open_bucket(&config, &BucketOptions::default(), &metrics).unwrap()
+    }
+
+    #[tokio::test]
+    async fn filesystem_stack_exposes_objects_as_local_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            tmp.path().display()
+        );
+        let b = open(&yaml);
+        b.put("blk/chunks/000001", Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        let local = b.local_path("blk/chunks/000001").unwrap();
+        assert_eq!(std::fs::read(&local).unwrap(), b"abc");
+        assert!(local.starts_with(tmp.path()));
+        // Paths the bucket would reject never escape its directory.
+        assert_eq!(b.local_path("../etc/passwd"), None);
+        assert_eq!(b.local_path("a//b"), None);
+    }
+
+    #[tokio::test]
+    async fn prefixed_filesystem_bucket_maps_into_the_prefix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\nprefix: tenant/a\n",
+            tmp.path().display()
+        );
+        let b = open(&yaml);
+        b.put("blk/index", Bytes::from_static(b"xyz"))
+            .await
+            .unwrap();
+        let local = b.local_path("blk/index").unwrap();
+        assert_eq!(
+            local,
+            tmp.path()
+                .join("tenant")
+                .join("a")
+                .join("blk")
+                .join("index")
+        );
+        assert_eq!(std::fs::read(&local).unwrap(), b"xyz");
+    }
+
+    #[test]
+    fn remote_and_in_memory_buckets_have_no_local_files() {
+        let mem = ObjectStoreBucket::in_memory();
+        assert_eq!(mem.local_path("blk/index"), None);
+        let s3 = open(
+            "type: S3\nconfig:\n  bucket: b\n  endpoint: 127.0.0.1:1\n  access_key: k\n  \
+             secret_key: s\n  insecure: true\n",
+        );
+        assert_eq!(s3.local_path("blk/index"), None);
+    }
 }

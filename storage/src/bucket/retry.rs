@@ -100,6 +100,10 @@ impl Bucket for RetryBucket {
         self.inner.describe()
     }
 
+    fn local_path(&self, path: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_path(path)
+    }
+
     async fn get(&self, path: &str) -> Result<Bytes, BucketError> {
         self.run(|| self.inner.get(path)).await
     }

@@ -70,6 +70,10 @@ impl Bucket for TimeoutBucket {
         self.inner.describe()
     }
 
+    fn local_path(&self, path: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_path(path)
+    }
+
     async fn get(&self, path: &str) -> Result<Bytes, BucketError> {
         let t = self.opts.request;
         self.run("get", path, t, self.inner.get(path)).await
