@@ -41,7 +41,9 @@ impl RaftNode {
     fn removing_self(&self) -> bool {
         let m = self.raft().metrics().borrow().clone();
         let joint = m.membership_config.membership().get_joint_config().clone();
-        joint.last().is_some_and(|target| !target.contains(&self.id()))
+        joint
+            .last()
+            .is_some_and(|target| !target.contains(&self.id()))
     }
 
     /// Runs one Raft membership change, serialised with this node's others. openraft 0.9
