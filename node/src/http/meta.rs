@@ -79,37 +79,43 @@ pub async fn drop_series() -> ApiResult {
     ApiError::internal("not implemented").into()
 }
 
+/// The time range and `match[]` selector sets shared by the labels and label-values
+/// endpoints; no `match[]` means one empty set (every series).
+async fn label_query(
+    req: Request,
+) -> Result<(i64, i64, Vec<Vec<storage::matcher::Matcher>>), ApiResult> {
+    let form = read_form(req).await.map_err(ApiResult::from)?;
+    let (start, end) = time_range(&form).map_err(ApiResult::from)?;
+    // Prometheus does not wrap match[] errors here.
+    let mut sets = parse_match_params(&form.values("match[]"))
+        .map_err(|e| ApiResult::from(ApiError::bad_data(e)))?;
+    if sets.is_empty() {
+        sets.push(Vec::new());
+    }
+    Ok((start, end, sets))
+}
+
+/// A sorted, de-duplicated JSON string array.
+fn string_array(items: &BTreeSet<String>) -> ApiResult {
+    let mut out = String::new();
+    json::write_str_array(&mut out, items.iter().map(String::as_str));
+    ApiResult::data(out)
+}
+
 /// `GET|POST /api/v1/labels`.
 pub async fn labels(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult {
-    let form = match read_form(req).await {
-        Ok(f) => f,
-        Err(e) => return e.into(),
-    };
-    let (start, end) = match time_range(&form) {
-        Ok(r) => r,
-        Err(e) => return e.into(),
-    };
-    // Prometheus does not wrap match[] errors here.
-    let sets = match parse_match_params(&form.values("match[]")) {
-        Ok(s) => s,
-        Err(e) => return ApiError::bad_data(e).into(),
+    let (start, end, sets) = match label_query(req).await {
+        Ok(q) => q,
+        Err(r) => return r,
     };
     let mut names: BTreeSet<String> = BTreeSet::new();
-    if sets.is_empty() {
-        match st.source.label_names(&[], start, end).await {
-            Ok(n) => names.extend(n),
-            Err(e) => return storage_error(&e).into(),
-        }
-    }
     for set in &sets {
         match st.source.label_names(set, start, end).await {
             Ok(n) => names.extend(n),
             Err(e) => return storage_error(&e).into(),
         }
     }
-    let mut out = String::new();
-    json::write_str_array(&mut out, names.iter().map(String::as_str));
-    ApiResult::data(out)
+    string_array(&names)
 }
 
 /// `GET /api/v1/label/<name>/values`.
@@ -121,34 +127,18 @@ pub async fn label_values(
     if !is_valid_label_name(&name) {
         return ApiError::bad_data(format!("invalid label name: {}", go_quote(&name))).into();
     }
-    let form = match read_form(req).await {
-        Ok(f) => f,
-        Err(e) => return e.into(),
-    };
-    let (start, end) = match time_range(&form) {
-        Ok(r) => r,
-        Err(e) => return e.into(),
-    };
-    let sets = match parse_match_params(&form.values("match[]")) {
-        Ok(s) => s,
-        Err(e) => return ApiError::bad_data(e).into(),
+    let (start, end, sets) = match label_query(req).await {
+        Ok(q) => q,
+        Err(r) => return r,
     };
     let mut values: BTreeSet<String> = BTreeSet::new();
-    if sets.is_empty() {
-        match st.source.label_values(&name, &[], start, end).await {
-            Ok(v) => values.extend(v),
-            Err(e) => return storage_error(&e).into(),
-        }
-    }
     for set in &sets {
         match st.source.label_values(&name, set, start, end).await {
             Ok(v) => values.extend(v),
             Err(e) => return storage_error(&e).into(),
         }
     }
-    let mut out = String::new();
-    json::write_str_array(&mut out, values.iter().map(String::as_str));
-    ApiResult::data(out)
+    string_array(&values)
 }
 
 /// `GET /api/v1/metadata`: Strata keeps no scrape metadata, so always `{}`.
