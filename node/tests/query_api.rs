@@ -331,6 +331,26 @@ fn endpoint_flags_are_refused_until_the_store_gateway_exists() {
 }
 
 #[test]
+fn an_invalid_cors_origin_regex_is_refused_naming_the_flag() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "query",
+            "--http-address=127.0.0.1:0",
+            "--web.cors.origin=(grafana",
+        ])
+        .arg(format!("--data-dir={}", tmp.path().display()))
+        .output()
+        .expect("run strata");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--web.cors.origin \"(grafana\" is not a valid regex"),
+        "{err}"
+    );
+}
+
+#[test]
 fn not_ready_while_the_bucket_is_unreachable() {
     let tmp = tempfile::tempdir().expect("tempdir");
     // An S3 endpoint where nothing listens: listing blocks keeps failing.

@@ -1,9 +1,7 @@
 //! The "Real parts" test of issue 3: Debian's Prometheus 2.42 and `strata query` serve the same
 //! promtool-made blocks, get the same queries, and must give equal JSON answers (floats within
 //! a relative 1e-9; series order compared where Prometheus defines it).
-//!
-//! The PromQL tests need the engine; until it is merged they fail with "the PromQL engine is
-//! not built yet". The metadata tests need no engine and pass now.
+//! Headers (CORS, compression) and error bodies are compared too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod query_common;
@@ -636,4 +634,82 @@ fn metadata_endpoints_answer_like_prometheus() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Browsers (CORS) and compressing clients see the same headers from both servers.
+#[test]
+fn cors_and_compression_behave_like_prometheus() {
+    if !tools_present() {
+        return;
+    }
+    let pair = start_pair();
+    let path = "/api/v1/query?query=up&time=4";
+    const CORS: [&str; 4] = [
+        "access-control-allow-origin",
+        "access-control-allow-headers",
+        "access-control-allow-methods",
+        "access-control-expose-headers",
+    ];
+    // `Vary` may also name Accept-Encoding (Strata's compression says so even when it did not
+    // compress); CORS only decides whether it names Origin.
+    let cors_of = |r: &RawReply| -> (Vec<Option<String>>, bool) {
+        let vary_origin = r.headers.iter().any(|(k, v)| {
+            k == "vary"
+                && v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("origin"))
+        });
+        let fixed = CORS
+            .iter()
+            .map(|h| r.header(h).map(str::to_owned))
+            .collect();
+        (fixed, vary_origin)
+    };
+    for (method, headers) in [
+        ("GET", vec![("Origin", "https://grafana.example")]),
+        ("OPTIONS", vec![("Origin", "https://grafana.example")]),
+        ("GET", vec![]),
+    ] {
+        let want = request_raw(pair.prom.port, method, path, &headers);
+        let got = request_raw(pair.strata.port, method, path, &headers);
+        assert_eq!(got.status, want.status, "{method} {headers:?}: status");
+        assert_eq!(
+            cors_of(&got),
+            cors_of(&want),
+            "{method} {headers:?}: CORS headers"
+        );
+    }
+
+    for encoding in ["gzip", "deflate"] {
+        let want = request_raw(
+            pair.prom.port,
+            "GET",
+            path,
+            &[("Accept-Encoding", encoding)],
+        );
+        let got = request_raw(
+            pair.strata.port,
+            "GET",
+            path,
+            &[("Accept-Encoding", encoding)],
+        );
+        assert_eq!(want.header("content-encoding"), Some(encoding));
+        assert_eq!(got.header("content-encoding"), Some(encoding), "{encoding}");
+        let (want, got) = (decode(encoding, &want.body), decode(encoding, &got.body));
+        let (want, got): (Json, Json) = (
+            serde_json::from_slice(&want).expect("prometheus JSON"),
+            serde_json::from_slice(&got).expect("strata JSON"),
+        );
+        assert_eq!(got, want, "{encoding}: decoded answers");
+    }
+}
+
+fn decode(encoding: &str, body: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match encoding {
+        "gzip" => flate2::read::GzDecoder::new(body).read_to_end(&mut out),
+        _ => flate2::read::ZlibDecoder::new(body).read_to_end(&mut out),
+    }
+    .unwrap_or_else(|e| panic!("{encoding} body does not decode: {e}"));
+    out
 }

@@ -7,10 +7,12 @@
 //! - `query`: `/query` and `/query_range` with limits, timeouts and cancellation
 //! - `meta`: series, labels, label values, status and the empty endpoints
 //! - `metrics`: request counters and durations
+//! - `cors`: `--web.cors.origin` headers and preflight answers
 //!
-//! Unfinished: gzip/deflate response compression, the `stats` query parameter, CORS headers,
-//! and Prometheus' parser positions (`1:4: parse error: ...`) in `match[]` errors.
+//! API answers are gzip- or deflate-compressed when the client accepts it, like Prometheus'.
+//! Unfinished: the `stats` query parameter.
 
+pub mod cors;
 pub mod json;
 mod meta;
 mod metrics;
@@ -82,6 +84,8 @@ pub struct ApiState {
     pub metrics: HttpMetrics,
     /// The registry `/metrics` exposes.
     pub registry: prometheus::Registry,
+    /// Origins allowed by `--web.cors.origin`.
+    pub cors: Arc<cors::CorsOrigin>,
 }
 
 /// The router for every endpoint.
@@ -104,7 +108,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/status/buildinfo", get(meta::buildinfo))
         .route("/status/flags", get(meta::flags))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_ready));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_ready))
+        .layer(middleware::from_fn_with_state(
+            state.cors.clone(),
+            cors::layer,
+        ))
+        .layer(tower_http::compression::CompressionLayer::new());
     Router::new()
         .nest("/api/v1", api)
         .route("/-/healthy", get(healthy))

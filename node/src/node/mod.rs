@@ -279,6 +279,7 @@ fn query_args(args: &NodeArgs) -> QueryArgs {
         timeout: Duration::from_secs(120),
         max_concurrent: 20,
         sync_interval: Duration::from_secs(180),
+        cors_origin: ".*".into(),
         endpoints: Vec::new(),
         stores: Vec::new(),
     }

@@ -43,6 +43,9 @@ pub struct QueryArgs {
     /// How often the embedded mode looks for new or removed blocks in the bucket.
     #[arg(long = "sync-block-duration", default_value = "3m", value_parser = parse_duration_flag)]
     pub sync_interval: Duration,
+    /// Regex of the origins a browser may read API answers from (anchored).
+    #[arg(long = "web.cors.origin", default_value = ".*")]
+    pub cors_origin: String,
     /// StoreAPI endpoints to query (not supported yet).
     #[arg(long = "endpoint", value_name = "ADDRESS")]
     pub endpoints: Vec<String>,
@@ -94,6 +97,7 @@ impl QueryArgs {
                 self.max_concurrent.to_string(),
             ),
             ("sync-block-duration".into(), d(self.sync_interval)),
+            ("web.cors.origin".into(), self.cors_origin.clone()),
             ("endpoint".into(), self.endpoints.join(",")),
         ]
     }
@@ -155,6 +159,12 @@ pub fn build(args: &QueryArgs, registry: prometheus::Registry) -> anyhow::Result
              bucket's blocks directly"
         );
     }
+    let cors = http::cors::CorsOrigin::new(&args.cors_origin).with_context(|| {
+        format!(
+            "--web.cors.origin {:?} is not a valid regex",
+            args.cors_origin
+        )
+    })?;
     let bucket_metrics =
         BucketMetrics::register(&registry).context("registering bucket metrics")?;
     let bucket = open_from_flags(
@@ -179,6 +189,7 @@ pub fn build(args: &QueryArgs, registry: prometheus::Registry) -> anyhow::Result
         flags: args.flag_values(),
         metrics: HttpMetrics::register(&registry).context("registering HTTP metrics")?,
         registry,
+        cors: Arc::new(cors),
     });
     Ok(Embedded { state, blocks })
 }
