@@ -17,6 +17,8 @@ pub mod client;
 pub mod convert;
 pub mod select;
 pub mod server;
+#[cfg(test)]
+mod tests;
 
 pub use catalog::{run_sync_loop, Catalog};
 pub use server::{StoreService, DEFAULT_FRAME_BYTES};
