@@ -184,6 +184,7 @@ impl Store for StoreService {
         &self,
         _request: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::InfoResponse>, Status> {
+        self.require_ready()?;
         let c = self.catalog.coverage();
         Ok(Response::new(pb::InfoResponse {
             labels: Vec::new(),
@@ -319,6 +320,9 @@ impl Info for StoreService {
         &self,
         _request: Request<infopb::InfoRequest>,
     ) -> Result<Response<infopb::InfoResponse>, Status> {
+        // Unavailable until the blocks are loaded, so that a querier reports the store as
+        // failing (a warning) instead of pruning it as empty and answering silently partial.
+        self.require_ready()?;
         let c = self.catalog.coverage();
         Ok(Response::new(infopb::InfoResponse {
             label_sets: c

@@ -183,3 +183,35 @@ async fn batched_responses_carry_every_series_once() {
     }
     assert_eq!(sizes, vec![2, 1]);
 }
+
+#[tokio::test]
+async fn a_store_whose_blocks_are_not_loaded_is_unavailable_not_empty() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let registry = prometheus::Registry::new();
+    let metrics = BucketMetrics::register(&registry).expect("metrics");
+    let bucket = open_from_flags(None, None, tmp.path(), &BucketOptions::default(), &metrics)
+        .expect("bucket");
+    // Never synced.
+    let svc = StoreService::new(
+        Arc::new(Catalog::new(bucket, &registry).expect("catalog")),
+        super::DEFAULT_FRAME_BYTES,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc.store_server())
+            .add_service(svc.info_server())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let store = StoreEndpoint::new(&addr).expect("endpoint");
+    let e = store.info().await.expect_err("not ready");
+    assert!(e.to_string().contains("not ready"), "{e}");
+    let e = store
+        .series(&[Matcher::equal("a", "b")], 0, 1, false)
+        .await
+        .expect_err("not ready");
+    assert!(e.to_string().contains("Unavailable"), "{e}");
+}
