@@ -39,3 +39,26 @@ impl ObjstoreFlags {
         Ok(bucket)
     }
 }
+
+/// Where the querier finds StoreAPI endpoints (Thanos' query flags).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EndpointFlags {
+    /// A StoreAPI endpoint to query: host:port, or dns+name:port for every address the name
+    /// resolves to (re-resolved every 30s). Repeatable. With none (and, in a cluster, no store
+    /// in the registry) the querier reads the bucket's blocks itself.
+    #[arg(long = "endpoint", value_name = "ADDRESS")]
+    pub endpoints: Vec<String>,
+    /// Deprecated name of --endpoint.
+    #[arg(long = "store", value_name = "ADDRESS")]
+    pub stores: Vec<String>,
+    /// Answer with a warning when a store fails (true), or fail the query (false).
+    #[arg(long = "query.partial-response", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub partial_response: bool,
+}
+
+impl EndpointFlags {
+    /// Every endpoint given, --endpoint and --store alike.
+    pub fn all(&self) -> Vec<String> {
+        self.endpoints.iter().chain(&self.stores).cloned().collect()
+    }
+}

@@ -8,6 +8,7 @@ mod logging;
 mod node;
 mod progress;
 mod query;
+mod store;
 mod tools;
 
 use clap::{Parser, Subcommand};

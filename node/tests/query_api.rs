@@ -318,19 +318,6 @@ fn stops_cleanly_on_sigterm() {
 }
 
 #[test]
-fn endpoint_flags_are_refused_until_the_store_gateway_exists() {
-    for flag in ["--endpoint=127.0.0.1:10901", "--store=127.0.0.1:10901"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["query", "--http-address=127.0.0.1:0", flag])
-            .output()
-            .expect("run strata");
-        assert!(!out.status.success(), "{flag} must be refused");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("not supported yet"), "{flag}: {err}");
-    }
-}
-
-#[test]
 fn an_invalid_cors_origin_regex_is_refused_naming_the_flag() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))

@@ -1,8 +1,22 @@
 //! Protobuf definitions and generated code (Thanos StoreAPI, Prometheus remote read, Strata's
-//! cluster services). The Thanos and Prometheus packages arrive with the query path.
+//! cluster services). Prometheus' remote read and Thanos' hintspb, WriteableStore, Rules, Targets,
+//! Metadata, Exemplars, Query and Status services are not included yet.
 
 /// Strata's Raft transport and cluster administration (`strata.raft.v1`).
 #[allow(missing_docs, clippy::all)]
 pub mod raft_v1 {
     tonic::include_proto!("strata.raft.v1");
+}
+
+/// Thanos' StoreAPI (`thanos` package: `thanos.Store`, labels, series and chunks) and Info API
+/// (`thanos.info`), wire-compatible with Thanos.
+#[allow(missing_docs, clippy::all)]
+pub mod thanos {
+    tonic::include_proto!("thanos");
+
+    /// Thanos' Info API (`thanos.info.Info`).
+    #[allow(missing_docs, clippy::all)]
+    pub mod info {
+        tonic::include_proto!("thanos.info");
+    }
 }

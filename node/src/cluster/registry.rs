@@ -2,8 +2,8 @@
 //! sidecar role, and the [`RegistryService`] through which a follower's announcement reaches the
 //! leader (only the leader commits).
 //!
-//! Unfinished: there is no store gateway or sidecar yet, so a store announces its gRPC address
-//! with no external label sets and the whole time range; nothing serves StoreAPI on it yet.
+//! Unfinished: a store announces its gRPC address with no external label sets and the whole
+//! time range (queriers ask its Info for the real ones); the sidecar serves no StoreAPI yet.
 
 use std::time::Duration;
 
@@ -193,9 +193,8 @@ pub fn placeholder_store(node: &RaftNode) -> StoreInfo {
     }
 }
 
-/// The query role's store source from the registry: logs the live store set whenever it
-/// changes. Unfinished: the querier does not query these stores yet (StoreAPI client and store
-/// gateway come with the store gateway issue); it answers from the bucket.
+/// Logs the registry's live store set whenever it changes (the query role reads the set itself,
+/// per query, through `query::remote`).
 pub async fn watch_store_set(node: RaftNode, max_age: Duration, mut stop: watch::Receiver<bool>) {
     let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
     let mut last: Option<Vec<String>> = None;
@@ -207,7 +206,7 @@ pub async fn watch_store_set(node: RaftNode, max_age: Duration, mut stop: watch:
             .map(|s| s.info.address.clone())
             .collect();
         if last.as_ref() != Some(&live) {
-            tracing::info!(stores = ?live, "store set from the cluster registry changed (not queried yet: no StoreAPI client)");
+            tracing::info!(stores = ?live, "store set from the cluster registry changed");
             last = Some(live);
         }
         tokio::select! {

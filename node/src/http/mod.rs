@@ -49,6 +49,17 @@ pub trait SeriesSource: Queryable {
 
     /// Whether the source has loaded what it serves (`/-/ready`).
     fn is_ready(&self) -> bool;
+
+    /// A view of the source for one request that records the request's warnings (a store that
+    /// failed under partial response); `None` for sources that never warn.
+    fn for_request(&self) -> Option<Arc<dyn SeriesSource>> {
+        None
+    }
+
+    /// The warnings recorded so far by a request view, emptied.
+    fn take_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Query limits: Prometheus' `--query.timeout` and `--query.max-concurrent`.

@@ -165,9 +165,13 @@ where
     if Instant::now() >= deadline {
         return Err(QueryError::Timeout("query execution"));
     }
-    let fut = run(st.engine.clone(), st.source.clone());
+    let source = st.source.for_request().unwrap_or_else(|| st.source.clone());
+    let fut = run(st.engine.clone(), source.clone());
     let task = tokio::spawn(async move {
-        let result = fut.await;
+        let result = fut.await.map(|mut r| {
+            r.warnings.extend(source.take_warnings());
+            r
+        });
         drop(permit);
         result
     });

@@ -1,8 +1,9 @@
 //! `strata node`: a symmetric cluster member. It locks its data directory, keeps its node id
 //! there, serves Raft and cluster admin on its gRPC port, joins (or, by the bootstrap rule,
-//! starts) the cluster, and runs its roles. Only the query role does work today (the embedded
-//! bucket querier of `strata query`); store and sidecar announce themselves in the store
-//! registry; compact and rule are accepted and do nothing yet (unfinished).
+//! starts) the cluster, and runs its roles: query (the querier of `strata query`, reading the
+//! registry's stores and `--endpoint`, else the bucket), store (the StoreAPI over the bucket's
+//! blocks on the gRPC port, announced in the store registry). Sidecar only announces itself;
+//! compact and rule are accepted and do nothing yet (unfinished).
 //!
 //! - `datadir`: the data directory lock and node id
 //! - `roles`: `--role` parsing
@@ -27,8 +28,9 @@ use crate::cluster::join::Joiner;
 use crate::cluster::leader::LeaderDuties;
 use crate::cluster::metrics::RaftGauges;
 use crate::cluster::registry::{placeholder_store, watch_store_set, Announcer, RegistryService};
-use crate::flags::ObjstoreFlags;
+use crate::flags::{EndpointFlags, ObjstoreFlags};
 use crate::query::{self, QueryArgs};
+use crate::store;
 use datadir::DataDir;
 use roles::{parse_role, role_set};
 
@@ -56,7 +58,7 @@ refused (both sides log it). SIGTERM stops the node without leaving the cluster;
 pub struct NodeArgs {
     #[command(flatten)]
     pub objstore: ObjstoreFlags,
-    /// Listen host:port for gRPC: Raft transport, cluster admin and (later) StoreAPI.
+    /// Listen host:port for gRPC: Raft transport, cluster admin and StoreAPI.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     pub grpc_address: String,
     /// Listen host:port for HTTP: cluster status, probes, metrics and the query API.
@@ -85,8 +87,8 @@ pub struct NodeArgs {
     /// Bootstrap a new single-node cluster with this node (see "Joining and bootstrapping").
     #[arg(long = "cluster.bootstrap")]
     pub bootstrap: bool,
-    /// Roles to run, a comma list of query, store, compact, rule, sidecar. Only query does
-    /// work today; store and sidecar register in the store registry.
+    /// Roles to run, a comma list of query, store, compact, rule, sidecar. Query and store do
+    /// work today; sidecar only registers in the store registry.
     #[arg(long = "role", value_delimiter = ',', value_parser = parse_role, default_value = "query,store,compact,rule")]
     pub roles: Vec<String>,
     /// How often a store or sidecar heartbeats its registry entry.
@@ -102,6 +104,11 @@ pub struct NodeArgs {
     /// lost leader is replaced after about this long at best.
     #[arg(long = "raft.election-timeout-max", default_value = "2s", value_parser = humantime::parse_duration)]
     pub election_max: Duration,
+    #[command(flatten)]
+    pub endpoints: EndpointFlags,
+    /// How often the query and store roles look for new or removed blocks in the bucket.
+    #[arg(long = "sync-block-duration", default_value = "3m", value_parser = humantime::parse_duration)]
+    pub sync_interval: Duration,
     /// Heartbeat age after which the leader removes a store from the registry.
     #[arg(long = "cluster.store-expiry", default_value = "30s", value_parser = humantime::parse_duration)]
     pub store_expiry: Duration,
@@ -160,12 +167,34 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     let spawn = |f: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
         tokio::spawn(f.instrument(span.clone()))
     };
+    let registry = prometheus::Registry::new();
+    let mut tasks = Vec::new();
+    let store = if roles.contains("store") {
+        let catalog = Arc::new(
+            store::Catalog::new(args.objstore.open()?, &registry)
+                .context("registering store metrics")?,
+        );
+        tasks.push(spawn(Box::pin(store::run_sync_loop(
+            catalog.clone(),
+            args.sync_interval,
+            stop_rx.clone(),
+        ))));
+        Some(store::StoreService::new(
+            catalog,
+            store::DEFAULT_FRAME_BYTES,
+        ))
+    } else {
+        None
+    };
 
     let grpc = {
         let mut stop = stop_rx.clone();
+        // StoreAPI is not authenticated with the cluster secret: Thanos queriers must reach it.
         let server = tonic::transport::Server::builder()
             .add_routes(node.grpc_routes())
-            .add_service(RegistryService::server(node.clone(), secret.clone()));
+            .add_service(RegistryService::server(node.clone(), secret.clone()))
+            .add_optional_service(store.as_ref().map(|s| s.store_server()))
+            .add_optional_service(store.as_ref().map(|s| s.info_server()));
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
         tokio::spawn(
             async move {
@@ -182,17 +211,19 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         )
     };
 
-    let registry = prometheus::Registry::new();
     let gauges = RaftGauges::register(&registry).context("registering Raft metrics")?;
     let node_http = Arc::new(NodeHttp {
         node: node.clone(),
         store_max_age_ms: i64::try_from(args.store_expiry.as_millis()).unwrap_or(i64::MAX),
         registry: registry.clone(),
     });
-    let mut tasks = Vec::new();
     let router = if roles.contains("query") {
         let qargs = query_args(&args);
-        let embedded = query::build(&qargs, registry.clone())?;
+        let embedded = query::build(
+            &qargs,
+            registry.clone(),
+            Some(registry_stores(&node, args.store_expiry)),
+        )?;
         tasks.push(spawn(Box::pin(
             embedded.sync_loop(qargs.sync_interval, stop_rx.clone()),
         )));
@@ -268,8 +299,21 @@ fn http_advertise(grpc_advertise: &str, http_local: SocketAddr) -> String {
     }
 }
 
-/// The querier's flags for the query role: the node's HTTP address and bucket, and
-/// `strata query`'s defaults otherwise (the node does not expose the query.* flags yet).
+/// The live stores of the registry, for the query role.
+fn registry_stores(node: &RaftNode, max_age: Duration) -> query::remote::RegistryStores {
+    let node = node.clone();
+    let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    Arc::new(move || {
+        node.local_state()
+            .live_stores(raft::now_ms(), max_age_ms)
+            .iter()
+            .map(|s| s.info.address.clone())
+            .collect()
+    })
+}
+
+/// The querier's flags for the query role: the node's HTTP address, bucket and endpoints, and
+/// `strata query`'s defaults otherwise (the node does not expose the other query.* flags yet).
 fn query_args(args: &NodeArgs) -> QueryArgs {
     QueryArgs {
         http_address: args.http_address.clone(),
@@ -278,9 +322,8 @@ fn query_args(args: &NodeArgs) -> QueryArgs {
         max_samples: 50_000_000,
         timeout: Duration::from_secs(120),
         max_concurrent: 20,
-        sync_interval: Duration::from_secs(180),
+        sync_interval: args.sync_interval,
         cors_origin: ".*".into(),
-        endpoints: Vec::new(),
-        stores: Vec::new(),
+        endpoints: args.endpoints.clone(),
     }
 }

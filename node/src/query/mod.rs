@@ -1,20 +1,24 @@
 //! `strata query`: the PromQL querier with Prometheus' HTTP API.
 //!
-//! With no `--endpoint` it answers from the bucket's blocks read directly (the embedded mode,
-//! `blocks`); querying store gateways over StoreAPI is not built yet.
+//! It reads StoreAPI endpoints (`--endpoint`, and in a cluster the registry's stores) through
+//! `remote`; with none it answers from the bucket's blocks read directly (the embedded mode,
+//! `blocks`).
 //!
 //! - `blocks`: the bucket's blocks as a `Queryable`, synced periodically
 //! - `merge`: merging a series' samples across blocks; external-label matching
+//! - `remote`: fan-out to StoreAPI endpoints, merge, partial-response warnings
 
 mod blocks;
-mod merge;
+pub(crate) mod merge;
+pub mod remote;
 
-use crate::flags::ObjstoreFlags;
+use crate::flags::{EndpointFlags, ObjstoreFlags};
 use crate::http::params::{format_prometheus_duration, parse_prometheus_duration};
 use crate::http::{self, ApiState, HttpMetrics, QueryLimits};
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use blocks::{run_sync_loop, BlockSet};
 use promql::{Engine, EngineOptions};
+use remote::{FederatedSource, Federation, RegistryStores};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,12 +50,8 @@ pub struct QueryArgs {
     /// Regex of the origins a browser may read API answers from (anchored).
     #[arg(long = "web.cors.origin", default_value = ".*")]
     pub cors_origin: String,
-    /// StoreAPI endpoints to query (not supported yet).
-    #[arg(long = "endpoint", value_name = "ADDRESS")]
-    pub endpoints: Vec<String>,
-    /// Older name of --endpoint (not supported yet).
-    #[arg(long = "store", value_name = "ADDRESS")]
-    pub stores: Vec<String>,
+    #[command(flatten)]
+    pub endpoints: EndpointFlags,
 }
 
 fn parse_duration_flag(s: &str) -> Result<Duration, String> {
@@ -98,14 +98,18 @@ impl QueryArgs {
             ),
             ("sync-block-duration".into(), d(self.sync_interval)),
             ("web.cors.origin".into(), self.cors_origin.clone()),
-            ("endpoint".into(), self.endpoints.join(",")),
+            ("endpoint".into(), self.endpoints.all().join(",")),
+            (
+                "query.partial-response".into(),
+                self.endpoints.partial_response.to_string(),
+            ),
         ]
     }
 }
 
 /// Runs the querier until SIGINT or SIGTERM.
 pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let embedded = build(&args, prometheus::Registry::new())?;
+    let embedded = build(&args, prometheus::Registry::new(), None)?;
     let listener = tokio::net::TcpListener::bind(&args.http_address)
         .await
         .with_context(|| format!("listening on --http-address {}", args.http_address))?;
@@ -113,11 +117,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(address = %local, "HTTP server listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sync = tokio::spawn(run_sync_loop(
-        embedded.blocks.clone(),
-        args.sync_interval,
-        stop_rx,
-    ));
+    let sync = tokio::spawn(embedded.sync_loop(args.sync_interval, stop_rx));
     let shutdown = async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
@@ -135,38 +135,72 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
 pub struct Embedded {
     /// The API's shared state (its registry is the one given to [`build`]).
     pub state: Arc<ApiState>,
-    blocks: Arc<BlockSet>,
+    blocks: Option<Arc<BlockSet>>,
 }
 
 impl Embedded {
-    /// Keeps the block set in sync with the bucket until `stop` (what `run` spawns).
+    /// Keeps the block set (if any) in sync with the bucket until `stop` (what `run` spawns).
     pub fn sync_loop(
         &self,
         interval: Duration,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        run_sync_loop(self.blocks.clone(), interval, stop)
+        let blocks = self.blocks.clone();
+        async move {
+            if let Some(b) = blocks {
+                run_sync_loop(b, interval, stop).await;
+            }
+        }
     }
 }
 
-/// Opens the bucket and builds the querier's state with its metrics in `registry` (used by
-/// `strata query` and by `strata node` with the query role).
-pub fn build(args: &QueryArgs, registry: prometheus::Registry) -> anyhow::Result<Embedded> {
-    if let Some(addr) = args.endpoints.iter().chain(&args.stores).next() {
-        bail!(
-            "--endpoint/--store {addr:?}: querying StoreAPI endpoints is not supported yet (there \
-             is no store gateway); run `strata query` without --endpoint to answer from the \
-             bucket's blocks directly"
-        );
-    }
+/// Builds the querier's state with its metrics in `registry` (used by `strata query` and by
+/// `strata node` with the query role): StoreAPI endpoints and the cluster's `stores`, with the
+/// bucket's blocks as the fallback unless `--endpoint` is given outside a cluster.
+pub fn build(
+    args: &QueryArgs,
+    registry: prometheus::Registry,
+    stores: Option<RegistryStores>,
+) -> anyhow::Result<Embedded> {
     let cors = http::cors::CorsOrigin::new(&args.cors_origin).with_context(|| {
         format!(
             "--web.cors.origin {:?} is not a valid regex",
             args.cors_origin
         )
     })?;
-    let bucket_metrics =
-        BucketMetrics::register(&registry).context("registering bucket metrics")?;
+    let endpoints = args.endpoints.all();
+    let blocks = if endpoints.is_empty() || stores.is_some() {
+        Some(open_blocks(args, &registry)?)
+    } else {
+        tracing::info!(endpoints = ?endpoints, "answering from StoreAPI endpoints");
+        None
+    };
+    let federation = Federation::new(
+        &endpoints,
+        stores,
+        blocks.clone(),
+        args.endpoints.partial_response,
+    )?;
+    let engine = Engine::new(EngineOptions {
+        lookback_delta_ms: args.lookback_delta.as_millis() as i64,
+        max_samples: args.max_samples,
+        timeout: args.timeout,
+    });
+    let state = Arc::new(ApiState {
+        source: Arc::new(FederatedSource(Arc::new(federation))),
+        engine: Arc::new(engine),
+        limits: QueryLimits::new(args.timeout, args.max_concurrent),
+        flags: args.flag_values(),
+        metrics: HttpMetrics::register(&registry).context("registering HTTP metrics")?,
+        registry,
+        cors: Arc::new(cors),
+    });
+    Ok(Embedded { state, blocks })
+}
+
+/// Opens the bucket for the embedded mode.
+fn open_blocks(args: &QueryArgs, registry: &prometheus::Registry) -> anyhow::Result<Arc<BlockSet>> {
+    let bucket_metrics = BucketMetrics::register(registry).context("registering bucket metrics")?;
     let bucket = open_from_flags(
         args.objstore.config_file.as_deref(),
         args.objstore.config.as_deref(),
@@ -176,22 +210,9 @@ pub fn build(args: &QueryArgs, registry: prometheus::Registry) -> anyhow::Result
     )
     .context("opening the bucket")?;
     tracing::info!(bucket = %bucket.describe(), "answering from the bucket's blocks (embedded mode)");
-    let blocks = Arc::new(BlockSet::new(bucket, &registry).context("registering block metrics")?);
-    let engine = Engine::new(EngineOptions {
-        lookback_delta_ms: args.lookback_delta.as_millis() as i64,
-        max_samples: args.max_samples,
-        timeout: args.timeout,
-    });
-    let state = Arc::new(ApiState {
-        source: blocks.clone(),
-        engine: Arc::new(engine),
-        limits: QueryLimits::new(args.timeout, args.max_concurrent),
-        flags: args.flag_values(),
-        metrics: HttpMetrics::register(&registry).context("registering HTTP metrics")?,
-        registry,
-        cors: Arc::new(cors),
-    });
-    Ok(Embedded { state, blocks })
+    Ok(Arc::new(
+        BlockSet::new(bucket, registry).context("registering block metrics")?,
+    ))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,0 +1,588 @@
+//! The querier over StoreAPI endpoints: `--endpoint` addresses (`host:port`, `dns+name:port`)
+//! and the live stores of the cluster's registry, fanned out to, merged, and reported as
+//! warnings when they fail (Thanos' partial response, on by default).
+//!
+//! Per request: the store set is listed (DNS re-resolved every 30 s), each store's Info (label
+//! sets, time range; cached 5 s) prunes it as Thanos' `storeMatches` does, the survivors'
+//! `Series` run in parallel, chunks are decoded, and series with equal labels from several
+//! stores are merged with identical timestamps collapsed. With no store at all and a bucket at
+//! hand, the embedded block set answers instead (a node whose registry is still empty).
+//!
+//! Unfinished: replica-label deduplication (`--query.replica-label`, penalty algorithm),
+//! `dnssrv+`/file SD, TLS, the `partial_response` and `storeMatch[]` request parameters,
+//! `--store.response-timeout`, query hints to stores, downsampled data
+//! (`max_source_resolution`), and warnings on the metadata endpoints (they are logged).
+
+use super::blocks::BlockSet;
+use super::merge::{match_external, merge_samples, ExternalMatch};
+use crate::cluster::discovery::{Discovery, PeerSpec};
+use crate::http::SeriesSource;
+use crate::store::client::{ClientError, StoreEndpoint, StoreMeta};
+use async_trait::async_trait;
+use promql::{QueryError, Queryable, SeriesData};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use storage::labels::Labels;
+use storage::matcher::Matcher;
+
+/// The live StoreAPI addresses of the cluster's registry.
+pub type RegistryStores = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+/// How long a store's Info answer is trusted (Thanos re-polls Info every 5 s).
+const INFO_TTL: Duration = Duration::from_secs(5);
+
+/// How long a DNS resolution of `--endpoint` is trusted (Thanos' `--store.sd-dns-interval`).
+const RESOLVE_TTL: Duration = Duration::from_secs(30);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Known {
+    endpoint: StoreEndpoint,
+    info: Option<(Instant, StoreMeta)>,
+}
+
+/// Where the querier reads: StoreAPI endpoints, falling back to the embedded block set.
+pub struct Federation {
+    endpoints: Option<Discovery>,
+    has_dns: bool,
+    resolved: tokio::sync::Mutex<Option<(Instant, Vec<String>)>>,
+    registry: Option<RegistryStores>,
+    known: Mutex<HashMap<String, Known>>,
+    embedded: Option<Arc<BlockSet>>,
+    partial_response: bool,
+}
+
+impl std::fmt::Debug for Federation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Federation")
+            .field("registry", &self.registry.is_some())
+            .field("embedded", &self.embedded.is_some())
+            .field("partial_response", &self.partial_response)
+            .finish()
+    }
+}
+
+/// One store to ask, with what its Info said.
+struct Target {
+    endpoint: StoreEndpoint,
+    meta: StoreMeta,
+}
+
+/// Thanos' `storeMatches`: the store may hold data for the range and matchers. A label set
+/// without the matcher's label never excludes; the store is skipped only if every set does.
+fn store_matches(meta: &StoreMeta, matchers: &[Matcher], mint: i64, maxt: i64) -> bool {
+    if meta.min_time > maxt || meta.max_time < mint {
+        return false;
+    }
+    meta.label_sets.is_empty()
+        || meta
+            .label_sets
+            .iter()
+            .any(|ls| match_external(ls, matchers) != ExternalMatch::Excluded)
+}
+
+impl Federation {
+    /// A federation over `endpoints` (`--endpoint` values) and the `registry`'s stores, with
+    /// `embedded` answering when there is no store; `partial_response` turns a failing store
+    /// into a warning instead of an error.
+    pub fn new(
+        endpoints: &[String],
+        registry: Option<RegistryStores>,
+        embedded: Option<Arc<BlockSet>>,
+        partial_response: bool,
+    ) -> anyhow::Result<Self> {
+        let specs = endpoints
+            .iter()
+            .map(|e| {
+                e.parse::<PeerSpec>()
+                    .map_err(|m| anyhow::anyhow!("--endpoint {m}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let has_dns = specs.iter().any(|s| matches!(s, PeerSpec::Dns { .. }));
+        let endpoints = if specs.is_empty() {
+            None
+        } else {
+            Some(Discovery::new(specs)?)
+        };
+        Ok(Federation {
+            endpoints,
+            has_dns,
+            resolved: tokio::sync::Mutex::new(None),
+            registry,
+            known: Mutex::new(HashMap::new()),
+            embedded,
+            partial_response,
+        })
+    }
+
+    /// Every store address now: `--endpoint` (resolved) and the registry's live stores.
+    async fn addresses(&self) -> Vec<String> {
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        if let Some(d) = &self.endpoints {
+            let mut cache = self.resolved.lock().await;
+            let fresh = cache
+                .as_ref()
+                .filter(|(at, _)| !self.has_dns || at.elapsed() < RESOLVE_TTL)
+                .map(|(_, a)| a.clone());
+            let addrs = match fresh {
+                Some(a) => a,
+                None => {
+                    let a: Vec<String> = d.resolve().await.iter().map(|p| p.to_string()).collect();
+                    *cache = Some((Instant::now(), a.clone()));
+                    a
+                }
+            };
+            out.extend(addrs);
+        }
+        if let Some(r) = &self.registry {
+            out.extend(r());
+        }
+        out.into_iter().collect()
+    }
+
+    /// The store's Info, cached for [`INFO_TTL`].
+    async fn meta(&self, address: &str) -> Result<(StoreEndpoint, StoreMeta), ClientError> {
+        let endpoint = {
+            let mut known = lock(&self.known);
+            if let Some(k) = known.get(address) {
+                if let Some((at, meta)) = &k.info {
+                    if at.elapsed() < INFO_TTL {
+                        return Ok((k.endpoint.clone(), meta.clone()));
+                    }
+                }
+                k.endpoint.clone()
+            } else {
+                let endpoint = StoreEndpoint::new(address)?;
+                known.insert(
+                    address.to_string(),
+                    Known {
+                        endpoint: endpoint.clone(),
+                        info: None,
+                    },
+                );
+                endpoint
+            }
+        };
+        let meta = endpoint.info().await?;
+        if let Some(k) = lock(&self.known).get_mut(address) {
+            k.info = Some((Instant::now(), meta.clone()));
+        }
+        Ok((endpoint, meta))
+    }
+
+    /// The stores to ask for `matchers` over `[mint, maxt]`; `None` when there is no store at
+    /// all. Stores whose Info fails are reported through `fail`.
+    async fn targets(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        warn: &Warnings,
+    ) -> Result<Option<Vec<Target>>, QueryError> {
+        let addresses = self.addresses().await;
+        if addresses.is_empty() {
+            return Ok(None);
+        }
+        let metas = futures::future::join_all(addresses.iter().map(|a| self.meta(a))).await;
+        let mut out = Vec::new();
+        for r in metas {
+            match r {
+                Ok((endpoint, meta)) => {
+                    if store_matches(&meta, matchers, mint, maxt) {
+                        out.push(Target { endpoint, meta });
+                    }
+                }
+                Err(e) => self.fail(e, warn)?,
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// A failing store: a warning under partial response, else the query's error.
+    fn fail(&self, e: ClientError, warn: &Warnings) -> Result<(), QueryError> {
+        tracing::warn!(error = %e, "StoreAPI endpoint failed");
+        if self.partial_response {
+            warn.push(e.to_string());
+            Ok(())
+        } else {
+            Err(QueryError::Storage(e.to_string()))
+        }
+    }
+
+    async fn select_with(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        skip_chunks: bool,
+        warn: &Warnings,
+    ) -> Result<Option<Vec<SeriesData>>, QueryError> {
+        let Some(targets) = self.targets(matchers, mint, maxt, warn).await? else {
+            return Ok(None);
+        };
+        let answers = futures::future::join_all(
+            targets
+                .iter()
+                .map(|t| t.endpoint.series(matchers, mint, maxt, skip_chunks)),
+        )
+        .await;
+        let mut by_series: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+        for (t, answer) in targets.iter().zip(answers) {
+            match answer {
+                Ok(a) => {
+                    for w in a.warnings {
+                        warn.push(format!("store {}: {w}", t.endpoint.address()));
+                    }
+                    for s in a.series {
+                        by_series.entry(s.labels).or_default().push(s.samples);
+                    }
+                }
+                Err(e) => self.fail(e, warn)?,
+            }
+        }
+        tracing::debug!(stores = targets.len(), series = by_series.len(), ranges = ?targets.iter().map(|t| (t.meta.min_time, t.meta.max_time)).collect::<Vec<_>>(), "StoreAPI fan-out");
+        Ok(Some(
+            by_series
+                .into_iter()
+                .map(|(labels, runs)| SeriesData {
+                    labels,
+                    samples: merge_samples(runs),
+                })
+                .filter(|s| skip_chunks || !s.samples.is_empty())
+                .collect(),
+        ))
+    }
+
+    async fn label_names_with(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        warn: &Warnings,
+    ) -> Result<Option<Vec<String>>, QueryError> {
+        let Some(targets) = self.targets(matchers, mint, maxt, warn).await? else {
+            return Ok(None);
+        };
+        let answers = futures::future::join_all(
+            targets
+                .iter()
+                .map(|t| t.endpoint.label_names(matchers, mint, maxt)),
+        )
+        .await;
+        let mut out = BTreeSet::new();
+        for a in answers {
+            match a {
+                Ok((names, warnings)) => {
+                    out.extend(names);
+                    warnings.into_iter().for_each(|w| warn.push(w));
+                }
+                Err(e) => self.fail(e, warn)?,
+            }
+        }
+        Ok(Some(out.into_iter().collect()))
+    }
+
+    async fn label_values_with(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        warn: &Warnings,
+    ) -> Result<Option<Vec<String>>, QueryError> {
+        let Some(targets) = self.targets(matchers, mint, maxt, warn).await? else {
+            return Ok(None);
+        };
+        let answers = futures::future::join_all(
+            targets
+                .iter()
+                .map(|t| t.endpoint.label_values(name, matchers, mint, maxt)),
+        )
+        .await;
+        let mut out = BTreeSet::new();
+        for a in answers {
+            match a {
+                Ok((values, warnings)) => {
+                    out.extend(values);
+                    warnings.into_iter().for_each(|w| warn.push(w));
+                }
+                Err(e) => self.fail(e, warn)?,
+            }
+        }
+        Ok(Some(out.into_iter().collect()))
+    }
+
+    fn no_store(&self, warn: &Warnings) -> Result<Option<&Arc<BlockSet>>, QueryError> {
+        match &self.embedded {
+            Some(b) => Ok(Some(b)),
+            None => {
+                warn.push("no StoreAPI endpoint is known: the answer is empty".to_string());
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Warnings of one request.
+#[derive(Debug, Default)]
+pub struct Warnings(Mutex<Vec<String>>);
+
+impl Warnings {
+    fn push(&self, w: String) {
+        let mut v = lock(&self.0);
+        if !v.contains(&w) {
+            v.push(w);
+        }
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.0))
+    }
+}
+
+/// The federation as one request sees it: it records the request's warnings.
+#[derive(Debug)]
+pub struct RequestView {
+    federation: Arc<Federation>,
+    warnings: Warnings,
+}
+
+/// The source the HTTP API holds: hands each request a [`RequestView`].
+#[derive(Debug, Clone)]
+pub struct FederatedSource(pub Arc<Federation>);
+
+#[async_trait]
+impl Queryable for RequestView {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        let f = &self.federation;
+        match f
+            .select_with(matchers, mint, maxt, false, &self.warnings)
+            .await?
+        {
+            Some(s) => Ok(s),
+            None => match f.no_store(&self.warnings)? {
+                Some(b) => b.select(matchers, mint, maxt).await,
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let f = &self.federation;
+        match f
+            .label_names_with(matchers, mint, maxt, &self.warnings)
+            .await?
+        {
+            Some(n) => Ok(n),
+            None => match f.no_store(&self.warnings)? {
+                Some(b) => b.label_names(matchers, mint, maxt).await,
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let f = &self.federation;
+        match f
+            .label_values_with(name, matchers, mint, maxt, &self.warnings)
+            .await?
+        {
+            Some(v) => Ok(v),
+            None => match f.no_store(&self.warnings)? {
+                Some(b) => b.label_values(name, matchers, mint, maxt).await,
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl SeriesSource for RequestView {
+    async fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, QueryError> {
+        let f = &self.federation;
+        match f
+            .select_with(matchers, mint, maxt, true, &self.warnings)
+            .await?
+        {
+            Some(s) => Ok(s.into_iter().map(|s| s.labels).collect()),
+            None => match f.no_store(&self.warnings)? {
+                Some(b) => b.series(matchers, mint, maxt).await,
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.federation
+            .embedded
+            .as_ref()
+            .is_none_or(|b| b.is_ready())
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        self.warnings.take()
+    }
+}
+
+impl FederatedSource {
+    fn view(&self) -> RequestView {
+        RequestView {
+            federation: self.0.clone(),
+            warnings: Warnings::default(),
+        }
+    }
+
+    /// Logs warnings of a request made without a view (only the API's own requests have one).
+    fn log(view: &RequestView) {
+        for w in view.warnings.take() {
+            tracing::warn!(warning = %w, "partial answer");
+        }
+    }
+}
+
+#[async_trait]
+impl Queryable for FederatedSource {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        let v = self.view();
+        let r = v.select(matchers, mint, maxt).await;
+        Self::log(&v);
+        r
+    }
+
+    async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let v = self.view();
+        let r = v.label_names(matchers, mint, maxt).await;
+        Self::log(&v);
+        r
+    }
+
+    async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let v = self.view();
+        let r = v.label_values(name, matchers, mint, maxt).await;
+        Self::log(&v);
+        r
+    }
+}
+
+#[async_trait]
+impl SeriesSource for FederatedSource {
+    async fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, QueryError> {
+        let v = self.view();
+        let r = v.series(matchers, mint, maxt).await;
+        Self::log(&v);
+        r
+    }
+
+    fn is_ready(&self) -> bool {
+        self.0.embedded.as_ref().is_none_or(|b| b.is_ready())
+    }
+
+    fn for_request(&self) -> Option<Arc<dyn SeriesSource>> {
+        Some(Arc::new(self.view()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(sets: &[&[(&str, &str)]], min: i64, max: i64) -> StoreMeta {
+        StoreMeta {
+            label_sets: sets
+                .iter()
+                .map(|s| Labels::from_pairs(s.iter().copied()))
+                .collect(),
+            min_time: min,
+            max_time: max,
+        }
+    }
+
+    #[test]
+    fn stores_outside_the_time_range_are_pruned() {
+        let m = meta(&[], 100, 200);
+        let up = [Matcher::equal("__name__", "up")];
+        assert!(store_matches(&m, &up, 150, 300));
+        assert!(store_matches(&m, &up, 0, 100));
+        assert!(!store_matches(&m, &up, 201, 300));
+        assert!(!store_matches(&m, &up, 0, 99));
+    }
+
+    #[test]
+    fn stores_are_pruned_only_when_every_label_set_rules_them_out() {
+        let m = meta(&[&[("region", "eu")], &[("region", "us")]], 0, 10);
+        assert!(store_matches(&m, &[Matcher::equal("region", "us")], 0, 10));
+        assert!(!store_matches(
+            &m,
+            &[Matcher::equal("region", "asia")],
+            0,
+            10
+        ));
+        // A set without the label never excludes.
+        let m = meta(&[&[("region", "eu")], &[("zone", "a")]], 0, 10);
+        assert!(store_matches(
+            &m,
+            &[Matcher::equal("region", "asia")],
+            0,
+            10
+        ));
+        // No label sets: unknown, never excluded.
+        assert!(store_matches(
+            &meta(&[], 0, 10),
+            &[Matcher::equal("region", "x")],
+            0,
+            10
+        ));
+    }
+
+    #[test]
+    fn bad_endpoint_flags_are_refused_with_the_flag_named() {
+        let e =
+            Federation::new(&["dnssrv+_x._tcp.y".into()], None, None, true).expect_err("refused");
+        assert!(e.to_string().contains("--endpoint"), "{e}");
+    }
+}

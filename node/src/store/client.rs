@@ -1,0 +1,289 @@
+//! A StoreAPI endpoint from the querier's side: its Info (label sets, time range) and its
+//! Series, LabelNames and LabelValues, with chunks decoded to samples.
+//!
+//! The channel connects lazily and reconnects by itself, so one [`StoreEndpoint`] per address
+//! lives as long as the address is a store source.
+
+use super::convert::{decode_chunks, labels_from_pb, matcher_to_pb, ConvertError};
+use promql::SeriesData;
+use proto::thanos::info::info_client::InfoClient;
+use proto::thanos::store_client::StoreClient;
+use proto::thanos::{self as pb, series_response};
+use std::time::Duration;
+use storage::labels::Labels;
+use storage::matcher::Matcher;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+/// Largest frame accepted from a store: generous, since other StoreAPI servers may not split
+/// as finely as Strata's (Thanos' querier accepts up to 2 GiB).
+const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// How long dialling a store may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long an Info call may take.
+const INFO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A StoreAPI call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address is not a valid endpoint.
+    #[error("store {address}: invalid address: {reason}")]
+    Address {
+        /// The store.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store answered with an error status or could not be reached.
+    #[error("store {address}: {} ({:?})", status.message(), status.code())]
+    Rpc {
+        /// The store.
+        address: String,
+        /// The gRPC status.
+        status: tonic::Status,
+    },
+    /// The store sent a chunk Strata cannot decode.
+    #[error("store {address}: series {labels}: {source}")]
+    Decode {
+        /// The store.
+        address: String,
+        /// The series.
+        labels: Labels,
+        /// Why.
+        source: ConvertError,
+    },
+}
+
+/// What a store serves, from its Info.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreMeta {
+    /// External label sets of its data (empty: unknown, never excludes a query).
+    pub label_sets: Vec<Labels>,
+    /// Earliest timestamp served.
+    pub min_time: i64,
+    /// Latest timestamp served.
+    pub max_time: i64,
+}
+
+/// Series and warnings of one store.
+#[derive(Debug, Default)]
+pub struct SeriesAnswer {
+    /// Series sorted by labels, with samples in the requested range.
+    pub series: Vec<SeriesData>,
+    /// Warnings the store sent.
+    pub warnings: Vec<String>,
+}
+
+/// One StoreAPI endpoint.
+#[derive(Debug, Clone)]
+pub struct StoreEndpoint {
+    address: String,
+    channel: Channel,
+}
+
+impl StoreEndpoint {
+    /// An endpoint for `host:port` (plain gRPC; TLS is not supported yet). Connects lazily.
+    pub fn new(address: &str) -> Result<Self, ClientError> {
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| ClientError::Address {
+                address: address.to_string(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_lazy();
+        Ok(StoreEndpoint {
+            address: address.to_string(),
+            channel,
+        })
+    }
+
+    /// The address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn rpc(&self, status: tonic::Status) -> ClientError {
+        ClientError::Rpc {
+            address: self.address.clone(),
+            status,
+        }
+    }
+
+    fn store(&self) -> StoreClient<Channel> {
+        StoreClient::new(self.channel.clone()).max_decoding_message_size(MAX_FRAME_BYTES)
+    }
+
+    /// The store's label sets and time range: `thanos.info.Info`, or the legacy `Store.Info` for
+    /// servers without the Info API.
+    pub async fn info(&self) -> Result<StoreMeta, ClientError> {
+        let timeout = |_| self.rpc(tonic::Status::deadline_exceeded("Info timed out"));
+        let mut client = InfoClient::new(self.channel.clone());
+        let modern = tokio::time::timeout(INFO_TIMEOUT, client.info(pb::info::InfoRequest {}))
+            .await
+            .map_err(timeout)?;
+        match modern {
+            Ok(r) => {
+                let r = r.into_inner();
+                let store = r.store.ok_or_else(|| {
+                    self.rpc(tonic::Status::failed_precondition(
+                        "the endpoint does not serve the StoreAPI",
+                    ))
+                })?;
+                Ok(StoreMeta {
+                    label_sets: r
+                        .label_sets
+                        .into_iter()
+                        .map(|s| labels_from_pb(s.labels))
+                        .collect(),
+                    min_time: store.min_time,
+                    max_time: store.max_time,
+                })
+            }
+            Err(s) if s.code() == Code::Unimplemented => {
+                let r = tokio::time::timeout(INFO_TIMEOUT, self.store().info(pb::InfoRequest {}))
+                    .await
+                    .map_err(timeout)?
+                    .map_err(|s| self.rpc(s))?
+                    .into_inner();
+                Ok(StoreMeta {
+                    label_sets: r
+                        .label_sets
+                        .into_iter()
+                        .map(|s| labels_from_pb(s.labels))
+                        .collect(),
+                    min_time: r.min_time,
+                    max_time: r.max_time,
+                })
+            }
+            Err(s) => Err(self.rpc(s)),
+        }
+    }
+
+    /// Series matching `matchers` with samples in `[mint, maxt]`, decoded; with `skip_chunks`,
+    /// labels only (every series the store lists, samples empty).
+    pub async fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        skip_chunks: bool,
+    ) -> Result<SeriesAnswer, ClientError> {
+        let req = pb::SeriesRequest {
+            min_time: mint,
+            max_time: maxt,
+            matchers: matchers.iter().map(matcher_to_pb).collect(),
+            skip_chunks,
+            ..Default::default()
+        };
+        let mut stream = self
+            .store()
+            .series(req)
+            .await
+            .map_err(|s| self.rpc(s))?
+            .into_inner();
+        let mut answer = SeriesAnswer::default();
+        // A series may span consecutive frames: gather its chunks until the labels change.
+        let mut current: Option<(Labels, Vec<pb::AggrChunk>)> = None;
+        while let Some(frame) = stream.message().await.map_err(|s| self.rpc(s))? {
+            let series = match frame.result {
+                Some(series_response::Result::Series(s)) => vec![s],
+                Some(series_response::Result::Batch(b)) => b.series,
+                Some(series_response::Result::Warning(w)) => {
+                    answer.warnings.push(w);
+                    continue;
+                }
+                Some(series_response::Result::Hints(_)) | None => continue,
+            };
+            for s in series {
+                let labels = labels_from_pb(s.labels);
+                match &mut current {
+                    Some((l, chunks)) if *l == labels => chunks.extend(s.chunks),
+                    _ => {
+                        if let Some(done) = current.take() {
+                            self.finish(done, mint, maxt, skip_chunks, &mut answer)?;
+                        }
+                        current = Some((labels, s.chunks));
+                    }
+                }
+            }
+        }
+        if let Some(done) = current.take() {
+            self.finish(done, mint, maxt, skip_chunks, &mut answer)?;
+        }
+        Ok(answer)
+    }
+
+    fn finish(
+        &self,
+        (labels, chunks): (Labels, Vec<pb::AggrChunk>),
+        mint: i64,
+        maxt: i64,
+        skip_chunks: bool,
+        answer: &mut SeriesAnswer,
+    ) -> Result<(), ClientError> {
+        if skip_chunks {
+            answer.series.push(SeriesData {
+                labels,
+                samples: Vec::new(),
+            });
+            return Ok(());
+        }
+        let samples = decode_chunks(&chunks, mint, maxt).map_err(|source| ClientError::Decode {
+            address: self.address.clone(),
+            labels: labels.clone(),
+            source,
+        })?;
+        if !samples.is_empty() {
+            answer.series.push(SeriesData { labels, samples });
+        }
+        Ok(())
+    }
+
+    /// Label names of the series matching `matchers` in `[mint, maxt]`, and warnings.
+    pub async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<(Vec<String>, Vec<String>), ClientError> {
+        let req = pb::LabelNamesRequest {
+            start: mint,
+            end: maxt,
+            matchers: matchers.iter().map(matcher_to_pb).collect(),
+            ..Default::default()
+        };
+        let r = self
+            .store()
+            .label_names(req)
+            .await
+            .map_err(|s| self.rpc(s))?
+            .into_inner();
+        Ok((r.names, r.warnings))
+    }
+
+    /// Values of label `name` on the series matching `matchers` in `[mint, maxt]`, and warnings.
+    pub async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<(Vec<String>, Vec<String>), ClientError> {
+        let req = pb::LabelValuesRequest {
+            label: name.to_string(),
+            start: mint,
+            end: maxt,
+            matchers: matchers.iter().map(matcher_to_pb).collect(),
+            ..Default::default()
+        };
+        let r = self
+            .store()
+            .label_values(req)
+            .await
+            .map_err(|s| self.rpc(s))?
+            .into_inner();
+        Ok((r.values, r.warnings))
+    }
+}

@@ -1,0 +1,238 @@
+//! Finding what a StoreAPI request asks for in the store's blocks: the matching series (labels
+//! with external labels applied, sorted, merged across blocks) and their chunks, read exactly as
+//! stored; then cut into frames under the size limit.
+
+use super::catalog::StoreBlock;
+use super::convert::{chunk_to_pb, labels_to_pb, trim_deleted};
+use crate::query::merge::{match_external, ExternalMatch};
+use prost::Message as _;
+use proto::thanos::{AggrChunk, Series};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use storage::block::index::ChunkMeta;
+use storage::block::{BlockError, FileLocation};
+use storage::labels::Labels;
+use storage::matcher::Matcher;
+
+/// One chunk of a selected series, and where it is stored.
+#[derive(Debug, Clone)]
+pub struct SourceChunk {
+    block: Arc<StoreBlock>,
+    series_ref: u32,
+    meta: ChunkMeta,
+}
+
+/// A selected series: labels as served (external labels applied) and its chunks from every
+/// block, in block order.
+pub type Selected = (Labels, Vec<SourceChunk>);
+
+/// Series refs of `block` the matchers select, or `None` when its external labels rule it out.
+async fn postings(
+    block: &StoreBlock,
+    matchers: &[Matcher],
+) -> Result<Option<Vec<u32>>, BlockError> {
+    let remaining = match match_external(&block.external, matchers) {
+        ExternalMatch::Excluded => return Ok(None),
+        ExternalMatch::Remaining(r) => r,
+    };
+    let index = block.block.index();
+    let refs = if remaining.is_empty() {
+        index.all_postings().await?
+    } else {
+        index.postings_for_matchers(&remaining).await?
+    };
+    Ok(Some(refs))
+}
+
+fn served_labels(block: &StoreBlock, labels: Labels) -> Labels {
+    if block.external.is_empty() {
+        labels
+    } else {
+        labels.merged(&block.external)
+    }
+}
+
+/// The series of `blocks` the matchers select with a chunk in `[mint, maxt]`, sorted by labels;
+/// a series stored in several blocks appears once with all its chunks.
+pub async fn select_series(
+    blocks: &[Arc<StoreBlock>],
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<Selected>, BlockError> {
+    let mut by_labels: BTreeMap<Labels, Vec<SourceChunk>> = BTreeMap::new();
+    for b in blocks {
+        let Some(refs) = postings(b, matchers).await? else {
+            continue;
+        };
+        for r in refs {
+            let (labels, metas) = b.block.index().series(r).await?;
+            let chunks: Vec<SourceChunk> = metas
+                .into_iter()
+                .filter(|m| m.max_time >= mint && m.min_time <= maxt)
+                .map(|meta| SourceChunk {
+                    block: b.clone(),
+                    series_ref: r,
+                    meta,
+                })
+                .collect();
+            if chunks.is_empty() {
+                continue;
+            }
+            by_labels
+                .entry(served_labels(b, labels))
+                .or_default()
+                .extend(chunks);
+        }
+    }
+    Ok(by_labels.into_iter().collect())
+}
+
+/// Label sets (external labels applied) of the series the matchers select in `blocks`.
+pub async fn matching_labels(
+    blocks: &[Arc<StoreBlock>],
+    matchers: &[Matcher],
+) -> Result<BTreeSet<Labels>, BlockError> {
+    let mut out = BTreeSet::new();
+    for b in blocks {
+        let Some(refs) = postings(b, matchers).await? else {
+            continue;
+        };
+        for r in refs {
+            let (labels, _) = b.block.index().series(r).await?;
+            out.insert(served_labels(b, labels));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a series' chunks as stored, sorted by min time. Chunks with deleted samples
+/// (tombstones) are re-encoded without them; Thanos ignores tombstones, Strata's embedded
+/// querier honours them, and the two modes must answer alike.
+pub async fn load_chunks(chunks: &[SourceChunk]) -> Result<Vec<AggrChunk>, BlockError> {
+    let mut out = Vec::with_capacity(chunks.len());
+    let mut i = 0;
+    while i < chunks.len() {
+        // One read per run of chunks from the same block and series.
+        let mut j = i + 1;
+        while j < chunks.len()
+            && Arc::ptr_eq(&chunks[j].block, &chunks[i].block)
+            && chunks[j].series_ref == chunks[i].series_ref
+        {
+            j += 1;
+        }
+        let run = &chunks[i..j];
+        let block = &run[0].block.block;
+        let refs: Vec<u64> = run.iter().map(|c| c.meta.chunk_ref).collect();
+        let read = block.chunks().chunks(&refs).await?;
+        let deleted = block.tombstones().get(u64::from(run[0].series_ref));
+        for (c, chunk) in run.iter().zip(read) {
+            let overlaps_deletion = deleted.is_some_and(|d| {
+                d.as_slice()
+                    .iter()
+                    .any(|iv| iv.min_time <= c.meta.max_time && iv.max_time >= c.meta.min_time)
+            });
+            match deleted.filter(|_| overlaps_deletion) {
+                None => out.push(chunk_to_pb(&chunk, c.meta.min_time, c.meta.max_time)),
+                Some(d) => {
+                    let trimmed = trim_deleted(&chunk, d).map_err(|e| {
+                        FileLocation::new(block.meta().ulid.to_string(), "chunks")
+                            .corrupt_at(c.meta.chunk_ref, format!("applying tombstones: {e}"))
+                    })?;
+                    if let Some((chunk, mint, maxt)) = trimmed {
+                        out.push(chunk_to_pb(&chunk, mint, maxt));
+                    }
+                }
+            }
+        }
+        i = j;
+    }
+    out.sort_by_key(|c| (c.min_time, c.max_time));
+    Ok(out)
+}
+
+/// Cuts one series into `Series` messages of at most about `frame_bytes` each (a single chunk
+/// larger than that travels alone): Thanos' contract lets a series span consecutive frames.
+pub fn split_series(labels: &Labels, chunks: Vec<AggrChunk>, frame_bytes: usize) -> Vec<Series> {
+    let pb_labels = labels_to_pb(labels);
+    let label_bytes: usize = pb_labels.iter().map(|l| l.encoded_len() + 2).sum();
+    let mut out = Vec::new();
+    let mut current: Vec<AggrChunk> = Vec::new();
+    let mut size = label_bytes;
+    for c in chunks {
+        let len = c.encoded_len() + 4;
+        if !current.is_empty() && size + len > frame_bytes {
+            out.push(Series {
+                labels: pb_labels.clone(),
+                chunks: std::mem::take(&mut current),
+            });
+            size = label_bytes;
+        }
+        size += len;
+        current.push(c);
+    }
+    out.push(Series {
+        labels: pb_labels,
+        chunks: current,
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::thanos::Chunk;
+
+    fn chunk(t: i64, bytes: usize) -> AggrChunk {
+        AggrChunk {
+            min_time: t,
+            max_time: t + 1,
+            raw: Some(Chunk {
+                r#type: 0,
+                data: vec![0; bytes],
+                hash: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn large_series_span_frames_under_the_limit_in_chunk_order() {
+        let labels = Labels::from_pairs([("__name__", "up")]);
+        let chunks: Vec<AggrChunk> = (0..10).map(|i| chunk(i, 300)).collect();
+        let frames = split_series(&labels, chunks, 1000);
+        assert!(frames.len() >= 4, "{} frames", frames.len());
+        for f in &frames {
+            assert!(
+                f.encoded_len() <= 1000,
+                "frame of {} bytes",
+                f.encoded_len()
+            );
+            assert_eq!(f.labels, labels_to_pb(&labels));
+        }
+        let times: Vec<i64> = frames
+            .iter()
+            .flat_map(|f| f.chunks.iter().map(|c| c.min_time))
+            .collect();
+        assert_eq!(times, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_chunk_larger_than_the_limit_travels_alone() {
+        let labels = Labels::from_pairs([("a", "b")]);
+        let frames = split_series(
+            &labels,
+            vec![chunk(0, 10), chunk(1, 5000), chunk(2, 10)],
+            1000,
+        );
+        let sizes: Vec<usize> = frames.iter().map(|f| f.chunks.len()).collect();
+        assert_eq!(sizes, vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn a_series_without_chunks_is_one_frame() {
+        let frames = split_series(&Labels::from_pairs([("a", "b")]), Vec::new(), 1000);
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].chunks.is_empty());
+    }
+}

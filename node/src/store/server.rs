@@ -1,0 +1,344 @@
+//! The `thanos.Store` and `thanos.info.Info` gRPC services over the store's blocks.
+//!
+//! Errors are gRPC statuses: a bad matcher or time range is `InvalidArgument`, a store whose
+//! blocks are not loaded yet is `Unavailable`, an unreadable block is `Internal` (naming the
+//! block; details in the log).
+//!
+//! Unfinished: hints (queried blocks, query stats), `without_replica_labels`, sharding
+//! (`shard_info`), aggregates of downsampled blocks, chunk hashes (always 0), request limits
+//! (series/samples/concurrency), and per-request metrics.
+
+use super::catalog::Catalog;
+use super::convert::{labels_to_pb, matchers_from_pb};
+use super::select::{load_chunks, matching_labels, select_series, split_series, Selected};
+use proto::thanos::info::info_server::{Info, InfoServer};
+use proto::thanos::info::{self as infopb};
+use proto::thanos::store_server::{Store, StoreServer};
+use proto::thanos::{self as pb, series_response, SeriesBatch, SeriesResponse};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use storage::matcher::Matcher;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// Target size of one Series frame: a quarter of gRPC's default 4 MiB receive limit, so that
+/// any client (a Thanos querier too) accepts every frame.
+pub const DEFAULT_FRAME_BYTES: usize = 1 << 20;
+
+/// Largest request the services accept (matchers and label lists are small).
+const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// Frames buffered ahead of a slow client.
+const STREAM_BUFFER: usize = 4;
+
+/// The StoreAPI over a [`Catalog`].
+#[derive(Debug, Clone)]
+pub struct StoreService {
+    catalog: Arc<Catalog>,
+    frame_bytes: usize,
+}
+
+impl StoreService {
+    /// The service over `catalog`, with frames of at most about `frame_bytes`.
+    pub fn new(catalog: Arc<Catalog>, frame_bytes: usize) -> Self {
+        StoreService {
+            catalog,
+            frame_bytes: frame_bytes.max(1),
+        }
+    }
+
+    /// `thanos.Store`, ready for the gRPC server.
+    pub fn store_server(&self) -> StoreServer<Self> {
+        StoreServer::new(self.clone())
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(usize::MAX)
+    }
+
+    /// `thanos.info.Info`, ready for the gRPC server.
+    pub fn info_server(&self) -> InfoServer<Self> {
+        InfoServer::new(self.clone()).max_decoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    fn require_ready(&self) -> Result<(), Status> {
+        if self.catalog.is_ready() {
+            Ok(())
+        } else {
+            Err(Status::unavailable(
+                "store is not ready: its blocks are not loaded from the bucket yet",
+            ))
+        }
+    }
+}
+
+fn parse_matchers(ms: &[pb::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
+    matchers_from_pb(ms).map_err(|e| Status::invalid_argument(format!("bad matcher: {e}")))
+}
+
+fn internal(e: storage::block::BlockError) -> Status {
+    tracing::warn!(error = %e, "StoreAPI request failed reading a block");
+    Status::internal(format!("reading blocks: {e}"))
+}
+
+/// `start`/`end` of label requests; both zero (unset) means the whole time range.
+fn label_range(start: i64, end: i64) -> Result<(i64, i64), Status> {
+    if start == 0 && end == 0 {
+        return Ok((i64::MIN, i64::MAX));
+    }
+    if start > end {
+        return Err(Status::invalid_argument(format!(
+            "start {start} is after end {end}"
+        )));
+    }
+    Ok((start, end))
+}
+
+fn truncate<T>(mut v: Vec<T>, limit: i64) -> Vec<T> {
+    if let Ok(n) = usize::try_from(limit) {
+        if n > 0 {
+            v.truncate(n);
+        }
+    }
+    v
+}
+
+/// How the selected series become frames.
+struct Framing {
+    skip_chunks: bool,
+    frame_bytes: usize,
+    /// Series per `SeriesBatch` frame; 0 sends one `Series` per frame.
+    batch: usize,
+}
+
+/// Sends `selected` on `tx` in order; stops at the first error (sent as the stream's status)
+/// or when the client goes away.
+async fn stream_series(
+    selected: Vec<Selected>,
+    framing: Framing,
+    tx: mpsc::Sender<Result<SeriesResponse, Status>>,
+) {
+    let mut batch: Vec<pb::Series> = Vec::new();
+    let mut batch_bytes = 0usize;
+    for (labels, chunks) in selected {
+        let parts = if framing.skip_chunks {
+            vec![pb::Series {
+                labels: labels_to_pb(&labels),
+                chunks: Vec::new(),
+            }]
+        } else {
+            match load_chunks(&chunks).await {
+                Ok(c) => split_series(&labels, c, framing.frame_bytes),
+                Err(e) => {
+                    let _ = tx.send(Err(internal(e))).await;
+                    return;
+                }
+            }
+        };
+        for s in parts {
+            let msg = if framing.batch == 0 {
+                series_response::Result::Series(s)
+            } else {
+                use prost::Message as _;
+                let len = s.encoded_len();
+                if !batch.is_empty()
+                    && (batch.len() >= framing.batch || batch_bytes + len > framing.frame_bytes)
+                {
+                    let full = SeriesBatch {
+                        series: std::mem::take(&mut batch),
+                    };
+                    batch_bytes = 0;
+                    if !send(&tx, series_response::Result::Batch(full)).await {
+                        return;
+                    }
+                }
+                batch_bytes += len;
+                batch.push(s);
+                continue;
+            };
+            if !send(&tx, msg).await {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        send(
+            &tx,
+            series_response::Result::Batch(SeriesBatch { series: batch }),
+        )
+        .await;
+    }
+}
+
+async fn send(
+    tx: &mpsc::Sender<Result<SeriesResponse, Status>>,
+    r: series_response::Result,
+) -> bool {
+    tx.send(Ok(SeriesResponse { result: Some(r) }))
+        .await
+        .is_ok()
+}
+
+#[tonic::async_trait]
+impl Store for StoreService {
+    async fn info(
+        &self,
+        _request: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
+        self.require_ready()?;
+        let c = self.catalog.coverage();
+        Ok(Response::new(pb::InfoResponse {
+            labels: Vec::new(),
+            min_time: c.min_time,
+            max_time: c.max_time,
+            store_type: pb::StoreType::Store as i32,
+            label_sets: c
+                .label_sets
+                .iter()
+                .map(|l| pb::LabelSet {
+                    labels: labels_to_pb(l),
+                })
+                .collect(),
+        }))
+    }
+
+    type SeriesStream = ReceiverStream<Result<SeriesResponse, Status>>;
+
+    async fn series(
+        &self,
+        request: Request<pb::SeriesRequest>,
+    ) -> Result<Response<Self::SeriesStream>, Status> {
+        let r = request.into_inner();
+        let matchers = parse_matchers(&r.matchers)?;
+        if r.min_time > r.max_time {
+            return Err(Status::invalid_argument(format!(
+                "min_time {} is after max_time {}",
+                r.min_time, r.max_time
+            )));
+        }
+        self.require_ready()?;
+        let blocks = self.catalog.overlapping(r.min_time, r.max_time);
+        let selected = select_series(&blocks, &matchers, r.min_time, r.max_time)
+            .await
+            .map_err(internal)?;
+        let selected = truncate(selected, r.limit);
+        tracing::debug!(
+            series = selected.len(),
+            blocks = blocks.len(),
+            "StoreAPI Series"
+        );
+        let framing = Framing {
+            skip_chunks: r.skip_chunks,
+            frame_bytes: self.frame_bytes,
+            batch: usize::try_from(r.response_batch_size).unwrap_or(0),
+        };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(stream_series(selected, framing, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<pb::LabelNamesRequest>,
+    ) -> Result<Response<pb::LabelNamesResponse>, Status> {
+        let r = request.into_inner();
+        let matchers = parse_matchers(&r.matchers)?;
+        let (mint, maxt) = label_range(r.start, r.end)?;
+        self.require_ready()?;
+        let blocks = self.catalog.overlapping(mint, maxt);
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        if matchers.is_empty() {
+            for b in &blocks {
+                names.extend(b.block.index().label_names().into_iter().map(String::from));
+                names.extend(b.external.iter().map(|l| l.name.clone()));
+            }
+        } else {
+            for labels in matching_labels(&blocks, &matchers)
+                .await
+                .map_err(internal)?
+            {
+                names.extend(labels.iter().map(|l| l.name.clone()));
+            }
+        }
+        Ok(Response::new(pb::LabelNamesResponse {
+            names: truncate(names.into_iter().collect(), r.limit),
+            warnings: Vec::new(),
+            hints: None,
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<pb::LabelValuesRequest>,
+    ) -> Result<Response<pb::LabelValuesResponse>, Status> {
+        let r = request.into_inner();
+        if r.label.is_empty() {
+            return Err(Status::invalid_argument(
+                "label name parameter cannot be empty",
+            ));
+        }
+        let matchers = parse_matchers(&r.matchers)?;
+        let (mint, maxt) = label_range(r.start, r.end)?;
+        self.require_ready()?;
+        let blocks = self.catalog.overlapping(mint, maxt);
+        let mut values: BTreeSet<String> = BTreeSet::new();
+        if matchers.is_empty() {
+            for b in &blocks {
+                match b.external.get(&r.label) {
+                    Some(v) => {
+                        values.insert(v.to_string());
+                    }
+                    None => values.extend(
+                        b.block
+                            .index()
+                            .label_values(&r.label)
+                            .into_iter()
+                            .map(String::from),
+                    ),
+                }
+            }
+        } else {
+            for labels in matching_labels(&blocks, &matchers)
+                .await
+                .map_err(internal)?
+            {
+                if let Some(v) = labels.get(&r.label) {
+                    values.insert(v.to_string());
+                }
+            }
+        }
+        Ok(Response::new(pb::LabelValuesResponse {
+            values: truncate(values.into_iter().collect(), r.limit),
+            warnings: Vec::new(),
+            hints: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Info for StoreService {
+    async fn info(
+        &self,
+        _request: Request<infopb::InfoRequest>,
+    ) -> Result<Response<infopb::InfoResponse>, Status> {
+        // Unavailable until the blocks are loaded, so that a querier reports the store as
+        // failing (a warning) instead of pruning it as empty and answering silently partial.
+        self.require_ready()?;
+        let c = self.catalog.coverage();
+        Ok(Response::new(infopb::InfoResponse {
+            label_sets: c
+                .label_sets
+                .iter()
+                .map(|l| pb::ZLabelSet {
+                    labels: labels_to_pb(l),
+                })
+                .collect(),
+            component_type: "store".into(),
+            store: Some(infopb::StoreInfo {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}
