@@ -5,6 +5,7 @@
 //! - `leader`: the leader's periodic duties (store expiry, lease expiry, learner promotion)
 //! - `registry`: store announcements (heartbeats) and the service forwarding them to the leader
 //! - `status`: the cluster status JSON and table
+//! - `stores`: `/api/v1/cluster/stores`, the registry (linearizable with `consistent=true`)
 //! - `http`: `/api/v1/status/cluster`, probes and `/metrics` of a node
 //! - `metrics`: Raft gauges
 //! - `cli`: `strata cluster status|leave`
@@ -17,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod registry;
 pub mod status;
+pub mod stores;
 
 use anyhow::Context as _;
 use raft::ClusterSecret;
