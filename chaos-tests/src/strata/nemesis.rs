@@ -107,8 +107,8 @@ pub struct StrataSchedule {
 }
 
 impl StrataSchedule {
-    /// The core kinds, faults of 7 s with 4 s of recovery (elections take 1-2 s; a round of
-    /// the six core kinds fits in 66 s).
+    /// The core kinds, faults of 7 s with 4 s of recovery (elections take 1-2 s; the six core
+    /// kinds all start within 60 s).
     pub fn new(seed: u64) -> StrataSchedule {
         StrataSchedule {
             seed,
