@@ -10,9 +10,11 @@
 //! `cargo run -p chaos-tests -- --check-history FILE` judges a history written earlier.
 //!
 //! `--nemesis` is `all` (leader isolation, majority/minority split, kill, pause, bridge,
-//! one-way partition, packet loss), `core` (the first four, as in CI), or one of
-//! `isolate-leader`, `split`, `kill`, `pause`, `bridge`, `one-way`, `loss`. The `strata` binary is found as the tests find it
-//! (`STRATA_BIN`, or the target directory: build it with `cargo build -p node`).
+//! one-way partition, packet loss, clock bump, clock strobe), `core` (as in CI: all but bridge,
+//! one-way and loss), `clock` (both clock kinds), or one of `isolate-leader`, `split`, `kill`,
+//! `pause`, `bridge`, `one-way`, `loss`, `clock-bump`, `clock-strobe`. Clock kinds need
+//! Debian's libfaketime. The `strata` binary is found as the tests find it (`STRATA_BIN`, or
+//! the target directory: build it with `cargo build -p node`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +27,7 @@ use chaos_tests::strata::tier1::{first_voters, judge, run, Tier1Config};
 use chaos_tests::{Cluster, History};
 
 const USAGE: &str =
-    "usage: chaos-tests [--time-limit SECS] [--nemesis all|core|isolate-leader|split|kill|pause|bridge|one-way|loss] \
+    "usage: chaos-tests [--time-limit SECS] [--nemesis all|core|clock|isolate-leader|split|kill|pause|bridge|one-way|loss|clock-bump|clock-strobe] \
 [--nodes N] [--seed N] [--history-out FILE] | --check-history FILE";
 
 struct Args {
@@ -133,9 +135,13 @@ fn run_schedule(args: &Args) -> Result<bool, String> {
         );
     }
     println!(
-        "workload: {} adds, {} acknowledged; converged {} after the last heal",
+        "workload: {} adds, {} acknowledged; {} linearizable reads, {} returned, {} refused by \
+         followers; converged {} after the last heal",
         out.workload.invoked,
         out.workload.acked,
+        out.reads.invoked,
+        out.reads.ok,
+        out.reads.refused,
         out.converged
             .map_or("never".to_string(), |d| format!("{:.1}s", d.as_secs_f64()))
     );

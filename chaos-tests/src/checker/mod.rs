@@ -1,12 +1,14 @@
 //! Judging a history: each [`Checker`] tests one named invariant and explains what it found.
 //!
 //! Generic pieces for the Raft checks live here: [`set::AckedAddsSurvive`] (a value whose write
-//! was acknowledged is seen by every later read), [`leader::OneLeaderPerTerm`] (over leader
-//! observations) and [`converge::ConvergesAfterHeal`]. A linearizability checker for registers
-//! (WGL/Porcupine style) is not written yet.
+//! was acknowledged is seen by every later read), [`linear_set::LinearizableSet`] (reads of a
+//! grow-only set are linearizable), [`leader::OneLeaderPerTerm`] (over leader observations) and
+//! [`converge::ConvergesAfterHeal`]. A general linearizability checker for registers
+//! (WGL/Porcupine style) is not written: the workload is a grow-only set, which needs none.
 
 pub mod converge;
 pub mod leader;
+pub mod linear_set;
 pub mod set;
 
 use std::fmt;

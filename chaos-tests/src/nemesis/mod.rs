@@ -3,8 +3,10 @@
 //! Network faults are iptables rules in the nodes' own namespaces (the root namespace is
 //! never touched), on INPUT and only for peer addresses: the test process at .254 and the DNS
 //! server at .1 stay reachable, as Jepsen's control node does. The kernel here has no netem,
-//! so there is no delay fault (see build-and-env.md section 4).
+//! so there is no delay fault (see build-and-env.md section 4). Clock faults rewrite the
+//! libfaketime control files of nodes started under it (see `clock`).
 
+pub mod clock;
 mod grudge;
 pub mod schedule;
 
@@ -45,6 +47,22 @@ pub enum Fault {
         /// Victims.
         nodes: Vec<NodeId>,
     },
+    /// Each node's wall clock jumps by its offset (ms, forward or back) and stays there until
+    /// healed (Jepsen's clock bump). Nodes must run under libfaketime.
+    ClockBump {
+        /// (node, offset in ms).
+        offsets: Vec<(NodeId, i64)>,
+    },
+    /// These nodes' wall clocks flip between `+delta_ms` and true time every `period_ms`
+    /// until healed (Jepsen's clock strobe).
+    ClockStrobe {
+        /// Victims.
+        nodes: Vec<NodeId>,
+        /// The offset of the skewed half of each period (ms, may be negative).
+        delta_ms: i64,
+        /// How long each half lasts (ms).
+        period_ms: u64,
+    },
 }
 
 impl Fault {
@@ -55,6 +73,8 @@ impl Fault {
             Fault::Loss { .. } => "loss",
             Fault::Kill { .. } => "kill",
             Fault::Pause { .. } => "pause",
+            Fault::ClockBump { .. } => "clock-bump",
+            Fault::ClockStrobe { .. } => "clock-strobe",
         }
     }
 }
@@ -111,8 +131,45 @@ pub fn apply(cluster: &mut Cluster, fault: &Fault) -> Result<()> {
                 cluster.pause(*n)?;
             }
         }
+        Fault::ClockBump { offsets } => {
+            for (n, offset_ms) in offsets {
+                clock::set_offset(&faked_control(cluster, *n)?, *offset_ms)?;
+            }
+        }
+        Fault::ClockStrobe {
+            nodes,
+            delta_ms,
+            period_ms,
+        } => {
+            for n in nodes {
+                let control = faked_control(cluster, *n)?;
+                // Bounded so a strobe outlives no test; heal stops it sooner.
+                let period = std::time::Duration::from_millis(*period_ms);
+                clock::start_strobe(&control, *delta_ms, period, STROBE_AT_MOST);
+            }
+        }
     }
     Ok(())
+}
+
+/// The longest a strobe runs when nothing heals it.
+const STROBE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Node `id`'s clock control file, refused when its process does not run under libfaketime
+/// (a skew written there would silently change nothing).
+fn faked_control(cluster: &mut Cluster, id: NodeId) -> Result<std::path::PathBuf> {
+    let control = clock::control_file(cluster.dir(), id);
+    let faked = cluster.process(id)?.spec().env.iter().any(|(k, v)| {
+        k == "FAKETIME_TIMESTAMP_FILE" && std::path::Path::new(v) == control.as_path()
+    });
+    if faked {
+        Ok(control)
+    } else {
+        Err(Error::InvalidFault(format!(
+            "node {id} was not started under libfaketime with control file {}",
+            control.display()
+        )))
+    }
 }
 
 /// Removes every iptables rule in every node's namespace.
@@ -124,9 +181,11 @@ pub fn heal_network(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
-/// Undoes every fault: network healed, paused nodes resumed, killed nodes restarted.
+/// Undoes every fault: network healed, clocks back to true time, paused nodes resumed, killed
+/// nodes restarted.
 pub fn heal_all(cluster: &mut Cluster) -> Result<()> {
     heal_network(cluster)?;
+    clock::reset(cluster.dir(), &cluster.ids())?;
     cluster.revive_all()
 }
 

@@ -7,7 +7,8 @@
 //! - `status`: `GET /api/v1/status/cluster` over plain HTTP/1.0
 //! - `observer`: one polling thread per node recording leader, commit and membership
 //! - `workload`: registry announcements through the leader, and final reads
-//! - `nemesis`: the seeded tier-1 fault mix (leader isolation, splits, kill, pause)
+//! - `reads`: linearizable registry reads during the run (checked by `checker::linear_set`)
+//! - `nemesis`: the seeded tier-1 fault mix (leader isolation, splits, kill, pause, clocks)
 //! - `checkers`: commit index monotonicity and membership stability
 //! - `tier1`: one whole tier-1 run (start, nemesis with observer and workload, checkers)
 //! - `wait`: waiting for a formed, settled cluster
@@ -19,6 +20,7 @@ pub mod checkers;
 pub mod nemesis;
 pub mod node;
 pub mod observer;
+pub mod reads;
 pub mod status;
 pub mod tier1;
 pub mod wait;

@@ -1,5 +1,6 @@
 //! The tier-1 nemesis for a Strata cluster: a seeded mix of the faults Raft must survive,
-//! aimed at the current leader where that matters. Each step applies one fault, holds it, heals
+//! aimed at the current leader where that matters. Clock faults skew wall clocks only (see
+//! [`crate::nemesis::clock`]): Raft must not care, and what uses wall time must not break. Each step applies one fault, holds it, heals
 //! everything (restarting killed nodes, resuming paused ones) and lets the cluster recover
 //! before the next. Every round draws each kind once in a seeded order, so even a short run
 //! sees them all. The same seed gives the same kinds and choices; which node is the leader (and
@@ -33,11 +34,18 @@ pub enum StrataFault {
     OneWay,
     /// Every node drops 10-50% of its peers' packets.
     Loss,
+    /// A minority's wall clocks (the leader's half the time) jump by 128 ms to 4.4 min, forward
+    /// or back, each by its own offset.
+    ClockBump,
+    /// A minority's wall clocks (the leader's half the time) flip between an offset of 128 ms
+    /// to 4.4 min and true time every 32-512 ms.
+    ClockStrobe,
 }
 
 impl StrataFault {
     /// The kind named `name` (`isolate-leader`, `split`, `kill`, `pause`, `bridge`, `one-way`,
-    /// `loss`), the CI schedule's four for `core`, or every kind for `all`.
+    /// `loss`, `clock-bump`, `clock-strobe`), both clock kinds for `clock`, the CI schedule's
+    /// kinds for `core`, or every kind for `all`.
     pub fn parse(name: &str) -> Option<Vec<StrataFault>> {
         Some(match name {
             "all" => StrataFault::ALL.to_vec(),
@@ -49,20 +57,25 @@ impl StrataFault {
             "split" => vec![StrataFault::MajorityMinority],
             "kill" => vec![StrataFault::KillRestart],
             "pause" => vec![StrataFault::PauseResume],
+            "clock-bump" => vec![StrataFault::ClockBump],
+            "clock-strobe" => vec![StrataFault::ClockStrobe],
+            "clock" => vec![StrataFault::ClockBump, StrataFault::ClockStrobe],
             _ => return None,
         })
     }
 
     /// The kinds of the short CI schedule.
-    pub const CORE: [StrataFault; 4] = [
+    pub const CORE: [StrataFault; 6] = [
         StrataFault::IsolateLeader,
         StrataFault::MajorityMinority,
         StrataFault::KillRestart,
         StrataFault::PauseResume,
+        StrataFault::ClockBump,
+        StrataFault::ClockStrobe,
     ];
 
     /// Every kind.
-    pub const ALL: [StrataFault; 7] = [
+    pub const ALL: [StrataFault; 9] = [
         StrataFault::IsolateLeader,
         StrataFault::MajorityMinority,
         StrataFault::KillRestart,
@@ -70,7 +83,14 @@ impl StrataFault {
         StrataFault::Bridge,
         StrataFault::OneWay,
         StrataFault::Loss,
+        StrataFault::ClockBump,
+        StrataFault::ClockStrobe,
     ];
+
+    /// Whether the kind needs nodes running under libfaketime.
+    pub fn needs_fake_clock(self) -> bool {
+        matches!(self, StrataFault::ClockBump | StrataFault::ClockStrobe)
+    }
 }
 
 /// A seeded fault schedule.
@@ -87,12 +107,13 @@ pub struct StrataSchedule {
 }
 
 impl StrataSchedule {
-    /// The four core kinds, faults of 8 s with 5 s of recovery (elections take 1-2 s).
+    /// The core kinds, faults of 7 s with 4 s of recovery (elections take 1-2 s; the six core
+    /// kinds all start within 60 s).
     pub fn new(seed: u64) -> StrataSchedule {
         StrataSchedule {
             seed,
-            fault_for: Duration::from_secs(8),
-            heal_for: Duration::from_secs(5),
+            fault_for: Duration::from_secs(7),
+            heal_for: Duration::from_secs(4),
             kinds: StrataFault::CORE.to_vec(),
         }
     }
@@ -173,7 +194,27 @@ impl StrataSchedule {
                 nodes: nodes.to_vec(),
                 probability: 0.1 + 0.4 * rng.unit(),
             },
+            StrataFault::ClockBump => Fault::ClockBump {
+                offsets: victims.iter().map(|n| (*n, skew_ms(rng))).collect(),
+            },
+            StrataFault::ClockStrobe => Fault::ClockStrobe {
+                nodes: victims,
+                delta_ms: skew_ms(rng),
+                period_ms: 1 << (5 + rng.below(5)),
+            },
         }
+    }
+}
+
+/// A clock offset of 2^7 to 2^18 ms (128 ms to 4.4 min, log-uniform as Jepsen draws them),
+/// forward or back: from below a heartbeat to far beyond an election timeout, but under the
+/// tests' one-hour store expiry.
+fn skew_ms(rng: &mut Rng) -> i64 {
+    let magnitude = 1i64 << (7 + rng.below(12));
+    if rng.below(2) == 0 {
+        magnitude
+    } else {
+        -magnitude
     }
 }
 
@@ -232,5 +273,36 @@ mod tests {
                 assert!((1..=2).contains(&nodes.len()), "{nodes:?}");
             }
         }
+    }
+
+    #[test]
+    fn clock_skews_stay_within_128ms_and_4_4_minutes() {
+        let s = StrataSchedule::new(5);
+        let mut rng = Rng::new(11);
+        let mut signs = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let kind = [StrataFault::ClockBump, StrataFault::ClockStrobe][i % 2];
+            let (skews, period) = match s.draw(kind, &mut rng, &ids(3), Some(NodeId(1))) {
+                Fault::ClockBump { offsets } => {
+                    assert_eq!(offsets.len(), 1, "a minority of 3 is one node");
+                    (offsets.iter().map(|(_, o)| *o).collect::<Vec<_>>(), 32)
+                }
+                Fault::ClockStrobe {
+                    nodes,
+                    delta_ms,
+                    period_ms,
+                } => {
+                    assert_eq!(nodes.len(), 1);
+                    (vec![delta_ms], period_ms)
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            assert!((32..=512).contains(&period), "{period}");
+            for o in skews {
+                assert!((128..=262_144).contains(&o.abs()), "{o}");
+                signs.insert(o.signum());
+            }
+        }
+        assert_eq!(signs.len(), 2, "both forward and backward jumps are drawn");
     }
 }

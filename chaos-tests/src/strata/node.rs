@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cluster::NodeCtx;
 use crate::error::{Error, Result};
+use crate::nemesis::clock;
 use crate::process::CommandSpec;
 
 use super::{GRPC_PORT, HTTP_PORT};
@@ -20,6 +21,8 @@ pub struct NodeOptions {
     pub secret_file: PathBuf,
     /// Flags added after the standard ones (e.g. `--raft.election-timeout-min`).
     pub extra: Vec<String>,
+    /// libfaketime, when nodes run with a fakeable wall clock (clock nemeses need it).
+    pub libfaketime: Option<PathBuf>,
 }
 
 impl NodeOptions {
@@ -37,12 +40,20 @@ impl NodeOptions {
             binary,
             secret_file,
             extra: Vec::new(),
+            libfaketime: None,
         })
+    }
+
+    /// These options with every node's wall clock under its libfaketime control file (see
+    /// [`crate::nemesis::clock`]); fails when libfaketime is not installed.
+    pub fn with_fake_clock(mut self) -> Result<NodeOptions> {
+        self.libfaketime = Some(clock::libfaketime()?);
+        Ok(self)
     }
 
     /// The command for one node: only `dns+peers` as a peer, no static list, no bootstrap flag.
     pub fn command(&self, n: &NodeCtx) -> CommandSpec {
-        CommandSpec::new(&self.binary)
+        let mut spec = CommandSpec::new(&self.binary)
             .arg("node")
             .arg("--data-dir")
             .arg(&n.data_dir)
@@ -57,6 +68,15 @@ impl NodeOptions {
             .arg("--cluster.secret-file")
             .arg(&self.secret_file)
             .args(self.extra.iter().cloned())
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", "info,openraft=warn");
+        if let Some(lib) = &self.libfaketime {
+            // The cluster directory holds each node's data directory and its control file.
+            let cluster_dir = n.data_dir.parent().unwrap_or(&n.data_dir);
+            spec.env.extend(clock::faked_env(
+                lib,
+                &clock::control_file(cluster_dir, n.id),
+            ));
+        }
+        spec
     }
 }

@@ -127,6 +127,37 @@ pub fn fetch(addr: SocketAddr, timeout: Duration) -> Result<NodeStatus, StatusEr
 }
 
 fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, StatusError> {
+    let (code, status_line, body) = http_get_any(addr, path, timeout)?;
+    if code != 200 {
+        return Err(StatusError::Bad {
+            addr,
+            reason: format!("HTTP {status_line}"),
+        });
+    }
+    Ok(body)
+}
+
+/// `GET path` from `addr`, each step bounded by `timeout`: the HTTP status code and the body
+/// parsed as JSON, whatever the code (a node's API errors are JSON too).
+pub fn get_json(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, serde_json::Value), StatusError> {
+    let (code, _, body) = http_get_any(addr, path, timeout)?;
+    let v = serde_json::from_str(&body).map_err(|e| StatusError::Bad {
+        addr,
+        reason: format!("HTTP {code}, not JSON ({e}): {body:.200}"),
+    })?;
+    Ok((code, v))
+}
+
+/// The status code, status line and body of `GET path`.
+fn http_get_any(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String, String), StatusError> {
     let io = |source| StatusError::Io { addr, source };
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
     s.set_read_timeout(Some(timeout)).map_err(io)?;
@@ -141,11 +172,14 @@ fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, S
             reason: "malformed HTTP answer".into(),
         });
     };
-    if !head.lines().next().unwrap_or_default().contains(" 200 ") {
-        return Err(StatusError::Bad {
+    let status_line = head.lines().next().unwrap_or_default().to_owned();
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| StatusError::Bad {
             addr,
-            reason: format!("HTTP {}", head.lines().next().unwrap_or_default()),
-        });
-    }
-    Ok(body.to_owned())
+            reason: format!("malformed HTTP status line {status_line:?}"),
+        })?;
+    Ok((code, status_line, body.to_owned()))
 }

@@ -1,6 +1,7 @@
 //! One tier-1 run: start `strata node` on every node of a [`Cluster`], wait for one settled
-//! cluster, then run the seeded nemesis while the observer watches every node and the workload
-//! writes registry entries; heal, wait for convergence, read every node's registry, and judge
+//! cluster, then run the seeded nemesis while the observer watches every node, the workload
+//! writes registry entries and a reader reads them linearizably; heal, wait for convergence,
+//! read every node's registry, and judge
 //! the history. The test that calls [`run`] keeps the cluster, so a failed assertion keeps the
 //! test directory (history and logs) and prints the logs' tails.
 
@@ -12,10 +13,12 @@ use super::checkers::{CommitNeverRegresses, MembershipStable, Renamed};
 use super::nemesis::{StrataFault, StrataSchedule};
 use super::node::NodeOptions;
 use super::observer::{record, snapshot, targets, LeaderHint, Observer};
+use super::reads::{LinearReads, ReadStats};
 use super::wait::{wait_settled, Settled};
 use super::workload::{read_all, RegistryWorkload, WorkloadStats};
 use crate::checker::converge::ConvergesAfterHeal;
 use crate::checker::leader::OneLeaderPerTerm;
+use crate::checker::linear_set::LinearizableSet;
 use crate::checker::set::AckedAddsSurvive;
 use crate::checker::Report;
 use crate::cluster::Cluster;
@@ -80,6 +83,8 @@ pub struct Tier1Outcome {
     pub faults: Vec<Fault>,
     /// The workload's figures.
     pub workload: WorkloadStats,
+    /// The linearizable reader's figures.
+    pub reads: ReadStats,
     /// How long the cluster took to settle after the last heal (`None`: it did not).
     pub converged: Option<Duration>,
     /// The JSON-lines history.
@@ -99,6 +104,13 @@ impl Drop for StopOnDrop<'_> {
 
 /// Runs the schedule on `cluster` (not started yet) with nodes started as `opts` says.
 pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Result<Tier1Outcome> {
+    let faked;
+    let opts = if cfg.nemesis.iter().any(|k| k.needs_fake_clock()) && opts.libfaketime.is_none() {
+        faked = opts.clone().with_fake_clock()?;
+        &faked
+    } else {
+        opts
+    };
     cluster.start_all(|n| opts.command(n))?;
     let targets = targets(cluster);
     let n = targets.len();
@@ -117,6 +129,11 @@ pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Resu
         interval: Duration::from_millis(100),
         timeout: Duration::from_secs(3),
     };
+    let reader = LinearReads {
+        interval: Duration::from_millis(150),
+        timeout: Duration::from_secs(3),
+        seed: cfg.seed,
+    };
     let hint = LeaderHint::default();
     hint.offer(formed.term, formed.leader_node, formed.leader);
     let (stop_observer, stop_workload) = (AtomicBool::new(false), AtomicBool::new(false));
@@ -125,16 +142,18 @@ pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Resu
         kinds: cfg.nemesis.clone(),
         ..StrataSchedule::new(cfg.seed)
     };
-    let (faults, stats, converged) = std::thread::scope(|s| -> Result<_> {
+    let (faults, stats, read_stats, converged) = std::thread::scope(|s| -> Result<_> {
         let flags = [&stop_observer, &stop_workload];
         let _stop = StopOnDrop(&flags);
         let (t, h, hi) = (&targets, &history, &hint);
         s.spawn(|| Observer::default().run(t, h, hi, &stop_observer));
         let wl = s.spawn(|| workload.run(t, h, hi, &stop_workload));
+        let rd = s.spawn(|| reader.run(t, h, hi, &stop_workload));
         let faults = schedule.run(cluster, &history, &hint, cfg.time_limit, &never)?;
         let healed = Instant::now();
         stop_workload.store(true, Ordering::Relaxed);
         let stats = wl.join().unwrap_or_default();
+        let read_stats = rd.join().unwrap_or_default();
         let converged = wait_settled(&targets, n, cfg.converge_wait)
             .ok()
             .map(|_| healed.elapsed());
@@ -148,7 +167,7 @@ pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Resu
         {
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok((faults, stats, converged))
+        Ok((faults, stats, read_stats, converged))
     })?;
     let report = judge(&history, &formed.voters, cfg.converge_within);
     Ok(Tier1Outcome {
@@ -156,6 +175,7 @@ pub fn run(cluster: &mut Cluster, opts: &NodeOptions, cfg: &Tier1Config) -> Resu
         formed,
         faults,
         workload: stats,
+        reads: read_stats,
         converged,
         history: history_path,
     })
@@ -199,9 +219,12 @@ pub fn judge(history: &History, voters: &[u64], converge_within: Duration) -> Re
         },
     };
     let acked = AckedAddsSurvive::default();
+    let linear = LinearizableSet::default();
     Report::run(
         history,
-        &[&claims, &views, &commit, &members, &converge, &acked],
+        &[
+            &claims, &views, &commit, &members, &converge, &acked, &linear,
+        ],
     )
 }
 

@@ -5,9 +5,9 @@
 //! (outcome unknown: a timed-out write may still commit), except a follower's "not the leader"
 //! refusal, which is `fail`.
 //!
-//! Reads are taken from each node's applied registry (`/api/v1/status/cluster`) after the
-//! cluster converged: the node has no linearizable read path over HTTP or gRPC yet, so reads
-//! during faults could be stale by design and are not checked (unfinished: linearizable reads).
+//! [`read_all`] reads each node's applied registry (`/api/v1/status/cluster`, possibly stale by
+//! design) once after the cluster converged, for the "acknowledged adds survive" check on
+//! every node. Reads during faults are linearizable reads of their own (see `reads`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

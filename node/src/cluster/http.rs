@@ -42,6 +42,7 @@ impl NodeHttp {
 pub fn status_routes(st: Arc<NodeHttp>) -> Router {
     Router::new()
         .route("/api/v1/status/cluster", get(cluster_status))
+        .merge(super::stores::routes())
         .with_state(st)
 }
 
@@ -49,6 +50,7 @@ pub fn status_routes(st: Arc<NodeHttp>) -> Router {
 pub fn standalone_router(st: Arc<NodeHttp>) -> Router {
     Router::new()
         .route("/api/v1/status/cluster", get(cluster_status))
+        .merge(super::stores::routes())
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .route("/metrics", get(metrics))

@@ -1,11 +1,14 @@
-//! Work only the leader does, on a timer: expire stores whose heartbeats stopped, return jobs
+//! Work only the leader does, on a timer: remove stores whose heartbeats stopped (judged by the
+//! leader's own monotonic clock, see `liveness`), return jobs
 //! whose leases ended to pending, and promote learners while there are fewer than five voters.
 //! Each is written to the log only when there is something to change, so an idle cluster's log
 //! does not grow.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raft::{now_ms, Command, JobState, RaftNode};
+
+use super::liveness::Liveness;
 use tokio::sync::watch;
 
 /// Timing of the leader's duties.
@@ -22,6 +25,7 @@ impl LeaderDuties {
     pub async fn run(self, node: RaftNode, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut liveness = Liveness::default();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -33,27 +37,27 @@ impl LeaderDuties {
             }
             let span = tracing::info_span!("leader", node_id = node.id(), term = m.current_term);
             let _enter = span.enter();
-            self.once(&node).await;
+            self.once(&node, m.current_term, &mut liveness).await;
         }
     }
 
-    async fn once(&self, node: &RaftNode) {
+    async fn once(&self, node: &RaftNode, term: u64, liveness: &mut Liveness) {
         let now = now_ms();
-        let max_age = i64::try_from(self.store_max_age.as_millis()).unwrap_or(i64::MAX);
         let state = node.local_state();
-        if state.stores.values().any(|s| !s.is_live(now, max_age)) {
-            match node
-                .client_write(Command::ExpireStores {
-                    now_ms: now,
-                    max_age_ms: max_age,
-                })
-                .await
-            {
-                Ok(raft::Response::Expired { ids }) => {
-                    tracing::info!(stores = ?ids, "expired stores whose heartbeats stopped")
+        // A heartbeat committed between this read and the removal loses the race: the store
+        // is removed and registers again on its next heartbeat.
+        let dead = liveness.observe(term, &state, Instant::now(), self.store_max_age);
+        for address in dead {
+            let cmd = Command::DeregisterStore {
+                address: address.clone(),
+            };
+            match node.client_write(cmd).await {
+                Ok(_) => {
+                    tracing::info!(store = %address, max_age = ?self.store_max_age, "removed a store whose heartbeats stopped")
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot expire stores"),
+                Err(e) => {
+                    tracing::warn!(store = %address, error = %e, "cannot remove a dead store")
+                }
             }
         }
         let lapsed = state.jobs.values().any(|j| {

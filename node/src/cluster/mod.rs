@@ -3,8 +3,10 @@
 //! - `discovery`: `--cluster.peers` (`host:port`, `dns+name:port`) resolution
 //! - `join`: joining, and the bootstrap rule (explicit flag or the agreed seed)
 //! - `leader`: the leader's periodic duties (store expiry, lease expiry, learner promotion)
+//! - `liveness`: store liveness by the leader's own clock on receipt of heartbeats
 //! - `registry`: store announcements (heartbeats) and the service forwarding them to the leader
 //! - `status`: the cluster status JSON and table
+//! - `stores`: `/api/v1/cluster/stores`, the registry (linearizable with `consistent=true`)
 //! - `http`: `/api/v1/status/cluster`, probes and `/metrics` of a node
 //! - `metrics`: Raft gauges
 //! - `cli`: `strata cluster status|leave`
@@ -14,9 +16,11 @@ pub mod discovery;
 pub mod http;
 pub mod join;
 pub mod leader;
+pub mod liveness;
 pub mod metrics;
 pub mod registry;
 pub mod status;
+pub mod stores;
 
 use anyhow::Context as _;
 use raft::ClusterSecret;

@@ -3,6 +3,7 @@
 mod convert;
 mod membership;
 mod metrics;
+pub mod read;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
