@@ -222,7 +222,7 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         let embedded = query::build(
             &qargs,
             registry.clone(),
-            Some(registry_stores(&node, args.store_expiry)),
+            Some(registry_stores(&node)),
         )?;
         tasks.push(spawn(Box::pin(
             embedded.sync_loop(qargs.sync_interval, stop_rx.clone()),
@@ -299,17 +299,12 @@ fn http_advertise(grpc_advertise: &str, http_local: SocketAddr) -> String {
     }
 }
 
-/// The live stores of the registry, for the query role.
-fn registry_stores(node: &RaftNode, max_age: Duration) -> query::remote::RegistryStores {
+/// The registry's stores, for the query role. Liveness is the leader's judgement (it
+/// deregisters a store whose heartbeats stop, by its own monotonic clock); re-judging the
+/// heartbeat stamps with this node's wall clock would drop every store when the clocks differ.
+fn registry_stores(node: &RaftNode) -> query::remote::RegistryStores {
     let node = node.clone();
-    let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
-    Arc::new(move || {
-        node.local_state()
-            .live_stores(raft::now_ms(), max_age_ms)
-            .iter()
-            .map(|s| s.info.address.clone())
-            .collect()
-    })
+    Arc::new(move || node.local_state().stores.keys().cloned().collect())
 }
 
 /// The querier's flags for the query role: the node's HTTP address, bucket and endpoints, and
