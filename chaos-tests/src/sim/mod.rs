@@ -21,6 +21,7 @@ pub mod invariants;
 pub mod net;
 pub mod node;
 pub mod oracle;
+pub mod phase;
 pub mod workload;
 
 use std::time::{Duration, Instant};
