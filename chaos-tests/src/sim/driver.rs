@@ -584,8 +584,8 @@ impl Sim {
         }
     }
 
-    /// Every running node's role, term, leader, applied index and membership, for a failure
-    /// report.
+    /// Every running node's tick phase, role, vote, last log index, leader, applied index and
+    /// membership, for a failure report.
     fn cluster_view(&self) -> String {
         let lines: Vec<String> = self
             .running()

@@ -36,9 +36,9 @@ pub fn phase_at(origin: Instant, at: Instant, tick_ms: u64) -> u64 {
 }
 
 /// How long to wait from phase `now` so that a node started then ticks at least
-/// [`MIN_GAP_MS`] away from every phase in `taken`. Returns zero when `now` is already free; a
-/// cycle too full to leave a gap (more than `tick_ms / (2 * MIN_GAP_MS)` nodes) gets the phase
-/// farthest from the others.
+/// [`MIN_GAP_MS`] away from every phase in `taken`. Returns zero when `now` is already free; in
+/// a cycle too full to leave such a gap (dozens of nodes at the default timing) it waits for
+/// the phase farthest from the others.
 pub fn wait_for_free_phase(now: u64, taken: &[u64], tick_ms: u64) -> Duration {
     let tick = tick_ms.max(1);
     // Circular distance from `p` to the nearest taken phase.
