@@ -110,3 +110,110 @@ fn raft_invariants_hold_under_faults_for_every_seed() {
         );
     }
 }
+
+/// Two of three voters restarted after the leader is gone, both with the same election timeout
+/// (openraft draws one per instance; a 1000..1001 ms range pins it): whether a leader appears
+/// within 60 s (virtual) depends only on whether their tick phases differ.
+fn leader_after_restart_with_equal_timeouts(stagger: bool) -> Option<u64> {
+    use chaos_tests::sim::invariants::Invariants;
+    use chaos_tests::sim::net::Router;
+    use chaos_tests::sim::node::{NodeOptions, SimNode};
+    use openraft::ServerState;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let router = Router::new(7);
+        let inv = Arc::new(Invariants::default());
+        let opts = NodeOptions {
+            timeouts: raft::Timeouts {
+                election_min: Duration::from_millis(1000),
+                election_max: Duration::from_millis(1001),
+                ..raft::Timeouts::default()
+            },
+            snapshot_every: 1000,
+            origin: tokio::time::Instant::now(),
+        };
+        let member = |id: u64| raft::Member {
+            node_id: id,
+            grpc_address: chaos_tests::sim::node::address(id),
+            http_address: format!("node-{id}:10902"),
+            roles: Default::default(),
+            software_version: "tier0".into(),
+            protocol_version: raft::PROTOCOL_VERSION,
+            joined_at_ms: 0,
+        };
+        let mut nodes: Vec<SimNode> = (1..=3).map(|id| SimNode::new(id, dir.path())).collect();
+        for n in nodes.iter_mut() {
+            n.start(&router, &inv, opts, &[]).await.expect("start");
+        }
+        let first = nodes[0].node().cloned().expect("node 1 runs");
+        first.initialize(member(1)).await.expect("bootstrap");
+        for id in [2, 3] {
+            let a = first.admit(member(id)).await.expect("admit");
+            assert!(a.voter, "node {id} became a voter");
+        }
+        // Equal logs too, so that neither candidate defers to the other's longer log.
+        let last = first.raft().metrics().borrow().last_log_index;
+        for n in &nodes[1..] {
+            let node = n.node().expect("running");
+            node.raft()
+                .wait(Some(Duration::from_secs(10)))
+                .applied_index(last, "follower caught up")
+                .await
+                .expect("caught up");
+        }
+        for n in nodes.iter_mut() {
+            n.crash(&router).await;
+        }
+        // Restart 2 and 3 at one instant (empty `taken`: no phase avoidance), or with 3 kept
+        // clear of 2's phase as the driver does.
+        nodes[1]
+            .start(&router, &inv, opts, &[])
+            .await
+            .expect("restart 2");
+        let taken: Vec<u64> = if stagger {
+            nodes[1].phase.into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        nodes[2]
+            .start(&router, &inv, opts, &taken)
+            .await
+            .expect("restart 3");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut leader = None;
+        while tokio::time::Instant::now() < deadline && leader.is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            leader = nodes[1..]
+                .iter()
+                .filter_map(|n| n.node())
+                .find(|n| n.raft().metrics().borrow().state == ServerState::Leader)
+                .map(|n| n.id());
+        }
+        for n in nodes.iter_mut() {
+            n.crash(&router).await;
+        }
+        leader
+    })
+}
+
+#[test]
+fn voters_started_at_one_instant_with_equal_timeouts_never_elect() {
+    // The simulation artefact behind the old "removal unfinished after healing" failures: on a
+    // paused clock the two candidates tick, campaign and vote for themselves at the same
+    // instants for ever. If openraft starts drawing a timeout per election, this may elect and
+    // the test should be dropped together with the phase spreading in `sim::phase`.
+    assert_eq!(leader_after_restart_with_equal_timeouts(false), None);
+}
+
+#[test]
+fn voters_with_distinct_tick_phases_elect_despite_equal_timeouts() {
+    assert!(leader_after_restart_with_equal_timeouts(true).is_some());
+}

@@ -86,7 +86,8 @@ struct Sim {
     wl: Workload,
     opts: NodeOptions,
     t0: Instant,
-    recent: VecDeque<String>,
+    /// The last actions: when (virtual seconds), what, how many times in a row.
+    recent: VecDeque<(f64, String, u32)>,
     counts: Counts,
 }
 
@@ -139,9 +140,11 @@ impl Sim {
         }
         .map_err(|e| SimError::Setup(format!("temp dir: {e}")))?;
         let mut rng = Rng::new(seed);
+        let t0 = Instant::now();
         let opts = NodeOptions {
             timeouts: Timeouts::default(),
             snapshot_every: [5, 10, 20, 1000][rng.below(4)],
+            origin: t0,
         };
         Ok(Sim {
             seed,
@@ -156,7 +159,7 @@ impl Sim {
             leaving: BTreeSet::new(),
             wl: Workload::default(),
             opts,
-            t0: Instant::now(),
+            t0,
             recent: VecDeque::new(),
             counts: Counts::default(),
         })
@@ -192,17 +195,28 @@ impl Sim {
             seed: self.seed,
             step,
             violations,
-            recent: self.recent.iter().cloned().collect(),
+            recent: self
+                .recent
+                .iter()
+                .map(|(t, msg, n)| match n {
+                    1 => format!("[{t:>7.2}s] {msg}"),
+                    n => format!("[{t:>7.2}s] {msg} (x{n})"),
+                })
+                .collect(),
         }
     }
 
     fn log(&mut self, msg: String) {
         let t = self.t0.elapsed().as_secs_f64();
-        let line = format!("[{t:>7.2}s] {msg}");
         if self.cfg.verbose {
-            eprintln!("seed {}: {line}", self.seed);
+            eprintln!("seed {}: [{t:>7.2}s] {msg}", self.seed);
         }
-        self.recent.push_back(line);
+        // Retries in the heal loop repeat one line many times: keep it once, with a count, so
+        // the actions before it stay in the report.
+        match self.recent.back_mut() {
+            Some((_, last, n)) if *last == msg => *n += 1,
+            _ => self.recent.push_back((t, msg, 1)),
+        }
         if self.recent.len() > 40 {
             self.recent.pop_front();
         }
@@ -241,11 +255,17 @@ impl Sim {
 
     async fn start(&mut self, id: NodeId) -> Result<(), SimError> {
         let root = self.dir.path().to_path_buf();
+        let taken: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|n| n.id != id && n.running.is_some())
+            .filter_map(|n| n.phase)
+            .collect();
         let node = self
             .nodes
             .entry(id)
             .or_insert_with(|| SimNode::new(id, &root));
-        node.start(&self.router, &self.inv, self.opts).await
+        node.start(&self.router, &self.inv, self.opts, &taken).await
     }
 
     async fn setup(&mut self) -> Result<(), SimError> {
@@ -556,22 +576,36 @@ impl Sim {
             sleep(Duration::from_millis(250)).await;
         }
         if let Some(d) = self.divergence() {
-            // Known open liveness bug (about 1 seed in 300 at 100 steps, e.g. seeds 1037 and
-            // 1130, not reproducible on replay): a node's removal can stay unfinished after
-            // healing. It is reported loudly but does not fail the run until it is fixed; every
-            // other divergence, and every safety invariant, still fails it.
-            if d.starts_with("removal of") {
-                eprintln!(
-                    "KNOWN LIVENESS ISSUE (not failing the run): no convergence within {:?} of healing: {d}",
-                    self.cfg.converge_within
-                );
-                return;
-            }
             self.inv.violate(format!(
-                "no convergence within {:?} of healing: {d}",
-                self.cfg.converge_within
+                "no convergence within {:?} of healing: {d}; cluster: {}",
+                self.cfg.converge_within,
+                self.cluster_view()
             ));
         }
+    }
+
+    /// Every running node's tick phase, role, vote, last log index, leader, applied index and
+    /// membership, for a failure report.
+    fn cluster_view(&self) -> String {
+        let lines: Vec<String> = self
+            .running()
+            .iter()
+            .map(|(id, n)| {
+                let m = n.raft().metrics().borrow().clone();
+                let phase = self.nodes.get(id).and_then(|s| s.phase);
+                format!(
+                    "node {id}: tick phase {phase:?} ms, {:?} vote {} last log {:?} leader {:?} applied {:?} membership {} at {:?}",
+                    m.state,
+                    m.vote,
+                    m.last_log_index,
+                    m.current_leader,
+                    m.last_applied.map(|l| l.to_string()),
+                    m.membership_config.membership(),
+                    m.membership_config.log_id().as_ref().map(|l| l.to_string()),
+                )
+            })
+            .collect();
+        lines.join("; ")
     }
 
     /// Why the cluster has not converged, or `None` when it has: every member up, one leader,

@@ -14,13 +14,19 @@
 //! runtime is single-threaded with virtual time, but openraft draws its election timeouts from
 //! an unseeded thread RNG and tokio's `select!` picks branches at random, so a replay follows the
 //! same schedule and usually, not always, the same interleaving. A failing seed still fails
-//! most replays; run it a few times (`TIER0_SEED=N`).
+//! most replays; run it a few times (`TIER0_SEED=N`). (openraft 0.9's `AsyncRuntime` trait
+//! supplies that RNG, `thread_rng()`, so a runtime of our own in `raft::TypeConfig` could take it
+//! from the seed; `select!`'s randomness would remain.)
+//!
+//! Virtual time makes timers of different nodes coincide exactly, which real clocks never do;
+//! [`phase`] keeps the nodes' Raft ticks apart so that this does not livelock elections.
 
 pub mod driver;
 pub mod invariants;
 pub mod net;
 pub mod node;
 pub mod oracle;
+pub mod phase;
 pub mod workload;
 
 use std::time::{Duration, Instant};

@@ -13,9 +13,11 @@ use raft::store::{FlushMode, SharedState, StateMachineStore};
 use raft::types::{Entry, StorageError};
 use raft::{ClusterSecret, NodeId, RaftNode, RaftNodeConfig, Response, Timeouts, TypeConfig};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::invariants::{digest, Invariants};
 use super::net::Router;
+use super::phase::{phase_at, tick_ms, wait_for_free_phase};
 use super::SimError;
 
 /// The state machine with a tap: every applied entry and installed snapshot is reported.
@@ -95,6 +97,8 @@ pub struct SimNode {
     pub running: Option<Running>,
     /// How many times it was started.
     pub starts: u32,
+    /// The tick phase of the running incarnation (see [`super::phase`]).
+    pub phase: Option<u64>,
 }
 
 /// The gRPC address a node advertises (the router ignores it; it names the node in metrics).
@@ -109,6 +113,8 @@ pub struct NodeOptions {
     pub timeouts: Timeouts,
     /// Snapshot every this many entries.
     pub snapshot_every: u64,
+    /// The instant tick phases are counted from (the start of the run).
+    pub origin: Instant,
 }
 
 impl SimNode {
@@ -119,20 +125,26 @@ impl SimNode {
             dir: root.join(format!("node-{id}")),
             running: None,
             starts: 0,
+            phase: None,
         }
     }
 
-    /// Starts (or restarts) the node from its directory.
+    /// Starts (or restarts) the node from its directory, waiting first (in virtual time) until
+    /// its tick phase keeps clear of `taken`, the running nodes' phases (see [`super::phase`]).
     pub async fn start(
         &mut self,
         router: &Router,
         inv: &Arc<Invariants>,
         opts: NodeOptions,
+        taken: &[u64],
     ) -> Result<(), SimError> {
         if self.running.is_some() {
             return Ok(());
         }
         wait_released(&self.dir).await?;
+        let tick = tick_ms(&opts.timeouts);
+        let now = phase_at(opts.origin, Instant::now(), tick);
+        tokio::time::sleep(wait_for_free_phase(now, taken, tick)).await;
         let (log, sm) = raft::store::open_with(&self.dir, FlushMode::Inline)?;
         let shared = sm.shared();
         inv.node_opened(self.id, shared.read().last_applied);
@@ -154,6 +166,7 @@ impl SimNode {
         tokio::spawn(observe(node.clone(), inv.clone(), alive_rx));
         self.running = Some(Running { node, alive });
         self.starts += 1;
+        self.phase = Some(phase_at(opts.origin, Instant::now(), tick));
         Ok(())
     }
 
