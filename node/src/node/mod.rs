@@ -219,11 +219,7 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     });
     let router = if roles.contains("query") {
         let qargs = query_args(&args);
-        let embedded = query::build(
-            &qargs,
-            registry.clone(),
-            Some(registry_stores(&node)),
-        )?;
+        let embedded = query::build(&qargs, registry.clone(), Some(registry_stores(&node)))?;
         tasks.push(spawn(Box::pin(
             embedded.sync_loop(qargs.sync_interval, stop_rx.clone()),
         )));

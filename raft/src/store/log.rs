@@ -94,7 +94,40 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         Ok(out)
     }
+
+    /// What replication sends: an unbroken run of entries starting exactly at `start`, at most
+    /// [`MAX_REPLICATION_BATCH`] of them. openraft 0.9 sends whatever this returns after
+    /// `prev_log_id`, so a run that began later (entries purged or truncated under a lagging
+    /// replication task) would leave a gap in the follower's log: tier 0 hit openraft's debug
+    /// assertion on exactly that. An empty answer is taken as a heartbeat and retried.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let end = end.min(start.saturating_add(MAX_REPLICATION_BATCH));
+        let mut out: Vec<Entry> = Vec::new();
+        for kv in self.log.range::<[u8; 8], _>(key(start)..key(end)) {
+            let (_, v) = kv.map_err(io(|e| StorageIOError::read_logs(e)))?;
+            let entry = Self::decode(&v)?;
+            let expected = start + out.len() as u64;
+            if entry.log_id.index != expected {
+                tracing::warn!(
+                    start,
+                    expected,
+                    found = entry.log_id.index,
+                    "log entries for replication are not contiguous; sending the unbroken part"
+                );
+                break;
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
 }
+
+/// Most entries in one AppendEntries request, so one message stays well under gRPC's limits.
+pub const MAX_REPLICATION_BATCH: u64 = 256;
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
@@ -201,5 +234,55 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .apply_batch(batch)
             .map_err(io(|e| StorageIOError::write_logs(e)))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn store_with(indexes: &[u64]) -> (tempfile::TempDir, LogStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let store = LogStore::new(&db, FlushMode::default()).expect("store");
+        for &i in indexes {
+            let entry = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+                payload: EntryPayload::Blank,
+            };
+            store
+                .log
+                .insert(key(i), to_json(&entry).expect("encode"))
+                .expect("insert");
+        }
+        (dir, store)
+    }
+
+    async fn indexes(store: &mut LogStore, start: u64, end: u64) -> Vec<u64> {
+        store
+            .limited_get_log_entries(start, end)
+            .await
+            .expect("read")
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn replication_reads_stop_at_a_gap_and_never_start_late() {
+        let (_dir, mut store) = store_with(&[5, 6, 7, 9, 10]);
+        assert_eq!(indexes(&mut store, 5, 11).await, vec![5, 6, 7]);
+        assert_eq!(indexes(&mut store, 3, 11).await, Vec::<u64>::new());
+        assert_eq!(indexes(&mut store, 9, 11).await, vec![9, 10]);
+    }
+
+    #[tokio::test]
+    async fn replication_reads_are_capped_per_message() {
+        let all: Vec<u64> = (1..=600).collect();
+        let (_dir, mut store) = store_with(&all);
+        let got = indexes(&mut store, 1, 601).await;
+        assert_eq!(got.len() as u64, MAX_REPLICATION_BATCH);
+        assert_eq!(got.last().copied(), Some(MAX_REPLICATION_BATCH));
     }
 }
