@@ -219,7 +219,11 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     });
     let router = if roles.contains("query") {
         let qargs = query_args(&args);
-        let embedded = query::build(&qargs, registry.clone(), Some(registry_stores(&node)))?;
+        let embedded = query::build(
+            &qargs,
+            registry.clone(),
+            Some(registry_stores(&node, roles.contains("store"))),
+        )?;
         tasks.push(spawn(Box::pin(
             embedded.sync_loop(qargs.sync_interval, stop_rx.clone()),
         )));
@@ -298,9 +302,13 @@ fn http_advertise(grpc_advertise: &str, http_local: SocketAddr) -> String {
 /// The registry's stores, for the query role. Liveness is the leader's judgement (it
 /// deregisters a store whose heartbeats stop, by its own monotonic clock); re-judging the
 /// heartbeat stamps with this node's wall clock would drop every store when the clocks differ.
-fn registry_stores(node: &RaftNode) -> query::remote::RegistryStores {
+fn registry_stores(node: &RaftNode, own_store: bool) -> query::remote::RegistryStores {
+    let own_address = own_store.then(|| node.advertise_address().to_string());
     let node = node.clone();
-    Arc::new(move || node.local_state().stores.keys().cloned().collect())
+    query::remote::RegistryStores {
+        list: Arc::new(move || node.local_state().stores.keys().cloned().collect()),
+        own_address,
+    }
 }
 
 /// The querier's flags for the query role: the node's HTTP address, bucket and endpoints, and

@@ -6,7 +6,8 @@
 //! sets, time range; cached 5 s) prunes it as Thanos' `storeMatches` does, the survivors'
 //! `Series` run in parallel, chunks are decoded, and series with equal labels from several
 //! stores are merged with identical timestamps collapsed. With no store at all and a bucket at
-//! hand, the embedded block set answers instead (a node whose registry is still empty).
+//! hand, the embedded block set answers instead (a node whose registry is still empty). A node
+//! that is itself one of the stores reads its own blocks in process rather than over gRPC.
 //!
 //! Unfinished: replica-label deduplication (`--query.replica-label`, penalty algorithm),
 //! `dnssrv+`/file SD, TLS, the `partial_response` and `storeMatch[]` request parameters,
@@ -26,8 +27,18 @@ use std::time::{Duration, Instant};
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 
-/// The live StoreAPI addresses of the cluster's registry.
-pub type RegistryStores = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+/// The StoreAPI addresses of the cluster's registry.
+pub type RegistryStoreList = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+/// The registry as the query role sees it.
+#[derive(Clone)]
+pub struct RegistryStores {
+    /// The registered stores' addresses.
+    pub list: RegistryStoreList,
+    /// This node's own store address when it runs the store role over the same bucket: its
+    /// blocks are read in process (the embedded block set) instead of over loopback gRPC.
+    pub own_address: Option<String>,
+}
 
 /// How long a store's Info answer is trusted (Thanos re-polls Info every 5 s).
 const INFO_TTL: Duration = Duration::from_secs(5);
@@ -69,6 +80,12 @@ impl std::fmt::Debug for Federation {
 struct Target {
     endpoint: StoreEndpoint,
     meta: StoreMeta,
+}
+
+/// The stores to ask: remote ones, and this node's own blocks when it is one of the stores.
+struct Targets {
+    remote: Vec<Target>,
+    local: Option<Arc<BlockSet>>,
 }
 
 /// Thanos' `storeMatches`: the store may hold data for the range and matchers. A label set
@@ -138,7 +155,7 @@ impl Federation {
             out.extend(addrs);
         }
         if let Some(r) = &self.registry {
-            out.extend(r());
+            out.extend((r.list)());
         }
         out.into_iter().collect()
     }
@@ -181,11 +198,19 @@ impl Federation {
         mint: i64,
         maxt: i64,
         warn: &Warnings,
-    ) -> Result<Option<Vec<Target>>, QueryError> {
-        let addresses = self.addresses().await;
+    ) -> Result<Option<Targets>, QueryError> {
+        let mut addresses = self.addresses().await;
         if addresses.is_empty() {
             return Ok(None);
         }
+        let own = self.registry.as_ref().and_then(|r| r.own_address.as_ref());
+        let local = match (own, &self.embedded) {
+            (Some(own), Some(blocks)) if addresses.contains(own) => {
+                addresses.retain(|a| a != own);
+                Some(blocks.clone())
+            }
+            _ => None,
+        };
         let metas = futures::future::join_all(addresses.iter().map(|a| self.meta(a))).await;
         let mut out = Vec::new();
         for r in metas {
@@ -198,7 +223,7 @@ impl Federation {
                 Err(e) => self.fail(e, warn)?,
             }
         }
-        Ok(Some(out))
+        Ok(Some(Targets { remote: out, local }))
     }
 
     /// A failing store: a warning under partial response, else the query's error.
@@ -220,16 +245,41 @@ impl Federation {
         skip_chunks: bool,
         warn: &Warnings,
     ) -> Result<Option<Vec<SeriesData>>, QueryError> {
-        let Some(targets) = self.targets(matchers, mint, maxt, warn).await? else {
+        let Some(Targets {
+            remote: targets,
+            local,
+        }) = self.targets(matchers, mint, maxt, warn).await?
+        else {
             return Ok(None);
         };
-        let answers = futures::future::join_all(
-            targets
-                .iter()
-                .map(|t| t.endpoint.series(matchers, mint, maxt, skip_chunks)),
+        let local = async {
+            match &local {
+                None => Ok(Vec::new()),
+                Some(b) if skip_chunks => Ok(b
+                    .series(matchers, mint, maxt)
+                    .await?
+                    .into_iter()
+                    .map(|labels| SeriesData {
+                        labels,
+                        samples: Vec::new(),
+                    })
+                    .collect()),
+                Some(b) => b.select(matchers, mint, maxt).await,
+            }
+        };
+        let (answers, local) = futures::future::join(
+            futures::future::join_all(
+                targets
+                    .iter()
+                    .map(|t| t.endpoint.series(matchers, mint, maxt, skip_chunks)),
+            ),
+            local,
         )
         .await;
         let mut by_series: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+        for s in local? {
+            by_series.entry(s.labels).or_default().push(s.samples);
+        }
         for (t, answer) in targets.iter().zip(answers) {
             match answer {
                 Ok(a) => {
@@ -263,7 +313,11 @@ impl Federation {
         maxt: i64,
         warn: &Warnings,
     ) -> Result<Option<Vec<String>>, QueryError> {
-        let Some(targets) = self.targets(matchers, mint, maxt, warn).await? else {
+        let Some(Targets {
+            remote: targets,
+            local,
+        }) = self.targets(matchers, mint, maxt, warn).await?
+        else {
             return Ok(None);
         };
         let answers = futures::future::join_all(
@@ -273,6 +327,9 @@ impl Federation {
         )
         .await;
         let mut out = BTreeSet::new();
+        if let Some(b) = &local {
+            out.extend(b.label_names(matchers, mint, maxt).await?);
+        }
         for a in answers {
             match a {
                 Ok((names, warnings)) => {
@@ -293,7 +350,11 @@ impl Federation {
         maxt: i64,
         warn: &Warnings,
     ) -> Result<Option<Vec<String>>, QueryError> {
-        let Some(targets) = self.targets(matchers, mint, maxt, warn).await? else {
+        let Some(Targets {
+            remote: targets,
+            local,
+        }) = self.targets(matchers, mint, maxt, warn).await?
+        else {
             return Ok(None);
         };
         let answers = futures::future::join_all(
@@ -303,6 +364,9 @@ impl Federation {
         )
         .await;
         let mut out = BTreeSet::new();
+        if let Some(b) = &local {
+            out.extend(b.label_values(name, matchers, mint, maxt).await?);
+        }
         for a in answers {
             match a {
                 Ok((values, warnings)) => {
