@@ -81,9 +81,11 @@ impl LoadedBlock {
 /// enough that task overhead stays negligible.
 const SERIES_PER_TASK: usize = 256;
 
-/// Most tasks one block's series are split into.
+/// Most tasks one block's series are split into: the machine's cores. Probed once, as the
+/// probe reads cgroup files and costs more than a small query's whole evaluation.
 fn max_parts() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
 /// Metrics of the embedded block set.
