@@ -75,11 +75,16 @@ impl RangeFn {
         r: i64,
         range: i64,
         t: i64,
+        may_drop: bool,
         sc: impl Fn(usize) -> f64,
     ) -> Result<Option<f64>, QueryError> {
         Ok(match self {
-            RangeFn::Rate => frange::extrapolated_rate(w, r - range, r, true, true),
-            RangeFn::Increase => frange::extrapolated_rate(w, r - range, r, true, false),
+            RangeFn::Rate => {
+                frange::extrapolated_rate_hinted(w, r - range, r, true, true, may_drop)
+            }
+            RangeFn::Increase => {
+                frange::extrapolated_rate_hinted(w, r - range, r, true, false, may_drop)
+            }
             RangeFn::Delta => frange::extrapolated_rate(w, r - range, r, false, false),
             RangeFn::Irate => frange::instant_delta(w, true),
             RangeFn::Idelta => frange::instant_delta(w, false),
@@ -206,20 +211,45 @@ impl Evaluator<'_> {
                     .copied()
                     .unwrap_or(f64::NAN)
             };
-            ra.windows(si, g, |i, w| {
-                if w.is_empty() {
-                    return Ok(());
+            let pts = &ra.series[si].1;
+            let drops = matches!(func, RangeFn::Rate | RangeFn::Increase).then(|| drop_counts(pts));
+            let mut result = Ok(());
+            ra.window_bounds(si, g, |i, lo, hi| {
+                if lo == hi || result.is_err() {
+                    return;
                 }
-                step_samples[i] += w.len();
+                step_samples[i] += hi - lo;
+                // The pairs inside the window end at lo+1..hi.
+                let may_drop = drops.as_ref().is_none_or(|d| d.get(hi - 1) != d.get(lo));
                 let t = g.t(i);
-                if let Some(v) = func.apply(w, ra.ref_t(t), ra.range, t, |k| sc(k, i))? {
-                    put(i, v);
+                match func.apply(&pts[lo..hi], ra.ref_t(t), ra.range, t, may_drop, |k| {
+                    sc(k, i)
+                }) {
+                    Ok(Some(v)) => put(i, v),
+                    Ok(None) => {}
+                    Err(e) => result = Err(e),
                 }
-                Ok(())
-            })?;
+            });
+            result?;
         }
         Ok(vals)
     }
+}
+
+/// `counts[j]`: how many points up to `j` are lower than the point before them, so that a
+/// window `lo..hi` holds a drop exactly when `counts[hi - 1] != counts[lo]`.
+fn drop_counts(pts: &[(i64, f64)]) -> Vec<u32> {
+    let mut counts = Vec::with_capacity(pts.len());
+    let mut n = 0u32;
+    let mut prev = f64::NAN;
+    for &(_, v) in pts {
+        if v < prev {
+            n += 1;
+        }
+        counts.push(n);
+        prev = v;
+    }
+    counts
 }
 
 /// `absent_over_time`: 1 at the steps where no series has a sample in its window.
@@ -325,6 +355,22 @@ mod tests {
             .enumerate()
             .map(|(i, &v)| (i as i64, v))
             .collect()
+    }
+
+    #[test]
+    fn drop_counts_find_exactly_the_windows_with_a_counter_reset() {
+        let pts: Vec<(i64, f64)> = [5.0, 6.0, 2.0, 2.0, f64::NAN, 1.0, 7.0, 3.0, 3.0, 9.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as i64, v))
+            .collect();
+        let counts = drop_counts(&pts);
+        for lo in 0..pts.len() {
+            for hi in lo + 1..=pts.len() {
+                let scan = pts[lo..hi].windows(2).any(|w| w[1].1 < w[0].1);
+                assert_eq!(counts[hi - 1] != counts[lo], scan, "window {lo}..{hi}");
+            }
+        }
     }
 
     #[test]
