@@ -79,15 +79,25 @@ pub fn format_sample_value(v: f64) -> String {
 /// A point's timestamp: integer seconds, then `.` and exactly three digits when the
 /// millisecond part is not zero (Prometheus' `marshalTimestamp`).
 pub fn write_point_timestamp(out: &mut String, t_ms: i64) {
-    let mut t = t_ms as i128;
-    if t < 0 {
+    if t_ms < 0 {
         out.push('-');
-        t = -t;
     }
+    let t = t_ms.unsigned_abs();
     let _ = write!(out, "{}", t / 1000);
     let frac = t % 1000;
     if frac != 0 {
         let _ = write!(out, ".{frac:03}");
+    }
+}
+
+/// Appends a sample value in the form of [`format_sample_value`], without an intermediate
+/// string for the common plain form (a range result writes one per point).
+fn write_sample_value(out: &mut String, v: f64) {
+    let abs = v.abs();
+    if v.is_finite() && (abs == 0.0 || (1e-6..1e21).contains(&abs)) {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_sample_value(v));
     }
 }
 
@@ -132,7 +142,7 @@ fn write_point(out: &mut String, t_ms: i64, v: f64) {
     out.push('[');
     write_point_timestamp(out, t_ms);
     out.push_str(",\"");
-    out.push_str(&format_sample_value(v));
+    write_sample_value(out, v);
     out.push_str("\"]");
 }
 
@@ -260,6 +270,32 @@ mod tests {
         assert_eq!(ts(1_700_000_600_005), "1700000600.005");
         assert_eq!(ts(-1_500), "-1.500");
         assert_eq!(ts(0), "0");
+        assert_eq!(ts(i64::MIN), "-9223372036854775.808");
+    }
+
+    #[test]
+    fn written_sample_values_match_the_formatted_ones() {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            -2.5,
+            1e-6,
+            9.99e-7,
+            1e21,
+            9.99e20,
+            5e-324,
+            1.5e300,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            123456789012345680000.0,
+        ] {
+            let mut s = String::new();
+            write_sample_value(&mut s, v);
+            assert_eq!(s, format_sample_value(v), "{v:e}");
+        }
     }
 
     #[test]

@@ -81,9 +81,11 @@ impl LoadedBlock {
 /// enough that task overhead stays negligible.
 const SERIES_PER_TASK: usize = 256;
 
-/// Most tasks one block's series are split into.
+/// Most tasks one block's series are split into: the machine's cores. Probed once, as the
+/// probe reads cgroup files and costs more than a small query's whole evaluation.
 fn max_parts() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
 /// Metrics of the embedded block set.
@@ -271,6 +273,43 @@ impl BlockSet {
     }
 }
 
+/// One part of a block's selected series: (block index, part index) and the series found.
+type Part = ((usize, usize), Vec<(Labels, Vec<(i64, f64)>)>);
+
+/// The series of every part, each series once, sorted by labels, with its samples from all
+/// blocks merged.
+fn merge_parts(mut per_part: Vec<Part>) -> Vec<SeriesData> {
+    // Blocks in ULID order, a block's parts in postings order: merging is deterministic.
+    per_part.sort_by_key(|(key, _)| *key);
+    let one_block = per_part.windows(2).all(|w| w[0].0 .0 == w[1].0 .0);
+    if one_block {
+        let series: Vec<(Labels, Vec<(i64, f64)>)> =
+            per_part.into_iter().flat_map(|(_, s)| s).collect();
+        // A block's postings come in label order; external labels may reorder them.
+        if series.windows(2).all(|w| w[0].0 < w[1].0) {
+            return series
+                .into_iter()
+                .map(|(labels, samples)| SeriesData { labels, samples })
+                .collect();
+        }
+        per_part = vec![((0, 0), series)];
+    }
+    let mut by_series: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+    for (_, series) in per_part {
+        for (labels, samples) in series {
+            by_series.entry(labels).or_default().push(samples);
+        }
+    }
+    by_series
+        .into_iter()
+        .map(|(labels, runs)| SeriesData {
+            labels,
+            samples: merge_samples(runs),
+        })
+        .filter(|s| !s.samples.is_empty())
+        .collect()
+}
+
 #[async_trait]
 impl Queryable for BlockSet {
     async fn select(
@@ -280,21 +319,31 @@ impl Queryable for BlockSet {
         maxt: i64,
     ) -> Result<Vec<SeriesData>, QueryError> {
         let blocks = self.overlapping(mint, maxt);
-        // Postings first (cheap), then the series of each block in parts decoded by
-        // concurrent tasks, so that even a one-block instant query uses both cores. The
-        // JoinSets abort their tasks if the query is dropped.
-        let mut postings = tokio::task::JoinSet::new();
-        for (i, b) in blocks.iter().enumerate() {
-            let (b, matchers) = (b.clone(), matchers.to_vec());
-            postings.spawn(async move { (i, b.postings(&matchers).await) });
+        // Postings first (cheap), concurrently within this task: in-memory indexes answer at
+        // once and indexes read by range overlap their reads, without a hop to another thread.
+        let postings = futures::future::join_all(blocks.iter().map(|b| b.postings(matchers))).await;
+        let mut refs_of: Vec<Option<Arc<[u32]>>> = Vec::with_capacity(blocks.len());
+        for result in postings {
+            refs_of.push(result.map_err(storage_error)?.map(Arc::from));
         }
-        let mut refs_of: Vec<Option<Arc<[u32]>>> = vec![None; blocks.len()];
-        while let Some(joined) = postings.join_next().await {
-            let (i, result) = joined.map_err(storage_error)?;
-            if let Some(refs) = result.map_err(storage_error)? {
-                refs_of[i] = Some(refs.into());
+        let total: usize = refs_of.iter().flatten().map(|r| r.len()).sum();
+        let mut per_part: Vec<Part> = Vec::new();
+        if total <= SERIES_PER_TASK {
+            // A small selection is decoded right here: handing it to other threads costs more
+            // in wake-ups than the decoding itself.
+            for (i, (b, refs)) in blocks.iter().zip(refs_of).enumerate() {
+                let Some(refs) = refs.filter(|r| !r.is_empty()) else {
+                    continue;
+                };
+                let all = 0..refs.len();
+                let found = b.clone().select_refs(refs, all, mint, maxt).await;
+                per_part.push(((i, 0), found.map_err(storage_error)?));
             }
+            return Ok(merge_parts(per_part));
         }
+        // Otherwise the series of each block are decoded in parts by concurrent tasks, so
+        // that even a one-block query uses both cores. The JoinSet aborts its tasks if the
+        // query is dropped.
         let mut tasks = tokio::task::JoinSet::new();
         for (i, (b, refs)) in blocks.iter().zip(refs_of).enumerate() {
             let Some(refs) = refs.filter(|r| !r.is_empty()) else {
@@ -308,40 +357,11 @@ impl Queryable for BlockSet {
                 tasks.spawn(async move { ((i, p), b.select_refs(refs, part, mint, maxt).await) });
             }
         }
-        let mut per_part: Vec<((usize, usize), Vec<(Labels, Vec<(i64, f64)>)>)> = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             let (key, result) = joined.map_err(storage_error)?;
             per_part.push((key, result.map_err(storage_error)?));
         }
-        // Blocks in ULID order, a block's parts in postings order: merging is deterministic.
-        per_part.sort_by_key(|(key, _)| *key);
-        let one_block = per_part.windows(2).all(|w| w[0].0 .0 == w[1].0 .0);
-        if one_block {
-            let series: Vec<(Labels, Vec<(i64, f64)>)> =
-                per_part.into_iter().flat_map(|(_, s)| s).collect();
-            // A block's postings come in label order; external labels may reorder them.
-            if series.windows(2).all(|w| w[0].0 < w[1].0) {
-                return Ok(series
-                    .into_iter()
-                    .map(|(labels, samples)| SeriesData { labels, samples })
-                    .collect());
-            }
-            per_part = vec![((0, 0), series)];
-        }
-        let mut by_series: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
-        for (_, series) in per_part {
-            for (labels, samples) in series {
-                by_series.entry(labels).or_default().push(samples);
-            }
-        }
-        Ok(by_series
-            .into_iter()
-            .map(|(labels, runs)| SeriesData {
-                labels,
-                samples: merge_samples(runs),
-            })
-            .filter(|s| !s.samples.is_empty())
-            .collect())
+        Ok(merge_parts(per_part))
     }
 
     async fn label_names(

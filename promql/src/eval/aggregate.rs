@@ -1,6 +1,7 @@
 //! Aggregations: sum, avg, min, max, count, group, stddev, stdvar, quantile, topk, bottomk,
 //! count_values, with `by`/`without`.
 
+use super::parallel::map_parts;
 use super::{Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
 use crate::error::QueryError;
 use crate::functions::histogram::quantile;
@@ -45,6 +46,38 @@ fn valid_label_name(s: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
+/// The aggregations that fold values one by one, resolved once per call rather than by name
+/// per sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FoldOp {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+    Group,
+    Stddev,
+    Stdvar,
+    Quantile,
+}
+
+impl FoldOp {
+    fn from_name(op: &str) -> Option<FoldOp> {
+        Some(match op {
+            "sum" => FoldOp::Sum,
+            "avg" => FoldOp::Avg,
+            "min" => FoldOp::Min,
+            "max" => FoldOp::Max,
+            "count" => FoldOp::Count,
+            "group" => FoldOp::Group,
+            "stddev" => FoldOp::Stddev,
+            "stdvar" => FoldOp::Stdvar,
+            "quantile" => FoldOp::Quantile,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Clone, Default)]
 struct Acc {
     seen: bool,
@@ -55,24 +88,24 @@ struct Acc {
 }
 
 impl Acc {
-    fn first(&mut self, op: &str, v: f64) {
+    fn first(&mut self, op: FoldOp, v: f64) {
         self.seen = true;
         self.value = v;
         self.mean = v;
         self.count = 1.0;
         self.vals.clear();
         match op {
-            "stddev" | "stdvar" => self.value = 0.0,
-            "group" => self.value = 1.0,
-            "quantile" => self.vals.push(v),
+            FoldOp::Stddev | FoldOp::Stdvar => self.value = 0.0,
+            FoldOp::Group => self.value = 1.0,
+            FoldOp::Quantile => self.vals.push(v),
             _ => {}
         }
     }
 
-    fn add(&mut self, op: &str, v: f64) {
+    fn add(&mut self, op: FoldOp, v: f64) {
         match op {
-            "sum" => self.value += v,
-            "avg" => {
+            FoldOp::Sum => self.value += v,
+            FoldOp::Avg => {
                 self.count += 1.0;
                 if self.mean.is_infinite() {
                     if v.is_infinite() && (self.mean > 0.0) == (v > 0.0) {
@@ -84,31 +117,34 @@ impl Acc {
                 }
                 self.mean += v / self.count - self.mean / self.count;
             }
-            "max" if self.value < v || self.value.is_nan() => self.value = v,
-            "min" if self.value > v || self.value.is_nan() => self.value = v,
-            "count" => self.count += 1.0,
-            "stddev" | "stdvar" => {
+            FoldOp::Max if self.value < v || self.value.is_nan() => self.value = v,
+            FoldOp::Min if self.value > v || self.value.is_nan() => self.value = v,
+            FoldOp::Count => self.count += 1.0,
+            FoldOp::Stddev | FoldOp::Stdvar => {
                 self.count += 1.0;
                 let delta = v - self.mean;
                 self.mean += delta / self.count;
                 self.value += delta * (v - self.mean);
             }
-            "quantile" => self.vals.push(v),
+            FoldOp::Quantile => self.vals.push(v),
             _ => {}
         }
     }
 
-    fn result(&mut self, op: &str, q: f64) -> f64 {
+    fn result(&mut self, op: FoldOp, q: f64) -> f64 {
         match op {
-            "avg" => self.mean,
-            "count" => self.count,
-            "stdvar" => self.value / self.count,
-            "stddev" => (self.value / self.count).sqrt(),
-            "quantile" => quantile(q, &mut self.vals),
+            FoldOp::Avg => self.mean,
+            FoldOp::Count => self.count,
+            FoldOp::Stdvar => self.value / self.count,
+            FoldOp::Stddev => (self.value / self.count).sqrt(),
+            FoldOp::Quantile => quantile(q, &mut self.vals),
             _ => self.value,
         }
     }
 }
+
+/// One step of a folding aggregation: each group's value, groups in order of first sample.
+type StepGroups = Vec<(usize, f64)>;
 
 impl Evaluator<'_> {
     /// Evaluates an aggregation over the grid.
@@ -162,6 +198,11 @@ impl Evaluator<'_> {
             return Ok(Val::Vector(topk(&op, &k, without, &grouping, input, g)?));
         }
         let q = param.unwrap_or_else(|| vec![0.0; g.n]);
+        let Some(fold) = FoldOp::from_name(&op) else {
+            return Err(QueryError::Execution(format!(
+                "aggregation {op:?} is not supported by Prometheus 2.42"
+            )));
+        };
         let mut index: HashMap<Labels, usize> = HashMap::new();
         let mut glabels: Vec<Lbl> = Vec::new();
         let gidx: Vec<usize> = input
@@ -175,30 +216,45 @@ impl Evaluator<'_> {
                 })
             })
             .collect();
-        let mut out = OutBuilder::new(g.n);
-        let mut slots: Vec<Option<usize>> = vec![None; glabels.len()];
-        let mut accs: Vec<Acc> = vec![Acc::default(); glabels.len()];
-        let mut order: Vec<usize> = Vec::new();
-        for i in 0..g.n {
-            if i % 64 == 0 {
-                self.check_interrupt()?;
-            }
-            order.clear();
-            for (s, &gi) in input.iter().zip(&gidx) {
-                let Some(v) = s.vals[i] else { continue };
-                let acc = &mut accs[gi];
-                if acc.seen {
-                    acc.add(&op, v);
-                } else {
-                    acc.first(&op, v);
-                    order.push(gi);
+        // Steps are independent: long ranges are folded in parts of steps on several cores,
+        // then output in step order, so series appear in the order one pass would give.
+        let ngroups = glabels.len();
+        let parts = map_parts(g.n, input.len().saturating_mul(g.n), |steps| {
+            let mut accs: Vec<Acc> = vec![Acc::default(); ngroups];
+            let mut out: Vec<StepGroups> = Vec::with_capacity(steps.len());
+            for i in steps {
+                if i % 64 == 0 {
+                    self.check_interrupt()?;
                 }
+                let mut order: StepGroups = Vec::new();
+                for (s, &gi) in input.iter().zip(&gidx) {
+                    let Some(v) = s.vals[i] else { continue };
+                    let acc = &mut accs[gi];
+                    if acc.seen {
+                        acc.add(fold, v);
+                    } else {
+                        acc.first(fold, v);
+                        order.push((gi, 0.0));
+                    }
+                }
+                for (gi, v) in &mut order {
+                    *v = accs[*gi].result(fold, q[i]);
+                    accs[*gi].seen = false;
+                }
+                out.push(order);
             }
-            for &gi in &order {
-                let v = accs[gi].result(&op, q[i]);
-                accs[gi].seen = false;
-                let slot = *slots[gi].get_or_insert_with(|| out.slot(glabels[gi].clone()));
-                out.put(slot, i, v)?;
+            Ok::<_, QueryError>(out)
+        });
+        let mut out = OutBuilder::new(g.n);
+        let mut slots: Vec<Option<usize>> = vec![None; ngroups];
+        let mut i = 0;
+        for part in parts {
+            for step in part? {
+                for (gi, v) in step {
+                    let slot = *slots[gi].get_or_insert_with(|| out.slot(glabels[gi].clone()));
+                    out.put(slot, i, v)?;
+                }
+                i += 1;
             }
         }
         Ok(Val::Vector(out.finish()))

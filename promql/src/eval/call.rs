@@ -1,10 +1,9 @@
 //! Function calls: argument wiring, per-step windows and label handling; the math lives in
 //! `crate::functions`.
 
-use super::selector::RangeArg;
 use super::{drop_name, unparen, Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
 use crate::error::QueryError;
-use crate::functions::{histogram, labels as flabels, math, range as frange, time as ftime};
+use crate::functions::{histogram, labels as flabels, math, time as ftime};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr, VectorSelector};
 use std::collections::HashMap;
@@ -22,11 +21,11 @@ const DATE_FUNCS: &[&str] = &[
     "year",
 ];
 
-fn exec(msg: impl Into<String>) -> QueryError {
+pub(super) fn exec(msg: impl Into<String>) -> QueryError {
     QueryError::Execution(msg.into())
 }
 
-fn arg(c: &Call, i: usize) -> Result<&Expr, QueryError> {
+pub(super) fn arg(c: &Call, i: usize) -> Result<&Expr, QueryError> {
     c.args
         .args
         .get(i)
@@ -47,7 +46,7 @@ fn string_arg(c: &Call, i: usize) -> Result<String, QueryError> {
 
 /// The labels `absent` and `absent_over_time` give their result: the selector's equality
 /// matchers, minus any label that also has another matcher.
-fn absent_labels(e: &Expr) -> Labels {
+pub(super) fn absent_labels(e: &Expr) -> Labels {
     let vs: &VectorSelector = match e {
         Expr::VectorSelector(vs) => vs,
         Expr::MatrixSelector(ms) => &ms.vs,
@@ -253,130 +252,6 @@ impl Evaluator<'_> {
             _ => return self.range_call(c, g),
         };
         Ok(v)
-    }
-
-    fn range_arg(&self, e: &Expr, g: &Grid) -> Result<RangeArg, QueryError> {
-        match e {
-            Expr::MatrixSelector(ms) => self.matrix_selector(ms),
-            Expr::Subquery(sq) => self.subquery(sq, g),
-            _ => Err(exec("expected a range vector argument")),
-        }
-    }
-
-    /// Functions over range vectors, evaluated window by window.
-    fn range_call(&self, c: &Call, g: &Grid) -> Result<Val, QueryError> {
-        let name = c.func.name;
-        let midx = usize::from(name == "quantile_over_time");
-        let known = matches!(
-            name,
-            "rate"
-                | "increase"
-                | "delta"
-                | "irate"
-                | "idelta"
-                | "deriv"
-                | "predict_linear"
-                | "holt_winters"
-                | "resets"
-                | "changes"
-                | "avg_over_time"
-                | "sum_over_time"
-                | "count_over_time"
-                | "min_over_time"
-                | "max_over_time"
-                | "stddev_over_time"
-                | "stdvar_over_time"
-                | "last_over_time"
-                | "present_over_time"
-                | "quantile_over_time"
-                | "absent_over_time"
-        );
-        if !known {
-            return Err(exec(format!(
-                "function {name:?} is not supported by Prometheus 2.42"
-            )));
-        }
-        let marg = arg(c, midx)?;
-        let ra = self.range_arg(marg, g)?;
-        let mut scalars: Vec<Vec<f64>> = Vec::new();
-        for i in 0..c.args.args.len() {
-            if i != midx {
-                scalars.push(self.eval_scalar(arg(c, i)?, g)?);
-            }
-        }
-        let sc = |k: usize, i: usize| {
-            scalars
-                .get(k)
-                .and_then(|v| v.get(i))
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
-        if name == "absent_over_time" {
-            let mut present = vec![false; g.n];
-            for si in 0..ra.series.len() {
-                ra.windows(si, g, |i, w| {
-                    present[i] |= !w.is_empty();
-                    Ok(())
-                })?;
-            }
-            let vals: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
-            return Ok(Val::Vector(if vals.iter().any(Option::is_some) {
-                vec![VSeries {
-                    labels: Arc::new(absent_labels(marg)),
-                    vals,
-                }]
-            } else {
-                Vec::new()
-            }));
-        }
-        let keep_name = name == "last_over_time";
-        let mut out = OutBuilder::new(g.n);
-        let mut step_samples = vec![0usize; g.n];
-        for si in 0..ra.series.len() {
-            self.check_interrupt()?;
-            let l = &ra.series[si].0;
-            let labels: Lbl = if keep_name { l.clone() } else { drop_name(l) };
-            let mut slot = None;
-            ra.windows(si, g, |i, w| {
-                if w.is_empty() {
-                    return Ok(());
-                }
-                step_samples[i] += w.len();
-                let r = ra.ref_t(g.t(i));
-                let v = match name {
-                    "rate" => frange::extrapolated_rate(w, r - ra.range, r, true, true),
-                    "increase" => frange::extrapolated_rate(w, r - ra.range, r, true, false),
-                    "delta" => frange::extrapolated_rate(w, r - ra.range, r, false, false),
-                    "irate" => frange::instant_delta(w, true),
-                    "idelta" => frange::instant_delta(w, false),
-                    "deriv" => frange::deriv(w),
-                    "predict_linear" => frange::predict_linear(w, g.t(i), sc(0, i)),
-                    "holt_winters" => frange::holt_winters(w, sc(0, i), sc(1, i)).map_err(exec)?,
-                    "resets" => Some(frange::resets(w)),
-                    "changes" => Some(frange::changes(w)),
-                    "avg_over_time" => frange::avg_over_time(w),
-                    "sum_over_time" => frange::sum_over_time(w),
-                    "count_over_time" => frange::count_over_time(w),
-                    "min_over_time" => frange::min_over_time(w),
-                    "max_over_time" => frange::max_over_time(w),
-                    "stddev_over_time" => frange::stddev_over_time(w),
-                    "stdvar_over_time" => frange::stdvar_over_time(w),
-                    "last_over_time" => frange::last_over_time(w),
-                    "present_over_time" => frange::present_over_time(w),
-                    "quantile_over_time" => frange::quantile_over_time(sc(0, i), w),
-                    _ => None,
-                };
-                if let Some(v) = v {
-                    let sl = *slot.get_or_insert_with(|| out.slot(labels.clone()));
-                    out.put(sl, i, v)?;
-                }
-                Ok(())
-            })?;
-        }
-        for &n in &step_samples {
-            self.check_samples(n)?;
-        }
-        Ok(Val::Vector(out.finish()))
     }
 }
 

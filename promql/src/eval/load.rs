@@ -1,5 +1,6 @@
 //! Before evaluation: every selector's matchers and the time range it can touch, loaded once.
 
+use super::selector::Points;
 use super::{offset_ms, system_time_ms, Lbl};
 use crate::error::QueryError;
 use crate::queryable::Queryable;
@@ -15,8 +16,8 @@ use storage::matcher::Matcher;
 #[derive(Debug)]
 pub(crate) struct LoadedSeries {
     pub labels: Lbl,
-    pub samples: Arc<[(i64, f64)]>,
-    pub clean: Arc<[(i64, f64)]>,
+    pub samples: Points,
+    pub clean: Points,
 }
 
 /// Loaded series per selector node (keyed by the node's address).
@@ -147,16 +148,21 @@ pub(crate) async fn load(
         needs: Vec::new(),
     };
     p.walk(e, start, end);
-    let mut loaded = Loaded::default();
-    for need in p.needs {
+    // Selectors load concurrently (a binary expression's two sides overlap their reads);
+    // results are taken in plan order, so the first error is the one a sequential load meets.
+    let selects = p.needs.iter().map(|need| async move {
         let ms = matchers(need.vs)?;
-        let series = q.select(&ms, need.mint, need.maxt).await?;
-        let list = series
+        q.select(&ms, need.mint, need.maxt).await
+    });
+    let results = futures::future::join_all(selects).await;
+    let mut loaded = Loaded::default();
+    for (need, series) in p.needs.iter().zip(results) {
+        let list = series?
             .into_iter()
             .map(|s| {
-                let samples: Arc<[(i64, f64)]> = s.samples.into();
+                let samples: Points = Arc::new(s.samples);
                 let clean = if samples.iter().any(|p| is_stale(p.1)) {
-                    samples.iter().copied().filter(|p| !is_stale(p.1)).collect()
+                    Arc::new(samples.iter().copied().filter(|p| !is_stale(p.1)).collect())
                 } else {
                     samples.clone()
                 };

@@ -12,6 +12,8 @@ mod aggregate;
 mod binary;
 mod call;
 pub(crate) mod load;
+mod parallel;
+mod range_call;
 mod selector;
 
 use crate::error::QueryError;
@@ -101,6 +103,23 @@ impl OutBuilder {
             return Err(QueryError::Execution(SAME_LABELSET.into()));
         }
         *cell = Some(v);
+        Ok(())
+    }
+
+    /// Puts a whole series of values (one per step) for `labels`; as [`OutBuilder::put`] per
+    /// value, but a new label set takes the vector without copying it.
+    pub fn put_series(&mut self, labels: Lbl, vals: Vec<Option<f64>>) -> Result<(), QueryError> {
+        if vals.len() == self.n && !self.index.contains_key(&labels) {
+            self.index.insert(labels.clone(), self.series.len());
+            self.series.push(VSeries { labels, vals });
+            return Ok(());
+        }
+        let slot = self.slot(labels);
+        for (i, v) in vals.into_iter().enumerate() {
+            if let Some(v) = v {
+                self.put(slot, i, v)?;
+            }
+        }
         Ok(())
     }
 

@@ -9,8 +9,9 @@ use std::sync::Arc;
 /// Default subquery step when `[range:]` has none (the rule evaluation interval, 1m).
 pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
-/// Shared time-ordered samples.
-pub(crate) type Points = Arc<[(i64, f64)]>;
+/// Shared time-ordered samples (a `Vec` rather than a slice so that loading shares the
+/// queryable's buffer instead of copying it).
+pub(crate) type Points = Arc<Vec<(i64, f64)>>;
 
 /// A range vector argument: series with time-ordered samples (no stale markers), read as the
 /// closed window `[ref - range, ref]` where `ref = (at or step time) - offset`.
@@ -48,6 +49,19 @@ impl RangeArg {
         mut f: impl FnMut(usize, &[(i64, f64)]) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
         let pts = &self.series[si].1;
+        let mut result = Ok(());
+        self.window_bounds(si, g, |i, lo, hi| {
+            if result.is_ok() {
+                result = f(i, &pts[lo..hi]);
+            }
+        });
+        result
+    }
+
+    /// Calls `f(step, lo, hi)` for each step of `g` with the window of series `si` as the
+    /// index range `lo..hi` of its points; both bounds only move forward from step to step.
+    pub fn window_bounds(&self, si: usize, g: &Grid, mut f: impl FnMut(usize, usize, usize)) {
+        let pts = &self.series[si].1;
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..g.n {
             let r = self.ref_t(g.t(i));
@@ -57,9 +71,8 @@ impl RangeArg {
             while lo < hi && pts[lo].0 < r - self.range {
                 lo += 1;
             }
-            f(i, &pts[lo..hi])?;
+            f(i, lo, hi);
         }
-        Ok(())
     }
 }
 
@@ -155,7 +168,7 @@ impl Evaluator<'_> {
                     .enumerate()
                     .filter_map(|(i, v)| v.map(|v| (inner.t(i), v)))
                     .collect();
-                series.push((s.labels, pts.into()));
+                series.push((s.labels, Arc::new(pts)));
             }
         }
         Ok(RangeArg {

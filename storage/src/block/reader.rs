@@ -178,19 +178,37 @@ impl Block {
         meta: &ChunkMeta,
         chunk: &Chunk,
     ) -> Result<Vec<(i64, f64)>, BlockError> {
+        let mut out = Vec::new();
+        self.decode_chunk_into(series, meta, chunk, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the float samples of `chunk` to `out`; errors as [`Block::decode_chunk`].
+    fn decode_chunk_into(
+        &self,
+        series: &Labels,
+        meta: &ChunkMeta,
+        chunk: &Chunk,
+        out: &mut Vec<(i64, f64)>,
+    ) -> Result<(), BlockError> {
         let segment = (meta.chunk_ref >> 32) as u32;
-        let loc = FileLocation::new(
-            self.meta.ulid.to_string(),
-            format!("chunks/{}", segment_file_name(segment)),
-        );
+        let loc = || {
+            FileLocation::new(
+                self.meta.ulid.to_string(),
+                format!("chunks/{}", segment_file_name(segment)),
+            )
+        };
         let offset = meta.chunk_ref & 0xffff_ffff;
-        chunk.samples().map_err(|e| match e {
-            ChunkError::Unsupported(enc) => loc.unsupported(format!(
-                "series {series} has a chunk at offset {offset} with encoding {}: native histograms are not supported yet",
-                enc.name()
-            )),
-            other => loc.corrupt_at(offset, format!("series {series}: {other}")),
-        })
+        chunk
+            .float_iter()
+            .and_then(|it| it.decode_into(out))
+            .map_err(|e| match e {
+                ChunkError::Unsupported(enc) => loc().unsupported(format!(
+                    "series {series} has a chunk at offset {offset} with encoding {}: native histograms are not supported yet",
+                    enc.name()
+                )),
+                other => loc().corrupt_at(offset, format!("series {series}: {other}")),
+            })
     }
 
     /// Labels and samples in `[mint, maxt]` (inclusive) of one series, deletions applied.
@@ -201,19 +219,41 @@ impl Block {
         maxt: i64,
     ) -> Result<SeriesSamples, BlockError> {
         let (labels, metas) = self.index.series(series_ref).await?;
-        let deleted = self.tombstones.get(u64::from(series_ref));
-        let wanted: Vec<&ChunkMeta> = metas
-            .iter()
+        let wanted: Vec<ChunkMeta> = metas
+            .into_iter()
             .filter(|m| m.max_time >= mint && m.min_time <= maxt)
             .collect();
         let refs: Vec<u64> = wanted.iter().map(|m| m.chunk_ref).collect();
         let chunks = self.chunks.chunks(&refs).await?;
-        let mut samples = Vec::new();
-        for (meta, chunk) in wanted.into_iter().zip(&chunks) {
-            let decoded = self.decode_chunk(&labels, meta, chunk)?;
-            samples.extend(decoded.into_iter().filter(|&(t, _)| {
-                t >= mint && t <= maxt && !deleted.is_some_and(|d| d.contains(t))
-            }));
+        self.samples_of(series_ref, labels, &wanted, &chunks, mint, maxt)
+    }
+
+    /// The samples of one series' `chunks` (read for `metas`) in `[mint, maxt]`, deletions
+    /// applied; decoded straight into one buffer and filtered in place.
+    fn samples_of(
+        &self,
+        series_ref: u32,
+        labels: Labels,
+        metas: &[ChunkMeta],
+        chunks: &[Chunk],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<SeriesSamples, BlockError> {
+        let deleted = self.tombstones.get(u64::from(series_ref));
+        let keep = |t: i64| t >= mint && t <= maxt && !deleted.is_some_and(|d| d.contains(t));
+        let mut samples = Vec::with_capacity(metas.len() * 120);
+        for (meta, chunk) in metas.iter().zip(chunks) {
+            let start = samples.len();
+            self.decode_chunk_into(&labels, meta, chunk, &mut samples)?;
+            let mut w = start;
+            for r in start..samples.len() {
+                let s = samples[r];
+                if keep(s.0) {
+                    samples[w] = s;
+                    w += 1;
+                }
+            }
+            samples.truncate(w);
         }
         Ok(SeriesSamples { labels, samples })
     }
@@ -243,9 +283,27 @@ impl Block {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, BlockError> {
-        let mut out = Vec::with_capacity(refs.len());
+        // Index entries first, then the wanted chunks of all these series together: series
+        // selected by one matcher sit side by side in the segment files, so their chunks come
+        // in a few range reads instead of one per series.
+        let mut entries = Vec::with_capacity(refs.len());
+        let mut chunk_refs = Vec::new();
         for &r in refs {
-            let s = self.series_samples(r, mint, maxt).await?;
+            let (labels, metas) = self.index.series(r).await?;
+            let wanted: Vec<ChunkMeta> = metas
+                .into_iter()
+                .filter(|m| m.max_time >= mint && m.min_time <= maxt)
+                .collect();
+            chunk_refs.extend(wanted.iter().map(|m| m.chunk_ref));
+            entries.push((r, labels, wanted));
+        }
+        let chunks = self.chunks.chunks(&chunk_refs).await?;
+        let mut out = Vec::with_capacity(refs.len());
+        let mut at = 0;
+        for (r, labels, wanted) in entries {
+            let own = chunks.get(at..at + wanted.len()).unwrap_or_default();
+            at += wanted.len();
+            let s = self.samples_of(r, labels, &wanted, own, mint, maxt)?;
             if !s.samples.is_empty() {
                 out.push(s);
             }

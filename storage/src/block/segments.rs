@@ -343,10 +343,14 @@ impl SegmentReader {
 
 /// Largest span read at once for a run of chunks; farther apart they are read one by one.
 const MAX_RUN_SPAN: u64 = 8 << 20;
+/// Largest distance between the starts of two chunks read in one run: reading a few unwanted
+/// chunks in between is cheaper than another read.
+const MAX_RUN_GAP: u64 = 16 << 10;
 
 impl SegmentReader {
-    /// Reads several chunks, in order. A run of ascending refs in one segment (a series'
-    /// chunks, which writers store back to back) costs one range read instead of one per chunk.
+    /// Reads several chunks, in order. A run of ascending refs in one segment lying close
+    /// together (a series' chunks, which writers store back to back, or the chunks of series
+    /// that are neighbours in the index) costs one range read instead of one per chunk.
     pub async fn chunks(&self, refs: &[u64]) -> Result<Vec<Chunk>, BlockError> {
         let mut out = Vec::with_capacity(refs.len());
         let mut i = 0;
@@ -356,6 +360,7 @@ impl SegmentReader {
             while j < refs.len()
                 && ChunkRef(refs[j]).segment() == segment
                 && refs[j] > refs[j - 1]
+                && refs[j] - refs[j - 1] <= MAX_RUN_GAP
                 && u64::from(ChunkRef(refs[j]).offset() - ChunkRef(refs[i]).offset()) < MAX_RUN_SPAN
             {
                 j += 1;

@@ -29,12 +29,33 @@ pub fn extrapolated_rate(
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
+    extrapolated_rate_hinted(
+        points,
+        range_start_ms,
+        range_end_ms,
+        is_counter,
+        is_rate,
+        true,
+    )
+}
+
+/// [`extrapolated_rate`] for a caller that knows whether the window holds a drop (a value
+/// lower than the one before): with `may_drop` false the scan for counter resets, which would
+/// find none, is skipped. The result is the same bit for bit.
+pub fn extrapolated_rate_hinted(
+    points: &[(i64, f64)],
+    range_start_ms: i64,
+    range_end_ms: i64,
+    is_counter: bool,
+    is_rate: bool,
+    may_drop: bool,
+) -> Option<f64> {
     let (&(first_t, first_v), &(last_t, last_v)) = (points.first()?, points.last()?);
     if points.len() < 2 {
         return None;
     }
     let mut result = last_v - first_v;
-    if is_counter {
+    if is_counter && may_drop {
         for w in points.windows(2) {
             if w[1].1 < w[0].1 {
                 result += w[0].1;
