@@ -317,6 +317,47 @@ fn stops_cleanly_on_sigterm() {
     assert!(q.log().contains("stopped"), "{}", q.log());
 }
 
+/// The engine holds what it loads, so `--query.max-samples` stops a query while its samples are
+/// being loaded, with Prometheus' error, and the querier goes on serving.
+#[test]
+fn a_query_loading_more_than_max_samples_fails_with_prometheus_error() {
+    need_promtool!();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let blocks = make_blocks(tmp.path());
+    let data = tmp.path().join("strata");
+    copy_blocks(&blocks, &data.join("bucket"));
+    let data_flag = format!("--data-dir={}", data.display());
+    let mut q = StrataQuery::spawn(tmp.path(), &[&data_flag, "--query.max-samples=5000"]);
+    q.wait_until("ready", Duration::from_secs(60), |q| {
+        request(q.port, "GET", "/-/ready", None).is_ok_and(|r| r.status == 200)
+    });
+    let t = START + 6 * 3600;
+    // 24 series x 1,440 samples over 6 h: far over 5,000.
+    let big = get(
+        q.port,
+        &format!(
+            "/api/v1/query?query={}&time={t}",
+            enc("sum(count_over_time(http_requests_total[6h]))")
+        ),
+    );
+    assert_error(
+        &big,
+        422,
+        "execution",
+        "query processing would load too many samples into memory in query execution",
+    );
+    // A 5 m window (24 x 20 samples) fits.
+    let small = get(
+        q.port,
+        &format!(
+            "/api/v1/query?query={}&time={t}",
+            enc("count(http_requests_total)")
+        ),
+    );
+    assert_eq!(small.status, 200, "{small:?}");
+    assert_eq!(small.json()["data"]["result"][0]["value"][1], "24");
+}
+
 #[test]
 fn an_invalid_cors_origin_regex_is_refused_naming_the_flag() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -243,6 +243,7 @@ impl Engine {
                 grid.start,
                 end,
                 self.options.lookback_delta_ms,
+                self.options.max_samples,
             ),
         )
         .await

@@ -13,5 +13,5 @@ pub mod value;
 pub use engine::{CancelFlag, Engine, EngineOptions, QueryResult};
 pub use error::QueryError;
 pub use memory::MemoryQueryable;
-pub use queryable::{Queryable, SeriesData};
+pub use queryable::{Queryable, SampleBudget, SeriesData};
 pub use value::{Sample, Series, Value};

@@ -2,6 +2,7 @@
 
 use crate::error::QueryError;
 use async_trait::async_trait;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 
@@ -12,6 +13,39 @@ pub struct SeriesData {
     pub labels: Labels,
     /// Samples (timestamp ms, value) in time order, stale markers included.
     pub samples: Vec<(i64, f64)>,
+}
+
+/// How many more samples a query may load: the engine holds every selected sample while it
+/// evaluates, so `--query.max-samples` bounds what is loaded, and a source that decodes in
+/// parts charges as it goes and stops before memory runs out.
+#[derive(Debug)]
+pub struct SampleBudget {
+    left: AtomicUsize,
+}
+
+impl SampleBudget {
+    /// A budget of `max` samples.
+    pub fn new(max: usize) -> Self {
+        SampleBudget {
+            left: AtomicUsize::new(max),
+        }
+    }
+
+    /// No limit.
+    pub fn unlimited() -> Self {
+        SampleBudget::new(usize::MAX)
+    }
+
+    /// Takes `n` samples from the budget, failing with Prometheus' samples-limit error when
+    /// fewer are left.
+    pub fn charge(&self, n: usize) -> Result<(), QueryError> {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .map(|_| ())
+            .map_err(|_| QueryError::TooManySamples("query execution"))
+    }
 }
 
 /// A source of series: the bucket's blocks, a store gateway, a test's in-memory data.
@@ -25,6 +59,20 @@ pub trait Queryable: Send + Sync {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesData>, QueryError>;
+
+    /// [`Queryable::select`] charging the samples to `budget`; sources that decode in parts
+    /// override it to stop as soon as the budget is spent.
+    async fn select_within(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        budget: &SampleBudget,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        let out = self.select(matchers, mint, maxt).await?;
+        budget.charge(out.iter().map(|s| s.samples.len()).sum())?;
+        Ok(out)
+    }
 
     /// Label names of series matching `matchers` (all series when empty) in `[mint, maxt]`,
     /// sorted and unique.
@@ -43,4 +91,22 @@ pub trait Queryable: Send + Sync {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, QueryError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_refuses_the_charge_that_would_overdraw_it_and_keeps_the_rest() {
+        let b = SampleBudget::new(10);
+        assert!(b.charge(6).is_ok());
+        assert_eq!(
+            b.charge(5),
+            Err(QueryError::TooManySamples("query execution"))
+        );
+        assert!(b.charge(4).is_ok());
+        assert!(b.charge(1).is_err());
+        assert!(SampleBudget::unlimited().charge(usize::MAX).is_ok());
+    }
 }

@@ -6,7 +6,7 @@ use crate::http::SeriesSource;
 use async_trait::async_trait;
 use futures::StreamExt;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use promql::{QueryError, Queryable, SeriesData};
+use promql::{QueryError, Queryable, SampleBudget, SeriesData};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -318,6 +318,22 @@ impl Queryable for BlockSet {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesData>, QueryError> {
+        self.select_within(matchers, mint, maxt, &SampleBudget::unlimited())
+            .await
+    }
+
+    /// Charges each decoded part as it arrives, so a query over the samples limit stops
+    /// (and its other decoding tasks are aborted) before the rest is decoded.
+    async fn select_within(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        budget: &SampleBudget,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        let samples_of = |found: &[(Labels, Vec<(i64, f64)>)]| -> usize {
+            found.iter().map(|(_, s)| s.len()).sum()
+        };
         let blocks = self.overlapping(mint, maxt);
         // Postings first (cheap), concurrently within this task: in-memory indexes answer at
         // once and indexes read by range overlap their reads, without a hop to another thread.
@@ -337,7 +353,9 @@ impl Queryable for BlockSet {
                 };
                 let all = 0..refs.len();
                 let found = b.clone().select_refs(refs, all, mint, maxt).await;
-                per_part.push(((i, 0), found.map_err(storage_error)?));
+                let found = found.map_err(storage_error)?;
+                budget.charge(samples_of(&found))?;
+                per_part.push(((i, 0), found));
             }
             return Ok(merge_parts(per_part));
         }
@@ -359,7 +377,9 @@ impl Queryable for BlockSet {
         }
         while let Some(joined) = tasks.join_next().await {
             let (key, result) = joined.map_err(storage_error)?;
-            per_part.push((key, result.map_err(storage_error)?));
+            let found = result.map_err(storage_error)?;
+            budget.charge(samples_of(&found))?;
+            per_part.push((key, found));
         }
         Ok(merge_parts(per_part))
     }

@@ -20,7 +20,7 @@ use crate::cluster::discovery::{Discovery, PeerSpec};
 use crate::http::SeriesSource;
 use crate::store::client::{ClientError, StoreEndpoint, StoreMeta};
 use async_trait::async_trait;
-use promql::{QueryError, Queryable, SeriesData};
+use promql::{QueryError, Queryable, SampleBudget, SeriesData};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -244,6 +244,7 @@ impl Federation {
         maxt: i64,
         skip_chunks: bool,
         warn: &Warnings,
+        budget: &SampleBudget,
     ) -> Result<Option<Vec<SeriesData>>, QueryError> {
         let Some(Targets {
             remote: targets,
@@ -264,7 +265,7 @@ impl Federation {
                         samples: Vec::new(),
                     })
                     .collect()),
-                Some(b) => b.select(matchers, mint, maxt).await,
+                Some(b) => b.select_within(matchers, mint, maxt, budget).await,
             }
         };
         let (answers, local) = futures::future::join(
@@ -283,6 +284,7 @@ impl Federation {
         for (t, answer) in targets.iter().zip(answers) {
             match answer {
                 Ok(a) => {
+                    budget.charge(a.series.iter().map(|s| s.samples.len()).sum())?;
                     for w in a.warnings {
                         warn.push(format!("store {}: {w}", t.endpoint.address()));
                     }
@@ -426,14 +428,25 @@ impl Queryable for RequestView {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesData>, QueryError> {
+        self.select_within(matchers, mint, maxt, &SampleBudget::unlimited())
+            .await
+    }
+
+    async fn select_within(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        budget: &SampleBudget,
+    ) -> Result<Vec<SeriesData>, QueryError> {
         let f = &self.federation;
         match f
-            .select_with(matchers, mint, maxt, false, &self.warnings)
+            .select_with(matchers, mint, maxt, false, &self.warnings, budget)
             .await?
         {
             Some(s) => Ok(s),
             None => match f.no_store(&self.warnings)? {
-                Some(b) => b.select(matchers, mint, maxt).await,
+                Some(b) => b.select_within(matchers, mint, maxt, budget).await,
                 None => Ok(Vec::new()),
             },
         }
@@ -489,7 +502,14 @@ impl SeriesSource for RequestView {
     ) -> Result<Vec<Labels>, QueryError> {
         let f = &self.federation;
         match f
-            .select_with(matchers, mint, maxt, true, &self.warnings)
+            .select_with(
+                matchers,
+                mint,
+                maxt,
+                true,
+                &self.warnings,
+                &SampleBudget::unlimited(),
+            )
             .await?
         {
             Some(s) => Ok(s.into_iter().map(|s| s.labels).collect()),

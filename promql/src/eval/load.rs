@@ -3,7 +3,7 @@
 use super::selector::Points;
 use super::{offset_ms, system_time_ms, Lbl};
 use crate::error::QueryError;
-use crate::queryable::Queryable;
+use crate::queryable::{Queryable, SampleBudget};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{AtModifier, Expr, VectorSelector};
 use std::collections::HashMap;
@@ -140,6 +140,7 @@ pub(crate) async fn load(
     start: i64,
     end: i64,
     lookback: i64,
+    max_samples: usize,
 ) -> Result<Loaded, QueryError> {
     let mut p = Planner {
         lookback,
@@ -150,9 +151,11 @@ pub(crate) async fn load(
     p.walk(e, start, end);
     // Selectors load concurrently (a binary expression's two sides overlap their reads);
     // results are taken in plan order, so the first error is the one a sequential load meets.
+    let budget = SampleBudget::new(max_samples);
+    let budget = &budget;
     let selects = p.needs.iter().map(|need| async move {
         let ms = matchers(need.vs)?;
-        q.select(&ms, need.mint, need.maxt).await
+        q.select_within(&ms, need.mint, need.maxt, budget).await
     });
     let results = futures::future::join_all(selects).await;
     let mut loaded = Loaded::default();
