@@ -1,4 +1,5 @@
-//! Leader loss and graceful leave on a 3-node cluster of real processes.
+//! Leader loss and graceful leave (`strata cluster leave`, SIGTERM) on a 3-node cluster of
+//! real processes.
 
 mod cluster_common;
 
@@ -112,4 +113,45 @@ fn cluster_leave_removes_the_leader_and_another_takes_over() {
         .status()
         .and_then(|s| s["members"].as_array().map(Vec::len));
     assert_eq!(members, Some(2));
+}
+
+#[test]
+fn sigterm_of_the_leader_hands_over_leaves_and_exits_and_the_node_can_rejoin() {
+    let mut c = Cluster::new(3);
+    for i in 0..3 {
+        c.start(i, &[]);
+    }
+    let old = c.wait_for_agreement(&[0, 1, 2], 3, Duration::from_secs(60));
+    let li = c
+        .index_of(old)
+        .unwrap_or_else(|| c.fail("leader not found"));
+    let old_term = c.nodes[li]
+        .status()
+        .and_then(|s| s["term"].as_u64())
+        .unwrap_or(0);
+    let rest: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+
+    let clean = c.nodes[li].terminate(Duration::from_secs(30));
+    assert!(clean, "SIGTERM ends the node with success after leaving");
+    let new = c.wait_for_agreement(&rest, 2, Duration::from_secs(20));
+    assert_ne!(new, old);
+    let term = c.nodes[rest[0]]
+        .status()
+        .and_then(|s| s["term"].as_u64())
+        .unwrap_or(0);
+    assert_eq!(
+        term,
+        old_term + 1,
+        "the handover's successor won the next term"
+    );
+    let log = c.nodes[li].log_text();
+    assert!(
+        log.contains("leadership handed over"),
+        "the leader did not hand over: {log}"
+    );
+
+    // The node that left joins again on restart, from its own data directory.
+    c.restart(li);
+    c.wait_for_agreement(&[0, 1, 2], 3, Duration::from_secs(60));
+    assert_eq!(c.nodes[li].id(), Some(old));
 }

@@ -15,7 +15,8 @@ use super::status::ClusterStatus;
 pub enum ClusterCommand {
     /// Members, roles, leader, term, commit and applied index and lag, as one node sees them.
     Status(StatusArgs),
-    /// Removes the node at --grpc-address from the cluster (a leader hands over first).
+    /// Removes the node at --grpc-address from the cluster (a leader hands over leadership
+    /// first). The node keeps running; SIGTERM to a node leaves and then stops it.
     Leave(LeaveArgs),
 }
 
@@ -102,37 +103,13 @@ async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Removes the node from the cluster. When it is the leader, the most caught-up other voter is
-/// asked to campaign right after the removal (openraft 0.9 has no leadership transfer), so a
-/// new leader appears after about one election timeout rather than a random one.
+/// Removes the node from the cluster. A leader hands leadership to a caught-up voter first
+/// (the node does it while answering), so that the new leader commits the removal.
 async fn leave(a: LeaveArgs) -> anyhow::Result<ExitCode> {
     let (addr, secret, mut c) = a.admin.client()?;
-    let st = c.status().await?;
-    let id = st.node_id;
-    let successor = if st.leader_id == Some(id) {
-        st.members
-            .iter()
-            .filter(|m| m.raft_role == "voter")
-            .filter_map(|m| m.member.as_ref().map(|mm| (mm, m.matched_index)))
-            .filter(|(mm, _)| mm.node_id != id)
-            .max_by_key(|(mm, matched)| (*matched, std::cmp::Reverse(mm.node_id)))
-            .map(|(mm, _)| mm.grpc_address.clone())
-    } else {
-        None
-    };
+    let id = c.status().await?.node_id;
     let leader = AdminClient::leave(&addr, &secret, a.admin.timeout, id).await?;
     println!("node {id} left the cluster (removal committed by leader {leader})");
-    if let Some(s) = successor {
-        match AdminClient::new(&s, &secret, Duration::from_secs(3)) {
-            Ok(mut sc) => match sc.trigger_election(id).await {
-                Ok(()) => println!("asked {s} to take over leadership"),
-                Err(e) => eprintln!(
-                    "strata: hand-over request to {s} failed (an election will follow anyway): {e}"
-                ),
-            },
-            Err(e) => eprintln!("strata: hand-over to {s} impossible: {e}"),
-        }
-    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -49,8 +49,22 @@ Joining and bootstrapping:
   exactly one node with --cluster.bootstrap instead.
 
 Every cluster RPC carries a credential derived from --cluster.secret-file; a peer without it is
-refused (both sides log it). SIGTERM stops the node without leaving the cluster; use
-`strata cluster leave` to remove a node for good.";
+refused (both sides log it).
+
+Leaving and Raft timing:
+  SIGTERM (or SIGINT) is a graceful leave: the node stops its roles, leaves the cluster and
+  exits. A leader first hands leadership to a voter whose log has caught up (it asks it to
+  campaign at once, Raft's TimeoutNow), so a new leader is in place within a round trip or two
+  and then removes the old one; if no voter can take over, the leader removes itself and the
+  others elect a leader after about one election timeout. A follower asks the leader to remove
+  it. `strata cluster leave` does the same without stopping the node. A restarted node that
+  left joins again.
+  openraft makes a follower stand for election only after the leader lease
+  (--raft.election-timeout-max) plus a random timeout between --raft.election-timeout-min and
+  --raft.election-timeout-max have passed since the last heartbeat: 1.2-1.6 s with the
+  defaults (heartbeat 250 ms, election 400-800 ms), so a lost leader is replaced within about
+  2 s, while a heartbeat can be late by almost five intervals (a busy or paused machine)
+  before anyone stands.";
 
 /// Flags of `strata node` (Thanos' names where Thanos has the flag).
 #[derive(Debug, Clone, clap::Args)]
@@ -97,18 +111,25 @@ pub struct NodeArgs {
     /// Raft leader heartbeat interval.
     #[arg(long = "raft.heartbeat-interval", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub raft_heartbeat: Duration,
-    /// Lower bound of the randomized Raft election timeout.
-    #[arg(long = "raft.election-timeout-min", default_value = "1s", value_parser = humantime::parse_duration)]
+    /// Lower bound of the randomized Raft election timeout. A follower stands for election
+    /// after the leader lease (--raft.election-timeout-max) plus a random timeout between min
+    /// and max since the last heartbeat: 1.2-1.6 s with the defaults (see "Leaving and Raft
+    /// timing").
+    #[arg(long = "raft.election-timeout-min", default_value = "400ms", value_parser = humantime::parse_duration)]
     pub election_min: Duration,
-    /// Upper bound of the randomized Raft election timeout; also openraft's leader lease, so a
-    /// lost leader is replaced after about this long at best.
-    #[arg(long = "raft.election-timeout-max", default_value = "2s", value_parser = humantime::parse_duration)]
+    /// Upper bound of the randomized Raft election timeout; also openraft's leader lease,
+    /// during which followers refuse to vote for another candidate.
+    #[arg(long = "raft.election-timeout-max", default_value = "800ms", value_parser = humantime::parse_duration)]
     pub election_max: Duration,
     #[command(flatten)]
     pub endpoints: EndpointFlags,
     /// How often the query and store roles look for new or removed blocks in the bucket.
     #[arg(long = "sync-block-duration", default_value = "3m", value_parser = humantime::parse_duration)]
     pub sync_interval: Duration,
+    /// How long SIGTERM waits for the graceful leave (handover and removal) before the node
+    /// stops anyway.
+    #[arg(long = "cluster.leave-timeout", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leave_timeout: Duration,
     /// Heartbeat age after which the leader removes a store from the registry.
     #[arg(long = "cluster.store-expiry", default_value = "30s", value_parser = humantime::parse_duration)]
     pub store_expiry: Duration,
@@ -163,6 +184,8 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     tracing::info!(grpc = %grpc_listener.local_addr().context("gRPC address")?, advertise = %advertise, http = %http_local, roles = ?roles, "node listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The gRPC server outlives the other tasks: a leaving node still votes and replicates.
+    let (grpc_stop_tx, grpc_stop_rx) = watch::channel(false);
     let span = tracing::Span::current();
     let spawn = |f: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
         tokio::spawn(f.instrument(span.clone()))
@@ -188,7 +211,7 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     };
 
     let grpc = {
-        let mut stop = stop_rx.clone();
+        let mut stop = grpc_stop_rx;
         // StoreAPI is not authenticated with the cluster secret: Thanos queriers must reach it.
         let server = tonic::transport::Server::builder()
             .add_routes(node.grpc_routes())
@@ -269,10 +292,16 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         )));
     }
 
+    let leaving = node.clone();
+    let leave_timeout = args.leave_timeout;
     let shutdown = async move {
         query::wait_for_signal().await;
-        tracing::info!("shutting down (without leaving the cluster)");
+        tracing::info!("signal received: leaving the cluster, then stopping");
+        // Roles, the joiner and registry heartbeats stop first, so nothing re-adds this node
+        // while it leaves.
         let _ = stop_tx.send(true);
+        leave_on_shutdown(&leaving, leave_timeout).await;
+        let _ = grpc_stop_tx.send(true);
     };
     let served = crate::http::serve(http_listener, router, shutdown).await;
     for t in tasks {
@@ -285,6 +314,37 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     served.context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM's graceful leave, bounded by `limit`; a node alone in its cluster (or in none)
+/// just stops.
+async fn leave_on_shutdown(node: &RaftNode, limit: Duration) {
+    let m = node.raft().metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    if membership.get_node(&node.id()).is_none() {
+        tracing::info!("not a member of a cluster; nothing to leave");
+        return;
+    }
+    if membership.nodes().all(|(id, _)| *id == node.id()) {
+        tracing::info!("the only member of its cluster; stopping without leaving");
+        return;
+    }
+    match tokio::time::timeout(limit, node.leave()).await {
+        Ok(Ok(o)) => tracing::info!(
+            handed_over_to = ?o.handed_over_to,
+            removed_by = o.removed_by,
+            "left the cluster"
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not leave the cluster; stopping anyway (the others see a lost node)")
+        }
+        Err(_) => {
+            tracing::warn!(
+                ?limit,
+                "leaving took too long; stopping anyway (the others see a lost node)"
+            )
+        }
+    }
 }
 
 /// The HTTP address peers should use: the listen address, or the advertise host with the HTTP

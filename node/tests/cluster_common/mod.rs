@@ -54,6 +54,33 @@ impl Node {
         }
     }
 
+    /// Sends SIGTERM (with `kill`, so no signal crate is needed) and waits up to `deadline`
+    /// for the process to exit; returns whether it exited successfully.
+    pub fn terminate(&mut self, deadline: Duration) -> bool {
+        let Some(child) = self.child.as_mut() else {
+            panic!("{} is not running", self.name);
+        };
+        let pid = child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -TERM {pid}");
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.success();
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "{} did not stop within {deadline:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -227,6 +227,41 @@ pub struct AdminClient {
     timeout: Duration,
 }
 
+/// Maps a refused cluster call to the error callers branch on.
+fn admin_error(address: &str, s: Status) -> AdminError {
+    let (address, message) = (address.to_string(), s.message().to_string());
+    match s.code() {
+        Code::Unauthenticated => AdminError::Unauthenticated { address, message },
+        Code::FailedPrecondition if message.contains("protocol v") => {
+            AdminError::Version { address, message }
+        }
+        code => AdminError::Rpc {
+            address,
+            message: format!("{code}: {message}"),
+        },
+    }
+}
+
+/// Asks the voter at `address` to campaign now: a leaving leader's handover (Raft's
+/// TimeoutNow), sent on the authenticated Raft transport. A refusal comes back as
+/// [`AdminError::Rpc`] carrying the receiver's reason.
+pub(crate) async fn timeout_now(
+    address: &str,
+    secret: &ClusterSecret,
+    timeout: Duration,
+    req: pb::TimeoutNowRequest,
+) -> Result<(), AdminError> {
+    let ch = channel(address, timeout).map_err(|reason| AdminError::Address {
+        address: address.to_string(),
+        reason,
+    })?;
+    let mut c = RaftTransportClient::with_interceptor(ch, ClientAuth::new(secret));
+    with_ttl(timeout, c.timeout_now(req))
+        .await
+        .map_err(|s| admin_error(address, s))?;
+    Ok(())
+}
+
 /// How many leader redirects a join or leave follows.
 const MAX_HOPS: usize = 3;
 
@@ -257,17 +292,7 @@ impl AdminClient {
     }
 
     fn error(&self, s: Status) -> AdminError {
-        let (address, message) = (self.address.clone(), s.message().to_string());
-        match s.code() {
-            Code::Unauthenticated => AdminError::Unauthenticated { address, message },
-            Code::FailedPrecondition if message.contains("protocol v") => {
-                AdminError::Version { address, message }
-            }
-            code => AdminError::Rpc {
-                address,
-                message: format!("{code}: {message}"),
-            },
-        }
+        admin_error(&self.address, s)
     }
 
     /// The peer's view of the cluster.

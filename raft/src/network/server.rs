@@ -90,6 +90,29 @@ impl RaftTransport for TransportService {
         let res = self.node.raft().install_snapshot(req).await;
         Ok(reply(encode(&res)?))
     }
+
+    async fn timeout_now(
+        &self,
+        request: Request<pb::TimeoutNowRequest>,
+    ) -> Result<Response<pb::TimeoutNowReply>, Status> {
+        let r = request.into_inner();
+        check_version(r.protocol_version)?;
+        match self
+            .node
+            .accept_timeout_now(r.from_node, r.term, r.last_log_index)
+            .await
+        {
+            Ok(()) => Ok(Response::new(pb::TimeoutNowReply {
+                protocol_version: PROTOCOL_VERSION,
+            })),
+            Err(e) => {
+                tracing::info!(from = r.from_node, term = r.term, reason = %e, "refused leadership handover");
+                Err(Status::failed_precondition(format!(
+                    "leadership handover refused: {e}"
+                )))
+            }
+        }
+    }
 }
 
 /// Serves cluster administration (join, leave, status, election hand-over).
@@ -158,6 +181,20 @@ impl ClusterAdmin for AdminService {
         let r = request.into_inner();
         check_version(r.protocol_version)?;
         tracing::info!(node_id = r.node_id, "leave request");
+        if r.node_id == self.node.id() && self.node.is_leader() {
+            // The leader leaving: hand over first, so the next leader removes it.
+            let o = self
+                .node
+                .leave()
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            return Ok(Response::new(pb::LeaveReply {
+                protocol_version: PROTOCOL_VERSION,
+                outcome: Some(pb::leave_reply::Outcome::Left(pb::Left {
+                    leader_id: o.removed_by,
+                })),
+            }));
+        }
         let outcome = match self.node.remove_node(r.node_id).await {
             Ok(leader_id) => pb::leave_reply::Outcome::Left(pb::Left { leader_id }),
             Err(WriteError::ForwardToLeader {

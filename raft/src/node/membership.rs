@@ -1,14 +1,12 @@
 //! Membership changes on the leader: admit (learner, then voter up to the limit), remove,
-//! promote, and this node's graceful leave.
+//! promote. This node's graceful leave is in `leave.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use openraft::{BasicNode, ChangeMembers, ServerState};
 
 use super::{now_ms, write_error, RaftNode};
 use crate::error::{RaftNodeError, WriteError};
-use crate::network::client::AdminClient;
 use crate::state::{Command, Member, Rejection};
 use crate::types::NodeId;
 
@@ -232,70 +230,5 @@ impl RaftNode {
             let _ = self.promote_learners().await;
         }
         Ok(self.id())
-    }
-
-    /// Leaves the cluster gracefully. A follower asks the leader to remove it. The leader
-    /// removes itself (openraft 0.9 has no leadership transfer): it commits a membership
-    /// without itself, steps down, and asks the most caught-up remaining voter to campaign at
-    /// once. Followers still refuse votes until openraft's leader lease (`election_max`) since
-    /// the last heartbeat has passed, so a new leader appears after about `election_max`.
-    pub async fn leave(&self) -> Result<(), RaftNodeError> {
-        let id = self.id();
-        let m = self.raft().metrics().borrow().clone();
-        if m.current_leader != Some(id) {
-            let Some(addr) = m.current_leader.and_then(|l| {
-                m.membership_config
-                    .membership()
-                    .get_node(&l)
-                    .map(|n| n.addr.clone())
-            }) else {
-                return Err(RaftNodeError::Leave(
-                    "no leader known; cannot leave now".to_string(),
-                ));
-            };
-            AdminClient::leave(
-                &addr,
-                &self.config().secret,
-                self.config().timeouts.join,
-                id,
-            )
-            .await
-            .map_err(|e| RaftNodeError::Leave(e.to_string()))?;
-            return Ok(());
-        }
-        let successor = m.replication.as_ref().and_then(|r| {
-            let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
-            r.iter()
-                .filter(|(n, _)| **n != id && voters.contains(n))
-                .max_by_key(|(n, matched)| (matched.map(|l| l.index), std::cmp::Reverse(**n)))
-                .and_then(|(n, _)| {
-                    m.membership_config
-                        .membership()
-                        .get_node(n)
-                        .map(|a| (*n, a.addr.clone()))
-                })
-        });
-        self.remove_node(id).await.map_err(RaftNodeError::Write)?;
-        let wait = self.config().timeouts.election_max * 2;
-        let _ = self
-            .raft()
-            .wait(Some(wait))
-            .metrics(
-                |x| x.state != ServerState::Leader,
-                "leader steps down after removing itself",
-            )
-            .await;
-        if let Some((sid, addr)) = successor {
-            let t = Duration::from_secs(2);
-            match AdminClient::new(&addr, &self.config().secret, t) {
-                Ok(mut c) => {
-                    if let Err(e) = c.trigger_election(id).await {
-                        tracing::warn!(successor = sid, error = %e, "hand-over election request failed");
-                    }
-                }
-                Err(e) => tracing::warn!(successor = sid, error = %e, "no client for successor"),
-            }
-        }
-        Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! [`RaftNode`]: the facade the `strata` binary uses to run one member of the Raft group.
 
 mod convert;
+mod handover;
+mod leave;
 mod membership;
 mod metrics;
 pub mod read;
@@ -19,6 +21,8 @@ use proto::raft_v1::raft_transport_server::RaftTransportServer;
 use tonic::service::interceptor::InterceptedService;
 
 pub use convert::{member_from_pb, member_to_pb};
+pub use handover::{HandoverError, TimeoutNowRefusal};
+pub use leave::LeaveOutcome;
 pub use membership::Admission;
 pub use metrics::{ClusterMetrics, NodeMetrics};
 
@@ -31,14 +35,22 @@ use crate::store::{self, SharedState};
 use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Raft timing. The defaults suit busy 2-core machines (openraft's own 50 ms / 150-300 ms
-/// would cause spurious elections under load and SIGSTOP nemeses).
+/// would cause spurious elections under load and SIGSTOP nemeses) and still replace a lost
+/// leader within 2 s.
+///
+/// How openraft 0.9 uses them: a follower whose leader is known stands for election only after
+/// `election_max` (the leader lease) *plus* a random `election_min..election_max` have passed
+/// since the last heartbeat, and refuses to vote for anyone else until the lease has passed.
+/// With the defaults (250 ms, 400-800 ms) a follower stands 1.2-1.6 s after the last heartbeat,
+/// which the "election 1-2 s" asks for, while a heartbeat may be late by almost five
+/// intervals before anyone stands. Defaults of 1-2 s would make that 3-4 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Leader heartbeat interval (default 250 ms).
     pub heartbeat: Duration,
-    /// Lower bound of the randomized election timeout (default 1000 ms).
+    /// Lower bound of the randomized election timeout (default 400 ms).
     pub election_min: Duration,
-    /// Upper bound of the randomized election timeout (default 2000 ms); also openraft's
+    /// Upper bound of the randomized election timeout (default 800 ms); also openraft's
     /// leader lease, during which followers refuse to vote for another candidate.
     pub election_max: Duration,
     /// Connect timeout to peers (default 1 s).
@@ -51,8 +63,8 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             heartbeat: Duration::from_millis(250),
-            election_min: Duration::from_millis(1000),
-            election_max: Duration::from_millis(2000),
+            election_min: Duration::from_millis(400),
+            election_max: Duration::from_millis(800),
             connect: Duration::from_secs(1),
             join: Duration::from_secs(10),
         }
@@ -119,8 +131,17 @@ struct Inner {
     config: RaftNodeConfig,
     raft: Raft,
     shared: SharedState,
-    /// One membership change at a time from this node (see `membership.rs`).
+    /// One membership change (or leadership handover) at a time from this node (see
+    /// `membership.rs`).
     membership: tokio::sync::Mutex<()>,
+    /// Since when this node leads, and in which term (see `handover.rs`).
+    leader_since: handover::LeaderSince,
+    /// Set while a handover is under way: writes are refused so that the successor's log stays
+    /// as long as the leader's, or the leader would refuse it its vote.
+    handing_over: std::sync::atomic::AtomicBool,
+    /// Every client write holds a read guard while openraft has it; the handover takes the
+    /// write guard to wait for those already in flight.
+    writes: tokio::sync::RwLock<()>,
 }
 
 /// One running member of the Raft group. Cheap to clone.
@@ -180,12 +201,16 @@ impl RaftNode {
                 reason: e.to_string(),
             })?;
         tracing::info!(node_id = config.node_id, address = %config.advertise_address, "raft node started");
+        let leader_since = handover::track_leadership(&raft, config.node_id);
         Ok(RaftNode {
             inner: Arc::new(Inner {
                 config,
                 raft,
                 shared,
                 membership: tokio::sync::Mutex::new(()),
+                leader_since,
+                handing_over: std::sync::atomic::AtomicBool::new(false),
+                writes: tokio::sync::RwLock::new(()),
             }),
         })
     }
@@ -288,6 +313,23 @@ impl RaftNode {
         &self,
         command: Command,
     ) -> Result<(LogId<NodeId>, Response), WriteError> {
+        let handing_over = || {
+            self.inner
+                .handing_over
+                .load(std::sync::atomic::Ordering::SeqCst)
+        };
+        let refused = || {
+            WriteError::NotCommitted(
+                "this leader is handing over leadership; retry through the next leader".into(),
+            )
+        };
+        if handing_over() {
+            return Err(refused());
+        }
+        let _in_flight = self.inner.writes.read().await;
+        if handing_over() {
+            return Err(refused());
+        }
         let request = Request::new(command);
         if let Some(min) = self.local_state().min_member_protocol() {
             if request.version > min {

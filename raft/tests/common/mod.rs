@@ -59,6 +59,16 @@ fn listener(addr: SocketAddr) -> tokio::net::TcpListener {
 impl TestNode {
     /// Starts node `id` on `addr` (port 0: a new ephemeral port) over `dir`.
     pub async fn start(id: NodeId, dir: &Path, addr: SocketAddr) -> TestNode {
+        Self::start_with(id, dir, addr, RaftNode::grpc_routes).await
+    }
+
+    /// [`TestNode::start`] serving the routes `routes` makes (a test's own services).
+    pub async fn start_with(
+        id: NodeId,
+        dir: &Path,
+        addr: SocketAddr,
+        routes: impl FnOnce(&RaftNode) -> tonic::service::Routes,
+    ) -> TestNode {
         let l = listener(addr);
         let addr = l.local_addr().unwrap();
         let mut cfg = RaftNodeConfig::new(id, dir.to_path_buf(), addr.to_string(), secret());
@@ -66,7 +76,7 @@ impl TestNode {
         cfg.snapshot_every = 20;
         let node = RaftNode::open(cfg).await.unwrap();
         let (stop, rx) = oneshot::channel::<()>();
-        let routes = node.grpc_routes();
+        let routes = routes(&node);
         let server = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
             let _ = tonic::transport::Server::builder()
