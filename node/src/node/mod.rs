@@ -280,7 +280,9 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         }
         .run(node.clone(), stop_rx.clone()),
     )));
-    if roles.contains("store") || roles.contains("sidecar") {
+    // Only the store role serves a StoreAPI yet; the sidecar role (unfinished: it uploads and
+    // serves nothing) must not advertise an address that would fail every querier's fan-out.
+    if roles.contains("store") {
         tasks.push(spawn(Box::pin(
             Announcer {
                 node: node.clone(),

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeSet;
 
-/// The roles a node can run.
+/// The roles a node can run. `compact`, `rule` and `sidecar` are accepted and recorded in the
+/// membership but do nothing yet (later issues build them).
 pub const ALL_ROLES: [&str; 5] = ["query", "store", "compact", "rule", "sidecar"];
 
 /// Parses one `--role` value (a comma list is split by clap).
