@@ -1,0 +1,229 @@
+//! The federation as the HTTP API sees it: a [`RequestView`] per request collects that
+//! request's warnings; [`FederatedSource`] is what the API holds.
+
+use super::{lock, Federation};
+use crate::http::SeriesSource;
+use async_trait::async_trait;
+use promql::{QueryError, Queryable, SampleBudget, SeriesData};
+use std::sync::{Arc, Mutex};
+use storage::labels::Labels;
+use storage::matcher::Matcher;
+
+/// Warnings of one request.
+#[derive(Debug, Default)]
+pub struct Warnings(Mutex<Vec<String>>);
+
+impl Warnings {
+    pub(super) fn push(&self, w: String) {
+        let mut v = lock(&self.0);
+        if !v.contains(&w) {
+            v.push(w);
+        }
+    }
+
+    pub(super) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.0))
+    }
+}
+
+/// The federation as one request sees it: it records the request's warnings.
+#[derive(Debug)]
+pub struct RequestView {
+    federation: Arc<Federation>,
+    warnings: Warnings,
+}
+
+/// The source the HTTP API holds: hands each request a [`RequestView`].
+#[derive(Debug, Clone)]
+pub struct FederatedSource(pub Arc<Federation>);
+
+#[async_trait]
+impl Queryable for RequestView {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        self.select_within(matchers, mint, maxt, &SampleBudget::unlimited())
+            .await
+    }
+
+    async fn select_within(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        budget: &SampleBudget,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        let f = &self.federation;
+        match f
+            .select_with(matchers, mint, maxt, false, &self.warnings, budget)
+            .await?
+        {
+            Some(s) => Ok(s),
+            None => match f.no_store(&self.warnings)? {
+                Some(b) => b.select_within(matchers, mint, maxt, budget).await,
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let f = &self.federation;
+        match f
+            .label_names_with(matchers, mint, maxt, &self.warnings)
+            .await?
+        {
+            Some(n) => Ok(n),
+            None => match f.no_store(&self.warnings)? {
+                Some(b) => b.label_names(matchers, mint, maxt).await,
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let f = &self.federation;
+        match f
+            .label_values_with(name, matchers, mint, maxt, &self.warnings)
+            .await?
+        {
+            Some(v) => Ok(v),
+            None => match f.no_store(&self.warnings)? {
+                Some(b) => b.label_values(name, matchers, mint, maxt).await,
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl SeriesSource for RequestView {
+    async fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, QueryError> {
+        let f = &self.federation;
+        match f
+            .select_with(
+                matchers,
+                mint,
+                maxt,
+                true,
+                &self.warnings,
+                &SampleBudget::unlimited(),
+            )
+            .await?
+        {
+            Some(s) => Ok(s.into_iter().map(|s| s.labels).collect()),
+            None => match f.no_store(&self.warnings)? {
+                Some(b) => b.series(matchers, mint, maxt).await,
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.federation
+            .embedded
+            .as_ref()
+            .is_none_or(|b| b.is_ready())
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        self.warnings.take()
+    }
+}
+
+impl FederatedSource {
+    fn view(&self) -> RequestView {
+        RequestView {
+            federation: self.0.clone(),
+            warnings: Warnings::default(),
+        }
+    }
+
+    /// Logs warnings of a request made without a view (only the API's own requests have one).
+    fn log(view: &RequestView) {
+        for w in view.warnings.take() {
+            tracing::warn!(warning = %w, "partial answer");
+        }
+    }
+}
+
+#[async_trait]
+impl Queryable for FederatedSource {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        let v = self.view();
+        let r = v.select(matchers, mint, maxt).await;
+        Self::log(&v);
+        r
+    }
+
+    async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let v = self.view();
+        let r = v.label_names(matchers, mint, maxt).await;
+        Self::log(&v);
+        r
+    }
+
+    async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let v = self.view();
+        let r = v.label_values(name, matchers, mint, maxt).await;
+        Self::log(&v);
+        r
+    }
+}
+
+#[async_trait]
+impl SeriesSource for FederatedSource {
+    async fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, QueryError> {
+        let v = self.view();
+        let r = v.series(matchers, mint, maxt).await;
+        Self::log(&v);
+        r
+    }
+
+    fn is_ready(&self) -> bool {
+        self.0.embedded.as_ref().is_none_or(|b| b.is_ready())
+    }
+
+    fn for_request(&self) -> Option<Arc<dyn SeriesSource>> {
+        Some(Arc::new(self.view()))
+    }
+}
