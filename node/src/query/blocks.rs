@@ -10,7 +10,7 @@ use promql::{QueryError, Queryable, SampleBudget, SeriesData};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use storage::block::{Block, BlockError};
+use storage::block::{Block, BlockError, BlockMeta};
 use storage::bucket::blocks::fetch_metas;
 use storage::bucket::Bucket;
 use storage::labels::Labels;
@@ -19,6 +19,54 @@ use ulid::Ulid;
 
 /// Blocks opened at once during a sync: enough to overlap bucket latency.
 const OPEN_CONCURRENCY: usize = 8;
+
+/// One sync of a set of open blocks against the bucket's `metas`: blocks already open and still
+/// in the bucket are kept, new raw-resolution blocks are opened (a few at a time) and wrapped;
+/// downsampled blocks are skipped (only raw data is read). Blocks that failed to open come back
+/// with their errors for the caller to log and count; they are retried next sync.
+pub(crate) async fn refresh_open_blocks<T>(
+    bucket: &Arc<dyn Bucket>,
+    metas: impl IntoIterator<Item = BlockMeta>,
+    current: &BTreeMap<Ulid, Arc<T>>,
+    wrap: impl Fn(Block) -> T,
+) -> (BTreeMap<Ulid, Arc<T>>, Vec<(Ulid, BlockError)>) {
+    let wanted: Vec<BlockMeta> = metas
+        .into_iter()
+        .filter(|m| {
+            let raw = m.resolution() == 0;
+            if !raw {
+                tracing::debug!(block = %m.ulid, "skipping downsampled block");
+            }
+            raw
+        })
+        .collect();
+    let mut next: BTreeMap<Ulid, Arc<T>> = wanted
+        .iter()
+        .filter_map(|m| current.get(&m.ulid).map(|b| (m.ulid, b.clone())))
+        .collect();
+    let to_open: Vec<BlockMeta> = wanted
+        .into_iter()
+        .filter(|m| !current.contains_key(&m.ulid))
+        .collect();
+    let opened: Vec<(Ulid, Result<Block, BlockError>)> = futures::stream::iter(to_open)
+        .map(|meta| {
+            let bucket = bucket.clone();
+            async move { (meta.ulid, Block::open_bucket(bucket, meta).await) }
+        })
+        .buffer_unordered(OPEN_CONCURRENCY)
+        .collect()
+        .await;
+    let mut failed = Vec::new();
+    for (id, result) in opened {
+        match result {
+            Ok(block) => {
+                next.insert(id, Arc::new(wrap(block)));
+            }
+            Err(e) => failed.push((id, e)),
+        }
+    }
+    (next, failed)
+}
 
 /// One opened block and its external labels.
 #[derive(Debug)]
@@ -187,48 +235,20 @@ impl BlockSet {
         for (id, e) in &fetched.corrupt {
             tracing::warn!(block = %id, error = %e, "skipping block with unreadable meta.json");
         }
-        let current = self.snapshot();
-        let wanted: Vec<_> = fetched
-            .metas
-            .into_values()
-            .filter(|m| {
-                let raw = m.resolution() == 0;
-                if !raw {
-                    tracing::debug!(block = %m.ulid, "skipping downsampled block");
-                }
-                raw
-            })
-            .collect();
-        let keep: BTreeSet<Ulid> = wanted.iter().map(|m| m.ulid).collect();
-        let to_open: Vec<_> = wanted
-            .into_iter()
-            .filter(|m| !current.contains_key(&m.ulid))
-            .collect();
-        let opened: Vec<(Ulid, Result<Block, BlockError>)> = futures::stream::iter(to_open)
-            .map(|meta| {
-                let bucket = self.bucket.clone();
-                async move { (meta.ulid, Block::open_bucket(bucket, meta).await) }
-            })
-            .buffer_unordered(OPEN_CONCURRENCY)
-            .collect()
-            .await;
-        let mut next: BTreeMap<Ulid, Arc<LoadedBlock>> = current
-            .iter()
-            .filter(|(id, _)| keep.contains(id))
-            .map(|(id, b)| (*id, b.clone()))
-            .collect();
-        for (id, result) in opened {
-            match result {
-                Ok(block) => {
-                    let external = Labels::from(&block.meta().external_labels());
-                    tracing::debug!(block = %id, %external, "block opened");
-                    next.insert(id, Arc::new(LoadedBlock { block, external }));
-                }
-                Err(e) => {
-                    self.metrics.load_failures.inc();
-                    tracing::warn!(block = %id, error = %e, "cannot open block; skipping it");
-                }
-            }
+        let (next, failed) = refresh_open_blocks(
+            &self.bucket,
+            fetched.metas.into_values(),
+            &self.snapshot(),
+            |block| {
+                let external = Labels::from(&block.meta().external_labels());
+                tracing::debug!(block = %block.meta().ulid, %external, "block opened");
+                LoadedBlock { block, external }
+            },
+        )
+        .await;
+        for (id, e) in failed {
+            self.metrics.load_failures.inc();
+            tracing::warn!(block = %id, error = %e, "cannot open block; skipping it");
         }
         let count = next.len();
         match self.blocks.write() {

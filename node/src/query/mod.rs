@@ -8,7 +8,7 @@
 //! - `merge`: merging a series' samples across blocks; external-label matching
 //! - `remote`: fan-out to StoreAPI endpoints, merge, partial-response warnings
 
-mod blocks;
+pub(crate) mod blocks;
 pub(crate) mod merge;
 pub mod remote;
 

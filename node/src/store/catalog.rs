@@ -4,20 +4,18 @@
 //! Unfinished: downsampled blocks are skipped (no aggregate chunks over the wire yet), blocks
 //! are opened whole at sync (no lazy index headers), and deletion marks are not consulted.
 
+use crate::query::blocks::refresh_open_blocks;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use storage::block::{Block, BlockError};
+use storage::block::Block;
 use storage::bucket::blocks::fetch_metas;
 use storage::bucket::{Bucket, BucketError};
 use storage::labels::Labels;
 use tokio::sync::watch;
 use ulid::Ulid;
-
-/// Blocks opened at once during a sync.
-const OPEN_CONCURRENCY: usize = 8;
 
 /// One opened block and its external labels (meta.json `thanos.labels`).
 #[derive(Debug)]
@@ -144,41 +142,18 @@ impl Catalog {
         for (id, e) in &fetched.corrupt {
             tracing::warn!(block = %id, error = %e, "store: skipping block with unreadable meta.json");
         }
-        let current = self.snapshot();
-        let wanted: Vec<_> = fetched
-            .metas
-            .into_values()
-            .filter(|m| m.resolution() == 0)
-            .collect();
-        let keep: BTreeSet<Ulid> = wanted.iter().map(|m| m.ulid).collect();
-        let to_open: Vec<_> = wanted
-            .into_iter()
-            .filter(|m| !current.contains_key(&m.ulid))
-            .collect();
-        use futures::StreamExt as _;
-        let opened: Vec<(Ulid, Result<Block, BlockError>)> = futures::stream::iter(to_open)
-            .map(|meta| {
-                let bucket = self.bucket.clone();
-                async move { (meta.ulid, Block::open_bucket(bucket, meta).await) }
-            })
-            .buffer_unordered(OPEN_CONCURRENCY)
-            .collect()
-            .await;
-        let mut next: BTreeMap<Ulid, Arc<StoreBlock>> = current
-            .iter()
-            .filter(|(id, _)| keep.contains(id))
-            .map(|(id, b)| (*id, b.clone()))
-            .collect();
-        for (id, result) in opened {
-            match result {
-                Ok(block) => {
-                    let external = Labels::from(&block.meta().external_labels());
-                    next.insert(id, Arc::new(StoreBlock { block, external }));
-                }
-                Err(e) => {
-                    tracing::warn!(block = %id, error = %e, "store: cannot open block; skipping it")
-                }
-            }
+        let (next, failed) = refresh_open_blocks(
+            &self.bucket,
+            fetched.metas.into_values(),
+            &self.snapshot(),
+            |block| StoreBlock {
+                external: Labels::from(&block.meta().external_labels()),
+                block,
+            },
+        )
+        .await;
+        for (id, e) in failed {
+            tracing::warn!(block = %id, error = %e, "store: cannot open block; skipping it");
         }
         let count = next.len();
         match self.blocks.write() {
