@@ -35,23 +35,7 @@ fn nemesis_run(name: &str, nodes: u32, default_secs: u64) {
         out.formed.leader,
         out.formed.voters
     );
-    for (i, f) in out.faults.iter().enumerate() {
-        println!(
-            "fault {i}: {}",
-            serde_json::to_string(f).unwrap_or_default()
-        );
-    }
-    println!(
-        "workload: {} adds, {} acknowledged; {} linearizable reads, {} returned, {} refused by \
-         followers; converged {} after the last heal",
-        out.workload.invoked,
-        out.workload.acked,
-        out.reads.invoked,
-        out.reads.ok,
-        out.reads.refused,
-        out.converged
-            .map_or("never".to_string(), |d| format!("{:.1}s", d.as_secs_f64()))
-    );
+    println!("{}", out.summary());
     println!(
         "history: {} (kept on failure or with STRATA_CHAOS_KEEP=1)",
         out.history.display()

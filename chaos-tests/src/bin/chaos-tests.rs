@@ -128,23 +128,7 @@ fn run_schedule(args: &Args) -> Result<bool, String> {
     let mut opts = NodeOptions::new(bin, cluster.dir()).map_err(|e| e.to_string())?;
     opts.extra = vec!["--cluster.store-expiry".into(), "24h".into()];
     let out = run(&mut cluster, &opts, cfg).map_err(|e| format!("seed {}: {e}", cfg.seed))?;
-    for (i, f) in out.faults.iter().enumerate() {
-        println!(
-            "fault {i}: {}",
-            serde_json::to_string(f).unwrap_or_default()
-        );
-    }
-    println!(
-        "workload: {} adds, {} acknowledged; {} linearizable reads, {} returned, {} refused by \
-         followers; converged {} after the last heal",
-        out.workload.invoked,
-        out.workload.acked,
-        out.reads.invoked,
-        out.reads.ok,
-        out.reads.refused,
-        out.converged
-            .map_or("never".to_string(), |d| format!("{:.1}s", d.as_secs_f64()))
-    );
+    println!("{}", out.summary());
     std::fs::copy(&out.history, &args.history_out)
         .map_err(|e| format!("copying the history to {}: {e}", args.history_out.display()))?;
     println!("history: {}", args.history_out.display());

@@ -91,6 +91,31 @@ pub struct Tier1Outcome {
     pub history: PathBuf,
 }
 
+impl Tier1Outcome {
+    /// What a run did, for people: one line per fault, then the workload's figures.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for (i, f) in self.faults.iter().enumerate() {
+            out.push_str(&format!(
+                "fault {i}: {}\n",
+                serde_json::to_string(f).unwrap_or_default()
+            ));
+        }
+        out.push_str(&format!(
+            "workload: {} adds, {} acknowledged; {} linearizable reads, {} returned, {} refused \
+             by followers; converged {} after the last heal",
+            self.workload.invoked,
+            self.workload.acked,
+            self.reads.invoked,
+            self.reads.ok,
+            self.reads.refused,
+            self.converged
+                .map_or("never".to_string(), |d| format!("{:.1}s", d.as_secs_f64()))
+        ));
+        out
+    }
+}
+
 /// Sets the flags when dropped, so helper threads stop even when the run fails.
 struct StopOnDrop<'a>(&'a [&'a AtomicBool]);
 

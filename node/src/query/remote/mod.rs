@@ -318,38 +318,26 @@ impl Federation {
         maxt: i64,
         warn: &Warnings,
     ) -> Result<Option<Vec<String>>, QueryError> {
-        let Some(Targets {
-            remote: targets,
-            local,
-        }) = self.targets(matchers, mint, maxt, warn).await?
-        else {
-            return Ok(None);
-        };
-        let answers = futures::future::join_all(
-            targets
-                .iter()
-                .map(|t| t.endpoint.label_names(matchers, mint, maxt)),
-        )
-        .await;
-        let mut out = BTreeSet::new();
-        if let Some(b) = &local {
-            out.extend(b.label_names(matchers, mint, maxt).await?);
-        }
-        for a in answers {
-            match a {
-                Ok((names, warnings)) => {
-                    out.extend(names);
-                    warnings.into_iter().for_each(|w| warn.push(w));
-                }
-                Err(e) => self.fail(e, warn)?,
-            }
-        }
-        Ok(Some(out.into_iter().collect()))
+        self.label_strings(None, matchers, mint, maxt, warn).await
     }
 
     async fn label_values_with(
         &self,
         name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        warn: &Warnings,
+    ) -> Result<Option<Vec<String>>, QueryError> {
+        self.label_strings(Some(name), matchers, mint, maxt, warn)
+            .await
+    }
+
+    /// Label names (`name` is `None`) or the values of label `name`, from every store that may
+    /// hold matching series, merged and sorted; `None` when there is no store at all.
+    async fn label_strings(
+        &self,
+        name: Option<&str>,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
@@ -362,20 +350,24 @@ impl Federation {
         else {
             return Ok(None);
         };
-        let answers = futures::future::join_all(
-            targets
-                .iter()
-                .map(|t| t.endpoint.label_values(name, matchers, mint, maxt)),
-        )
+        let answers = futures::future::join_all(targets.iter().map(|t| async move {
+            match name {
+                None => t.endpoint.label_names(matchers, mint, maxt).await,
+                Some(n) => t.endpoint.label_values(n, matchers, mint, maxt).await,
+            }
+        }))
         .await;
         let mut out = BTreeSet::new();
         if let Some(b) = &local {
-            out.extend(b.label_values(name, matchers, mint, maxt).await?);
+            out.extend(match name {
+                None => b.label_names(matchers, mint, maxt).await?,
+                Some(n) => b.label_values(n, matchers, mint, maxt).await?,
+            });
         }
         for a in answers {
             match a {
-                Ok((values, warnings)) => {
-                    out.extend(values);
+                Ok((strings, warnings)) => {
+                    out.extend(strings);
                     warnings.into_iter().for_each(|w| warn.push(w));
                 }
                 Err(e) => self.fail(e, warn)?,
