@@ -79,6 +79,11 @@ impl Discovery {
         Ok(Discovery { specs, resolver })
     }
 
+    /// Whether no peer was given at all (a lone node).
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
     /// Every peer address now. A DNS name that fails or resolves to nothing is logged and left
     /// out of this round (the caller retries), never an error.
     pub async fn resolve(&self) -> BTreeSet<PeerAddr> {
@@ -152,17 +157,27 @@ impl std::fmt::Display for PeerAddr {
 }
 
 /// The advertise address when `--cluster.advertise-address` is not given: the gRPC listen
-/// address when it names a host, else the first resolved peer address that is on this machine
-/// and has the listen port.
+/// address when it names a host; loopback for a lone bootstrapping node (no peer will ever
+/// dial it, and a later joiner is told the address in `cluster status`); else the first
+/// resolved peer address that is on this machine and has the listen port.
 pub async fn derive_advertise_address(
     grpc_listen: &str,
     discovery: &Discovery,
+    bootstrap: bool,
 ) -> anyhow::Result<String> {
     let listen: SocketAddr = grpc_listen
         .parse()
         .with_context(|| format!("--grpc-address {grpc_listen:?} is not host:port"))?;
     if !listen.ip().is_unspecified() {
         return Ok(listen.to_string());
+    }
+    if bootstrap && discovery.is_empty() {
+        let loopback = if listen.is_ipv4() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        };
+        return Ok(SocketAddr::new(loopback, listen.port()).to_string());
     }
     for peer in discovery.resolve().await {
         if let Ok(sa) = peer.as_str().parse::<SocketAddr>() {
@@ -228,11 +243,27 @@ mod tests {
         let got: Vec<String> = d.resolve().await.iter().map(|p| p.to_string()).collect();
         assert_eq!(got, vec!["127.0.0.1:4".to_string()]);
         assert_eq!(
-            derive_advertise_address("0.0.0.0:4", &d)
+            derive_advertise_address("0.0.0.0:4", &d, false)
                 .await
                 .expect("derived"),
             "127.0.0.1:4"
         );
-        assert!(derive_advertise_address("0.0.0.0:5", &d).await.is_err());
+        assert!(derive_advertise_address("0.0.0.0:5", &d, false)
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_lone_bootstrapping_node_advertises_loopback_and_a_lone_joiner_is_refused() {
+        let lone = Discovery::new(vec![]).expect("discovery");
+        assert_eq!(
+            derive_advertise_address("0.0.0.0:10901", &lone, true)
+                .await
+                .expect("derived"),
+            "127.0.0.1:10901"
+        );
+        assert!(derive_advertise_address("0.0.0.0:10901", &lone, false)
+            .await
+            .is_err());
     }
 }

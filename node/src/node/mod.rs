@@ -148,7 +148,7 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     let discovery = Arc::new(Discovery::new(args.peers.clone())?);
     let advertise = match &args.advertise_address {
         Some(a) => a.clone(),
-        None => derive_advertise_address(&args.grpc_address, &discovery).await?,
+        None => derive_advertise_address(&args.grpc_address, &discovery, args.bootstrap).await?,
     };
     let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_address)
         .await
