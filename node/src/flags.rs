@@ -3,7 +3,9 @@
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use storage::bucket::{open_from_flags, Bucket, BucketMetrics, BucketOptions};
+use storage::bucket::{
+    open_existing_from_flags, open_from_flags, Bucket, BucketMetrics, BucketOptions,
+};
 
 /// Where the bucket is: Thanos' objstore flags, or the embedded default under `--data-dir`.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,11 +26,26 @@ pub struct ObjstoreFlags {
 }
 
 impl ObjstoreFlags {
-    /// Opens the configured bucket with retries, timeouts and metrics.
+    /// Opens the configured bucket with retries, timeouts and metrics, creating a FILESYSTEM
+    /// bucket's directory (for writers: upload, generate, sidecar, compactor).
     pub fn open(&self) -> anyhow::Result<Arc<dyn Bucket>> {
+        self.open_with(false)
+    }
+
+    /// Opens the configured bucket for reading: a FILESYSTEM bucket's directory must exist.
+    pub fn open_existing(&self) -> anyhow::Result<Arc<dyn Bucket>> {
+        self.open_with(true)
+    }
+
+    fn open_with(&self, must_exist: bool) -> anyhow::Result<Arc<dyn Bucket>> {
         let registry = prometheus::Registry::new();
         let metrics = BucketMetrics::register(&registry).context("registering bucket metrics")?;
-        let bucket = open_from_flags(
+        let open = if must_exist {
+            open_existing_from_flags
+        } else {
+            open_from_flags
+        };
+        let bucket = open(
             self.config_file.as_deref(),
             self.config.as_deref(),
             &self.data_dir,

@@ -2,10 +2,15 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-/// RFC 3339 UTC time of a millisecond timestamp, with milliseconds only when non-zero.
+/// First millisecond after 9999-12-31T23:59:59.999Z, beyond which RFC 3339 has no year.
+const RFC3339_END_MS: u64 = 253_402_300_800_000;
+
+/// RFC 3339 UTC time of a millisecond timestamp, with milliseconds only when non-zero; times
+/// RFC 3339 cannot write (before 1970, after year 9999) as the raw number with `ms`.
 pub fn time_ms(t: i64) -> String {
-    let Ok(ms) = u64::try_from(t) else {
-        return format!("{t}ms");
+    let ms = match u64::try_from(t) {
+        Ok(ms) if ms < RFC3339_END_MS => ms,
+        _ => return format!("{t}ms"),
     };
     let at = UNIX_EPOCH + Duration::from_millis(ms);
     if ms % 1000 == 0 {
@@ -93,6 +98,15 @@ mod tests {
         assert_eq!(comma(999), "999");
         assert_eq!(time_ms(1_700_000_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(time_ms(1_700_000_000_005), "2023-11-14T22:13:20.005Z");
+    }
+
+    #[test]
+    fn times_rfc3339_cannot_write_fall_back_to_milliseconds() {
+        assert_eq!(time_ms(i64::MIN), "-9223372036854775808ms");
+        assert_eq!(time_ms(i64::MAX), "9223372036854775807ms");
+        assert_eq!(time_ms(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(time_ms(253_402_300_800_000), "253402300800000ms");
+        assert_eq!(go_duration_ms(i64::MIN), "-2562047788015h12m55.808s");
     }
 
     #[test]

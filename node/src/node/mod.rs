@@ -193,8 +193,15 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     let registry = prometheus::Registry::new();
     let mut tasks = Vec::new();
     let store = if roles.contains("store") {
+        // A node that only reads the bucket must not conjure up an empty one from a typo.
+        let writes = roles.contains("compact") || roles.contains("sidecar");
+        let bucket = if writes {
+            args.objstore.open()?
+        } else {
+            args.objstore.open_existing()?
+        };
         let catalog = Arc::new(
-            store::Catalog::new(args.objstore.open()?, &registry)
+            store::Catalog::new(bucket, &registry)
                 .context("registering store metrics")?,
         );
         tasks.push(spawn(Box::pin(store::run_sync_loop(

@@ -22,7 +22,7 @@ use remote::{FederatedSource, Federation, RegistryStores};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use storage::bucket::{open_from_flags, BucketMetrics, BucketOptions};
+use storage::bucket::{open_existing_from_flags, open_from_flags, BucketMetrics, BucketOptions};
 
 /// Flags of `strata query` (Thanos' names and Prometheus' defaults).
 #[derive(Debug, Clone, clap::Args)]
@@ -170,7 +170,7 @@ pub fn build(
     })?;
     let endpoints = args.endpoints.all();
     let blocks = if endpoints.is_empty() || stores.is_some() {
-        Some(open_blocks(args, &registry)?)
+        Some(open_blocks(args, &registry, stores.is_none())?)
     } else {
         tracing::info!(endpoints = ?endpoints, "answering from StoreAPI endpoints");
         None
@@ -198,10 +198,20 @@ pub fn build(
     Ok(Embedded { state, blocks })
 }
 
-/// Opens the bucket for the embedded mode.
-fn open_blocks(args: &QueryArgs, registry: &prometheus::Registry) -> anyhow::Result<Arc<BlockSet>> {
+/// Opens the bucket for the embedded mode; `must_exist` (a standalone querier, which only
+/// reads) refuses a FILESYSTEM bucket directory that does not exist.
+fn open_blocks(
+    args: &QueryArgs,
+    registry: &prometheus::Registry,
+    must_exist: bool,
+) -> anyhow::Result<Arc<BlockSet>> {
     let bucket_metrics = BucketMetrics::register(registry).context("registering bucket metrics")?;
-    let bucket = open_from_flags(
+    let open = if must_exist {
+        open_existing_from_flags
+    } else {
+        open_from_flags
+    };
+    let bucket = open(
         args.objstore.config_file.as_deref(),
         args.objstore.config.as_deref(),
         &args.objstore.data_dir,

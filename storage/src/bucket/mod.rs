@@ -27,7 +27,10 @@ pub use backend::ObjectStoreBucket;
 pub use config::BucketConfig;
 pub use metrics::BucketMetrics;
 pub use object::BucketObject;
-pub use open::{open_backend, open_bucket, open_from_flags, BucketOptions};
+pub use open::{
+    open_backend, open_bucket, open_existing_from_flags, open_from_flags, require_existing,
+    BucketOptions,
+};
 
 use async_trait::async_trait;
 use bytes::Bytes;

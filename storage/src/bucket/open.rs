@@ -174,8 +174,51 @@ fn client_options(s3: &S3Config) -> ClientOptions {
     }
 }
 
+/// Fails, naming the directory, when a FILESYSTEM bucket's directory does not exist. Readers
+/// call it before opening: opening creates the directory (as writers need), and a bucket made
+/// empty that way would read as "no blocks" instead of as the typo it is. Other backends pass
+/// (a missing S3 bucket fails at its first listing).
+pub fn require_existing(config: &BucketConfig) -> Result<(), BucketError> {
+    let BackendConfig::Filesystem(fs) = &config.backend else {
+        return Ok(());
+    };
+    let dir = &fs.directory;
+    match std::fs::metadata(dir) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(config_error(
+            &dir.display().to_string(),
+            "the bucket directory is not a directory".into(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BucketError::new(
+            ErrorKind::NotFound,
+            "open",
+            dir.display().to_string(),
+            "the bucket directory does not exist",
+        )),
+        Err(e) => Err(BucketError::new(
+            ErrorKind::LocalIo,
+            "open",
+            dir.display().to_string(),
+            format!("cannot read the bucket directory: {e}"),
+        )),
+    }
+}
+
+/// Like [`open_from_flags`] for readers: a FILESYSTEM bucket's directory must already exist.
+pub fn open_existing_from_flags(
+    config_file: Option<&Path>,
+    inline: Option<&str>,
+    data_dir: &Path,
+    opts: &BucketOptions,
+    metrics: &BucketMetrics,
+) -> Result<Arc<dyn Bucket>, BucketError> {
+    let config = BucketConfig::from_flags(config_file, inline, data_dir)?;
+    require_existing(&config)?;
+    open_bucket(&config, opts, metrics)
+}
+
 /// Opens the bucket the flags select (file, inline YAML, or `<data_dir>/bucket`) with the
-/// standard stack.
+/// standard stack, creating a FILESYSTEM bucket's directory (for writers).
 pub fn open_from_flags(
     config_file: Option<&Path>,
     inline: Option<&str>,
@@ -238,6 +281,33 @@ mod tests {
                 .join("index")
         );
         assert_eq!(std::fs::read(&local).unwrap(), b"xyz");
+    }
+
+    #[test]
+    fn readers_refuse_a_missing_filesystem_directory_writers_create_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("no-such-bucket");
+        let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", dir.display());
+        let config = BucketConfig::parse(&yaml, "test").expect("config");
+        let err = require_existing(&config).expect_err("missing directory");
+        assert_eq!(err.kind, ErrorKind::NotFound);
+        assert!(
+            err.to_string().contains(&dir.display().to_string()),
+            "names the directory: {err}"
+        );
+        assert!(!dir.exists(), "a reader's check creates nothing");
+        let metrics = BucketMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        open_bucket(&config, &BucketOptions::default(), &metrics).expect("writers open");
+        assert!(dir.is_dir(), "a writer's open creates the directory");
+        require_existing(&config).expect("now it exists");
+        let file = tmp.path().join("a-file");
+        std::fs::write(&file, b"x").expect("write");
+        let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", file.display());
+        let config = BucketConfig::parse(&yaml, "test").expect("config");
+        assert_eq!(
+            require_existing(&config).expect_err("a file").kind,
+            ErrorKind::Config
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Row {
             ulid: m.ulid.to_string(),
             min_time: m.min_time,
             max_time: m.max_time,
-            range_ms: m.max_time - m.min_time,
+            range_ms: m.max_time.saturating_sub(m.min_time),
             series: m.stats.num_series,
             samples: m.stats.num_samples,
             chunks: m.stats.num_chunks,
@@ -86,7 +86,7 @@ impl Row {
 
 /// Prints every block's metadata, sorted by labels then time.
 pub async fn run(objstore: &ObjstoreFlags, output: Output) -> anyhow::Result<ExitCode> {
-    let bucket = objstore.open()?;
+    let bucket = objstore.open_existing()?;
     let fetched = storage::bucket::blocks::fetch_metas(bucket.as_ref()).await?;
     for (id, err) in &fetched.corrupt {
         tracing::warn!(block = %id, "skipping block with unreadable meta.json: {err}");

@@ -8,7 +8,7 @@ use storage::block::BlockMeta;
 
 /// Lists the bucket's blocks: a line each, or each meta.json as one JSON line with `-o json`.
 pub async fn run(objstore: &ObjstoreFlags, output: Output) -> anyhow::Result<ExitCode> {
-    let bucket = objstore.open()?;
+    let bucket = objstore.open_existing()?;
     let fetched = storage::bucket::blocks::fetch_metas(bucket.as_ref()).await?;
     for (id, err) in &fetched.corrupt {
         tracing::warn!(block = %id, "skipping block with unreadable meta.json: {err}");
@@ -28,7 +28,7 @@ fn line(meta: &BlockMeta) -> String {
         meta.ulid,
         time_ms(meta.min_time),
         time_ms(meta.max_time),
-        go_duration_ms(meta.max_time - meta.min_time),
+        go_duration_ms(meta.max_time.saturating_sub(meta.min_time)),
         meta.compaction.level,
         meta.resolution(),
         meta.thanos

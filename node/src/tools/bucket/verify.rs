@@ -7,7 +7,7 @@ use storage::block::verify::{find_overlaps, verify_block};
 
 /// Verifies the blocks (all, or those in `ids`), printing one line per issue.
 pub async fn run(objstore: &ObjstoreFlags, ids: &[String]) -> anyhow::Result<ExitCode> {
-    let bucket = objstore.open()?;
+    let bucket = objstore.open_existing()?;
     let fetched = storage::bucket::blocks::fetch_metas(bucket.as_ref()).await?;
     let wanted = |id: &str| ids.is_empty() || ids.iter().any(|i| i == id);
     let mut issues: Vec<String> = Vec::new();
