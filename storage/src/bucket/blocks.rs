@@ -12,7 +12,6 @@ use super::{Bucket, BucketError};
 use crate::block::error::{BlockError, FileLocation};
 use crate::block::meta::{BlockFile, BlockMeta, META_FILENAME};
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use ulid::Ulid;
@@ -21,8 +20,6 @@ use ulid::Ulid;
 pub const INDEX_FILENAME: &str = "index";
 /// Name of the chunk segment directory.
 pub const CHUNKS_DIRNAME: &str = "chunks";
-/// How many meta.json reads `fetch_metas` runs at once.
-const FETCH_CONCURRENCY: usize = 32;
 
 /// Progress of `upload_block`, reported after each file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,50 +160,15 @@ pub struct FetchedMetas {
     pub corrupt: Vec<(Ulid, BlockError)>,
 }
 
-enum Fetched {
-    Meta(Box<BlockMeta>),
-    Partial,
-    Corrupt(BlockError),
-}
-
-/// Reads every block's meta.json. A bucket failure fails the whole fetch (so a flaky listing
-/// never looks like missing blocks); a damaged meta.json only lands its block in `corrupt`.
+/// Reads every block's meta.json, without filters: [`super::fetcher::MetaFetcher`] in the
+/// shape older callers use. A bucket failure fails the whole fetch (so a flaky listing never
+/// looks like missing blocks); a damaged meta.json only lands its block in `corrupt`.
 pub async fn fetch_metas(bucket: &dyn Bucket) -> Result<FetchedMetas, BucketError> {
-    let ids = list_block_ids(bucket).await?;
-    let results: Vec<(Ulid, Fetched)> = futures::stream::iter(ids)
-        .map(|id| async move { fetch_one(bucket, id).await.map(|f| (id, f)) })
-        .buffer_unordered(FETCH_CONCURRENCY)
-        .try_collect()
-        .await?;
-    let mut out = FetchedMetas::default();
-    for (id, f) in results {
-        match f {
-            Fetched::Meta(m) => {
-                out.metas.insert(id, *m);
-            }
-            Fetched::Partial => out.partial.push(id),
-            Fetched::Corrupt(e) => out.corrupt.push((id, e)),
-        }
-    }
-    out.partial.sort();
-    out.corrupt.sort_by_key(|c| c.0);
-    Ok(out)
-}
-
-async fn fetch_one(bucket: &dyn Bucket, id: Ulid) -> Result<Fetched, BucketError> {
-    let block = id.to_string();
-    let data = match bucket.get(&format!("{block}/{META_FILENAME}")).await {
-        Ok(d) => d,
-        Err(e) if e.is_not_found() => return Ok(Fetched::Partial),
-        Err(e) => return Err(e),
-    };
-    Ok(match BlockMeta::parse(&block, &data) {
-        Ok(m) if m.ulid != id => Fetched::Corrupt(
-            FileLocation::new(&block, META_FILENAME)
-                .corrupt(format!("names block {} instead", m.ulid)),
-        ),
-        Ok(m) => Fetched::Meta(Box::new(m)),
-        Err(e) => Fetched::Corrupt(e),
+    let f = super::fetcher::read_all(bucket).await?;
+    Ok(FetchedMetas {
+        metas: f.metas,
+        partial: f.partial,
+        corrupt: f.failed.into_iter().collect(),
     })
 }
 

@@ -9,6 +9,7 @@
 //! - `retry`, `timeout`, `metrics`, `fault`: decorators.
 //! - `object`: one object as a `RangeSource` for the block reader.
 //! - `blocks`, `marks`: Thanos' block layout, uploads, metas and marker files.
+//! - `fetcher`: the one block-metadata fetcher with Thanos-style filters.
 
 pub mod backend;
 pub mod blocks;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod duration;
 mod errors;
 pub mod fault;
+pub mod fetcher;
 pub mod marks;
 pub mod metrics;
 pub mod object;

@@ -287,7 +287,10 @@ mod tests {
     fn readers_refuse_a_missing_filesystem_directory_writers_create_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("no-such-bucket");
-        let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", dir.display());
+        let yaml = format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            dir.display()
+        );
         let config = BucketConfig::parse(&yaml, "test").expect("config");
         let err = require_existing(&config).expect_err("missing directory");
         assert_eq!(err.kind, ErrorKind::NotFound);
@@ -302,7 +305,10 @@ mod tests {
         require_existing(&config).expect("now it exists");
         let file = tmp.path().join("a-file");
         std::fs::write(&file, b"x").expect("write");
-        let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", file.display());
+        let yaml = format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            file.display()
+        );
         let config = BucketConfig::parse(&yaml, "test").expect("config");
         assert_eq!(
             require_existing(&config).expect_err("a file").kind,
