@@ -200,10 +200,8 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         } else {
             args.objstore.open_existing()?
         };
-        let catalog = Arc::new(
-            store::Catalog::new(bucket, &registry)
-                .context("registering store metrics")?,
-        );
+        let catalog =
+            Arc::new(store::Catalog::new(bucket, &registry).context("registering store metrics")?);
         tasks.push(spawn(Box::pin(store::run_sync_loop(
             catalog.clone(),
             args.sync_interval,

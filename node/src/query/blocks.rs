@@ -2,6 +2,7 @@
 //! in the bucket, kept in step with the bucket by periodic syncs.
 
 use super::merge::{match_external, merge_samples, ExternalMatch};
+use super::skipped::{SkippedBlock, SkippedBlocks};
 use crate::http::SeriesSource;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -11,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use storage::block::{Block, BlockError, BlockMeta};
-use storage::bucket::blocks::fetch_metas;
+use storage::bucket::fetcher::{
+    filters::system_clock, DeletionMarkFilter, MetaFetcher, ResolutionFilter,
+};
 use storage::bucket::Bucket;
 use storage::labels::Labels;
 use storage::matcher::Matcher;
@@ -172,9 +175,44 @@ impl BlockSetMetrics {
     }
 }
 
+/// Thanos' default `--ignore-deletion-marks-delay`: a block marked for deletion is still served
+/// this long, so queries in flight when the compactor marks it are not cut short.
+pub(crate) const IGNORE_DELETION_MARKS_DELAY_MS: i64 = 24 * 3600 * 1000;
+
+/// The fetcher readers use: raw blocks, not marked for deletion longer than Thanos' delay.
+pub(crate) fn reader_fetcher(bucket: Arc<dyn Bucket>) -> MetaFetcher {
+    MetaFetcher::new(bucket)
+        .with_filter(DeletionMarkFilter {
+            delay_ms: IGNORE_DELETION_MARKS_DELAY_MS,
+            clock: system_clock(),
+        })
+        // Only raw data is read for now.
+        .with_filter(ResolutionFilter { keep: vec![0] })
+}
+
+/// One sync's blocks that could not be used: unreadable meta.json (no time range), and blocks
+/// that failed to open (with their meta's range).
+pub(crate) fn skipped_at_sync(
+    meta_failures: &BTreeMap<Ulid, BlockError>,
+    open_failures: &[(Ulid, BlockError)],
+    ranges: &BTreeMap<Ulid, (i64, i64)>,
+) -> Vec<SkippedBlock> {
+    meta_failures
+        .iter()
+        .map(|(id, e)| SkippedBlock::new(*id, e, None))
+        .chain(
+            open_failures
+                .iter()
+                .map(|(id, e)| SkippedBlock::new(*id, e, ranges.get(id).copied())),
+        )
+        .collect()
+}
+
 /// Every raw block of a bucket, opened for queries.
 pub struct BlockSet {
     bucket: Arc<dyn Bucket>,
+    fetcher: MetaFetcher,
+    skipped: SkippedBlocks,
     blocks: RwLock<Arc<BTreeMap<Ulid, Arc<LoadedBlock>>>>,
     ready: AtomicBool,
     metrics: BlockSetMetrics,
@@ -198,6 +236,8 @@ impl BlockSet {
     /// An empty, not yet ready set over `bucket`; its metrics go to `registry`.
     pub fn new(bucket: Arc<dyn Bucket>, registry: &Registry) -> Result<Self, prometheus::Error> {
         Ok(BlockSet {
+            fetcher: reader_fetcher(bucket.clone()),
+            skipped: SkippedBlocks::new("strata_query_blocks_skipped", "query", registry)?,
             bucket,
             blocks: RwLock::new(Arc::new(BTreeMap::new())),
             ready: AtomicBool::new(false),
@@ -225,16 +265,18 @@ impl BlockSet {
     /// skipped because the embedded mode reads raw data only. The set is ready after the first
     /// sync that could list the bucket.
     pub async fn sync(&self) -> Result<(), storage::bucket::BucketError> {
-        let fetched = match fetch_metas(self.bucket.as_ref()).await {
+        let fetched = match self.fetcher.fetch().await {
             Ok(f) => f,
             Err(e) => {
                 self.metrics.syncs.with_label_values(&["error"]).inc();
                 return Err(e);
             }
         };
-        for (id, e) in &fetched.corrupt {
-            tracing::warn!(block = %id, error = %e, "skipping block with unreadable meta.json");
-        }
+        let ranges: BTreeMap<Ulid, (i64, i64)> = fetched
+            .metas
+            .values()
+            .map(|m| (m.ulid, (m.min_time, m.max_time)))
+            .collect();
         let (next, failed) = refresh_open_blocks(
             &self.bucket,
             fetched.metas.into_values(),
@@ -246,10 +288,9 @@ impl BlockSet {
             },
         )
         .await;
-        for (id, e) in failed {
-            self.metrics.load_failures.inc();
-            tracing::warn!(block = %id, error = %e, "cannot open block; skipping it");
-        }
+        self.metrics.load_failures.inc_by(failed.len() as u64);
+        self.skipped
+            .update(skipped_at_sync(&fetched.failed, &failed, &ranges));
         let count = next.len();
         match self.blocks.write() {
             Ok(mut g) => *g = Arc::new(next),
@@ -261,6 +302,12 @@ impl BlockSet {
             tracing::info!(blocks = count, "blocks loaded; ready");
         }
         Ok(())
+    }
+
+    /// Warnings naming the blocks skipped at the last sync that an answer over `[mint, maxt]`
+    /// needed.
+    pub fn skip_warnings(&self, mint: i64, maxt: i64) -> Vec<String> {
+        self.skipped.warnings(mint, maxt)
     }
 
     /// Label sets (external labels applied) of the series the matchers select in blocks

@@ -11,6 +11,7 @@
 pub(crate) mod blocks;
 pub(crate) mod merge;
 pub mod remote;
+pub(crate) mod skipped;
 
 use crate::flags::{EndpointFlags, ObjstoreFlags};
 use crate::http::params::{format_prometheus_duration, parse_prometheus_duration};

@@ -1,17 +1,22 @@
 //! The store role's blocks: every raw block of the bucket opened, kept in step with the bucket
 //! by periodic syncs (the store gateway's meta sync).
 //!
+//! Blocks come from the shared metadata fetcher (deletion marks honoured after Thanos' 24 h
+//! delay); blocks that cannot be read are skipped, counted and named in Series warnings.
+//!
 //! Unfinished: downsampled blocks are skipped (no aggregate chunks over the wire yet), blocks
-//! are opened whole at sync (no lazy index headers), and deletion marks are not consulted.
+//! are opened whole at sync (no lazy index headers), and `--ignore-deletion-marks-delay`,
+//! `--consistency-delay`, `--min-time`/`--max-time` and selector relabelling are not flags yet.
 
-use crate::query::blocks::refresh_open_blocks;
+use crate::query::blocks::{reader_fetcher, refresh_open_blocks, skipped_at_sync};
+use crate::query::skipped::SkippedBlocks;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use storage::block::Block;
-use storage::bucket::blocks::fetch_metas;
+use storage::bucket::fetcher::MetaFetcher;
 use storage::bucket::{Bucket, BucketError};
 use storage::labels::Labels;
 use tokio::sync::watch;
@@ -48,6 +53,8 @@ pub struct Coverage {
 /// The store's block set.
 pub struct Catalog {
     bucket: Arc<dyn Bucket>,
+    fetcher: MetaFetcher,
+    skipped: SkippedBlocks,
     blocks: RwLock<Arc<BTreeMap<Ulid, Arc<StoreBlock>>>>,
     ready: AtomicBool,
     loaded: IntGauge,
@@ -80,6 +87,8 @@ impl Catalog {
         registry.register(Box::new(loaded.clone()))?;
         registry.register(Box::new(syncs.clone()))?;
         Ok(Catalog {
+            fetcher: reader_fetcher(bucket.clone()),
+            skipped: SkippedBlocks::new("strata_store_blocks_skipped", "store", registry)?,
             bucket,
             blocks: RwLock::new(Arc::new(BTreeMap::new())),
             ready: AtomicBool::new(false),
@@ -103,6 +112,12 @@ impl Catalog {
             .filter(|b| b.overlaps(mint, maxt))
             .cloned()
             .collect()
+    }
+
+    /// Warnings naming the blocks skipped at the last sync that an answer over `[mint, maxt]`
+    /// needed.
+    pub fn skip_warnings(&self, mint: i64, maxt: i64) -> Vec<String> {
+        self.skipped.warnings(mint, maxt)
     }
 
     /// Whether the first sync succeeded.
@@ -132,16 +147,18 @@ impl Catalog {
     /// Opens blocks that appeared in the bucket and forgets blocks that left it; blocks that
     /// fail to open are logged, skipped and retried next sync.
     pub async fn sync(&self) -> Result<(), BucketError> {
-        let fetched = match fetch_metas(self.bucket.as_ref()).await {
+        let fetched = match self.fetcher.fetch().await {
             Ok(f) => f,
             Err(e) => {
                 self.syncs.with_label_values(&["error"]).inc();
                 return Err(e);
             }
         };
-        for (id, e) in &fetched.corrupt {
-            tracing::warn!(block = %id, error = %e, "store: skipping block with unreadable meta.json");
-        }
+        let ranges: BTreeMap<Ulid, (i64, i64)> = fetched
+            .metas
+            .values()
+            .map(|m| (m.ulid, (m.min_time, m.max_time)))
+            .collect();
         let (next, failed) = refresh_open_blocks(
             &self.bucket,
             fetched.metas.into_values(),
@@ -152,9 +169,8 @@ impl Catalog {
             },
         )
         .await;
-        for (id, e) in failed {
-            tracing::warn!(block = %id, error = %e, "store: cannot open block; skipping it");
-        }
+        self.skipped
+            .update(skipped_at_sync(&fetched.failed, &failed, &ranges));
         let count = next.len();
         match self.blocks.write() {
             Ok(mut g) => *g = Arc::new(next),

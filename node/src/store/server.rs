@@ -2,7 +2,8 @@
 //!
 //! Errors are gRPC statuses: a bad matcher or time range is `InvalidArgument`, a store whose
 //! blocks are not loaded yet is `Unavailable`, an unreadable block is `Internal` (naming the
-//! block; details in the log).
+//! block; details in the log). Blocks the catalog skipped as unreadable are named in warnings
+//! (a `warning` Series frame, the `warnings` of label answers) when the range needed them.
 //!
 //! Unfinished: hints (queried blocks, query stats), `without_replica_labels`, sharding
 //! (`shard_info`), aggregates of downsampled blocks, chunk hashes (always 0), request limits
@@ -231,8 +232,20 @@ impl Store for StoreService {
             frame_bytes: self.frame_bytes,
             batch: usize::try_from(r.response_batch_size).unwrap_or(0),
         };
+        let warnings = self.catalog.skip_warnings(r.min_time, r.max_time);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream_series(selected, framing, tx));
+        tokio::spawn(async move {
+            // Warnings first (Thanos sends them as they arise): a skipped block the range needed.
+            for w in warnings {
+                let frame = SeriesResponse {
+                    result: Some(series_response::Result::Warning(w)),
+                };
+                if tx.send(Ok(frame)).await.is_err() {
+                    return;
+                }
+            }
+            stream_series(selected, framing, tx).await
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -261,7 +274,7 @@ impl Store for StoreService {
         }
         Ok(Response::new(pb::LabelNamesResponse {
             names: truncate(names.into_iter().collect(), r.limit),
-            warnings: Vec::new(),
+            warnings: self.catalog.skip_warnings(mint, maxt),
             hints: None,
         }))
     }
@@ -308,7 +321,7 @@ impl Store for StoreService {
         }
         Ok(Response::new(pb::LabelValuesResponse {
             values: truncate(values.into_iter().collect(), r.limit),
-            warnings: Vec::new(),
+            warnings: self.catalog.skip_warnings(mint, maxt),
             hints: None,
         }))
     }

@@ -214,6 +214,11 @@ impl Federation {
             }
             _ => None,
         };
+        if let Some(b) = &local {
+            b.skip_warnings(mint, maxt)
+                .into_iter()
+                .for_each(|w| warn.push(w));
+        }
         let metas = futures::future::join_all(addresses.iter().map(|a| self.meta(a))).await;
         let mut out = Vec::new();
         for r in metas {
@@ -376,9 +381,20 @@ impl Federation {
         Ok(Some(out.into_iter().collect()))
     }
 
-    fn no_store(&self, warn: &Warnings) -> Result<Option<&Arc<BlockSet>>, QueryError> {
+    fn no_store(
+        &self,
+        mint: i64,
+        maxt: i64,
+        warn: &Warnings,
+    ) -> Result<Option<&Arc<BlockSet>>, QueryError> {
         match &self.embedded {
-            Some(b) => Ok(Some(b)),
+            Some(b) => {
+                // Blocks the embedded set could not read make its answer partial.
+                b.skip_warnings(mint, maxt)
+                    .into_iter()
+                    .for_each(|w| warn.push(w));
+                Ok(Some(b))
+            }
             None => {
                 warn.push("no StoreAPI endpoint is known: the answer is empty".to_string());
                 Ok(None)

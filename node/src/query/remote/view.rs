@@ -62,7 +62,7 @@ impl Queryable for RequestView {
             .await?
         {
             Some(s) => Ok(s),
-            None => match f.no_store(&self.warnings)? {
+            None => match f.no_store(mint, maxt, &self.warnings)? {
                 Some(b) => b.select_within(matchers, mint, maxt, budget).await,
                 None => Ok(Vec::new()),
             },
@@ -81,7 +81,7 @@ impl Queryable for RequestView {
             .await?
         {
             Some(n) => Ok(n),
-            None => match f.no_store(&self.warnings)? {
+            None => match f.no_store(mint, maxt, &self.warnings)? {
                 Some(b) => b.label_names(matchers, mint, maxt).await,
                 None => Ok(Vec::new()),
             },
@@ -101,7 +101,7 @@ impl Queryable for RequestView {
             .await?
         {
             Some(v) => Ok(v),
-            None => match f.no_store(&self.warnings)? {
+            None => match f.no_store(mint, maxt, &self.warnings)? {
                 Some(b) => b.label_values(name, matchers, mint, maxt).await,
                 None => Ok(Vec::new()),
             },
@@ -130,7 +130,7 @@ impl SeriesSource for RequestView {
             .await?
         {
             Some(s) => Ok(s.into_iter().map(|s| s.labels).collect()),
-            None => match f.no_store(&self.warnings)? {
+            None => match f.no_store(mint, maxt, &self.warnings)? {
                 Some(b) => b.series(matchers, mint, maxt).await,
                 None => Ok(Vec::new()),
             },
