@@ -131,6 +131,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/-/ready", get(ready))
         .route("/metrics", get(metrics::expose))
         .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::instrument,
@@ -169,7 +170,58 @@ async fn require_ready(State(st): State<Arc<ApiState>>, req: Request, next: Next
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+    response::error_response(StatusCode::NOT_FOUND, "not_found", "404 page not found")
+}
+
+/// Longest non-JSON error body read to be re-wrapped (router and extractor rejections are a
+/// line of text).
+const REWRAP_LIMIT: usize = 64 << 10;
+
+/// Every client error answers in Prometheus' envelope (`{"status":"error","errorType":...,
+/// "error":...}`), also those the router and extractors produce as plain text or an empty body
+/// (405 method not allowed, 413 body too large, 415, 400 path rejections). Headers such as
+/// `Allow` are kept. 503 "Service Unavailable" before readiness stays plain, as Prometheus'.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let compressed = parts
+        .headers
+        .remove(axum::http::header::CONTENT_ENCODING)
+        .is_some();
+    let text = match axum::body::to_bytes(body, REWRAP_LIMIT).await {
+        Ok(b) if !compressed => String::from_utf8_lossy(&b).trim().to_string(),
+        _ => String::new(),
+    };
+    let message = if text.is_empty() {
+        format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("error")
+        )
+    } else {
+        text
+    };
+    let typ = if status == StatusCode::NOT_FOUND {
+        "not_found"
+    } else {
+        "bad_data"
+    };
+    let json = response::error_response(status, typ, &message);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, json.into_body())
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains connections.

@@ -352,7 +352,9 @@ pub fn parse_match_params(values: &[&str]) -> Result<Vec<Vec<Matcher>>, String> 
 
 /// Parses one series selector (`up{job="a"}`) into storage matchers.
 pub fn parse_series_selector(s: &str) -> Result<Vec<Matcher>, String> {
-    let expr = promql::engine::parse(s).map_err(|e| e.to_string())?;
+    // The parser's and regex compiler's messages quote the input whole: cut them.
+    let expr = promql::engine::parse(s)
+        .map_err(|e| super::response::bounded(&e.to_string(), 2 * MAX_QUOTED_CHARS).into_owned())?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!(
             "1:1: parse error: unexpected expression {}, expected a series selector",
@@ -382,14 +384,21 @@ fn convert_matcher(m: &promql_parser::label::Matcher) -> Result<Matcher, String>
         MatchOp::Re(_) => MatchKind::Regex,
         MatchOp::NotRe(_) => MatchKind::NotRegex,
     };
-    Matcher::new(kind, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())
+    Matcher::new(kind, m.name.clone(), m.value.clone())
+        .map_err(|e| super::response::bounded(&e.to_string(), 2 * MAX_QUOTED_CHARS).into_owned())
 }
 
-/// Go's `%q` for the strings we echo back (printable ASCII and UTF-8 kept as they are).
+/// Most characters of a client's input that an error message quotes.
+pub const MAX_QUOTED_CHARS: usize = 256;
+
+/// Go's `%q` for the strings we echo back (printable ASCII and UTF-8 kept as they are), of at
+/// most the first [`MAX_QUOTED_CHARS`] characters, then `...` after the closing quote.
 pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+    let cut = s.char_indices().nth(MAX_QUOTED_CHARS).map(|(at, _)| at);
+    let shown = cut.map_or(s, |at| &s[..at]);
+    let mut out = String::with_capacity(shown.len() + 5);
     out.push('"');
-    for c in s.chars() {
+    for c in shown.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -403,6 +412,9 @@ pub fn go_quote(s: &str) -> String {
         }
     }
     out.push('"');
+    if cut.is_some() {
+        out.push_str("...");
+    }
     out
 }
 
@@ -505,6 +517,22 @@ mod tests {
         assert_eq!(f.values("match[]"), vec!["a", "b"]);
         let plus = Form::new(None, Some("query=a+b%2Bc"));
         assert_eq!(plus.value("query"), "a b+c");
+    }
+
+    #[test]
+    fn quoted_input_is_cut_to_a_prefix() {
+        let long = "y".repeat(12_000);
+        let q = go_quote(&long);
+        assert_eq!(q.len(), MAX_QUOTED_CHARS + 5, "{q}");
+        assert!(q.ends_with("\"..."));
+        assert_eq!(go_quote("ab\"c"), "\"ab\\\"c\"");
+        let bad = format!("{{a=~\"({long}\"}}");
+        let e = parse_match_params(&[&bad]).expect_err("bad regex");
+        assert!(
+            e.len() < 2 * MAX_QUOTED_CHARS + 10,
+            "{} chars: {e}",
+            e.len()
+        );
     }
 
     #[test]

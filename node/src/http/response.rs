@@ -123,6 +123,27 @@ impl From<ApiError> for ApiResult {
     }
 }
 
+/// Longest `error` text answered; longer ones (a parser echoing a 12 kB matcher) are cut.
+pub const MAX_ERROR_CHARS: usize = 1024;
+
+/// `s` cut to its first `max` characters followed by `...` when longer.
+pub fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(s),
+        Some((at, _)) => std::borrow::Cow::Owned(format!("{}...", &s[..at])),
+    }
+}
+
+/// An error envelope with `status`; `typ` is Prometheus' errorType name.
+pub fn error_response(status: StatusCode, typ: &str, message: &str) -> Response {
+    let mut body = String::from("{\"status\":\"error\",\"errorType\":");
+    json::write_str(&mut body, typ);
+    body.push_str(",\"error\":");
+    json::write_str(&mut body, &bounded(message, MAX_ERROR_CHARS));
+    body.push('}');
+    json_response(status, body)
+}
+
 fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut().insert(
@@ -146,14 +167,7 @@ impl IntoResponse for ApiResult {
                 body.push('}');
                 json_response(StatusCode::OK, body)
             }
-            ApiResult::Error(e) => {
-                let mut body = String::from("{\"status\":\"error\",\"errorType\":\"");
-                body.push_str(e.typ.name());
-                body.push_str("\",\"error\":");
-                json::write_str(&mut body, &e.message);
-                body.push('}');
-                json_response(e.typ.status(), body)
-            }
+            ApiResult::Error(e) => error_response(e.typ.status(), e.typ.name(), &e.message),
             ApiResult::NoContent => StatusCode::NO_CONTENT.into_response(),
         }
     }
@@ -181,6 +195,16 @@ mod tests {
         }
         assert_eq!(ErrorType::Execution.status().as_u16(), 422);
         assert_eq!(ErrorType::Timeout.status().as_u16(), 503);
+    }
+
+    #[test]
+    fn long_texts_are_cut_to_a_prefix() {
+        assert_eq!(bounded("abc", 3), "abc");
+        assert_eq!(bounded("abcd", 3), "abc...");
+        assert_eq!(bounded("ééé", 2), "éé...");
+        let long = "x".repeat(12_000);
+        let e = ApiResult::Error(ApiError::bad_data(long)).into_response();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
