@@ -342,13 +342,13 @@ impl Sidecar {
         if !watched.is_empty() {
             let metrics = reloader::ReloaderMetrics::register(&self.registry)
                 .context("registering reloader metrics")?;
-            tasks.push(tokio::spawn(reloader::run(
+            let r = reloader::Reloader::new(
                 self.client.clone(),
                 watched,
                 self.args.reloader_interval,
                 metrics,
-                stop,
-            )));
+            );
+            tasks.push(tokio::spawn(r.run(stop)));
         }
         Ok(tasks)
     }

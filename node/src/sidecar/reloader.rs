@@ -74,15 +74,56 @@ impl ReloaderMetrics {
     }
 }
 
-/// Polls `watched` every `interval` and reloads Prometheus on a change, until `stop`.
-pub async fn run(
+/// Polls watched files and reloads Prometheus when they change.
+#[derive(Debug)]
+pub struct Reloader {
     client: PromClient,
     watched: Watched,
+    /// Fingerprint of the content Prometheus has loaded (as far as the reloader knows).
+    applied: u64,
+    interval: Duration,
+    metrics: ReloaderMetrics,
+}
+
+impl Reloader {
+    /// A reloader taking the current content as what Prometheus has loaded.
+    pub fn new(
+        client: PromClient,
+        watched: Watched,
+        interval: Duration,
+        metrics: ReloaderMetrics,
+    ) -> Self {
+        let applied = watched.fingerprint();
+        Reloader {
+            client,
+            watched,
+            applied,
+            interval,
+            metrics,
+        }
+    }
+
+    /// Polls every interval and reloads on a change, until `stop`.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let Reloader {
+            client,
+            watched,
+            applied,
+            interval,
+            metrics,
+        } = self;
+        poll(client, watched, applied, interval, metrics, stop).await
+    }
+}
+
+async fn poll(
+    client: PromClient,
+    watched: Watched,
+    mut applied: u64,
     interval: Duration,
     metrics: ReloaderMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut applied = watched.fingerprint();
     tracing::info!(config = ?watched.config_file, rule_dirs = ?watched.rule_dirs, ?interval, "reloader watching");
     let mut retry = Duration::from_secs(1);
     let mut wait = interval;
@@ -167,13 +208,8 @@ mod tests {
         let client = PromClient::new(&format!("http://127.0.0.1:{port}")).unwrap();
         let metrics = ReloaderMetrics::register(&Registry::new()).unwrap();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(
-            client,
-            watched,
-            Duration::from_millis(50),
-            metrics.clone(),
-            stop_rx,
-        ));
+        let reloader = Reloader::new(client, watched, Duration::from_millis(50), metrics.clone());
+        let task = tokio::spawn(reloader.run(stop_rx));
         let wait_for = |n: usize| {
             let hits = hits.clone();
             async move {
