@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/thanos/store/storepb/types.proto",
         "proto/thanos/store/storepb/rpc.proto",
         "proto/thanos/info/infopb/rpc.proto",
+        "proto/prometheus/prompb/types.proto",
+        "proto/prometheus/prompb/remote.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure().compile_fds(fds)?;

@@ -8,6 +8,7 @@ mod logging;
 mod node;
 mod progress;
 mod query;
+mod sidecar;
 mod store;
 mod tools;
 
@@ -34,6 +35,8 @@ enum Command {
     Query(Box<query::QueryArgs>),
     /// A symmetric cluster member (Raft group, store registry, and the roles in --role).
     Node(Box<node::NodeArgs>),
+    /// Next to one Prometheus: uploads its blocks, serves its recent data over the StoreAPI.
+    Sidecar(Box<sidecar::SidecarArgs>),
     /// Cluster inspection and administration.
     Cluster {
         #[command(subcommand)]
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Query(args) => query::run(*args).await,
             Command::Node(args) => node::run(*args).await,
+            Command::Sidecar(args) => sidecar::run_cli(*args).await,
             Command::Cluster { command } => command.run().await,
             Command::Tools { tool } => tool.run().await,
         }

@@ -1,6 +1,6 @@
 //! Protobuf definitions and generated code (Thanos StoreAPI, Prometheus remote read, Strata's
-//! cluster services). Prometheus' remote read and Thanos' hintspb, WriteableStore, Rules, Targets,
-//! Metadata, Exemplars, Query and Status services are not included yet.
+//! cluster services). Thanos' hintspb, WriteableStore, Rules, Targets, Metadata, Exemplars, Query
+//! and Status services and Prometheus' remote write are not included yet.
 
 /// Strata's Raft transport and cluster administration (`strata.raft.v1`).
 #[allow(missing_docs, clippy::all)]
@@ -19,4 +19,11 @@ pub mod thanos {
     pub mod info {
         tonic::include_proto!("thanos.info");
     }
+}
+
+/// Prometheus' remote read messages (`prometheus` package, prompb), wire-compatible with
+/// Prometheus 2.x: what the sidecar sends to `/api/v1/read` and decodes from its answers.
+#[allow(missing_docs, clippy::all)]
+pub mod prometheus {
+    tonic::include_proto!("prometheus");
 }
