@@ -1,0 +1,126 @@
+//! HTTP API parameters from outside: reading the form (URL query and form body), times,
+//! durations and `match[]` selectors never panics, and durations format back to themselves.
+//!
+//! node is a binary crate, so its `http/params.rs` is compiled into this target with a
+//! `#[path]` include; `ApiError` and `FORM_LIMIT` (all params.rs uses from its parent module)
+//! are re-declared below with node's definitions' shape.
+//!
+//! Input: the URL query string, a newline, then the form body. `match[]` values are at most
+//! 256 bytes and 16 brackets deep: deep nesting is the evaluation-depth work's (issue 12).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+#[allow(dead_code)]
+mod http {
+    /// node's `http::FORM_LIMIT`.
+    pub const FORM_LIMIT: usize = 10 << 20;
+
+    pub mod response {
+        /// node's `ApiError`, reduced to what params.rs builds.
+        #[derive(Debug)]
+        pub struct ApiError {
+            pub message: String,
+        }
+
+        impl ApiError {
+            pub fn bad_data(message: impl Into<String>) -> Self {
+                ApiError {
+                    message: message.into(),
+                }
+            }
+        }
+    }
+
+    #[path = "../../../node/src/http/params.rs"]
+    pub mod params;
+}
+
+use http::params::*;
+
+const MAX_SELECTOR_BYTES: usize = 256;
+const MAX_NESTING: usize = 16;
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime builds")
+    })
+}
+
+fn nesting(q: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for b in q.bytes() {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+fn check_duration(s: &str) {
+    let _ = parse_duration(s);
+    if let Some(ms) = parse_prometheus_duration(s) {
+        let formatted = format_prometheus_duration(ms);
+        assert_eq!(
+            parse_prometheus_duration(&formatted),
+            Some(ms),
+            "{s:?} parsed to {ms} ms, formatted as {formatted:?}"
+        );
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    let split = input.iter().position(|&b| b == b'\n').unwrap_or(input.len());
+    let query = String::from_utf8_lossy(&input[..split]);
+    let body = input.get(split + 1..).unwrap_or_default();
+
+    let form = Form::new(Some(body), Some(&query));
+    for name in ["time", "start", "end"] {
+        let _ = parse_time_param(&form, name, 0);
+    }
+    for name in ["step", "timeout", "lookback_delta"] {
+        check_duration(form.value(name));
+    }
+    let quoted = go_quote(form.value("query"));
+    assert!(quoted.starts_with('"') && quoted.ends_with('"') && quoted.len() >= 2);
+    let _ = is_valid_label_name(form.value("name"));
+    let selectors: Vec<&str> = form.values("match[]");
+    if selectors
+        .iter()
+        .all(|s| s.len() <= MAX_SELECTOR_BYTES && nesting(s) <= MAX_NESTING)
+    {
+        if let Ok(sets) = parse_match_params(&selectors) {
+            assert_eq!(sets.len(), selectors.len());
+            for set in &sets {
+                assert!(set.iter().any(|m| !m.matches("")), "{selectors:?}");
+            }
+        }
+    }
+
+    // The same parameters through the request reader the handlers use.
+    let Ok(req) = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("/api/v1/query?{query}"))
+        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .body(axum::body::Body::from(body.to_vec()))
+    else {
+        return;
+    };
+    let uri_query = req.uri().query().map(str::to_string);
+    let read = runtime()
+        .block_on(read_form(req))
+        .expect("a small form body reads");
+    let direct = Form::new(Some(body), uri_query.as_deref());
+    for name in ["query", "time", "match[]"] {
+        assert_eq!(read.values(name), direct.values(name));
+    }
+});
