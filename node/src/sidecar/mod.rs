@@ -235,6 +235,10 @@ impl Sidecar {
                             .map_err(anyhow::Error::msg)?;
                         break;
                     }
+                    Err(prometheus::PromError::Status { status: 404, .. }) => {
+                        tracing::warn!("Prometheus has no flags endpoint (older than 2.2); no extra validation is done");
+                        break;
+                    }
                     Err(e) if e.is_unreachable() => {
                         tracing::warn!(error = %e, "failed to get Prometheus flags. Is Prometheus running? Retrying");
                         backoff.wait().await;
