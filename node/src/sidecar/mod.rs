@@ -205,11 +205,14 @@ impl Sidecar {
         };
         let mut tasks = Vec::new();
         let outcome = match startup {
-            Ok(true) => {
-                tasks = self.start_loops(grpc_listener, stop.clone())?;
-                let _ = stop.wait_for(|v| *v).await;
-                Ok(())
-            }
+            Ok(true) => match self.start_loops(grpc_listener, stop.clone()) {
+                Ok(t) => {
+                    tasks = t;
+                    let _ = stop.wait_for(|v| *v).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
             Ok(false) => Ok(()),
             Err(e) => Err(e),
         };
