@@ -242,6 +242,10 @@ async fn sidecar_uploads_blocks_once_and_serves_prometheus_over_storeapi() {
             r.body
         );
 
+        // The StoreAPI directly: Info, label names and values, series without chunks.
+        let grpc = format!("http://127.0.0.1:{}", ports.grpc);
+        tokio::runtime::Handle::current().block_on(check_grpc(grpc));
+
         // Reloader: a config change makes Prometheus reload.
         let loads = |p: &Proc| {
             p.log()
@@ -345,6 +349,92 @@ async fn sidecar_uploads_blocks_once_and_serves_prometheus_over_storeapi() {
     })
     .await
     .unwrap();
+}
+
+/// Info, LabelNames, LabelValues and Series (skip_chunks) of the sidecar at `url`.
+async fn check_grpc(url: String) {
+    use proto::thanos::info::info_client::InfoClient;
+    use proto::thanos::store_client::StoreClient;
+    use proto::thanos::{self as pb, label_matcher, series_response};
+    let info = InfoClient::connect(url.clone())
+        .await
+        .unwrap()
+        .info(proto::thanos::info::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.component_type, "sidecar");
+    let set: Vec<(String, String)> = info.label_sets[0]
+        .labels
+        .iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect();
+    let want = [("monitor", "m1"), ("region", "eu-west"), ("replica", "A")]
+        .map(|(n, v)| (n.to_string(), v.to_string()));
+    assert_eq!(set, want);
+    let store = info.store.expect("store info");
+    assert_eq!(store.max_time, i64::MAX);
+    let mut client = StoreClient::connect(url).await.unwrap();
+    let names = client
+        .label_names(pb::LabelNamesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .names;
+    for n in ["__name__", "job", "instance", "region", "replica"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing in {names:?}");
+    }
+    let values = |label: &str| pb::LabelValuesRequest {
+        label: label.into(),
+        ..Default::default()
+    };
+    let region = client.label_values(values("region")).await.unwrap();
+    assert_eq!(region.into_inner().values, ["eu-west"]);
+    let jobs = client.label_values(values("job")).await.unwrap();
+    assert_eq!(jobs.into_inner().values, ["self"]);
+    let eq = |name: &str, value: &str| pb::LabelMatcher {
+        r#type: label_matcher::Type::Eq as i32,
+        name: name.into(),
+        value: value.into(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut stream = client
+        .series(pb::SeriesRequest {
+            min_time: now - 600_000,
+            max_time: now,
+            matchers: vec![eq("__name__", "up"), eq("replica", "A")],
+            skip_chunks: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut series = Vec::new();
+    while let Some(r) = stream.message().await.unwrap() {
+        if let Some(series_response::Result::Series(s)) = r.result {
+            series.push(s);
+        }
+    }
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert!(series[0]
+        .labels
+        .iter()
+        .any(|l| l.name == "region" && l.value == "eu-west"));
+    assert!(!series[0].chunks.is_empty());
+    // Only external-label matchers: refused like Thanos does.
+    let err = client
+        .series(pb::SeriesRequest {
+            min_time: now - 600_000,
+            max_time: now,
+            matchers: vec![eq("replica", "A")],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
 }
 
 #[test]

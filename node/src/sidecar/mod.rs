@@ -205,11 +205,14 @@ impl Sidecar {
         };
         let mut tasks = Vec::new();
         let outcome = match startup {
-            Ok(true) => {
-                tasks = self.start_loops(grpc_listener, stop.clone())?;
-                let _ = stop.wait_for(|v| *v).await;
-                Ok(())
-            }
+            Ok(true) => match self.start_loops(grpc_listener, stop.clone()) {
+                Ok(t) => {
+                    tasks = t;
+                    let _ = stop.wait_for(|v| *v).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
             Ok(false) => Ok(()),
             Err(e) => Err(e),
         };
@@ -233,6 +236,10 @@ impl Sidecar {
                     Ok(flags) => {
                         check_block_durations(&flags, self.args.upload_compacted)
                             .map_err(anyhow::Error::msg)?;
+                        break;
+                    }
+                    Err(prometheus::PromError::Status { status: 404, .. }) => {
+                        tracing::warn!("Prometheus has no flags endpoint (older than 2.2); no extra validation is done");
                         break;
                     }
                     Err(e) if e.is_unreachable() => {

@@ -85,25 +85,6 @@ pub fn take_frame(buf: &mut BytesMut, limit: u64) -> Result<Option<Bytes>, Frame
     Ok(Some(data))
 }
 
-/// Encodes one frame (for tests and fixtures).
-pub fn encode_frame(msg: &prompb::ChunkedReadResponse) -> Vec<u8> {
-    let data = msg.encode_to_vec();
-    let mut out = Vec::new();
-    let mut size = data.len() as u64;
-    loop {
-        let b = (size & 0x7f) as u8;
-        size >>= 7;
-        if size == 0 {
-            out.push(b);
-            break;
-        }
-        out.push(b | 0x80);
-    }
-    out.extend_from_slice(&crc32c::crc32c(&data).to_be_bytes());
-    out.extend_from_slice(&data);
-    out
-}
-
 /// The frames of one remote read answer, read as they arrive.
 #[derive(Debug)]
 pub struct FrameReader {
@@ -166,6 +147,25 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Encodes one frame as Prometheus does.
+    fn encode_frame(msg: &prompb::ChunkedReadResponse) -> Vec<u8> {
+        let data = msg.encode_to_vec();
+        let mut out = Vec::new();
+        let mut size = data.len() as u64;
+        loop {
+            let b = (size & 0x7f) as u8;
+            size >>= 7;
+            if size == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+        out.extend_from_slice(&crc32c::crc32c(&data).to_be_bytes());
+        out.extend_from_slice(&data);
+        out
+    }
 
     fn msg(name: &str) -> prompb::ChunkedReadResponse {
         prompb::ChunkedReadResponse {
