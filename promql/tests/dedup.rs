@@ -165,3 +165,84 @@ async fn dedup_halves_series_counts_and_drops_the_replica_label() {
         .expect("replica A");
     assert_eq!(points(&a.value)[0].1, 1.0);
 }
+
+/// Records the hints the engine passes with each selection.
+struct Recorder(std::sync::Mutex<Vec<(String, bool)>>);
+
+#[async_trait::async_trait]
+impl promql::Queryable for Recorder {
+    async fn select(
+        &self,
+        _: &[storage::matcher::Matcher],
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<promql::SeriesData>, promql::QueryError> {
+        Ok(Vec::new())
+    }
+
+    async fn select_hinted(
+        &self,
+        matchers: &[storage::matcher::Matcher],
+        _: i64,
+        _: i64,
+        _: &promql::SampleBudget,
+        hints: promql::SelectHints,
+    ) -> Result<Vec<promql::SeriesData>, promql::QueryError> {
+        let name = format!("{:?}", matchers.first());
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, hints.counter));
+        Ok(Vec::new())
+    }
+
+    async fn label_names(
+        &self,
+        _: &[storage::matcher::Matcher],
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<String>, promql::QueryError> {
+        Ok(Vec::new())
+    }
+
+    async fn label_values(
+        &self,
+        _: &str,
+        _: &[storage::matcher::Matcher],
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<String>, promql::QueryError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn selectors_beneath_counter_functions_are_read_as_counters() {
+    let engine = Engine::default();
+    for (query, want) in [
+        ("x", vec![false]),
+        ("rate(x[5m])", vec![true]),
+        ("sum(rate(x[5m])) / sum(y)", vec![true, false]),
+        ("max_over_time(increase(x[1m])[10m:1m])", vec![true]),
+        ("rate(sum(x)[5m:1m])", vec![true]),
+        (
+            "resets(x[5m]) + irate(y[5m]) + delta(z[5m])",
+            vec![true, true, false],
+        ),
+        ("avg_over_time(x[5m])", vec![false]),
+    ] {
+        let rec = Recorder(std::sync::Mutex::new(Vec::new()));
+        engine
+            .instant_query(&rec, query, 600_000)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let got: Vec<bool> = rec
+            .0
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        assert_eq!(got, want, "{query}");
+    }
+}
