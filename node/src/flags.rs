@@ -71,6 +71,19 @@ pub struct EndpointFlags {
     /// Answer with a warning when a store fails (true), or fail the query (false).
     #[arg(long = "query.partial-response", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub partial_response: bool,
+    /// A label telling HA replicas apart (an external label such as `replica`): series equal
+    /// without it are deduplicated into one. Repeatable; a request's `replicaLabels[]`
+    /// overrides it and `dedup=false` turns it off.
+    #[arg(long = "query.replica-label", value_name = "LABEL", value_parser = parse_label_name)]
+    pub replica_labels: Vec<String>,
+}
+
+fn parse_label_name(s: &str) -> Result<String, String> {
+    if crate::http::params::is_valid_label_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a valid label name"))
+    }
 }
 
 impl EndpointFlags {

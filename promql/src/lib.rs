@@ -1,6 +1,7 @@
 //! PromQL evaluation with Prometheus 2.42 semantics: expressions parsed by `promql-parser`,
 //! evaluated over a [`Queryable`] that supplies series by matchers and time range.
 
+pub mod dedup;
 pub mod engine;
 pub mod error;
 mod eval;
@@ -13,5 +14,5 @@ pub mod value;
 pub use engine::{CancelFlag, Engine, EngineOptions, QueryResult};
 pub use error::QueryError;
 pub use memory::MemoryQueryable;
-pub use queryable::{Queryable, SampleBudget, SeriesData};
+pub use queryable::{Queryable, SampleBudget, SelectHints, SeriesData};
 pub use value::{Sample, Series, Value};

@@ -48,6 +48,15 @@ impl SampleBudget {
     }
 }
 
+/// How the engine will read a selection, for sources that shape data by use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SelectHints {
+    /// The selector feeds `rate`, `increase`, `irate` or `resets` (directly, or through a
+    /// subquery, aggregation or arithmetic beneath one): its series are read as counters, so
+    /// replica deduplication must not invent resets.
+    pub counter: bool,
+}
+
 /// A source of series: the bucket's blocks, a store gateway, a test's in-memory data.
 #[async_trait]
 pub trait Queryable: Send + Sync {
@@ -72,6 +81,20 @@ pub trait Queryable: Send + Sync {
         let out = self.select(matchers, mint, maxt).await?;
         budget.charge(out.iter().map(|s| s.samples.len()).sum())?;
         Ok(out)
+    }
+
+    /// [`Queryable::select_within`] with the engine's [`SelectHints`]; sources that
+    /// deduplicate replicas override it to treat counters as counters.
+    async fn select_hinted(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        budget: &SampleBudget,
+        hints: SelectHints,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        let _ = hints;
+        self.select_within(matchers, mint, maxt, budget).await
     }
 
     /// Label names of series matching `matchers` (all series when empty) in `[mint, maxt]`,

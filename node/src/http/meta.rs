@@ -3,11 +3,11 @@
 
 use super::json;
 use super::params::{
-    go_quote, is_valid_label_name, parse_match_params, parse_time_param, read_form, Form,
-    MAX_TIME_MS, MIN_TIME_MS,
+    dedup_labels, go_quote, is_valid_label_name, parse_match_params, parse_time_param, read_form,
+    Form, MAX_TIME_MS, MIN_TIME_MS,
 };
 use super::response::{ApiError, ApiResult};
-use super::ApiState;
+use super::{ApiState, SeriesSource};
 use axum::extract::{Path, Request, State};
 use promql::QueryError;
 use std::collections::BTreeSet;
@@ -21,6 +21,12 @@ fn time_range(form: &Form) -> Result<(i64, i64), ApiError> {
     let end = parse_time_param(form, "end", MAX_TIME_MS)
         .map_err(|e| ApiError::invalid_param("end", e))?;
     Ok((start, end))
+}
+
+/// The source as this request reads it: deduplicated per `dedup` and `replicaLabels[]`.
+fn request_source(st: &ApiState, form: &Form) -> Result<Arc<dyn SeriesSource>, ApiError> {
+    let labels = dedup_labels(form, &st.replica_labels)?;
+    Ok(crate::query::dedup::deduplicated(st.source.clone(), labels))
 }
 
 fn storage_error(e: &QueryError) -> ApiError {
@@ -58,11 +64,15 @@ pub async fn series(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult 
         Ok(s) => s,
         Err(e) => return ApiError::invalid_param("match[]", e).into(),
     };
+    let source = match request_source(&st, &form) {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
     let mut all: BTreeSet<Labels> = BTreeSet::new();
     let single = sets.len() == 1;
     let mut only: Vec<Labels> = Vec::new();
     for set in &sets {
-        match st.source.series(set, start, end).await {
+        match source.series(set, start, end).await {
             Ok(found) if single => only = found,
             Ok(found) => all.extend(found),
             Err(e) => return storage_error(&e).into(),
@@ -79,11 +89,16 @@ pub async fn drop_series() -> ApiResult {
     ApiError::internal("not implemented").into()
 }
 
-/// The time range and `match[]` selector sets shared by the labels and label-values
-/// endpoints; no `match[]` means one empty set (every series).
-async fn label_query(
-    req: Request,
-) -> Result<(i64, i64, Vec<Vec<storage::matcher::Matcher>>), ApiResult> {
+/// The deduplicated source, time range and `match[]` selector sets shared by the labels and
+/// label-values endpoints; no `match[]` means one empty set (every series).
+type LabelQuery = (
+    Arc<dyn SeriesSource>,
+    i64,
+    i64,
+    Vec<Vec<storage::matcher::Matcher>>,
+);
+
+async fn label_query(st: &ApiState, req: Request) -> Result<LabelQuery, ApiResult> {
     let form = read_form(req).await.map_err(ApiResult::from)?;
     let (start, end) = time_range(&form).map_err(ApiResult::from)?;
     // Prometheus does not wrap match[] errors here.
@@ -92,7 +107,8 @@ async fn label_query(
     if sets.is_empty() {
         sets.push(Vec::new());
     }
-    Ok((start, end, sets))
+    let source = request_source(st, &form).map_err(ApiResult::from)?;
+    Ok((source, start, end, sets))
 }
 
 /// A sorted, de-duplicated JSON string array.
@@ -104,13 +120,13 @@ fn string_array(items: &BTreeSet<String>) -> ApiResult {
 
 /// `GET|POST /api/v1/labels`.
 pub async fn labels(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult {
-    let (start, end, sets) = match label_query(req).await {
+    let (source, start, end, sets) = match label_query(&st, req).await {
         Ok(q) => q,
         Err(r) => return r,
     };
     let mut names: BTreeSet<String> = BTreeSet::new();
     for set in &sets {
-        match st.source.label_names(set, start, end).await {
+        match source.label_names(set, start, end).await {
             Ok(n) => names.extend(n),
             Err(e) => return storage_error(&e).into(),
         }
@@ -127,13 +143,13 @@ pub async fn label_values(
     if !is_valid_label_name(&name) {
         return ApiError::bad_data(format!("invalid label name: {}", go_quote(&name))).into();
     }
-    let (start, end, sets) = match label_query(req).await {
+    let (source, start, end, sets) = match label_query(&st, req).await {
         Ok(q) => q,
         Err(r) => return r,
     };
     let mut values: BTreeSet<String> = BTreeSet::new();
     for set in &sets {
-        match st.source.label_values(&name, set, start, end).await {
+        match source.label_values(&name, set, start, end).await {
             Ok(v) => values.extend(v),
             Err(e) => return storage_error(&e).into(),
         }

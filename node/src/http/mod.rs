@@ -97,6 +97,8 @@ pub struct ApiState {
     pub registry: prometheus::Registry,
     /// Origins allowed by `--web.cors.origin`.
     pub cors: Arc<cors::CorsOrigin>,
+    /// `--query.replica-label`: what requests deduplicate over unless they say otherwise.
+    pub replica_labels: Vec<String>,
 }
 
 /// The router for every endpoint.

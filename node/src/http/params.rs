@@ -76,6 +76,44 @@ pub async fn read_form(req: Request) -> Result<Form, ApiError> {
     Ok(Form::new(body.as_deref(), query.as_deref()))
 }
 
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The labels a request deduplicates over, as Thanos' querier reads them: `replicaLabels[]`
+/// when given, else the server's `--query.replica-label`s (`defaults`); none when `dedup` is
+/// false (it defaults to true).
+pub fn dedup_labels(form: &Form, defaults: &[String]) -> Result<Vec<String>, ApiError> {
+    let dedup = form.value("dedup");
+    if !dedup.is_empty() {
+        let on = parse_go_bool(dedup).ok_or_else(|| {
+            ApiError::bad_data(format!(
+                "'dedup' parameter: strconv.ParseBool: parsing {}: invalid syntax",
+                go_quote(dedup)
+            ))
+        })?;
+        if !on {
+            return Ok(Vec::new());
+        }
+    }
+    let given = form.values("replicaLabels[]");
+    if given.is_empty() {
+        return Ok(defaults.to_vec());
+    }
+    if let Some(bad) = given.iter().find(|l| !is_valid_label_name(l)) {
+        return Err(ApiError::bad_data(format!(
+            "'replicaLabels[]' parameter: invalid label name: {}",
+            go_quote(bad)
+        )));
+    }
+    Ok(given.into_iter().map(str::to_string).collect())
+}
+
 /// The earliest instant Prometheus' API represents (`minTime`), in ms.
 pub const MIN_TIME_MS: i64 = (i64::MIN / 1000 + 62_135_596_801) * 1000;
 /// The latest instant Prometheus' API represents (`maxTime`), in ms.
@@ -556,5 +594,29 @@ mod tests {
         assert!(!is_valid_label_name("0bad"));
         assert!(!is_valid_label_name(""));
         assert!(!is_valid_label_name("a-b"));
+    }
+
+    #[test]
+    fn dedup_parameters_follow_thanos() {
+        let defaults = vec!["replica".to_string()];
+        let f = |q: &str| Form::new(None, Some(q));
+        assert_eq!(dedup_labels(&f(""), &defaults).ok(), Some(defaults.clone()));
+        assert_eq!(
+            dedup_labels(&f("dedup=true"), &defaults).ok(),
+            Some(defaults.clone())
+        );
+        assert_eq!(dedup_labels(&f("dedup=0"), &defaults).ok(), Some(vec![]));
+        assert_eq!(
+            dedup_labels(&f("replicaLabels[]=a&replicaLabels[]=b"), &defaults).ok(),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(
+            dedup_labels(&f("dedup=false&replicaLabels[]=a"), &defaults).ok(),
+            Some(vec![])
+        );
+        let e = dedup_labels(&f("dedup=maybe"), &defaults).expect_err("bad bool");
+        assert!(format!("{e:?}").contains("'dedup' parameter"), "{e:?}");
+        let e = dedup_labels(&f("replicaLabels[]=1x"), &defaults).expect_err("bad name");
+        assert!(format!("{e:?}").contains("invalid label name"), "{e:?}");
     }
 }

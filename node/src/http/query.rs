@@ -6,7 +6,7 @@
 //! while the engine is busy; dropping the handler (the client went away) aborts that task.
 
 use super::json;
-use super::params::{parse_duration, parse_time, parse_time_param, read_form, Form};
+use super::params::{dedup_labels, parse_duration, parse_time, parse_time_param, read_form, Form};
 use super::response::{ApiError, ApiResult};
 use super::ApiState;
 use axum::extract::{Request, State};
@@ -34,9 +34,13 @@ pub async fn instant(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult
         Ok(d) => d,
         Err(e) => return e.into(),
     };
+    let dedup = match dedup_labels(&form, &st.replica_labels) {
+        Ok(d) => d,
+        Err(e) => return e.into(),
+    };
     let query = form.value("query").to_string();
     tracing::debug!(%query, time, "instant query");
-    let result = execute(&st, deadline, move |engine, source| async move {
+    let result = execute(&st, deadline, dedup, move |engine, source| async move {
         engine.instant_query(source.as_ref(), &query, time).await
     })
     .await;
@@ -63,9 +67,13 @@ pub async fn range(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult {
         Ok(d) => d,
         Err(e) => return e.into(),
     };
+    let dedup = match dedup_labels(&form, &st.replica_labels) {
+        Ok(d) => d,
+        Err(e) => return e.into(),
+    };
     let query = form.value("query").to_string();
     tracing::debug!(%query, start, end, step_ms, "range query");
-    let result = execute(&st, deadline, move |engine, source| async move {
+    let result = execute(&st, deadline, dedup, move |engine, source| async move {
         engine
             .range_query(source.as_ref(), &query, start, end, step_ms)
             .await
@@ -142,10 +150,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Waits for a permit and evaluates `run` before `deadline`.
+/// Waits for a permit and evaluates `run` before `deadline`, over the source deduplicated
+/// over `dedup` (replica labels; none: no deduplication).
 async fn execute<F, Fut>(
     st: &ApiState,
     deadline: Instant,
+    dedup: Vec<String>,
     run: F,
 ) -> Result<QueryResult, QueryError>
 where
@@ -166,6 +176,7 @@ where
         return Err(QueryError::Timeout("query execution"));
     }
     let source = st.source.for_request().unwrap_or_else(|| st.source.clone());
+    let source = crate::query::dedup::deduplicated(source, dedup);
     let fut = run(st.engine.clone(), source.clone());
     let task = tokio::spawn(async move {
         let result = fut.await.map(|mut r| {

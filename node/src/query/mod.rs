@@ -5,10 +5,12 @@
 //! `blocks`).
 //!
 //! - `blocks`: the bucket's blocks as a `Queryable`, synced periodically
+//! - `dedup`: replica deduplication of what a request reads (`--query.replica-label`)
 //! - `merge`: merging a series' samples across blocks; external-label matching
 //! - `remote`: fan-out to StoreAPI endpoints, merge, partial-response warnings
 
 pub(crate) mod blocks;
+pub mod dedup;
 pub(crate) mod merge;
 pub mod remote;
 pub(crate) mod skipped;
@@ -104,6 +106,10 @@ impl QueryArgs {
                 "query.partial-response".into(),
                 self.endpoints.partial_response.to_string(),
             ),
+            (
+                "query.replica-label".into(),
+                self.endpoints.replica_labels.join(","),
+            ),
         ]
     }
 }
@@ -195,6 +201,7 @@ pub fn build(
         metrics: HttpMetrics::register(&registry).context("registering HTTP metrics")?,
         registry,
         cors: Arc::new(cors),
+        replica_labels: args.endpoints.replica_labels.clone(),
     });
     Ok(Embedded { state, blocks })
 }

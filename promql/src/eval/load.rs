@@ -3,7 +3,7 @@
 use super::selector::Points;
 use super::{offset_ms, system_time_ms, Lbl};
 use crate::error::QueryError;
-use crate::queryable::{Queryable, SampleBudget};
+use crate::queryable::{Queryable, SampleBudget, SelectHints};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{AtModifier, Expr, VectorSelector};
 use std::collections::HashMap;
@@ -46,7 +46,11 @@ struct Need<'a> {
     vs: &'a VectorSelector,
     mint: i64,
     maxt: i64,
+    counter: bool,
 }
+
+/// Functions that read their argument as a counter (a drop is a reset).
+const COUNTER_FUNCTIONS: [&str; 4] = ["rate", "increase", "irate", "resets"];
 
 struct Planner<'a> {
     lookback: i64,
@@ -65,41 +69,46 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn selector(&mut self, vs: &'a VectorSelector, lo: i64, hi: i64, before: i64) {
+    fn selector(&mut self, vs: &'a VectorSelector, lo: i64, hi: i64, before: i64, counter: bool) {
         let (lo, hi) = self.at(&vs.at).map_or((lo, hi), |a| (a, a));
         let off = offset_ms(&vs.offset);
         self.needs.push(Need {
             vs,
             mint: lo - off - before,
             maxt: hi - off,
+            counter,
         });
     }
 
-    fn walk(&mut self, e: &'a Expr, lo: i64, hi: i64) {
+    /// Plans `e` over `[lo, hi]`; `counter` is set beneath a counter function.
+    fn walk(&mut self, e: &'a Expr, lo: i64, hi: i64, counter: bool) {
         match e {
-            Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback),
-            Expr::MatrixSelector(ms) => self.selector(&ms.vs, lo, hi, ms.range.as_millis() as i64),
+            Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback, counter),
+            Expr::MatrixSelector(ms) => {
+                self.selector(&ms.vs, lo, hi, ms.range.as_millis() as i64, counter)
+            }
             Expr::Subquery(sq) => {
                 let (lo, hi) = self.at(&sq.at).map_or((lo, hi), |a| (a, a));
                 let off = offset_ms(&sq.offset);
                 let range = sq.range.as_millis() as i64;
-                self.walk(&sq.expr, lo - off - range, hi - off);
+                self.walk(&sq.expr, lo - off - range, hi - off, counter);
             }
-            Expr::Paren(p) => self.walk(&p.expr, lo, hi),
-            Expr::Unary(u) => self.walk(&u.expr, lo, hi),
+            Expr::Paren(p) => self.walk(&p.expr, lo, hi, counter),
+            Expr::Unary(u) => self.walk(&u.expr, lo, hi, counter),
             Expr::Binary(b) => {
-                self.walk(&b.lhs, lo, hi);
-                self.walk(&b.rhs, lo, hi);
+                self.walk(&b.lhs, lo, hi, counter);
+                self.walk(&b.rhs, lo, hi, counter);
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
-                    self.walk(p, lo, hi);
+                    self.walk(p, lo, hi, counter);
                 }
-                self.walk(&a.expr, lo, hi);
+                self.walk(&a.expr, lo, hi, counter);
             }
             Expr::Call(c) => {
+                let counter = counter || COUNTER_FUNCTIONS.contains(&c.func.name);
                 for a in &c.args.args {
-                    self.walk(a, lo, hi);
+                    self.walk(a, lo, hi, counter);
                 }
             }
             Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
@@ -148,14 +157,18 @@ pub(crate) async fn load(
         query_end: end,
         needs: Vec::new(),
     };
-    p.walk(e, start, end);
+    p.walk(e, start, end, false);
     // Selectors load concurrently (a binary expression's two sides overlap their reads);
     // results are taken in plan order, so the first error is the one a sequential load meets.
     let budget = SampleBudget::new(max_samples);
     let budget = &budget;
     let selects = p.needs.iter().map(|need| async move {
         let ms = matchers(need.vs)?;
-        q.select_within(&ms, need.mint, need.maxt, budget).await
+        let hints = SelectHints {
+            counter: need.counter,
+        };
+        q.select_hinted(&ms, need.mint, need.maxt, budget, hints)
+            .await
     });
     let results = futures::future::join_all(selects).await;
     let mut loaded = Loaded::default();

@@ -9,8 +9,9 @@
 //! hand, the embedded block set answers instead (a node whose registry is still empty). A node
 //! that is itself one of the stores reads its own blocks in process rather than over gRPC.
 //!
-//! Unfinished: replica-label deduplication (`--query.replica-label`, penalty algorithm),
-//! `dnssrv+`/file SD, TLS, the `partial_response` and `storeMatch[]` request parameters,
+//! Replica deduplication happens per request above this (`super::dedup`).
+//!
+//! Unfinished: `dnssrv+`/file SD, TLS, the `partial_response` and `storeMatch[]` request parameters,
 //! `--store.response-timeout`, query hints to stores, downsampled data
 //! (`max_source_resolution`), and warnings on the metadata endpoints (they are logged).
 
