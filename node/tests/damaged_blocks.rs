@@ -142,6 +142,18 @@ fn check_answers(port: u16, d: &Damaged) {
         "{j}"
     );
 
+    // A time only a skipped block covers: an empty answer that says why (the store is not
+    // pruned from the fan-out as holding nothing there).
+    let (_, j) = ask(
+        port,
+        &instant("count(http_requests_total)", START + 5 * 3600),
+    );
+    assert_eq!(j["status"], "success", "{j}");
+    assert_eq!(j["data"]["result"], serde_json::json!([]), "{j}");
+    let ws = warnings(&j);
+    assert!(warned(&ws, d.missing_chunk, "missing_file"), "{j}");
+    assert!(!warned(&ws, d.corrupt_index, ""), "not needed: {j}");
+
     // Over all 6 h every skipped block is named, and the data is the healthy block's alone.
     let (_, j) = ask(
         port,
