@@ -168,6 +168,27 @@ fn check_answers(port: u16, d: &Damaged) {
         !ws.iter().any(|w| w.contains(&d.no_meta.to_string())),
         "{j}"
     );
+    // The metadata endpoints say so too.
+    let (_, j) = ask(
+        port,
+        &format!(
+            "/api/v1/series?match[]=up&start={START}&end={}",
+            START + 6 * 3600
+        ),
+    );
+    assert!(
+        warned(&warnings(&j), d.corrupt_index, "corrupt_index"),
+        "{j}"
+    );
+    let (_, j) = ask(port, "/api/v1/labels");
+    assert!(
+        warned(&warnings(&j), d.missing_chunk, "missing_file"),
+        "{j}"
+    );
+    let (_, j) = ask(
+        port,
+        &range("count(http_requests_total)", START, START + 6 * 3600, 600),
+    );
     let values = j["data"]["result"][0]["values"].as_array().expect("values");
     assert!(values.len() >= 12, "the healthy 2 h answer: {j}");
     for v in values {

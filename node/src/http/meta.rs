@@ -58,11 +58,12 @@ pub async fn series(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult 
         Ok(s) => s,
         Err(e) => return ApiError::invalid_param("match[]", e).into(),
     };
+    let source = request_view(&st);
     let mut all: BTreeSet<Labels> = BTreeSet::new();
     let single = sets.len() == 1;
     let mut only: Vec<Labels> = Vec::new();
     for set in &sets {
-        match st.source.series(set, start, end).await {
+        match source.series(set, start, end).await {
             Ok(found) if single => only = found,
             Ok(found) => all.extend(found),
             Err(e) => return storage_error(&e).into(),
@@ -71,7 +72,16 @@ pub async fn series(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult 
     if !single {
         only = all.into_iter().collect();
     }
-    ApiResult::data(labels_json(&only))
+    ApiResult::Data {
+        json: labels_json(&only),
+        warnings: source.take_warnings(),
+    }
+}
+
+/// The source as one request sees it, recording that request's warnings (a failing store, a
+/// skipped block), which the answer then carries as Prometheus does.
+fn request_view(st: &ApiState) -> Arc<dyn super::SeriesSource> {
+    st.source.for_request().unwrap_or_else(|| st.source.clone())
 }
 
 /// `DELETE /api/v1/series`: not implemented, as in Prometheus.
@@ -95,11 +105,14 @@ async fn label_query(
     Ok((start, end, sets))
 }
 
-/// A sorted, de-duplicated JSON string array.
-fn string_array(items: &BTreeSet<String>) -> ApiResult {
+/// A sorted, de-duplicated JSON string array, with the request's warnings.
+fn string_array(items: &BTreeSet<String>, warnings: Vec<String>) -> ApiResult {
     let mut out = String::new();
     json::write_str_array(&mut out, items.iter().map(String::as_str));
-    ApiResult::data(out)
+    ApiResult::Data {
+        json: out,
+        warnings,
+    }
 }
 
 /// `GET|POST /api/v1/labels`.
@@ -108,14 +121,15 @@ pub async fn labels(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult 
         Ok(q) => q,
         Err(r) => return r,
     };
+    let source = request_view(&st);
     let mut names: BTreeSet<String> = BTreeSet::new();
     for set in &sets {
-        match st.source.label_names(set, start, end).await {
+        match source.label_names(set, start, end).await {
             Ok(n) => names.extend(n),
             Err(e) => return storage_error(&e).into(),
         }
     }
-    string_array(&names)
+    string_array(&names, source.take_warnings())
 }
 
 /// `GET /api/v1/label/<name>/values`.
@@ -131,14 +145,15 @@ pub async fn label_values(
         Ok(q) => q,
         Err(r) => return r,
     };
+    let source = request_view(&st);
     let mut values: BTreeSet<String> = BTreeSet::new();
     for set in &sets {
-        match st.source.label_values(&name, set, start, end).await {
+        match source.label_values(&name, set, start, end).await {
             Ok(v) => values.extend(v),
             Err(e) => return storage_error(&e).into(),
         }
     }
-    string_array(&values)
+    string_array(&values, source.take_warnings())
 }
 
 /// `GET /api/v1/metadata`: Strata keeps no scrape metadata, so always `{}`.
