@@ -142,6 +142,18 @@ fn check_answers(port: u16, d: &Damaged) {
         "{j}"
     );
 
+    // A time only a skipped block covers: an empty answer that says why (the store is not
+    // pruned from the fan-out as holding nothing there).
+    let (_, j) = ask(
+        port,
+        &instant("count(http_requests_total)", START + 5 * 3600),
+    );
+    assert_eq!(j["status"], "success", "{j}");
+    assert_eq!(j["data"]["result"], serde_json::json!([]), "{j}");
+    let ws = warnings(&j);
+    assert!(warned(&ws, d.missing_chunk, "missing_file"), "{j}");
+    assert!(!warned(&ws, d.corrupt_index, ""), "not needed: {j}");
+
     // Over all 6 h every skipped block is named, and the data is the healthy block's alone.
     let (_, j) = ask(
         port,
@@ -155,6 +167,27 @@ fn check_answers(port: u16, d: &Damaged) {
     assert!(
         !ws.iter().any(|w| w.contains(&d.no_meta.to_string())),
         "{j}"
+    );
+    // The metadata endpoints say so too.
+    let (_, j) = ask(
+        port,
+        &format!(
+            "/api/v1/series?match[]=up&start={START}&end={}",
+            START + 6 * 3600
+        ),
+    );
+    assert!(
+        warned(&warnings(&j), d.corrupt_index, "corrupt_index"),
+        "{j}"
+    );
+    let (_, j) = ask(port, "/api/v1/labels");
+    assert!(
+        warned(&warnings(&j), d.missing_chunk, "missing_file"),
+        "{j}"
+    );
+    let (_, j) = ask(
+        port,
+        &range("count(http_requests_total)", START, START + 6 * 3600, 600),
     );
     let values = j["data"]["result"][0]["values"].as_array().expect("values");
     assert!(values.len() >= 12, "the healthy 2 h answer: {j}");

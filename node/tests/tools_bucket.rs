@@ -239,5 +239,7 @@ fn bad_flags_and_configs_fail_with_clear_errors() {
 
     let cfg = format!("type: FILESYSTEM\nconfig:\n  directory: {data}/elsewhere\n");
     let out = strata(&["tools", "bucket", "ls", "--objstore.config", &cfg]);
-    assert!(out.status.success());
+    // A reader does not conjure up an empty bucket from a typo: it names the directory.
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{data}/elsewhere")));
 }

@@ -26,7 +26,7 @@ fn time_range(form: &Form) -> Result<(i64, i64), ApiError> {
 /// The source as this request reads it: deduplicated per `dedup` and `replicaLabels[]`.
 fn request_source(st: &ApiState, form: &Form) -> Result<Arc<dyn SeriesSource>, ApiError> {
     let labels = dedup_labels(form, &st.replica_labels)?;
-    Ok(crate::query::dedup::deduplicated(st.source.clone(), labels))
+    Ok(crate::query::dedup::deduplicated(request_view(st), labels))
 }
 
 fn storage_error(e: &QueryError) -> ApiError {
@@ -81,7 +81,16 @@ pub async fn series(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult 
     if !single {
         only = all.into_iter().collect();
     }
-    ApiResult::data(labels_json(&only))
+    ApiResult::Data {
+        json: labels_json(&only),
+        warnings: source.take_warnings(),
+    }
+}
+
+/// The source as one request sees it, recording that request's warnings (a failing store, a
+/// skipped block), which the answer then carries as Prometheus does.
+fn request_view(st: &ApiState) -> Arc<dyn super::SeriesSource> {
+    st.source.for_request().unwrap_or_else(|| st.source.clone())
 }
 
 /// `DELETE /api/v1/series`: not implemented, as in Prometheus.
@@ -111,11 +120,14 @@ async fn label_query(st: &ApiState, req: Request) -> Result<LabelQuery, ApiResul
     Ok((source, start, end, sets))
 }
 
-/// A sorted, de-duplicated JSON string array.
-fn string_array(items: &BTreeSet<String>) -> ApiResult {
+/// A sorted, de-duplicated JSON string array, with the request's warnings.
+fn string_array(items: &BTreeSet<String>, warnings: Vec<String>) -> ApiResult {
     let mut out = String::new();
     json::write_str_array(&mut out, items.iter().map(String::as_str));
-    ApiResult::data(out)
+    ApiResult::Data {
+        json: out,
+        warnings,
+    }
 }
 
 /// `GET|POST /api/v1/labels`.
@@ -131,7 +143,7 @@ pub async fn labels(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult 
             Err(e) => return storage_error(&e).into(),
         }
     }
-    string_array(&names)
+    string_array(&names, source.take_warnings())
 }
 
 /// `GET /api/v1/label/<name>/values`.
@@ -154,7 +166,7 @@ pub async fn label_values(
             Err(e) => return storage_error(&e).into(),
         }
     }
-    string_array(&values)
+    string_array(&values, source.take_warnings())
 }
 
 /// `GET /api/v1/metadata`: Strata keeps no scrape metadata, so always `{}`.

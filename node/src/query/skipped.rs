@@ -189,6 +189,16 @@ impl SkippedBlocks {
         }
     }
 
+    /// The time the skipped blocks would cover: their ranges, or everything when one's range
+    /// is unknown; `None` with no skipped block. A store advertises it too, so that queriers do
+    /// not prune it from a query that only a skipped block could answer (and miss the warning).
+    pub fn span(&self) -> Option<(i64, i64)> {
+        let now = self.current();
+        now.iter()
+            .map(|s| s.range.unwrap_or((i64::MIN, i64::MAX)))
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+    }
+
     /// Warnings for an answer over `[mint, maxt]`, one per skipped block it needed.
     pub fn warnings(&self, mint: i64, maxt: i64) -> Vec<String> {
         self.current()
@@ -248,6 +258,11 @@ mod tests {
             SkippedBlock::new(id(1), &loc(1, "index").corrupt("bad magic"), Some((0, 100))),
             SkippedBlock::new(id(2), &loc(2, "meta.json").corrupt("not JSON"), None),
         ]);
+        assert_eq!(
+            s.span(),
+            Some((i64::MIN, i64::MAX)),
+            "a block of unknown range"
+        );
         let w = s.warnings(200, 300);
         assert_eq!(w.len(), 1, "only the block of unknown range: {w:?}");
         assert!(w[0].contains(&id(2).to_string()) && w[0].contains("corrupt_meta_json"));
@@ -271,7 +286,14 @@ mod tests {
             text.contains("test_blocks_skipped{reason=\"missing_file\"} 0"),
             "{text}"
         );
+        s.update(vec![SkippedBlock::new(
+            id(1),
+            &loc(1, "index").corrupt("bad magic"),
+            Some((0, 100)),
+        )]);
+        assert_eq!(s.span(), Some((0, 100)));
         s.update(Vec::new());
         assert!(s.warnings(i64::MIN, i64::MAX).is_empty());
+        assert_eq!(s.span(), None);
     }
 }

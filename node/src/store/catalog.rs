@@ -125,8 +125,18 @@ impl Catalog {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// External label sets and time range of the blocks.
+    /// External label sets and time range of the blocks; the range includes skipped blocks',
+    /// so that a query needing only those still reaches this store and gets its warning.
     pub fn coverage(&self) -> Coverage {
+        let mut c = self.loaded_coverage();
+        if let Some((min, max)) = self.skipped.span() {
+            c.min_time = c.min_time.min(min);
+            c.max_time = c.max_time.max(max);
+        }
+        c
+    }
+
+    fn loaded_coverage(&self) -> Coverage {
         let blocks = self.snapshot();
         let sets: BTreeSet<Labels> = blocks.values().map(|b| b.external.clone()).collect();
         Coverage {

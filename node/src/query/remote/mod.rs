@@ -13,7 +13,7 @@
 //!
 //! Unfinished: `dnssrv+`/file SD, TLS, the `partial_response` and `storeMatch[]` request parameters,
 //! `--store.response-timeout`, query hints to stores, downsampled data
-//! (`max_source_resolution`), and warnings on the metadata endpoints (they are logged).
+//! (`max_source_resolution`).
 
 use super::blocks::BlockSet;
 use super::merge::{match_external, merge_samples, ExternalMatch};
