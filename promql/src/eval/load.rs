@@ -68,10 +68,12 @@ impl<'a> Planner<'a> {
     fn selector(&mut self, vs: &'a VectorSelector, lo: i64, hi: i64, before: i64) {
         let (lo, hi) = self.at(&vs.at).map_or((lo, hi), |a| (a, a));
         let off = offset_ms(&vs.offset);
+        // Saturating: ranges and offsets near the ends of i64 select from the start of time
+        // instead of overflowing; the evaluator refuses the ones it cannot step through.
         self.needs.push(Need {
             vs,
-            mint: lo - off - before,
-            maxt: hi - off,
+            mint: lo.saturating_sub(off).saturating_sub(before),
+            maxt: hi.saturating_sub(off),
         });
     }
 
@@ -83,7 +85,11 @@ impl<'a> Planner<'a> {
                 let (lo, hi) = self.at(&sq.at).map_or((lo, hi), |a| (a, a));
                 let off = offset_ms(&sq.offset);
                 let range = sq.range.as_millis() as i64;
-                self.walk(&sq.expr, lo - off - range, hi - off);
+                self.walk(
+                    &sq.expr,
+                    lo.saturating_sub(off).saturating_sub(range),
+                    hi.saturating_sub(off),
+                );
             }
             Expr::Paren(p) => self.walk(&p.expr, lo, hi),
             Expr::Unary(u) => self.walk(&u.expr, lo, hi),
