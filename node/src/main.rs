@@ -15,6 +15,12 @@ mod tools;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// jemalloc with background threads that purge freed pages after its decay time (10 s): a
+/// heavy query's memory goes back to the OS when it ends, where glibc's per-thread arenas kept
+/// it (figures in BENCHMARKS.md, "Memory after heavy queries").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Strata: Prometheus long-term storage and global query.
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about)]

@@ -256,6 +256,7 @@ impl Engine {
             max_samples: self.options.max_samples,
             deadline,
             cancel: cancel.as_deref(),
+            held: crate::eval::held::Held::new(self.options.max_samples),
         };
         ev.eval(expr, &grid)
     }

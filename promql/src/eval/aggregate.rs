@@ -1,6 +1,7 @@
 //! Aggregations: sum, avg, min, max, count, group, stddev, stdvar, quantile, topk, bottomk,
 //! count_values, with `by`/`without`.
 
+use super::held::Held;
 use super::parallel::map_parts;
 use super::{Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
 use crate::error::QueryError;
@@ -185,7 +186,7 @@ impl Evaluator<'_> {
             };
             let input = self.eval_vector(&a.expr, g)?;
             return Ok(Val::Vector(count_values(
-                &label, without, grouping, input, g,
+                &label, without, grouping, input, g, &self.held,
             )?));
         }
         let param = match a.param.as_deref() {
@@ -195,7 +196,9 @@ impl Evaluator<'_> {
         let input = self.eval_vector(&a.expr, g)?;
         if op == "topk" || op == "bottomk" {
             let k = param.unwrap_or_else(|| vec![0.0; g.n]);
-            return Ok(Val::Vector(topk(&op, &k, without, &grouping, input, g)?));
+            return Ok(Val::Vector(topk(
+                &op, &k, without, &grouping, input, g, &self.held,
+            )?));
         }
         let q = param.unwrap_or_else(|| vec![0.0; g.n]);
         let Some(fold) = FoldOp::from_name(&op) else {
@@ -245,13 +248,13 @@ impl Evaluator<'_> {
             }
             Ok::<_, QueryError>(out)
         });
-        let mut out = OutBuilder::new(g.n);
+        let mut out = self.out(g);
         let mut slots: Vec<Option<usize>> = vec![None; ngroups];
         let mut i = 0;
         for part in parts {
             for step in part? {
                 for (gi, v) in step {
-                    let slot = *slots[gi].get_or_insert_with(|| out.slot(glabels[gi].clone()));
+                    let slot = out.slot_in(&mut slots[gi], || glabels[gi].clone())?;
                     out.put(slot, i, v)?;
                 }
                 i += 1;
@@ -268,6 +271,7 @@ fn topk(
     grouping: &[String],
     input: Vec<VSeries>,
     g: &Grid,
+    held: &Held,
 ) -> Result<Vec<VSeries>, QueryError> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let gidx: Vec<usize> = input
@@ -280,7 +284,7 @@ fn topk(
         })
         .collect();
     let ngroups = index.len();
-    let mut out = OutBuilder::new(g.n);
+    let mut out = OutBuilder::new(g.n, held);
     let mut slots: Vec<Option<usize>> = vec![None; input.len()];
     let mut members: Vec<Vec<(f64, usize)>> = vec![Vec::new(); ngroups];
     let mut order: Vec<usize> = Vec::new();
@@ -317,7 +321,7 @@ fn topk(
                 _ => a.0.total_cmp(&b.0),
             });
             for &(v, si) in m.iter() {
-                let slot = *slots[si].get_or_insert_with(|| out.slot(input[si].labels.clone()));
+                let slot = out.slot_in(&mut slots[si], || input[si].labels.clone())?;
                 out.put(slot, i, v)?;
             }
             members[gi].clear();
@@ -332,6 +336,7 @@ fn count_values(
     mut grouping: Vec<String>,
     input: Vec<VSeries>,
     g: &Grid,
+    held: &Held,
 ) -> Result<Vec<VSeries>, QueryError> {
     if !valid_label_name(label) {
         return Err(QueryError::Execution(format!(
@@ -341,7 +346,9 @@ fn count_values(
     if !without {
         grouping.push(label.to_owned());
     }
-    let mut out = OutBuilder::new(g.n);
+    // Every distinct value makes a series of its own: each is reserved as it appears, so a
+    // high-cardinality input fails with the samples limit instead of growing without bound.
+    let mut out = OutBuilder::new(g.n, held);
     for i in 0..g.n {
         let mut counts: Vec<(Labels, f64)> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
@@ -365,7 +372,7 @@ fn count_values(
             }
         }
         for (l, c) in counts {
-            let slot = out.slot(Arc::new(l));
+            let slot = out.slot(Arc::new(l))?;
             out.put(slot, i, c)?;
         }
     }

@@ -1,6 +1,7 @@
 //! Binary operators: arithmetic, comparisons (with and without `bool`), set operators, and
 //! vector matching with `on`/`ignoring`/`group_left`/`group_right`.
 
+use super::held::Held;
 use super::{drop_name, Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
 use crate::error::QueryError;
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
@@ -101,15 +102,15 @@ impl Evaluator<'_> {
                     .collect(),
             ),
             (Val::Vector(v), Val::Scalar(s)) => {
-                Val::Vector(vector_scalar(&op, v, &s, false, ret_bool, g)?)
+                Val::Vector(vector_scalar(&op, v, &s, false, ret_bool, g, &self.held)?)
             }
             (Val::Scalar(s), Val::Vector(v)) => {
-                Val::Vector(vector_scalar(&op, v, &s, true, ret_bool, g)?)
+                Val::Vector(vector_scalar(&op, v, &s, true, ret_bool, g, &self.held)?)
             }
             (Val::Vector(l), Val::Vector(r)) => {
                 let m = matching_of(b);
                 match op.as_str() {
-                    "and" | "or" | "unless" => Val::Vector(set_op(&op, l, r, &m, g)?),
+                    "and" | "or" | "unless" => Val::Vector(set_op(&op, l, r, &m, g, &self.held)?),
                     _ => Val::Vector(self.vector_binop(&op, l, r, &m, ret_bool, g)?),
                 }
             }
@@ -154,7 +155,7 @@ impl Evaluator<'_> {
             .iter()
             .map(|s| group_of.get(&signature(&s.labels, m.on, m.names)).copied())
             .collect();
-        let mut out = OutBuilder::new(g.n);
+        let mut out = self.out(g);
         let mut pair_slot: HashMap<(usize, usize), usize> = HashMap::new();
         let mut one_at: Vec<Option<usize>> = vec![None; groups.len()];
         let mut matched: Vec<bool> = vec![false; groups.len()];
@@ -201,7 +202,7 @@ impl Evaluator<'_> {
                     None => {
                         let l =
                             result_metric(&ms.labels, &one[oi].labels, op, m, include, ret_bool);
-                        let s = out.slot(l);
+                        let s = out.slot(l)?;
                         pair_slot.insert((mi, oi), s);
                         s
                     }
@@ -263,8 +264,9 @@ fn vector_scalar(
     swap: bool,
     ret_bool: bool,
     g: &Grid,
+    held: &Held,
 ) -> Result<Vec<VSeries>, QueryError> {
-    let mut out = OutBuilder::new(g.n);
+    let mut out = OutBuilder::new(g.n, held);
     let cmp = is_comparison(op);
     for series in v {
         let labels = if drops_name(op) || ret_bool {
@@ -285,7 +287,7 @@ fn vector_scalar(
             } else if !keep {
                 continue;
             }
-            let sl = *slot.get_or_insert_with(|| out.slot(labels.clone()));
+            let sl = out.slot_in(&mut slot, || labels.clone())?;
             out.put(sl, i, value)?;
         }
     }
@@ -298,6 +300,7 @@ fn set_op(
     rhs: Vec<VSeries>,
     m: &Matching,
     g: &Grid,
+    held: &Held,
 ) -> Result<Vec<VSeries>, QueryError> {
     let mut ids: HashMap<Labels, usize> = HashMap::new();
     let mut sig_id = |s: &VSeries| {
@@ -308,10 +311,15 @@ fn set_op(
     let rsig: Vec<usize> = rhs.iter().map(&mut sig_id).collect();
     let nsig = ids.len();
     let mut present = vec![false; nsig];
-    let mut out = OutBuilder::new(g.n);
-    let lslots: Vec<usize> = lhs.iter().map(|s| out.slot(s.labels.clone())).collect();
+    let mut out = OutBuilder::new(g.n, held);
+    let lslots: Vec<usize> = lhs
+        .iter()
+        .map(|s| out.slot(s.labels.clone()))
+        .collect::<Result<_, _>>()?;
     let rslots: Vec<usize> = if op == "or" {
-        rhs.iter().map(|s| out.slot(s.labels.clone())).collect()
+        rhs.iter()
+            .map(|s| out.slot(s.labels.clone()))
+            .collect::<Result<_, _>>()?
     } else {
         Vec::new()
     };

@@ -1,6 +1,7 @@
 //! Function calls: argument wiring, per-step windows and label handling; the math lives in
 //! `crate::functions`.
 
+use super::held::Held;
 use super::{drop_name, unparen, Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
 use crate::error::QueryError;
 use crate::functions::{histogram, labels as flabels, math, time as ftime};
@@ -72,10 +73,11 @@ pub(super) fn absent_labels(e: &Expr) -> Labels {
 fn map_values(
     input: Vec<VSeries>,
     g: &Grid,
+    held: &Held,
     keep_name: bool,
     mut f: impl FnMut(usize, f64) -> Option<f64>,
 ) -> Result<Vec<VSeries>, QueryError> {
-    let mut out = OutBuilder::new(g.n);
+    let mut out = OutBuilder::new(g.n, held);
     for s in input {
         let l = if keep_name {
             s.labels.clone()
@@ -86,7 +88,7 @@ fn map_values(
         for (i, v) in s.vals.iter().enumerate() {
             let Some(v) = v else { continue };
             if let Some(r) = f(i, *v) {
-                let sl = *slot.get_or_insert_with(|| out.slot(l.clone()));
+                let sl = out.slot_in(&mut slot, || l.clone())?;
                 out.put(sl, i, r)?;
             }
         }
@@ -107,7 +109,9 @@ impl Evaluator<'_> {
         let name = c.func.name;
         if let Some(f) = math::unary(name) {
             let v = self.eval_vector(arg(c, 0)?, g)?;
-            return Ok(Val::Vector(map_values(v, g, false, |_, x| Some(f(x)))?));
+            return Ok(Val::Vector(map_values(v, g, &self.held, false, |_, x| {
+                Some(f(x))
+            })?));
         }
         if DATE_FUNCS.contains(&name) {
             let v = if c.args.args.is_empty() {
@@ -118,7 +122,7 @@ impl Evaluator<'_> {
             } else {
                 self.eval_vector(arg(c, 0)?, g)?
             };
-            return Ok(Val::Vector(map_values(v, g, false, |_, x| {
+            return Ok(Val::Vector(map_values(v, g, &self.held, false, |_, x| {
                 ftime::date_part(name, x)
             })?));
         }
@@ -162,7 +166,7 @@ impl Evaluator<'_> {
                         v
                     }
                 };
-                Val::Vector(map_values(v, g, false, |_, x| Some(x))?)
+                Val::Vector(map_values(v, g, &self.held, false, |_, x| Some(x))?)
             }
             "absent" => {
                 let a = arg(c, 0)?;
@@ -198,13 +202,15 @@ impl Evaluator<'_> {
             "round" => {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
                 let to = self.opt_scalar(c, 1, g, 1.0)?;
-                Val::Vector(map_values(v, g, false, |i, x| Some(math::round(x, to[i])))?)
+                Val::Vector(map_values(v, g, &self.held, false, |i, x| {
+                    Some(math::round(x, to[i]))
+                })?)
             }
             "clamp" => {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
                 let lo = self.eval_scalar(arg(c, 1)?, g)?;
                 let hi = self.eval_scalar(arg(c, 2)?, g)?;
-                Val::Vector(map_values(v, g, false, |i, x| {
+                Val::Vector(map_values(v, g, &self.held, false, |i, x| {
                     math::clamp(x, lo[i], hi[i])
                 })?)
             }
@@ -216,12 +222,14 @@ impl Evaluator<'_> {
                 } else {
                     math::clamp_max
                 };
-                Val::Vector(map_values(v, g, false, |i, x| Some(f(x, b[i])))?)
+                Val::Vector(map_values(v, g, &self.held, false, |i, x| {
+                    Some(f(x, b[i]))
+                })?)
             }
             "histogram_quantile" => {
                 let q = self.eval_scalar(arg(c, 0)?, g)?;
                 let v = self.eval_vector(arg(c, 1)?, g)?;
-                Val::Vector(histogram_quantile(&q, v, g)?)
+                Val::Vector(histogram_quantile(&q, v, g, &self.held)?)
             }
             "label_replace" => {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
@@ -232,7 +240,7 @@ impl Evaluator<'_> {
                     string_arg(c, 4)?,
                 );
                 flabels::label_replace(&Labels::empty(), &dst, &repl, &src, &re).map_err(exec)?;
-                Val::Vector(relabel(v, g, |l| {
+                Val::Vector(relabel(v, g, &self.held, |l| {
                     flabels::label_replace(l, &dst, &repl, &src, &re)
                 })?)
             }
@@ -245,7 +253,7 @@ impl Evaluator<'_> {
                     .collect::<Result<_, _>>()?;
                 let srcs: Vec<&str> = srcs.iter().map(String::as_str).collect();
                 flabels::label_join(&Labels::empty(), &dst, &sep, &srcs).map_err(exec)?;
-                Val::Vector(relabel(v, g, |l| {
+                Val::Vector(relabel(v, g, &self.held, |l| {
                     flabels::label_join(l, &dst, &sep, &srcs)
                 })?)
             }
@@ -259,12 +267,13 @@ impl Evaluator<'_> {
 fn relabel(
     input: Vec<VSeries>,
     g: &Grid,
+    held: &Held,
     f: impl Fn(&Labels) -> Result<Labels, String>,
 ) -> Result<Vec<VSeries>, QueryError> {
-    let mut out = OutBuilder::new(g.n);
+    let mut out = OutBuilder::new(g.n, held);
     for s in input {
         let l = Arc::new(f(&s.labels).map_err(exec)?);
-        let slot = out.slot(l);
+        let slot = out.slot(l)?;
         for (i, v) in s.vals.iter().enumerate() {
             if let Some(v) = v {
                 out.put(slot, i, *v)?;
@@ -280,6 +289,7 @@ fn histogram_quantile(
     q: &[f64],
     input: Vec<VSeries>,
     g: &Grid,
+    held: &Held,
 ) -> Result<Vec<VSeries>, QueryError> {
     let mut index: HashMap<(Labels, String), usize> = HashMap::new();
     let mut groups: Vec<(Lbl, Vec<(f64, usize)>)> = Vec::new();
@@ -304,7 +314,7 @@ fn histogram_quantile(
         });
         groups[gi].1.push((ub, si));
     }
-    let mut out = OutBuilder::new(g.n);
+    let mut out = OutBuilder::new(g.n, held);
     let mut buckets: Vec<(f64, f64)> = Vec::new();
     for (labels, members) in &groups {
         let mut slot = None;
@@ -319,7 +329,7 @@ fn histogram_quantile(
                 continue;
             }
             let v = histogram::bucket_quantile(q[i], &mut buckets);
-            let sl = *slot.get_or_insert_with(|| out.slot(labels.clone()));
+            let sl = out.slot_in(&mut slot, || labels.clone())?;
             out.put(sl, i, v)?;
         }
     }

@@ -72,10 +72,12 @@ impl<'a> Planner<'a> {
     fn selector(&mut self, vs: &'a VectorSelector, lo: i64, hi: i64, before: i64, counter: bool) {
         let (lo, hi) = self.at(&vs.at).map_or((lo, hi), |a| (a, a));
         let off = offset_ms(&vs.offset);
+        // Saturating: ranges and offsets near the ends of i64 select from the start of time
+        // instead of overflowing; the evaluator refuses the ones it cannot step through.
         self.needs.push(Need {
             vs,
-            mint: lo - off - before,
-            maxt: hi - off,
+            mint: lo.saturating_sub(off).saturating_sub(before),
+            maxt: hi.saturating_sub(off),
             counter,
         });
     }
@@ -91,7 +93,12 @@ impl<'a> Planner<'a> {
                 let (lo, hi) = self.at(&sq.at).map_or((lo, hi), |a| (a, a));
                 let off = offset_ms(&sq.offset);
                 let range = sq.range.as_millis() as i64;
-                self.walk(&sq.expr, lo - off - range, hi - off, counter);
+                self.walk(
+                    &sq.expr,
+                    lo.saturating_sub(off).saturating_sub(range),
+                    hi.saturating_sub(off),
+                    counter,
+                );
             }
             Expr::Paren(p) => self.walk(&p.expr, lo, hi, counter),
             Expr::Unary(u) => self.walk(&u.expr, lo, hi, counter),

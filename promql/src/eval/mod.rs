@@ -11,12 +11,14 @@
 mod aggregate;
 mod binary;
 mod call;
+pub(crate) mod held;
 pub(crate) mod load;
 mod parallel;
 mod range_call;
 mod selector;
 
 use crate::error::QueryError;
+use held::Held;
 use load::Loaded;
 use promql_parser::parser::{AtModifier, Expr, Offset};
 use std::collections::HashMap;
@@ -67,33 +69,52 @@ pub(crate) enum Val {
 const SAME_LABELSET: &str = "vector cannot contain metrics with the same labelset";
 
 /// Collects output series by label set, refusing two values for one label set at one step.
-pub(crate) struct OutBuilder {
+/// Each new series' cells are reserved from the query's allowance before they are allocated.
+pub(crate) struct OutBuilder<'h> {
     n: usize,
     index: HashMap<Lbl, usize>,
     series: Vec<VSeries>,
+    held: &'h Held,
 }
 
-impl OutBuilder {
-    pub fn new(n: usize) -> Self {
+impl<'h> OutBuilder<'h> {
+    pub fn new(n: usize, held: &'h Held) -> Self {
         OutBuilder {
             n,
             index: HashMap::new(),
             series: Vec::new(),
+            held,
         }
     }
 
-    /// The slot for `labels`, created on first use (insertion order is kept).
-    pub fn slot(&mut self, labels: Lbl) -> usize {
+    /// The slot for `labels`, created on first use (insertion order is kept); fails when a
+    /// new series would take the query over its samples limit.
+    pub fn slot(&mut self, labels: Lbl) -> Result<usize, QueryError> {
         if let Some(&i) = self.index.get(&labels) {
-            return i;
+            return Ok(i);
         }
+        self.held.reserve(self.n)?;
         let i = self.series.len();
         self.series.push(VSeries {
             labels: labels.clone(),
             vals: vec![None; self.n],
         });
         self.index.insert(labels, i);
-        i
+        Ok(i)
+    }
+
+    /// The slot remembered in `cache`, or a new one for `labels()` remembered there.
+    pub fn slot_in(
+        &mut self,
+        cache: &mut Option<usize>,
+        labels: impl FnOnce() -> Lbl,
+    ) -> Result<usize, QueryError> {
+        if let Some(s) = *cache {
+            return Ok(s);
+        }
+        let s = self.slot(labels())?;
+        *cache = Some(s);
+        Ok(s)
     }
 
     /// Sets the value of `slot` at `step`; a second value is Prometheus' duplicate error.
@@ -107,14 +128,15 @@ impl OutBuilder {
     }
 
     /// Puts a whole series of values (one per step) for `labels`; as [`OutBuilder::put`] per
-    /// value, but a new label set takes the vector without copying it.
+    /// value, but a new label set takes the vector without copying it (its cells were reserved
+    /// by whoever allocated it).
     pub fn put_series(&mut self, labels: Lbl, vals: Vec<Option<f64>>) -> Result<(), QueryError> {
         if vals.len() == self.n && !self.index.contains_key(&labels) {
             self.index.insert(labels.clone(), self.series.len());
             self.series.push(VSeries { labels, vals });
             return Ok(());
         }
-        let slot = self.slot(labels);
+        let slot = self.slot(labels)?;
         for (i, v) in vals.into_iter().enumerate() {
             if let Some(v) = v {
                 self.put(slot, i, v)?;
@@ -179,6 +201,8 @@ pub(crate) struct Evaluator<'a> {
     pub max_samples: usize,
     pub deadline: Instant,
     pub cancel: Option<&'a AtomicBool>,
+    /// The samples held at once, counted like Prometheus' `currentSamples`.
+    pub held: Held,
 }
 
 impl Evaluator<'_> {
@@ -223,19 +247,35 @@ impl Evaluator<'_> {
         Ok(())
     }
 
-    /// Evaluates `e` at every step of `g`.
+    /// An output builder over `g` charging this query's allowance.
+    pub fn out(&self, g: &Grid) -> OutBuilder<'_> {
+        OutBuilder::new(g.n, &self.held)
+    }
+
+    /// Evaluates `e` at every step of `g`; afterwards the query holds what it held before
+    /// plus the result (what `e`'s arguments held is freed).
     pub fn eval(&self, e: &Expr, g: &Grid) -> Result<Val, QueryError> {
+        let before = self.held.level();
+        let v = self.eval_node(e, g)?;
+        self.held.settle(before, cells(&v))?;
+        Ok(v)
+    }
+
+    fn eval_node(&self, e: &Expr, g: &Grid) -> Result<Val, QueryError> {
         self.check_interrupt()?;
         let v = match e {
-            Expr::NumberLiteral(n) => Val::Scalar(vec![n.val; g.n]),
+            Expr::NumberLiteral(n) => {
+                self.held.reserve(g.n)?;
+                Val::Scalar(vec![n.val; g.n])
+            }
             Expr::StringLiteral(s) => Val::Str(s.val.clone()),
             Expr::Paren(p) => self.eval(&p.expr, g)?,
             Expr::Unary(u) => match self.eval(&u.expr, g)? {
                 Val::Scalar(v) => Val::Scalar(v.into_iter().map(|x| -x).collect()),
                 Val::Vector(vs) => {
-                    let mut out = OutBuilder::new(g.n);
+                    let mut out = self.out(g);
                     for s in vs {
-                        let slot = out.slot(drop_name(&s.labels));
+                        let slot = out.slot(drop_name(&s.labels))?;
                         for (i, v) in s.vals.iter().enumerate() {
                             if let Some(v) = v {
                                 out.put(slot, i, -v)?;
@@ -295,6 +335,17 @@ impl Evaluator<'_> {
                 val_type(&other)
             ))),
         }
+    }
+}
+
+/// The cells a value holds: one per step of each series (present or not), one per point of
+/// a range vector.
+pub(crate) fn cells(v: &Val) -> usize {
+    match v {
+        Val::Scalar(x) => x.len(),
+        Val::Str(_) => 0,
+        Val::Vector(vs) => vs.iter().map(|s| s.vals.len()).sum(),
+        Val::Matrix(m) => m.iter().map(|(_, p)| p.len()).sum(),
     }
 }
 

@@ -6,7 +6,7 @@
 use super::call::{absent_labels, arg, exec};
 use super::parallel::map_parts;
 use super::selector::RangeArg;
-use super::{drop_name, Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
+use super::{drop_name, Evaluator, Grid, Lbl, VSeries, Val};
 use crate::error::QueryError;
 use crate::functions::range as frange;
 use promql_parser::parser::{Call, Expr};
@@ -156,7 +156,7 @@ impl Evaluator<'_> {
             (vals, step_samples)
         });
         let keep_name = func == RangeFn::Last;
-        let mut out = OutBuilder::new(g.n);
+        let mut out = self.out(g);
         let mut step_samples = vec![0usize; g.n];
         let mut si = 0;
         for (vals, counts) in parts {
@@ -180,6 +180,25 @@ impl Evaluator<'_> {
 
     /// `func` over every window of series `si`, counting window samples per step.
     fn range_series(
+        &self,
+        func: RangeFn,
+        ra: &RangeArg,
+        si: usize,
+        g: &Grid,
+        scalars: &[Vec<f64>],
+        step_samples: &mut [usize],
+    ) -> Result<SeriesVals, QueryError> {
+        // The series' cells are reserved before its first window is computed, and given back
+        // when it turns out to have no value at any step.
+        self.held.reserve(g.n)?;
+        let vals = self.range_values(func, ra, si, g, scalars, step_samples);
+        if !matches!(vals, Ok(Some(_))) {
+            self.held.release(g.n);
+        }
+        vals
+    }
+
+    fn range_values(
         &self,
         func: RangeFn,
         ra: &RangeArg,

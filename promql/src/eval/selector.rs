@@ -76,13 +76,15 @@ impl RangeArg {
     }
 }
 
-/// Go's alignment of a subquery's first step: the first multiple of `step` at or after `x`.
-fn align_up(x: i64, step: i64) -> i64 {
-    let mut s = step * (x / step);
+/// Go's alignment of a subquery's first step: the first multiple of `step` at or after `x`
+/// (none when that is past the range of i64).
+fn align_up(x: i64, step: i64) -> Option<i64> {
+    let s = step.checked_mul(x / step)?;
     if s < x {
-        s += step;
+        s.checked_add(step)
+    } else {
+        Some(s)
     }
-    s
 }
 
 impl Evaluator<'_> {
@@ -99,6 +101,7 @@ impl Evaluator<'_> {
         let mut out = Vec::new();
         for s in self.data.get(vs) {
             let pts = &s.samples;
+            self.held.reserve(g.n)?;
             let mut vals = vec![None; g.n];
             let mut j = 0usize;
             let mut any = false;
@@ -122,6 +125,8 @@ impl Evaluator<'_> {
                     labels: s.labels.clone(),
                     vals,
                 });
+            } else {
+                self.held.release(g.n);
             }
         }
         Ok(out)
@@ -152,14 +157,32 @@ impl Evaluator<'_> {
         let offset = offset_ms(&sq.offset);
         let range = sq.range.as_millis() as i64;
         let (lo, hi) = at.map_or((g.start, g.end()), |a| (a, a));
-        let start = align_up(lo - offset - range, step);
-        let end = hi - offset;
+        let out_of_range =
+            || QueryError::Execution("subquery range or offset is out of the time range".into());
+        let start = lo
+            .checked_sub(offset)
+            .and_then(|t| t.checked_sub(range))
+            .and_then(|t| align_up(t, step))
+            .ok_or_else(out_of_range)?;
+        let end = hi.checked_sub(offset).ok_or_else(out_of_range)?;
         let mut series = Vec::new();
         if end >= start {
+            let steps = end
+                .checked_sub(start)
+                .map(|d| d / step)
+                .and_then(|n| usize::try_from(n).ok())
+                .and_then(|n| n.checked_add(1))
+                .ok_or_else(out_of_range)?;
+            // Whatever the inner expression yields holds at least one cell per step (a scalar,
+            // or any series), so a subquery with more steps than the limit cannot be answered;
+            // refusing it here keeps every per-step allocation below it bounded by the flag.
+            if steps > self.max_samples {
+                return Err(super::held::too_many());
+            }
             let inner = Grid {
                 start,
                 step,
-                n: ((end - start) / step) as usize + 1,
+                n: steps,
             };
             for s in self.eval_vector(&sq.expr, &inner)? {
                 let pts: Vec<(i64, f64)> = s
