@@ -425,6 +425,19 @@ fn invalid_utf8_is_refused_with_bad_data() {
     cases.finish();
 }
 
+/// `/api/v1/query?query=up{job=~"job_00000|...|node"}&time=t`, at least `len` bytes long.
+fn long_up_query(len: usize, t: i64) -> String {
+    let mut jobs = Vec::new();
+    loop {
+        let e = format!("up{{job=~\"{}node\"}}", jobs.concat());
+        let path = format!("/api/v1/query?query={}&time={t}", enc(&e));
+        if path.len() >= len {
+            return path;
+        }
+        jobs.push(format!("job_{:05}|", jobs.len()));
+    }
+}
+
 #[test]
 fn huge_and_long_requests_are_answered_or_refused() {
     let demo = generate_demo(HOURS, INSTANCES);
@@ -433,11 +446,20 @@ fn huge_and_long_requests_are_answered_or_refused() {
     let mut cases = Cases::new(&mut q);
     // Prometheus: 200 (its header limit is 1 MB).
     cases.case("get_url_60kb", |q| {
-        let jobs: Vec<String> = (0..5_000).map(|i| format!("job_{i:05}")).collect();
-        let e = format!("up{{job=~\"{}|node\"}}", jobs.join("|"));
-        let path = format!("/api/v1/query?query={}&time={t}", enc(&e));
-        assert!(path.len() > 60_000, "URL of {} bytes", path.len());
+        let path = long_up_query(60_000, t);
         expect_vector(&get(q.port, &path)?, n, "1", true)
+    });
+    // Prometheus: 200. Past 65,534 bytes the `http` crate (1.5, `uri::MAX_LEN`) refuses any
+    // URI before a handler runs, so hyper's 414 is held too; a body, if any, must be JSON.
+    cases.case("get_url_72kb", |q| {
+        let a = get(q.port, &long_up_query(72_000, t))?;
+        if a.status == 414 {
+            if a.body.is_empty() {
+                return Ok(());
+            }
+            return expect_error_envelope(&a, 414).map(|_| ());
+        }
+        expect_vector(&a, n, "1", true)
     });
     // Prometheus: 400 bad_data echoing the whole 12 kB regex; the issue asks for a bounded
     // prefix, held here as a message under 1 kB.
@@ -607,7 +629,7 @@ fn query_timeout_stops_work_and_keeps_health() {
             .collect();
         let mut probes = 0;
         while !heavy.iter().all(|h| h.is_finished()) {
-            let a = get(port, "/-/healthy").map_err(|e| format!("health probe {probes}: {e}"))?;
+            let a = health(port).map_err(|e| format!("health probe {probes}: {e}"))?;
             if a.status != 200 {
                 return Err(format!("health probe {probes} answered {}", a.status));
             }
@@ -657,6 +679,10 @@ fn query_timeout_stops_work_and_keeps_health() {
     cases.finish();
 }
 
+/// The memory groups' query timeout: a refusal under the samples limit must come well before
+/// it, and a regression then fails in a minute instead of Prometheus' default two.
+const MEMORY_TIMEOUT: &str = "--query.timeout=60s";
+
 /// Every step of a `count_values("v", node_cpu_seconds_total)` range answer counts all
 /// `series` inputs.
 fn check_count_values(a: &Answer, series: usize) -> Result<(), String> {
@@ -685,7 +711,11 @@ fn sample_limit_of_one_million_bounds_memory() {
     let demo = generate_demo(HOURS, INSTANCES);
     let mut q = Querier::start(
         demo.tmp.path(),
-        &[data_flag(&demo).as_str(), "--query.max-samples=1000000"],
+        &[
+            data_flag(&demo).as_str(),
+            "--query.max-samples=1000000",
+            MEMORY_TIMEOUT,
+        ],
     );
     let baseline = q.rss_kb().unwrap_or(0);
     let (t, n) = (demo.end, demo.instances);
@@ -750,7 +780,10 @@ fn sample_limit_of_one_million_bounds_memory() {
 #[test]
 fn default_sample_limit_bounds_memory() {
     let demo = generate_demo(HOURS, INSTANCES);
-    let mut q = Querier::start(demo.tmp.path(), &[data_flag(&demo).as_str()]);
+    let mut q = Querier::start(
+        demo.tmp.path(),
+        &[data_flag(&demo).as_str(), MEMORY_TIMEOUT],
+    );
     let (t, n) = (demo.end, demo.instances);
     let mut cases = Cases::new(&mut q);
     // 3e10 steps: Prometheus 2.42 runs out of memory; a correct answer (rate of a constant is
@@ -852,7 +885,8 @@ fn damaged_blocks_are_named_in_warnings() {
 fn no_panic(out: &std::process::Output, what: &str) -> Result<(), String> {
     let err = String::from_utf8_lossy(&out.stderr);
     if out.status.code() == Some(101) || err.contains("panicked") {
-        return Err(format!("{what} panicked: {err}"));
+        let first: String = err.lines().take(3).collect::<Vec<_>>().join(" | ");
+        return Err(format!("{what} panicked: {first}"));
     }
     Ok(())
 }

@@ -15,8 +15,7 @@ use storage::testing::prometheus::free_port;
 
 /// The RSS bound every case is checked against, in kB: 2 GiB. An idle querier over the demo
 /// data holds about 200 MB; Prometheus 2.42 peaks at 2.4 GB on the heaviest query of the issue
-/// (count_values over 24 h at 15 s, default limits). The watchdog kills the process above it,
-/// so a regression cannot take the shared machine down with it.
+/// (count_values over 24 h at 15 s, default limits). The watchdog kills the process above it.
 pub const RSS_BOUND_KB: u64 = 2 * 1024 * 1024;
 
 /// Prometheus' message for `ErrTooManySamples`.
@@ -219,7 +218,7 @@ impl Querier {
                 self.log_tail()
             ));
         }
-        match http(self.port, "GET", "/-/healthy", &[], b"") {
+        match health(self.port) {
             Ok(r) if r.status == 200 => {}
             Ok(r) => return Err(format!("/-/healthy answered {}", r.status)),
             Err(e) => return Err(format!("/-/healthy failed: {e}")),
@@ -281,14 +280,14 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Samples the RSS of `pid` every 50 ms, keeps the peak, and SIGKILLs the process above
-/// twice the bound so that a memory regression fails the test instead of the machine.
+/// Samples the RSS of `pid` every 50 ms, keeps the peak, and SIGKILLs the process above the
+/// bound so that a memory regression fails the test instead of taking the shared machine.
 fn watch_rss(pid: u32, peak: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             let Some(kb) = rss_kb(pid) else { return };
             peak.fetch_max(kb, Ordering::Relaxed);
-            if kb > 2 * RSS_BOUND_KB {
+            if kb > RSS_BOUND_KB {
                 let _ = Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();
@@ -373,9 +372,25 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Answer, String> {
+    http_within(Duration::from_secs(120), port, method, path, headers, body)
+}
+
+/// `GET /-/healthy`, waiting at most 10 s for the answer.
+pub fn health(port: u16) -> Result<Answer, String> {
+    http_within(Duration::from_secs(10), port, "GET", "/-/healthy", &[], b"")
+}
+
+/// Like [`http`], with a read timeout of `wait`.
+pub fn http_within(
+    wait: Duration,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Answer, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))
-        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -443,6 +458,26 @@ pub fn expect_error(a: &Answer, status: u16, error_type: &str) -> Result<String,
         .ok_or_else(|| format!("no error message: {}", a.short()))
 }
 
+/// Prometheus' error envelope with `status` and any error type; returns the error type.
+pub fn expect_error_envelope(a: &Answer, status: u16) -> Result<String, String> {
+    if a.status != status {
+        return Err(format!(
+            "status {} (want {status}): {}",
+            a.status,
+            a.short()
+        ));
+    }
+    let j = a.json()?;
+    match (
+        j["status"].as_str(),
+        j["errorType"].as_str(),
+        j["error"].as_str(),
+    ) {
+        (Some("error"), Some(t), Some(m)) if !t.is_empty() && !m.is_empty() => Ok(t.to_string()),
+        _ => Err(format!("not an error envelope: {}", a.short())),
+    }
+}
+
 /// Like [`expect_error`], and the message contains `part`.
 pub fn expect_error_with(
     a: &Answer,
@@ -492,6 +527,7 @@ impl<'a> Cases<'a> {
     /// Runs one case.
     pub fn case(&mut self, name: &str, f: impl FnOnce(&mut Querier) -> Result<(), String>) {
         self.ran += 1;
+        let began = Instant::now();
         let outcome = f(self.q);
         let health = self.q.check_healthy();
         let unwell = health.is_err();
@@ -503,10 +539,14 @@ impl<'a> Cases<'a> {
             problems.push(format!("afterwards: {e}"));
         }
         if problems.is_empty() {
-            eprintln!("case {name}: ok");
+            eprintln!("case {name}: ok ({:.1} s)", began.elapsed().as_secs_f64());
             return;
         }
-        let msg = format!("case {name}: FAILED: {}", problems.join("; "));
+        let msg = format!(
+            "case {name}: FAILED after {:.1} s: {}",
+            began.elapsed().as_secs_f64(),
+            problems.join("; ")
+        );
         eprintln!("{msg}");
         self.failures.push(msg);
         // A dead or unresponsive process is replaced so that the next case starts clean.
