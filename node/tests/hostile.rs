@@ -427,15 +427,18 @@ fn invalid_utf8_is_refused_with_bad_data() {
 
 /// `/api/v1/query?query=up{job=~"job_00000|...|node"}&time=t`, at least `len` bytes long.
 fn long_up_query(len: usize, t: i64) -> String {
-    let mut jobs = Vec::new();
-    loop {
-        let e = format!("up{{job=~\"{}node\"}}", jobs.concat());
-        let path = format!("/api/v1/query?query={}&time={t}", enc(&e));
-        if path.len() >= len {
-            return path;
-        }
-        jobs.push(format!("job_{:05}|", jobs.len()));
-    }
+    let path = |jobs: usize| {
+        let alt: String = (0..jobs).map(|i| format!("job_{i:05}|")).collect();
+        format!(
+            "/api/v1/query?query={}&time={t}",
+            enc(&format!("up{{job=~\"{alt}node\"}}"))
+        )
+    };
+    let per_job = enc("job_00000|").len();
+    let jobs = len.saturating_sub(path(0).len()).div_ceil(per_job);
+    let p = path(jobs);
+    assert!(p.len() >= len, "URL of {} bytes", p.len());
+    p
 }
 
 #[test]
