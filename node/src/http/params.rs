@@ -353,7 +353,7 @@ pub fn parse_match_params(values: &[&str]) -> Result<Vec<Vec<Matcher>>, String> 
 /// Parses one series selector (`up{job="a"}`) into storage matchers.
 pub fn parse_series_selector(s: &str) -> Result<Vec<Matcher>, String> {
     let expr = promql::engine::parse(s).map_err(|e| e.to_string())?;
-    let Expr::VectorSelector(vs) = expr else {
+    let Expr::VectorSelector(vs) = &*expr else {
         return Err(format!(
             "1:1: parse error: unexpected expression {}, expected a series selector",
             go_quote(s)

@@ -185,7 +185,7 @@ impl Evaluator<'_> {
             };
             let input = self.eval_vector(&a.expr, g)?;
             return Ok(Val::Vector(count_values(
-                &label, without, grouping, input, g,
+                self, &label, without, grouping, input, g,
             )?));
         }
         let param = match a.param.as_deref() {
@@ -195,7 +195,9 @@ impl Evaluator<'_> {
         let input = self.eval_vector(&a.expr, g)?;
         if op == "topk" || op == "bottomk" {
             let k = param.unwrap_or_else(|| vec![0.0; g.n]);
-            return Ok(Val::Vector(topk(&op, &k, without, &grouping, input, g)?));
+            return Ok(Val::Vector(topk(
+                self, &op, &k, without, &grouping, input, g,
+            )?));
         }
         let q = param.unwrap_or_else(|| vec![0.0; g.n]);
         let Some(fold) = FoldOp::from_name(&op) else {
@@ -222,10 +224,9 @@ impl Evaluator<'_> {
         let parts = map_parts(g.n, input.len().saturating_mul(g.n), |steps| {
             let mut accs: Vec<Acc> = vec![Acc::default(); ngroups];
             let mut out: Vec<StepGroups> = Vec::with_capacity(steps.len());
+            let mut work = 0;
             for i in steps {
-                if i % 64 == 0 {
-                    self.check_interrupt()?;
-                }
+                self.pace(&mut work, input.len())?;
                 let mut order: StepGroups = Vec::new();
                 for (s, &gi) in input.iter().zip(&gidx) {
                     let Some(v) = s.vals[i] else { continue };
@@ -262,6 +263,7 @@ impl Evaluator<'_> {
 }
 
 fn topk(
+    ev: &Evaluator,
     op: &str,
     k: &[f64],
     without: bool,
@@ -284,7 +286,9 @@ fn topk(
     let mut slots: Vec<Option<usize>> = vec![None; input.len()];
     let mut members: Vec<Vec<(f64, usize)>> = vec![Vec::new(); ngroups];
     let mut order: Vec<usize> = Vec::new();
+    let mut work = 0;
     for i in 0..g.n {
+        ev.pace(&mut work, input.len())?;
         let kf = k[i];
         if !(kf.is_finite() && kf.abs() < 9.2e18) {
             return Err(QueryError::Execution(format!(
@@ -327,6 +331,7 @@ fn topk(
 }
 
 fn count_values(
+    ev: &Evaluator,
     label: &str,
     without: bool,
     mut grouping: Vec<String>,
@@ -342,7 +347,10 @@ fn count_values(
         grouping.push(label.to_owned());
     }
     let mut out = OutBuilder::new(g.n);
+    let mut work = 0;
     for i in 0..g.n {
+        // Each value costs a label set here, far more than a sample elsewhere.
+        ev.pace(&mut work, 16 * input.len())?;
         let mut counts: Vec<(Labels, f64)> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
         for s in &input {

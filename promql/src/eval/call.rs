@@ -70,13 +70,16 @@ pub(super) fn absent_labels(e: &Expr) -> Labels {
 
 /// Maps each series' value through `f` (None drops the point), dropping `__name__`.
 fn map_values(
+    ev: &Evaluator,
     input: Vec<VSeries>,
     g: &Grid,
     keep_name: bool,
     mut f: impl FnMut(usize, f64) -> Option<f64>,
 ) -> Result<Vec<VSeries>, QueryError> {
     let mut out = OutBuilder::new(g.n);
+    let mut work = 0;
     for s in input {
+        ev.pace(&mut work, g.n)?;
         let l = if keep_name {
             s.labels.clone()
         } else {
@@ -107,7 +110,7 @@ impl Evaluator<'_> {
         let name = c.func.name;
         if let Some(f) = math::unary(name) {
             let v = self.eval_vector(arg(c, 0)?, g)?;
-            return Ok(Val::Vector(map_values(v, g, false, |_, x| Some(f(x)))?));
+            return Ok(Val::Vector(map_values(self, v, g, false, |_, x| Some(f(x)))?));
         }
         if DATE_FUNCS.contains(&name) {
             let v = if c.args.args.is_empty() {
@@ -118,7 +121,7 @@ impl Evaluator<'_> {
             } else {
                 self.eval_vector(arg(c, 0)?, g)?
             };
-            return Ok(Val::Vector(map_values(v, g, false, |_, x| {
+            return Ok(Val::Vector(map_values(self, v, g, false, |_, x| {
                 ftime::date_part(name, x)
             })?));
         }
@@ -162,7 +165,7 @@ impl Evaluator<'_> {
                         v
                     }
                 };
-                Val::Vector(map_values(v, g, false, |_, x| Some(x))?)
+                Val::Vector(map_values(self, v, g, false, |_, x| Some(x))?)
             }
             "absent" => {
                 let a = arg(c, 0)?;
@@ -198,13 +201,13 @@ impl Evaluator<'_> {
             "round" => {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
                 let to = self.opt_scalar(c, 1, g, 1.0)?;
-                Val::Vector(map_values(v, g, false, |i, x| Some(math::round(x, to[i])))?)
+                Val::Vector(map_values(self, v, g, false, |i, x| Some(math::round(x, to[i])))?)
             }
             "clamp" => {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
                 let lo = self.eval_scalar(arg(c, 1)?, g)?;
                 let hi = self.eval_scalar(arg(c, 2)?, g)?;
-                Val::Vector(map_values(v, g, false, |i, x| {
+                Val::Vector(map_values(self, v, g, false, |i, x| {
                     math::clamp(x, lo[i], hi[i])
                 })?)
             }
@@ -216,12 +219,12 @@ impl Evaluator<'_> {
                 } else {
                     math::clamp_max
                 };
-                Val::Vector(map_values(v, g, false, |i, x| Some(f(x, b[i])))?)
+                Val::Vector(map_values(self, v, g, false, |i, x| Some(f(x, b[i])))?)
             }
             "histogram_quantile" => {
                 let q = self.eval_scalar(arg(c, 0)?, g)?;
                 let v = self.eval_vector(arg(c, 1)?, g)?;
-                Val::Vector(histogram_quantile(&q, v, g)?)
+                Val::Vector(histogram_quantile(self, &q, v, g)?)
             }
             "label_replace" => {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
@@ -232,7 +235,7 @@ impl Evaluator<'_> {
                     string_arg(c, 4)?,
                 );
                 flabels::label_replace(&Labels::empty(), &dst, &repl, &src, &re).map_err(exec)?;
-                Val::Vector(relabel(v, g, |l| {
+                Val::Vector(relabel(self, v, g, |l| {
                     flabels::label_replace(l, &dst, &repl, &src, &re)
                 })?)
             }
@@ -245,7 +248,7 @@ impl Evaluator<'_> {
                     .collect::<Result<_, _>>()?;
                 let srcs: Vec<&str> = srcs.iter().map(String::as_str).collect();
                 flabels::label_join(&Labels::empty(), &dst, &sep, &srcs).map_err(exec)?;
-                Val::Vector(relabel(v, g, |l| {
+                Val::Vector(relabel(self, v, g, |l| {
                     flabels::label_join(l, &dst, &sep, &srcs)
                 })?)
             }
@@ -257,12 +260,16 @@ impl Evaluator<'_> {
 
 /// Applies a label rewrite to every series (once per series), keeping values.
 fn relabel(
+    ev: &Evaluator,
     input: Vec<VSeries>,
     g: &Grid,
     f: impl Fn(&Labels) -> Result<Labels, String>,
 ) -> Result<Vec<VSeries>, QueryError> {
     let mut out = OutBuilder::new(g.n);
+    let mut work = 0;
     for s in input {
+        // A rewrite (a regex match for label_replace) costs more than a sample.
+        ev.pace(&mut work, g.n + 64)?;
         let l = Arc::new(f(&s.labels).map_err(exec)?);
         let slot = out.slot(l);
         for (i, v) in s.vals.iter().enumerate() {
@@ -277,6 +284,7 @@ fn relabel(
 /// `histogram_quantile` over classic buckets: series grouped by their labels without `le`
 /// (and per metric name), each step's buckets turned into a quantile.
 fn histogram_quantile(
+    ev: &Evaluator,
     q: &[f64],
     input: Vec<VSeries>,
     g: &Grid,
@@ -306,7 +314,9 @@ fn histogram_quantile(
     }
     let mut out = OutBuilder::new(g.n);
     let mut buckets: Vec<(f64, f64)> = Vec::new();
+    let mut work = 0;
     for (labels, members) in &groups {
+        ev.pace(&mut work, g.n * members.len())?;
         let mut slot = None;
         for i in 0..g.n {
             buckets.clear();

@@ -75,34 +75,31 @@ impl<'a> Planner<'a> {
         });
     }
 
-    fn walk(&mut self, e: &'a Expr, lo: i64, hi: i64) {
-        match e {
-            Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback),
-            Expr::MatrixSelector(ms) => self.selector(&ms.vs, lo, hi, ms.range.as_millis() as i64),
-            Expr::Subquery(sq) => {
-                let (lo, hi) = self.at(&sq.at).map_or((lo, hi), |a| (a, a));
-                let off = offset_ms(&sq.offset);
-                let range = sq.range.as_millis() as i64;
-                self.walk(&sq.expr, lo - off - range, hi - off);
-            }
-            Expr::Paren(p) => self.walk(&p.expr, lo, hi),
-            Expr::Unary(u) => self.walk(&u.expr, lo, hi),
-            Expr::Binary(b) => {
-                self.walk(&b.lhs, lo, hi);
-                self.walk(&b.rhs, lo, hi);
-            }
-            Expr::Aggregate(a) => {
-                if let Some(p) = &a.param {
-                    self.walk(p, lo, hi);
+    /// Plans every selector under `root`, with an explicit stack: trees may be far deeper
+    /// than the async runtime's stack allows recursion for.
+    fn walk(&mut self, root: &'a Expr, lo: i64, hi: i64) {
+        let mut todo = vec![(root, lo, hi)];
+        while let Some((e, lo, hi)) = todo.pop() {
+            match e {
+                Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback),
+                Expr::MatrixSelector(ms) => {
+                    self.selector(&ms.vs, lo, hi, ms.range.as_millis() as i64)
                 }
-                self.walk(&a.expr, lo, hi);
-            }
-            Expr::Call(c) => {
-                for a in &c.args.args {
-                    self.walk(a, lo, hi);
+                Expr::Subquery(sq) => {
+                    let (lo, hi) = self.at(&sq.at).map_or((lo, hi), |a| (a, a));
+                    let off = offset_ms(&sq.offset);
+                    let range = sq.range.as_millis() as i64;
+                    todo.push((&sq.expr, lo - off - range, hi - off));
                 }
+                // Children are pushed in reverse so that selectors are planned in the order
+                // a recursive walk would give (the order errors are reported in).
+                _ => todo.extend(
+                    crate::depth::children(e)
+                        .into_iter()
+                        .rev()
+                        .map(|c| (c, lo, hi)),
+                ),
             }
-            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
         }
     }
 }
