@@ -22,7 +22,7 @@ use promql_parser::parser::{Expr, NumberLiteral};
 use std::ops::Deref;
 
 /// Most nesting levels a query may have, counting each level of parentheses (calls and
-/// aggregations included), each operator and each `[`. An upper bound of the tree's depth.
+/// aggregations included) or brackets, and each operator. Its tree is at most one deeper.
 pub const MAX_DEPTH: usize = 10_000;
 
 /// Queries whose bound is at most this are handled on the caller's stack.
@@ -31,8 +31,8 @@ pub(crate) const SHALLOW: usize = 128;
 /// Words that are binary operators (PromQL keywords are case-insensitive).
 const WORD_OPS: [&str; 4] = ["and", "or", "unless", "atan2"];
 
-/// An upper bound of the tree depth of `query`, from its text alone: the deepest nesting of
-/// `(` and `[` plus every operator token outside label matchers. With `limit`, stops at the
+/// How many levels `query` nests, from its text alone: the deepest nesting of `(` plus every
+/// operator token and `[` outside label matchers. Its tree is at most one deeper. With `limit`, stops at the
 /// first byte where the bound exceeds it and returns `Err(position)`.
 fn bound(query: &str, limit: usize) -> Result<usize, usize> {
     let b = query.as_bytes();
@@ -57,11 +57,14 @@ fn bound(query: &str, limit: usize) -> Result<usize, usize> {
             }
             b'{' => in_braces = true,
             b'}' => in_braces = false,
-            b'(' | b'[' => {
+            b'(' => {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
-            b')' | b']' => depth = depth.saturating_sub(1),
+            b')' => depth = depth.saturating_sub(1),
+            // A range or subquery bracket follows its operand rather than enclosing it, so
+            // each one is counted like an operator.
+            b'[' => ops += 1,
             b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'=' | b'!' if !in_braces => {
                 // Two-character operators (`==`, `!=`, `<=`, `>=`) count once.
                 if matches!(c, b'=' | b'<' | b'>' | b'!') && b.get(i) == Some(&b'=') {
@@ -70,8 +73,7 @@ fn bound(query: &str, limit: usize) -> Result<usize, usize> {
                 ops += 1;
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b':'))
-                {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b':')) {
                     i += 1;
                 }
                 let word = &query[start..i];
@@ -81,14 +83,14 @@ fn bound(query: &str, limit: usize) -> Result<usize, usize> {
             }
             _ => {}
         }
-        if deepest + ops + 1 > limit {
+        if deepest + ops > limit {
             return Err(start);
         }
     }
-    Ok(deepest + ops + 1)
+    Ok(deepest + ops)
 }
 
-/// An upper bound of the depth of the tree `query` parses to (see [`check_text`]).
+/// The nesting levels of `query` (see [`check_text`]); its tree is at most one deeper.
 pub fn text_bound(query: &str) -> usize {
     bound(query, usize::MAX).unwrap_or(usize::MAX)
 }
@@ -251,39 +253,48 @@ mod tests {
             "sum by (a) (rate(foo{a=\"(\", b!=\"x\"}[5m]))",
             "foo or bar and on(x) baz",
             "max_over_time((a - b)[5m:1m]) >= bool 2",
-            "atan2(1, 2) atan2 vector(1)",
+            "1 atan2 vector(1) atan2 on() vector(2)",
             "label_replace(up, \"a\", \"$1\", \"b\", \"(.*)\") # ((((",
         ] {
             let expr = promql_parser::parser::parse(q).expect(q);
-            assert!(text_bound(q) >= depth(&expr), "{q}");
+            assert!(text_bound(q) + 1 >= depth(&expr), "{q}");
         }
     }
 
     #[test]
     fn label_matchers_and_strings_do_not_count() {
-        assert_eq!(text_bound("up{a=\"+-*/\", b!~\"((\", c=~'x'}"), 1);
-        assert_eq!(text_bound("up + up"), 2);
-        assert_eq!(text_bound("up OR up"), 2);
-        assert_eq!(text_bound("sum(up)"), 2);
+        assert_eq!(text_bound("up{a=\"+-*/\", b!~\"((\", c=~'x'}"), 0);
+        assert_eq!(text_bound("up + up"), 1);
+        assert_eq!(text_bound("up OR up"), 1);
+        assert_eq!(text_bound("sum(up)"), 1);
+        assert_eq!(text_bound("a >= b != c"), 2);
     }
 
     #[test]
     fn too_deep_text_is_a_parse_error_at_the_point_it_crosses_the_limit() {
-        let q = format!("{}up", "(".repeat(MAX_DEPTH));
+        let q = format!("{}up", "(".repeat(MAX_DEPTH + 1));
+        let col = MAX_DEPTH + 1;
         assert_eq!(
             check_text(&q),
             Err(QueryError::Parse(format!(
-                "1:{MAX_DEPTH}: parse error: query nests too deeply: more than {MAX_DEPTH} levels of parentheses, operators and subqueries"
+                "1:{col}: parse error: query nests too deeply: more than {MAX_DEPTH} levels of parentheses, operators and subqueries"
             )))
         );
-        assert!(check_text(&format!("{}up", "(".repeat(MAX_DEPTH - 1))).is_ok());
+        assert_eq!(
+            check_text(&format!("{}up", "(".repeat(MAX_DEPTH))),
+            Ok(MAX_DEPTH)
+        );
     }
 
     #[test]
     fn a_deep_tree_is_dropped_and_walked_on_a_small_stack() {
         let q = format!("{}up{}", "abs(".repeat(5000), ")".repeat(5000));
-        let expr = promql_parser::parser::parse(&q).expect("parses");
-        let parsed = ParsedExpr::new(expr);
+        let parsed = crate::stack::run_blocking(|| {
+            promql_parser::parser::parse(&q)
+                .map(ParsedExpr::new)
+                .map_err(QueryError::Parse)
+        })
+        .expect("parses");
         let run = std::thread::Builder::new()
             .stack_size(64 * 1024)
             .spawn(move || {

@@ -1,13 +1,13 @@
 //! The query engine: parses, loads the data every selector needs, evaluates.
 
+use crate::depth::{self, ParsedExpr};
 use crate::error::QueryError;
 use crate::eval::{load, Evaluator, Grid, Val};
 use crate::queryable::Queryable;
+use crate::stack;
 use crate::value::{Sample, Series, Value};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::Function;
-use crate::depth::{self, ParsedExpr};
-use crate::stack;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
@@ -131,12 +131,26 @@ impl std::fmt::Debug for QueryControl {
     }
 }
 
-/// Sets the cancel flag when dropped: a query whose caller went away stops its threads.
-struct CancelOnDrop(CancelFlag);
+/// Sets the cancel flag when dropped before [`CancelOnDrop::disarm`]: a query whose caller
+/// went away (its future dropped mid-way) stops its threads.
+struct CancelOnDrop(Option<CancelFlag>);
+
+impl CancelOnDrop {
+    fn new(flag: &CancelFlag) -> Self {
+        CancelOnDrop(Some(flag.clone()))
+    }
+
+    /// The step finished: leave the flag alone.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -217,11 +231,11 @@ impl Engine {
         query: &str,
         ctl: &QueryControl,
     ) -> Result<Arc<ParsedExpr>, QueryError> {
-        let _cancel = CancelOnDrop(ctl.cancel.clone());
+        let guard = CancelOnDrop::new(&ctl.cancel);
         let deadline = tokio::time::Instant::from_std(ctl.deadline);
-        tokio::time::timeout_at(deadline, parse_async(query, ctl.hold.clone()))
-            .await
-            .map_err(|_| QueryError::Timeout("expression evaluation"))?
+        let r = tokio::time::timeout_at(deadline, parse_async(query, ctl.hold.clone())).await;
+        guard.disarm();
+        r.map_err(|_| QueryError::Timeout("expression evaluation"))?
     }
 
     /// Evaluates a parsed expression at `time_ms`, ended early by `ctl`.
@@ -342,7 +356,7 @@ impl Engine {
         grid: Grid,
         ctl: QueryControl,
     ) -> Result<Val, QueryError> {
-        let _cancel = CancelOnDrop(ctl.cancel.clone());
+        let guard = CancelOnDrop::new(&ctl.cancel);
         let deadline = tokio::time::Instant::from_std(ctl.deadline);
         let end = grid.end();
         let data = tokio::time::timeout_at(
@@ -377,9 +391,12 @@ impl Engine {
             };
             ev.eval(&expr, &grid)
         });
-        tokio::time::timeout_at(deadline, eval)
-            .await
-            .map_err(|_| QueryError::Timeout("expression evaluation"))?
+        let r = tokio::time::timeout_at(deadline, eval).await;
+        // On a timeout the guard stays armed: the thread stops at its next check either way.
+        if r.is_ok() {
+            guard.disarm();
+        }
+        r.map_err(|_| QueryError::Timeout("expression evaluation"))?
     }
 }
 

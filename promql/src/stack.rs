@@ -75,7 +75,9 @@ pub async fn run<R: Send + 'static>(
 }
 
 /// Runs `f` on a query thread and blocks until it is done (for synchronous callers).
-pub fn run_blocking<R: Send>(f: impl FnOnce() -> Result<R, QueryError> + Send) -> Result<R, QueryError> {
+pub fn run_blocking<R: Send>(
+    f: impl FnOnce() -> Result<R, QueryError> + Send,
+) -> Result<R, QueryError> {
     std::thread::scope(|s| {
         let h = builder()
             .spawn_scoped(s, move || {

@@ -110,7 +110,9 @@ impl Evaluator<'_> {
         let name = c.func.name;
         if let Some(f) = math::unary(name) {
             let v = self.eval_vector(arg(c, 0)?, g)?;
-            return Ok(Val::Vector(map_values(self, v, g, false, |_, x| Some(f(x)))?));
+            return Ok(Val::Vector(map_values(self, v, g, false, |_, x| {
+                Some(f(x))
+            })?));
         }
         if DATE_FUNCS.contains(&name) {
             let v = if c.args.args.is_empty() {
@@ -201,7 +203,9 @@ impl Evaluator<'_> {
             "round" => {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
                 let to = self.opt_scalar(c, 1, g, 1.0)?;
-                Val::Vector(map_values(self, v, g, false, |i, x| Some(math::round(x, to[i])))?)
+                Val::Vector(map_values(self, v, g, false, |i, x| {
+                    Some(math::round(x, to[i]))
+                })?)
             }
             "clamp" => {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
