@@ -80,3 +80,53 @@ fn probes_answer_during_a_heavy_query_and_cpu_stops_after_the_timeout() {
     }
     assert_eq!(get(port, "/-/healthy").status, 200);
 }
+
+#[test]
+fn a_client_that_disconnects_cancels_its_query() {
+    if !promtool_available() {
+        eprintln!("SKIPPED: promtool not on PATH");
+        return;
+    }
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let blocks = make_blocks(tmp.path());
+    let data = tmp.path().join("strata");
+    copy_blocks(&blocks, &data.join("bucket"));
+    let mut q = StrataQuery::start_ready(tmp.path(), &data);
+    let pid = q.pid().expect("running");
+    let term = "quantile_over_time(0.5, http_requests_total[6h:1s])";
+    let query = vec![term; 50].join(" + ");
+    let body = format!("query={}&time={}", enc(&query), START + 6 * 3600);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", q.port)).expect("connect");
+    write!(
+        s,
+        "POST /api/v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    // Wait until the query is burning CPU, then go away without reading the answer.
+    let until = Instant::now() + Duration::from_secs(30);
+    let start = cpu_ticks(pid);
+    while cpu_ticks(pid) - start < 50 {
+        assert!(Instant::now() < until, "the query never used CPU");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(s);
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let a = cpu_ticks(pid);
+        std::thread::sleep(Duration::from_millis(500));
+        let grew = cpu_ticks(pid) - a;
+        seen.push(grew);
+        if grew < 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "CPU kept growing after the client left (ticks per 0.5 s: {seen:?})\n{}",
+            q.log()
+        );
+    }
+    assert_eq!(get(q.port, "/-/healthy").status, 200);
+}
