@@ -92,7 +92,7 @@ fn a_client_that_disconnects_cancels_its_query() {
     let blocks = make_blocks(tmp.path());
     let data = tmp.path().join("strata");
     copy_blocks(&blocks, &data.join("bucket"));
-    let mut q = StrataQuery::start_ready(tmp.path(), &data);
+    let q = StrataQuery::start_ready(tmp.path(), &data);
     let pid = q.pid().expect("running");
     let term = "quantile_over_time(0.5, http_requests_total[6h:1s])";
     let query = vec![term; 50].join(" + ");
