@@ -1,12 +1,14 @@
 //! The query engine: parses, loads the data every selector needs, evaluates.
 
+use crate::depth::{self, ParsedExpr};
 use crate::error::QueryError;
 use crate::eval::{load, Evaluator, Grid, Val};
 use crate::queryable::Queryable;
+use crate::stack;
 use crate::value::{Sample, Series, Value};
 use promql_parser::parser::value::ValueType;
-use promql_parser::parser::{Expr, Function};
-use std::sync::atomic::AtomicBool;
+use promql_parser::parser::Function;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 use storage::labels::Labels;
@@ -55,8 +57,32 @@ pub type CancelFlag = Arc<AtomicBool>;
 
 static REGISTER: Once = Once::new();
 
-/// Parses `query` as Prometheus 2.42 would, `holt_winters` included.
-pub fn parse(query: &str) -> Result<Expr, QueryError> {
+/// Parses `query` as Prometheus 2.42 would, `holt_winters` included. Queries nesting deeper
+/// than [`crate::depth::MAX_DEPTH`] are refused; deep ones are parsed on a query thread (this
+/// blocks the caller until done), so any caller's stack is safe.
+pub fn parse(query: &str) -> Result<ParsedExpr, QueryError> {
+    if depth::check_text(query)? <= depth::SHALLOW {
+        parse_here(query)
+    } else {
+        stack::run_blocking(|| parse_here(query))
+    }
+}
+
+/// As [`parse`], without blocking the async runtime.
+async fn parse_async(query: &str, hold: Option<Hold>) -> Result<Arc<ParsedExpr>, QueryError> {
+    if depth::check_text(query)? <= depth::SHALLOW {
+        return parse_here(query).map(Arc::new);
+    }
+    let query = query.to_owned();
+    stack::run(move || {
+        let _hold = hold;
+        parse_here(&query).map(Arc::new)
+    })
+    .await
+}
+
+/// Parses on the current thread: its stack must fit the query's depth.
+fn parse_here(query: &str) -> Result<ParsedExpr, QueryError> {
     REGISTER.call_once(|| {
         // promql-parser 0.11 knows only Prometheus 3's name for it; 2.42 has holt_winters.
         let hw = Function::new(
@@ -71,6 +97,7 @@ pub fn parse(query: &str) -> Result<Expr, QueryError> {
         }
     });
     let expr = promql_parser::parser::parse(query)
+        .map(ParsedExpr::new)
         .map_err(|e| QueryError::Parse(crate::parse_error::message_for_rejected(query, &e)))?;
     // promql-parser also accepts some Prometheus 3 syntax (bare-number durations, quoted label
     // names, newer functions) that 2.42 rejects; answer those as 2.42 would.
@@ -78,6 +105,53 @@ pub fn parse(query: &str) -> Result<Expr, QueryError> {
         return Err(QueryError::Parse(err.render(query)));
     }
     Ok(expr)
+}
+
+/// Something kept alive until every thread of a query has ended (e.g. a concurrency permit).
+pub type Hold = Arc<dyn std::any::Any + Send + Sync>;
+
+/// What ends a query early: its deadline, and a flag the caller sets to cancel it.
+#[derive(Clone)]
+pub struct QueryControl {
+    /// When the query times out.
+    pub deadline: Instant,
+    /// Set to cancel the query (e.g. when the HTTP client went away).
+    pub cancel: CancelFlag,
+    /// Kept until the query's threads have ended, even if the caller stopped waiting earlier,
+    /// so that a limit on running queries also counts queries whose caller gave up.
+    pub hold: Option<Hold>,
+}
+
+impl std::fmt::Debug for QueryControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryControl")
+            .field("deadline", &self.deadline)
+            .field("cancel", &self.cancel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sets the cancel flag when dropped before [`CancelOnDrop::disarm`]: a query whose caller
+/// went away (its future dropped mid-way) stops its threads.
+struct CancelOnDrop(Option<CancelFlag>);
+
+impl CancelOnDrop {
+    fn new(flag: &CancelFlag) -> Self {
+        CancelOnDrop(Some(flag.clone()))
+    }
+
+    /// The step finished: leave the flag alone.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Engine {
@@ -91,6 +165,15 @@ impl Engine {
         &self.options
     }
 
+    /// A control for a query starting now: the engine's timeout, not cancelled.
+    pub fn control(&self) -> QueryControl {
+        QueryControl {
+            deadline: Instant::now() + self.options.timeout,
+            cancel: Arc::new(AtomicBool::new(false)),
+            hold: None,
+        }
+    }
+
     /// Evaluates `query` at instant `time_ms`.
     pub async fn instant_query(
         &self,
@@ -98,8 +181,7 @@ impl Engine {
         query: &str,
         time_ms: i64,
     ) -> Result<QueryResult, QueryError> {
-        let expr = parse(query)?;
-        self.instant_query_expr(queryable, &expr, time_ms, None)
+        self.instant_query_with(queryable, query, time_ms, self.control())
             .await
     }
 
@@ -112,26 +194,64 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryResult, QueryError> {
-        check_range(start_ms, end_ms, step_ms)?;
-        let expr = parse(query)?;
-        self.range_query_expr(queryable, &expr, start_ms, end_ms, step_ms, None)
+        self.range_query_with(queryable, query, start_ms, end_ms, step_ms, self.control())
             .await
     }
 
-    /// Evaluates a parsed expression at `time_ms`; `cancel` aborts it when set.
+    /// As [`Engine::instant_query`], ended early by `ctl`.
+    pub async fn instant_query_with(
+        &self,
+        queryable: &dyn Queryable,
+        query: &str,
+        time_ms: i64,
+        ctl: QueryControl,
+    ) -> Result<QueryResult, QueryError> {
+        let expr = self.parse_with(query, &ctl).await?;
+        self.instant_query_expr(queryable, expr, time_ms, ctl).await
+    }
+
+    /// As [`Engine::range_query`], ended early by `ctl`.
+    pub async fn range_query_with(
+        &self,
+        queryable: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        ctl: QueryControl,
+    ) -> Result<QueryResult, QueryError> {
+        check_range(start_ms, end_ms, step_ms)?;
+        let expr = self.parse_with(query, &ctl).await?;
+        self.range_query_expr(queryable, expr, start_ms, end_ms, step_ms, ctl)
+            .await
+    }
+
+    async fn parse_with(
+        &self,
+        query: &str,
+        ctl: &QueryControl,
+    ) -> Result<Arc<ParsedExpr>, QueryError> {
+        let guard = CancelOnDrop::new(&ctl.cancel);
+        let deadline = tokio::time::Instant::from_std(ctl.deadline);
+        let r = tokio::time::timeout_at(deadline, parse_async(query, ctl.hold.clone())).await;
+        guard.disarm();
+        r.map_err(|_| QueryError::Timeout("expression evaluation"))?
+    }
+
+    /// Evaluates a parsed expression at `time_ms`, ended early by `ctl`.
     pub async fn instant_query_expr(
         &self,
         queryable: &dyn Queryable,
-        expr: &Expr,
+        expr: Arc<ParsedExpr>,
         time_ms: i64,
-        cancel: Option<CancelFlag>,
+        ctl: QueryControl,
     ) -> Result<QueryResult, QueryError> {
         let grid = Grid {
             start: time_ms,
             step: 1,
             n: 1,
         };
-        let val = self.run(queryable, expr, grid, cancel).await?;
+        let val = self.run(queryable, expr, grid, ctl).await?;
         let value = match val {
             Val::Scalar(v) => Value::Scalar {
                 t: time_ms,
@@ -164,18 +284,18 @@ impl Engine {
         })
     }
 
-    /// Evaluates a parsed expression as a range query; `cancel` aborts it when set.
+    /// Evaluates a parsed expression as a range query, ended early by `ctl`.
     pub async fn range_query_expr(
         &self,
         queryable: &dyn Queryable,
-        expr: &Expr,
+        expr: Arc<ParsedExpr>,
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
-        cancel: Option<CancelFlag>,
+        ctl: QueryControl,
     ) -> Result<QueryResult, QueryError> {
         check_range(start_ms, end_ms, step_ms)?;
-        match expr.value_type() {
+        match depth::value_type(&expr) {
             ValueType::Scalar | ValueType::Vector => {}
             other => {
                 return Err(QueryError::BadData(format!(
@@ -189,7 +309,7 @@ impl Engine {
             step: step_ms,
             n: ((end_ms - start_ms) / step_ms) as usize + 1,
         };
-        let val = self.run(queryable, expr, grid, cancel).await?;
+        let val = self.run(queryable, expr, grid, ctl).await?;
         let mut series: Vec<Series> = match val {
             Val::Scalar(v) => vec![Series {
                 metric: Labels::empty(),
@@ -226,20 +346,24 @@ impl Engine {
         })
     }
 
+    /// Loads the data `expr` needs (on the runtime), then evaluates it on a query thread, so
+    /// that the runtime stays free and the stack fits any depth. Dropping the returned future
+    /// cancels the evaluation.
     async fn run(
         &self,
         queryable: &dyn Queryable,
-        expr: &Expr,
+        expr: Arc<ParsedExpr>,
         grid: Grid,
-        cancel: Option<CancelFlag>,
+        ctl: QueryControl,
     ) -> Result<Val, QueryError> {
-        let deadline = Instant::now() + self.options.timeout;
+        let guard = CancelOnDrop::new(&ctl.cancel);
+        let deadline = tokio::time::Instant::from_std(ctl.deadline);
         let end = grid.end();
-        let data = tokio::time::timeout(
-            self.options.timeout,
+        let data = tokio::time::timeout_at(
+            deadline,
             load::load(
                 queryable,
-                expr,
+                &expr,
                 grid.start,
                 end,
                 self.options.lookback_delta_ms,
@@ -248,17 +372,32 @@ impl Engine {
         )
         .await
         .map_err(|_| QueryError::Timeout("query queue"))??;
-        let ev = Evaluator {
-            data: &data,
-            lookback: self.options.lookback_delta_ms,
-            query_start: grid.start,
-            query_end: end,
-            max_samples: self.options.max_samples,
-            deadline,
-            cancel: cancel.as_deref(),
-            held: crate::eval::held::Held::new(self.options.max_samples),
-        };
-        ev.eval(expr, &grid)
+        let options = self.options.clone();
+        let QueryControl {
+            deadline: eval_deadline,
+            cancel,
+            hold,
+        } = ctl;
+        let eval = stack::run(move || {
+            let _hold = hold;
+            let ev = Evaluator {
+                data: &data,
+                lookback: options.lookback_delta_ms,
+                query_start: grid.start,
+                query_end: end,
+                max_samples: options.max_samples,
+                deadline: eval_deadline,
+                cancel: Some(&cancel),
+                held: crate::eval::held::Held::new(options.max_samples),
+            };
+            ev.eval(&expr, &grid)
+        });
+        let r = tokio::time::timeout_at(deadline, eval).await;
+        // On a timeout the guard stays armed: the thread stops at its next check either way.
+        if r.is_ok() {
+            guard.disarm();
+        }
+        r.map_err(|_| QueryError::Timeout("expression evaluation"))?
     }
 }
 

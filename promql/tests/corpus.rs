@@ -6,10 +6,11 @@
 mod script;
 
 use promql::engine::parse;
-use promql::{Engine, EngineOptions, MemoryQueryable, Value};
+use promql::{Engine, EngineOptions, MemoryQueryable, ParsedExpr, Value};
 use promql_parser::parser::{AtModifier, Expr};
 use script::{parse_script, Cmd, EvalKind, Expect};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use storage::labels::Labels;
 
@@ -111,6 +112,11 @@ fn compare_instant(v: &Value, expect: &Expect, ordered: bool) -> Result<(), Stri
     }
 }
 
+/// The engine takes a shared parsed tree; the corpus rewrites trees, so it wraps copies.
+fn shared(expr: &Expr) -> Arc<ParsedExpr> {
+    Arc::new(ParsedExpr::new(expr.clone()))
+}
+
 async fn check_instant(
     eng: &Engine,
     store: &MemoryQueryable,
@@ -120,7 +126,9 @@ async fn check_instant(
     fail: bool,
     ordered: bool,
 ) -> Result<(), String> {
-    let res = eng.instant_query_expr(store, expr, t, None).await;
+    let res = eng
+        .instant_query_expr(store, shared(expr), t, eng.control())
+        .await;
     let value = match (res, fail) {
         (Err(_), true) => return Ok(()),
         (Err(e), false) => return Err(format!("error: {e}")),
@@ -129,7 +137,14 @@ async fn check_instant(
     };
     compare_instant(&value, expect, ordered)?;
     let rr = eng
-        .range_query_expr(store, expr, t - 60_000, t + 60_000, 60_000, None)
+        .range_query_expr(
+            store,
+            shared(expr),
+            t - 60_000,
+            t + 60_000,
+            60_000,
+            eng.control(),
+        )
         .await
         .map_err(|e| format!("range mode: error: {e}"))?;
     if ordered {
@@ -238,7 +253,7 @@ async fn run_eval(
         }
         EvalKind::Range { start, end, step } => {
             let res = eng
-                .range_query_expr(store, &expr, start, end, step, None)
+                .range_query_expr(store, shared(&expr), start, end, step, eng.control())
                 .await;
             let m = match (res, fail) {
                 (Err(_), true) => return Ok(()),

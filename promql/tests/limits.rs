@@ -61,10 +61,14 @@ async fn timeout_and_cancellation_stop_the_evaluation() {
     });
     let r = e.instant_query(&q, "sum(foo)", 60_000).await;
     assert!(matches!(r, Err(QueryError::Timeout(_))), "{r:?}");
-    let expr = parse("sum(foo)").expect("parses");
-    let flag = Arc::new(AtomicBool::new(true));
-    let r = Engine::default()
-        .range_query_expr(&q, &expr, 0, 120_000, 15_000, Some(flag))
+    let expr = Arc::new(parse("sum(foo)").expect("parses"));
+    let engine = Engine::default();
+    let ctl = promql::QueryControl {
+        cancel: Arc::new(AtomicBool::new(true)),
+        ..engine.control()
+    };
+    let r = engine
+        .range_query_expr(&q, expr, 0, 120_000, 15_000, ctl)
         .await;
     assert_eq!(r, Err(QueryError::Canceled("expression evaluation")));
 }

@@ -195,19 +195,13 @@ pub async fn query_exemplars(req: Request) -> ApiResult {
     }
 }
 
-/// Whether the expression reads any series (Prometheus' `ExtractSelectors` is non-empty).
+/// Whether the expression reads any series (Prometheus' `ExtractSelectors` is non-empty);
+/// walked without recursion, as the tree may be thousands of levels deep.
 fn has_selector(expr: &promql_parser::parser::Expr) -> bool {
     use promql_parser::parser::Expr;
-    match expr {
-        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => true,
-        Expr::Aggregate(a) => has_selector(&a.expr) || a.param.as_deref().is_some_and(has_selector),
-        Expr::Unary(u) => has_selector(&u.expr),
-        Expr::Binary(b) => has_selector(&b.lhs) || has_selector(&b.rhs),
-        Expr::Paren(p) => has_selector(&p.expr),
-        Expr::Subquery(s) => has_selector(&s.expr),
-        Expr::Call(c) => c.args.args.iter().any(|a| has_selector(a)),
-        _ => false,
-    }
+    promql::depth::any_node(expr, |e| {
+        matches!(e, Expr::VectorSelector(_) | Expr::MatrixSelector(_))
+    })
 }
 
 /// `GET /api/v1/status/buildinfo`: Prometheus' shape with a 2.42-compatible version, and no

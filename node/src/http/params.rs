@@ -393,7 +393,7 @@ pub fn parse_series_selector(s: &str) -> Result<Vec<Matcher>, String> {
     // The parser's and regex compiler's messages quote the input whole: cut them.
     let expr = promql::engine::parse(s)
         .map_err(|e| super::response::bounded(&e.to_string(), 2 * MAX_QUOTED_CHARS).into_owned())?;
-    let Expr::VectorSelector(vs) = expr else {
+    let Expr::VectorSelector(vs) = &*expr else {
         return Err(format!(
             "1:1: parse error: unexpected expression {}, expected a series selector",
             go_quote(s)

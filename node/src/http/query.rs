@@ -2,18 +2,20 @@
 //! then evaluation under the concurrency limit and the deadline.
 //!
 //! The deadline starts when the request arrives, so time spent waiting for a permit counts, as
-//! in Prometheus' query queue. Evaluation runs in its own task so that a deadline fires even
-//! while the engine is busy; dropping the handler (the client went away) aborts that task.
+//! in Prometheus' query queue. The engine evaluates on its own threads and checks the deadline
+//! and a cancel flag as it goes; dropping the handler (the client went away) sets that flag.
+//! The concurrency permit stays held until the engine's threads have ended, so that
+//! `--query.max-concurrent` bounds the work running, not only the requests waiting.
 
 use super::json;
 use super::params::{dedup_labels, parse_duration, parse_time, parse_time_param, read_form, Form};
 use super::response::{ApiError, ApiResult};
 use super::ApiState;
 use axum::extract::{Request, State};
-use promql::{QueryError, QueryResult, Value};
+use promql::{QueryControl, QueryError, QueryResult, Value};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 /// Prometheus' cap on points per series of a range query.
@@ -40,9 +42,16 @@ pub async fn instant(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult
     };
     let query = form.value("query").to_string();
     tracing::debug!(%query, time, "instant query");
-    let result = execute(&st, deadline, dedup, move |engine, source| async move {
-        engine.instant_query(source.as_ref(), &query, time).await
-    })
+    let result = execute(
+        &st,
+        deadline,
+        dedup,
+        move |engine, source, ctl| async move {
+            engine
+                .instant_query_with(source.as_ref(), &query, time, ctl)
+                .await
+        },
+    )
     .await;
     match result {
         Ok(r) => answer(r),
@@ -73,11 +82,16 @@ pub async fn range(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult {
     };
     let query = form.value("query").to_string();
     tracing::debug!(%query, start, end, step_ms, "range query");
-    let result = execute(&st, deadline, dedup, move |engine, source| async move {
-        engine
-            .range_query(source.as_ref(), &query, start, end, step_ms)
-            .await
-    })
+    let result = execute(
+        &st,
+        deadline,
+        dedup,
+        move |engine, source, ctl| async move {
+            engine
+                .range_query_with(source.as_ref(), &query, start, end, step_ms, ctl)
+                .await
+        },
+    )
     .await;
     match result {
         Ok(mut r) => {
@@ -141,15 +155,6 @@ fn answer(r: QueryResult) -> ApiResult {
     }
 }
 
-/// Aborts the evaluation task when the request is dropped.
-struct AbortOnDrop(AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Waits for a permit and evaluates `run` before `deadline`, over the source deduplicated
 /// over `dedup` (replica labels; none: no deduplication).
 async fn execute<F, Fut>(
@@ -159,8 +164,8 @@ async fn execute<F, Fut>(
     run: F,
 ) -> Result<QueryResult, QueryError>
 where
-    F: FnOnce(Arc<promql::Engine>, Arc<dyn super::SeriesSource>) -> Fut,
-    Fut: std::future::Future<Output = Result<QueryResult, QueryError>> + Send + 'static,
+    F: FnOnce(Arc<promql::Engine>, Arc<dyn super::SeriesSource>, QueryControl) -> Fut,
+    Fut: std::future::Future<Output = Result<QueryResult, QueryError>>,
 {
     let semaphore = st.limits.concurrency.clone();
     let permit = match semaphore.clone().try_acquire_owned() {
@@ -177,33 +182,20 @@ where
     }
     let source = st.source.for_request().unwrap_or_else(|| st.source.clone());
     let source = crate::query::dedup::deduplicated(source, dedup);
-    let fut = run(st.engine.clone(), source.clone());
-    let task = tokio::spawn(async move {
-        let result = fut.await.map(|mut r| {
-            r.warnings.extend(source.take_warnings());
-            r
-        });
-        drop(permit);
-        result
-    });
-    let _guard = AbortOnDrop(task.abort_handle());
-    match tokio::time::timeout_at(deadline, task).await {
-        Err(_) => Err(QueryError::Timeout("expression evaluation")),
-        Ok(Ok(result)) => result,
-        Ok(Err(e)) if e.is_panic() => {
-            let msg = panic_message(e.into_panic());
-            tracing::error!(panic = %msg, "query evaluation panicked");
-            Err(QueryError::Execution(format!("unexpected error: {msg}")))
-        }
-        Ok(Err(_)) => Err(QueryError::Canceled("expression evaluation")),
-    }
-}
-
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into())
+    let ctl = QueryControl {
+        deadline: deadline.into_std(),
+        cancel: Arc::new(AtomicBool::new(false)),
+        hold: Some(Arc::new(permit)),
+    };
+    // Dropping this future (the client went away) drops the engine's future, which sets the
+    // cancel flag its threads watch.
+    let result = tokio::time::timeout_at(deadline, run(st.engine.clone(), source.clone(), ctl))
+        .await
+        .unwrap_or(Err(QueryError::Timeout("expression evaluation")));
+    result.map(|mut r| {
+        r.warnings.extend(source.take_warnings());
+        r
+    })
 }
 
 fn now_ms() -> i64 {

@@ -325,7 +325,8 @@ impl StrataQuery {
         q
     }
 
-    /// The process id, while it runs.
+    /// The process id while it runs.
+    #[allow(dead_code)]
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

@@ -1,7 +1,6 @@
 //! Aggregations: sum, avg, min, max, count, group, stddev, stdvar, quantile, topk, bottomk,
 //! count_values, with `by`/`without`.
 
-use super::held::Held;
 use super::parallel::map_parts;
 use super::{Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
 use crate::error::QueryError;
@@ -186,7 +185,7 @@ impl Evaluator<'_> {
             };
             let input = self.eval_vector(&a.expr, g)?;
             return Ok(Val::Vector(count_values(
-                &label, without, grouping, input, g, &self.held,
+                self, &label, without, grouping, input, g,
             )?));
         }
         let param = match a.param.as_deref() {
@@ -197,7 +196,7 @@ impl Evaluator<'_> {
         if op == "topk" || op == "bottomk" {
             let k = param.unwrap_or_else(|| vec![0.0; g.n]);
             return Ok(Val::Vector(topk(
-                &op, &k, without, &grouping, input, g, &self.held,
+                self, &op, &k, without, &grouping, input, g,
             )?));
         }
         let q = param.unwrap_or_else(|| vec![0.0; g.n]);
@@ -225,10 +224,9 @@ impl Evaluator<'_> {
         let parts = map_parts(g.n, input.len().saturating_mul(g.n), |steps| {
             let mut accs: Vec<Acc> = vec![Acc::default(); ngroups];
             let mut out: Vec<StepGroups> = Vec::with_capacity(steps.len());
+            let mut work = 0;
             for i in steps {
-                if i % 64 == 0 {
-                    self.check_interrupt()?;
-                }
+                self.pace(&mut work, input.len())?;
                 let mut order: StepGroups = Vec::new();
                 for (s, &gi) in input.iter().zip(&gidx) {
                     let Some(v) = s.vals[i] else { continue };
@@ -265,13 +263,13 @@ impl Evaluator<'_> {
 }
 
 fn topk(
+    ev: &Evaluator,
     op: &str,
     k: &[f64],
     without: bool,
     grouping: &[String],
     input: Vec<VSeries>,
     g: &Grid,
-    held: &Held,
 ) -> Result<Vec<VSeries>, QueryError> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let gidx: Vec<usize> = input
@@ -284,11 +282,13 @@ fn topk(
         })
         .collect();
     let ngroups = index.len();
-    let mut out = OutBuilder::new(g.n, held);
+    let mut out = OutBuilder::new(g.n, &ev.held);
     let mut slots: Vec<Option<usize>> = vec![None; input.len()];
     let mut members: Vec<Vec<(f64, usize)>> = vec![Vec::new(); ngroups];
     let mut order: Vec<usize> = Vec::new();
+    let mut work = 0;
     for i in 0..g.n {
+        ev.pace(&mut work, input.len())?;
         let kf = k[i];
         if !(kf.is_finite() && kf.abs() < 9.2e18) {
             return Err(QueryError::Execution(format!(
@@ -331,12 +331,12 @@ fn topk(
 }
 
 fn count_values(
+    ev: &Evaluator,
     label: &str,
     without: bool,
     mut grouping: Vec<String>,
     input: Vec<VSeries>,
     g: &Grid,
-    held: &Held,
 ) -> Result<Vec<VSeries>, QueryError> {
     if !valid_label_name(label) {
         return Err(QueryError::Execution(format!(
@@ -348,8 +348,11 @@ fn count_values(
     }
     // Every distinct value makes a series of its own: each is reserved as it appears, so a
     // high-cardinality input fails with the samples limit instead of growing without bound.
-    let mut out = OutBuilder::new(g.n, held);
+    let mut out = OutBuilder::new(g.n, &ev.held);
+    let mut work = 0;
     for i in 0..g.n {
+        // Each value costs a label set here, far more than a sample elsewhere.
+        ev.pace(&mut work, 16 * input.len())?;
         let mut counts: Vec<(Labels, f64)> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
         for s in &input {

@@ -1,7 +1,6 @@
 //! Binary operators: arithmetic, comparisons (with and without `bool`), set operators, and
 //! vector matching with `on`/`ignoring`/`group_left`/`group_right`.
 
-use super::held::Held;
 use super::{drop_name, Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
 use crate::error::QueryError;
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
@@ -102,15 +101,15 @@ impl Evaluator<'_> {
                     .collect(),
             ),
             (Val::Vector(v), Val::Scalar(s)) => {
-                Val::Vector(vector_scalar(&op, v, &s, false, ret_bool, g, &self.held)?)
+                Val::Vector(vector_scalar(self, &op, v, &s, false, ret_bool, g)?)
             }
             (Val::Scalar(s), Val::Vector(v)) => {
-                Val::Vector(vector_scalar(&op, v, &s, true, ret_bool, g, &self.held)?)
+                Val::Vector(vector_scalar(self, &op, v, &s, true, ret_bool, g)?)
             }
             (Val::Vector(l), Val::Vector(r)) => {
                 let m = matching_of(b);
                 match op.as_str() {
-                    "and" | "or" | "unless" => Val::Vector(set_op(&op, l, r, &m, g, &self.held)?),
+                    "and" | "or" | "unless" => Val::Vector(set_op(self, &op, l, r, &m, g)?),
                     _ => Val::Vector(self.vector_binop(&op, l, r, &m, ret_bool, g)?),
                 }
             }
@@ -160,10 +159,9 @@ impl Evaluator<'_> {
         let mut one_at: Vec<Option<usize>> = vec![None; groups.len()];
         let mut matched: Vec<bool> = vec![false; groups.len()];
         let mut inserted: HashSet<(usize, usize)> = HashSet::new();
+        let mut work = 0;
         for i in 0..g.n {
-            if i % 64 == 0 {
-                self.check_interrupt()?;
-            }
+            self.pace(&mut work, one.len() + many.len())?;
             for (gi, (sig, members)) in groups.iter().enumerate() {
                 let mut found: Option<usize> = None;
                 for &o in members {
@@ -258,17 +256,19 @@ fn result_metric(
 }
 
 fn vector_scalar(
+    ev: &Evaluator,
     op: &str,
     v: Vec<VSeries>,
     s: &[f64],
     swap: bool,
     ret_bool: bool,
     g: &Grid,
-    held: &Held,
 ) -> Result<Vec<VSeries>, QueryError> {
-    let mut out = OutBuilder::new(g.n, held);
+    let mut out = OutBuilder::new(g.n, &ev.held);
     let cmp = is_comparison(op);
+    let mut work = 0;
     for series in v {
+        ev.pace(&mut work, g.n)?;
         let labels = if drops_name(op) || ret_bool {
             drop_name(&series.labels)
         } else {
@@ -295,12 +295,12 @@ fn vector_scalar(
 }
 
 fn set_op(
+    ev: &Evaluator,
     op: &str,
     lhs: Vec<VSeries>,
     rhs: Vec<VSeries>,
     m: &Matching,
     g: &Grid,
-    held: &Held,
 ) -> Result<Vec<VSeries>, QueryError> {
     let mut ids: HashMap<Labels, usize> = HashMap::new();
     let mut sig_id = |s: &VSeries| {
@@ -311,7 +311,7 @@ fn set_op(
     let rsig: Vec<usize> = rhs.iter().map(&mut sig_id).collect();
     let nsig = ids.len();
     let mut present = vec![false; nsig];
-    let mut out = OutBuilder::new(g.n, held);
+    let mut out = OutBuilder::new(g.n, &ev.held);
     let lslots: Vec<usize> = lhs
         .iter()
         .map(|s| out.slot(s.labels.clone()))
@@ -323,7 +323,9 @@ fn set_op(
     } else {
         Vec::new()
     };
+    let mut work = 0;
     for i in 0..g.n {
+        ev.pace(&mut work, lhs.len() + rhs.len())?;
         present.iter_mut().for_each(|p| *p = false);
         // The side whose signatures filter the other: rhs for and/unless, lhs for or.
         let (filter, fsig) = if op == "or" {

@@ -1,7 +1,6 @@
 //! Function calls: argument wiring, per-step windows and label handling; the math lives in
 //! `crate::functions`.
 
-use super::held::Held;
 use super::{drop_name, unparen, Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
 use crate::error::QueryError;
 use crate::functions::{histogram, labels as flabels, math, time as ftime};
@@ -71,14 +70,16 @@ pub(super) fn absent_labels(e: &Expr) -> Labels {
 
 /// Maps each series' value through `f` (None drops the point), dropping `__name__`.
 fn map_values(
+    ev: &Evaluator,
     input: Vec<VSeries>,
     g: &Grid,
-    held: &Held,
     keep_name: bool,
     mut f: impl FnMut(usize, f64) -> Option<f64>,
 ) -> Result<Vec<VSeries>, QueryError> {
-    let mut out = OutBuilder::new(g.n, held);
+    let mut out = OutBuilder::new(g.n, &ev.held);
+    let mut work = 0;
     for s in input {
+        ev.pace(&mut work, g.n)?;
         let l = if keep_name {
             s.labels.clone()
         } else {
@@ -109,7 +110,7 @@ impl Evaluator<'_> {
         let name = c.func.name;
         if let Some(f) = math::unary(name) {
             let v = self.eval_vector(arg(c, 0)?, g)?;
-            return Ok(Val::Vector(map_values(v, g, &self.held, false, |_, x| {
+            return Ok(Val::Vector(map_values(self, v, g, false, |_, x| {
                 Some(f(x))
             })?));
         }
@@ -122,7 +123,7 @@ impl Evaluator<'_> {
             } else {
                 self.eval_vector(arg(c, 0)?, g)?
             };
-            return Ok(Val::Vector(map_values(v, g, &self.held, false, |_, x| {
+            return Ok(Val::Vector(map_values(self, v, g, false, |_, x| {
                 ftime::date_part(name, x)
             })?));
         }
@@ -166,7 +167,7 @@ impl Evaluator<'_> {
                         v
                     }
                 };
-                Val::Vector(map_values(v, g, &self.held, false, |_, x| Some(x))?)
+                Val::Vector(map_values(self, v, g, false, |_, x| Some(x))?)
             }
             "absent" => {
                 let a = arg(c, 0)?;
@@ -202,7 +203,7 @@ impl Evaluator<'_> {
             "round" => {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
                 let to = self.opt_scalar(c, 1, g, 1.0)?;
-                Val::Vector(map_values(v, g, &self.held, false, |i, x| {
+                Val::Vector(map_values(self, v, g, false, |i, x| {
                     Some(math::round(x, to[i]))
                 })?)
             }
@@ -210,7 +211,7 @@ impl Evaluator<'_> {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
                 let lo = self.eval_scalar(arg(c, 1)?, g)?;
                 let hi = self.eval_scalar(arg(c, 2)?, g)?;
-                Val::Vector(map_values(v, g, &self.held, false, |i, x| {
+                Val::Vector(map_values(self, v, g, false, |i, x| {
                     math::clamp(x, lo[i], hi[i])
                 })?)
             }
@@ -222,14 +223,12 @@ impl Evaluator<'_> {
                 } else {
                     math::clamp_max
                 };
-                Val::Vector(map_values(v, g, &self.held, false, |i, x| {
-                    Some(f(x, b[i]))
-                })?)
+                Val::Vector(map_values(self, v, g, false, |i, x| Some(f(x, b[i])))?)
             }
             "histogram_quantile" => {
                 let q = self.eval_scalar(arg(c, 0)?, g)?;
                 let v = self.eval_vector(arg(c, 1)?, g)?;
-                Val::Vector(histogram_quantile(&q, v, g, &self.held)?)
+                Val::Vector(histogram_quantile(self, &q, v, g)?)
             }
             "label_replace" => {
                 let v = self.eval_vector(arg(c, 0)?, g)?;
@@ -240,7 +239,7 @@ impl Evaluator<'_> {
                     string_arg(c, 4)?,
                 );
                 flabels::label_replace(&Labels::empty(), &dst, &repl, &src, &re).map_err(exec)?;
-                Val::Vector(relabel(v, g, &self.held, |l| {
+                Val::Vector(relabel(self, v, g, |l| {
                     flabels::label_replace(l, &dst, &repl, &src, &re)
                 })?)
             }
@@ -253,7 +252,7 @@ impl Evaluator<'_> {
                     .collect::<Result<_, _>>()?;
                 let srcs: Vec<&str> = srcs.iter().map(String::as_str).collect();
                 flabels::label_join(&Labels::empty(), &dst, &sep, &srcs).map_err(exec)?;
-                Val::Vector(relabel(v, g, &self.held, |l| {
+                Val::Vector(relabel(self, v, g, |l| {
                     flabels::label_join(l, &dst, &sep, &srcs)
                 })?)
             }
@@ -265,13 +264,16 @@ impl Evaluator<'_> {
 
 /// Applies a label rewrite to every series (once per series), keeping values.
 fn relabel(
+    ev: &Evaluator,
     input: Vec<VSeries>,
     g: &Grid,
-    held: &Held,
     f: impl Fn(&Labels) -> Result<Labels, String>,
 ) -> Result<Vec<VSeries>, QueryError> {
-    let mut out = OutBuilder::new(g.n, held);
+    let mut out = OutBuilder::new(g.n, &ev.held);
+    let mut work = 0;
     for s in input {
+        // A rewrite (a regex match for label_replace) costs more than a sample.
+        ev.pace(&mut work, g.n + 64)?;
         let l = Arc::new(f(&s.labels).map_err(exec)?);
         let slot = out.slot(l)?;
         for (i, v) in s.vals.iter().enumerate() {
@@ -286,10 +288,10 @@ fn relabel(
 /// `histogram_quantile` over classic buckets: series grouped by their labels without `le`
 /// (and per metric name), each step's buckets turned into a quantile.
 fn histogram_quantile(
+    ev: &Evaluator,
     q: &[f64],
     input: Vec<VSeries>,
     g: &Grid,
-    held: &Held,
 ) -> Result<Vec<VSeries>, QueryError> {
     let mut index: HashMap<(Labels, String), usize> = HashMap::new();
     let mut groups: Vec<(Lbl, Vec<(f64, usize)>)> = Vec::new();
@@ -314,9 +316,11 @@ fn histogram_quantile(
         });
         groups[gi].1.push((ub, si));
     }
-    let mut out = OutBuilder::new(g.n, held);
+    let mut out = OutBuilder::new(g.n, &ev.held);
     let mut buckets: Vec<(f64, f64)> = Vec::new();
+    let mut work = 0;
     for (labels, members) in &groups {
+        ev.pace(&mut work, g.n * members.len())?;
         let mut slot = None;
         for i in 0..g.n {
             buckets.clear();

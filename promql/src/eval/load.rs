@@ -82,43 +82,41 @@ impl<'a> Planner<'a> {
         });
     }
 
-    /// Plans `e` over `[lo, hi]`; `counter` is set beneath a counter function.
-    fn walk(&mut self, e: &'a Expr, lo: i64, hi: i64, counter: bool) {
-        match e {
-            Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback, counter),
-            Expr::MatrixSelector(ms) => {
-                self.selector(&ms.vs, lo, hi, ms.range.as_millis() as i64, counter)
-            }
-            Expr::Subquery(sq) => {
-                let (lo, hi) = self.at(&sq.at).map_or((lo, hi), |a| (a, a));
-                let off = offset_ms(&sq.offset);
-                let range = sq.range.as_millis() as i64;
-                self.walk(
-                    &sq.expr,
-                    lo.saturating_sub(off).saturating_sub(range),
-                    hi.saturating_sub(off),
-                    counter,
-                );
-            }
-            Expr::Paren(p) => self.walk(&p.expr, lo, hi, counter),
-            Expr::Unary(u) => self.walk(&u.expr, lo, hi, counter),
-            Expr::Binary(b) => {
-                self.walk(&b.lhs, lo, hi, counter);
-                self.walk(&b.rhs, lo, hi, counter);
-            }
-            Expr::Aggregate(a) => {
-                if let Some(p) = &a.param {
-                    self.walk(p, lo, hi, counter);
+    /// Plans every selector under `root`, with an explicit stack: trees may be far deeper
+    /// than the async runtime's stack allows recursion for. `counter` is set beneath a
+    /// counter function (rate, increase, irate, resets), for counter-aware deduplication.
+    fn walk(&mut self, root: &'a Expr, lo: i64, hi: i64, counter: bool) {
+        let mut todo = vec![(root, lo, hi, counter)];
+        while let Some((e, lo, hi, counter)) = todo.pop() {
+            match e {
+                Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback, counter),
+                Expr::MatrixSelector(ms) => {
+                    self.selector(&ms.vs, lo, hi, ms.range.as_millis() as i64, counter)
                 }
-                self.walk(&a.expr, lo, hi, counter);
-            }
-            Expr::Call(c) => {
-                let counter = counter || COUNTER_FUNCTIONS.contains(&c.func.name);
-                for a in &c.args.args {
-                    self.walk(a, lo, hi, counter);
+                Expr::Subquery(sq) => {
+                    let (lo, hi) = self.at(&sq.at).map_or((lo, hi), |a| (a, a));
+                    let off = offset_ms(&sq.offset);
+                    let range = sq.range.as_millis() as i64;
+                    todo.push((
+                        &sq.expr,
+                        lo.saturating_sub(off).saturating_sub(range),
+                        hi.saturating_sub(off),
+                        counter,
+                    ));
                 }
+                Expr::Call(c) => {
+                    let counter = counter || COUNTER_FUNCTIONS.contains(&c.func.name);
+                    todo.extend(c.args.args.iter().rev().map(|a| (&**a, lo, hi, counter)));
+                }
+                // Children are pushed in reverse so that selectors are planned in the order
+                // a recursive walk would give (the order errors are reported in).
+                _ => todo.extend(
+                    crate::depth::children(e)
+                        .into_iter()
+                        .rev()
+                        .map(|c| (c, lo, hi, counter)),
+                ),
             }
-            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
         }
     }
 }

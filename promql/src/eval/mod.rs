@@ -66,6 +66,9 @@ pub(crate) enum Val {
     Matrix(Vec<(Lbl, Vec<(i64, f64)>)>),
 }
 
+/// Work units between two interruption checks in long loops (see [`Evaluator::pace`]).
+pub(crate) const CHECK_EVERY: usize = 16 * 1024;
+
 const SAME_LABELSET: &str = "vector cannot contain metrics with the same labelset";
 
 /// Collects output series by label set, refusing two values for one label set at one step.
@@ -227,6 +230,18 @@ impl Evaluator<'_> {
         Ok(())
     }
 
+    /// Counts `units` of work (about one per sample or step touched) since the last check in
+    /// `since`, and checks for a deadline or cancellation once enough has accumulated, so that
+    /// long loops stop within milliseconds without paying for a clock read per sample.
+    pub fn pace(&self, since: &mut usize, units: usize) -> Result<(), QueryError> {
+        *since += units;
+        if *since < CHECK_EVERY {
+            return Ok(());
+        }
+        *since = 0;
+        self.check_interrupt()
+    }
+
     /// Fails when `count` samples would exceed the limit.
     pub fn check_samples(&self, count: usize) -> Result<(), QueryError> {
         if count > self.max_samples {
@@ -274,7 +289,9 @@ impl Evaluator<'_> {
                 Val::Scalar(v) => Val::Scalar(v.into_iter().map(|x| -x).collect()),
                 Val::Vector(vs) => {
                     let mut out = self.out(g);
+                    let mut work = 0;
                     for s in vs {
+                        self.pace(&mut work, g.n)?;
                         let slot = out.slot(drop_name(&s.labels))?;
                         for (i, v) in s.vals.iter().enumerate() {
                             if let Some(v) = v {

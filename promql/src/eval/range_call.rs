@@ -233,8 +233,14 @@ impl Evaluator<'_> {
             let pts = &ra.series[si].1;
             let drops = matches!(func, RangeFn::Rate | RangeFn::Increase).then(|| drop_counts(pts));
             let mut result = Ok(());
+            let mut work = 0;
             ra.window_bounds(si, g, |i, lo, hi| {
                 if lo == hi || result.is_err() {
+                    return;
+                }
+                // Windows may be long (quantile_over_time over a day): pace within a series.
+                if let Err(e) = self.pace(&mut work, hi - lo + 1) {
+                    result = Err(e);
                     return;
                 }
                 step_samples[i] += hi - lo;

@@ -99,9 +99,11 @@ impl Evaluator<'_> {
         let at = self.at_ms(&vs.at);
         let off = offset_ms(&vs.offset);
         let mut out = Vec::new();
+        let mut work = 0;
         for s in self.data.get(vs) {
             let pts = &s.samples;
             self.held.reserve(g.n)?;
+            self.pace(&mut work, g.n + pts.len())?;
             let mut vals = vec![None; g.n];
             let mut j = 0usize;
             let mut any = false;
@@ -184,7 +186,9 @@ impl Evaluator<'_> {
                 step,
                 n: steps,
             };
+            let mut work = 0;
             for s in self.eval_vector(&sq.expr, &inner)? {
+                self.pace(&mut work, inner.n)?;
                 let pts: Vec<(i64, f64)> = s
                     .vals
                     .iter()
