@@ -1,16 +1,22 @@
 //! The store role's blocks: every raw block of the bucket opened, kept in step with the bucket
 //! by periodic syncs (the store gateway's meta sync).
 //!
+//! Readiness: the store is ready once the first listing of the bucket has been read; blocks
+//! then open in the background (newest first, many at once) and are served as they open. A
+//! request whose time range meets a block still opening is refused as `Unavailable` rather
+//! than answered without it, so an answer is never silently partial; Info covers the opening
+//! blocks too, so that a querier does not prune the store for their range.
+//!
 //! Unfinished: downsampled blocks are skipped (no aggregate chunks over the wire yet), blocks
 //! are opened whole at sync (no lazy index headers), and deletion marks are not consulted.
 
-use crate::query::blocks::refresh_open_blocks;
+use crate::query::blocks::{refresh_open_blocks, RefreshProgress};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use storage::block::Block;
+use storage::block::{Block, BlockMeta};
 use storage::bucket::blocks::fetch_metas;
 use storage::bucket::{Bucket, BucketError};
 use storage::labels::Labels;
@@ -45,12 +51,31 @@ pub struct Coverage {
     pub max_time: i64,
 }
 
+/// Blocks open and blocks still opening, published together so that a reader never sees a
+/// block in neither.
+#[derive(Default)]
+struct State {
+    open: Arc<BTreeMap<Ulid, Arc<StoreBlock>>>,
+    opening: Arc<BTreeMap<Ulid, BlockMeta>>,
+}
+
+/// Blocks of a request's time range that are still opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{waiting} blocks of the requested time range are still being opened ({opening} in all)")]
+pub struct StillOpening {
+    /// Of the range.
+    pub waiting: usize,
+    /// In the whole store.
+    pub opening: usize,
+}
+
 /// The store's block set.
 pub struct Catalog {
     bucket: Arc<dyn Bucket>,
-    blocks: RwLock<Arc<BTreeMap<Ulid, Arc<StoreBlock>>>>,
+    state: RwLock<State>,
     ready: AtomicBool,
     loaded: IntGauge,
+    opening: IntGauge,
     syncs: IntCounterVec,
 }
 
@@ -59,6 +84,7 @@ impl std::fmt::Debug for Catalog {
         f.debug_struct("Catalog")
             .field("bucket", &self.bucket.describe())
             .field("blocks", &self.snapshot().len())
+            .field("opening", &self.read().opening.len())
             .finish()
     }
 }
@@ -77,32 +103,68 @@ impl Catalog {
             ),
             &["result"],
         )?;
+        let opening = IntGauge::new(
+            "strata_store_blocks_opening",
+            "Blocks found in the bucket that the store role is still opening.",
+        )?;
         registry.register(Box::new(loaded.clone()))?;
+        registry.register(Box::new(opening.clone()))?;
         registry.register(Box::new(syncs.clone()))?;
         Ok(Catalog {
             bucket,
-            blocks: RwLock::new(Arc::new(BTreeMap::new())),
+            state: RwLock::new(State::default()),
             ready: AtomicBool::new(false),
             loaded,
+            opening,
             syncs,
         })
     }
 
-    /// The blocks now, by ULID.
-    pub fn snapshot(&self) -> Arc<BTreeMap<Ulid, Arc<StoreBlock>>> {
-        match self.blocks.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Blocks overlapping `[mint, maxt]`, in ULID order.
-    pub fn overlapping(&self, mint: i64, maxt: i64) -> Vec<Arc<StoreBlock>> {
-        self.snapshot()
+    fn publish(
+        &self,
+        open: Arc<BTreeMap<Ulid, Arc<StoreBlock>>>,
+        opening: BTreeMap<Ulid, BlockMeta>,
+    ) {
+        self.loaded.set(open.len() as i64);
+        self.opening.set(opening.len() as i64);
+        let mut g = self.state.write().unwrap_or_else(|p| p.into_inner());
+        *g = State {
+            open,
+            opening: Arc::new(opening),
+        };
+    }
+
+    /// The open blocks now, by ULID.
+    pub fn snapshot(&self) -> Arc<BTreeMap<Ulid, Arc<StoreBlock>>> {
+        self.read().open.clone()
+    }
+
+    /// Blocks overlapping `[mint, maxt]`, in ULID order; refused while a block of the range is
+    /// still opening.
+    pub fn overlapping(&self, mint: i64, maxt: i64) -> Result<Vec<Arc<StoreBlock>>, StillOpening> {
+        let (open, opening) = {
+            let g = self.read();
+            (g.open.clone(), g.opening.clone())
+        };
+        let waiting = opening
+            .values()
+            .filter(|m| m.min_time <= maxt && mint < m.max_time)
+            .count();
+        if waiting > 0 {
+            return Err(StillOpening {
+                waiting,
+                opening: opening.len(),
+            });
+        }
+        Ok(open
             .values()
             .filter(|b| b.overlaps(mint, maxt))
             .cloned()
-            .collect()
+            .collect())
     }
 
     /// Whether the first sync succeeded.
@@ -110,22 +172,26 @@ impl Catalog {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// External label sets and time range of the blocks.
+    /// External label sets and time range of the blocks, those still opening included.
     pub fn coverage(&self) -> Coverage {
-        let blocks = self.snapshot();
-        let sets: BTreeSet<Labels> = blocks.values().map(|b| b.external.clone()).collect();
+        let (open, opening) = {
+            let g = self.read();
+            (g.open.clone(), g.opening.clone())
+        };
+        let metas = || {
+            open.values()
+                .map(|b| b.block.meta())
+                .chain(opening.values())
+        };
+        let sets: BTreeSet<Labels> = open
+            .values()
+            .map(|b| b.external.clone())
+            .chain(opening.values().map(|m| Labels::from(&m.external_labels())))
+            .collect();
         Coverage {
             label_sets: sets.into_iter().filter(|l| !l.is_empty()).collect(),
-            min_time: blocks
-                .values()
-                .map(|b| b.block.meta().min_time)
-                .min()
-                .unwrap_or(i64::MAX),
-            max_time: blocks
-                .values()
-                .map(|b| b.block.meta().max_time)
-                .max()
-                .unwrap_or(i64::MIN),
+            min_time: metas().map(|m| m.min_time).min().unwrap_or(i64::MAX),
+            max_time: metas().map(|m| m.max_time).max().unwrap_or(i64::MIN),
         }
     }
 
@@ -150,20 +216,27 @@ impl Catalog {
                 external: Labels::from(&block.meta().external_labels()),
                 block,
             },
+            |p: RefreshProgress<'_, StoreBlock>| {
+                self.publish(Arc::new(p.open.clone()), p.opening.clone());
+                if !self.ready.swap(true, Ordering::SeqCst) {
+                    tracing::info!(
+                        open = p.open.len(),
+                        opening = p.opening.len(),
+                        "store: block list loaded; serving StoreAPI while blocks open"
+                    );
+                }
+            },
         )
         .await;
         for (id, e) in failed {
             tracing::warn!(block = %id, error = %e, "store: cannot open block; skipping it");
         }
         let count = next.len();
-        match self.blocks.write() {
-            Ok(mut g) => *g = Arc::new(next),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
-        }
-        self.loaded.set(count as i64);
+        let was_opening = !self.read().opening.is_empty();
+        self.publish(Arc::new(next), BTreeMap::new());
         self.syncs.with_label_values(&["success"]).inc();
-        if !self.ready.swap(true, Ordering::SeqCst) {
-            tracing::info!(blocks = count, "store: blocks loaded; serving StoreAPI");
+        if was_opening {
+            tracing::info!(blocks = count, "store: blocks opened");
         }
         Ok(())
     }
