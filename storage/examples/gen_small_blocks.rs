@@ -48,9 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let (block_dir, mut meta) =
             write_block(&dir, data, Some(thanos), BlockWriterOptions::default())?;
-        // As the shipper uploads it: every file with its size, meta.json last without one.
+        // As Thanos' shipper uploads it: no tombstones, every file with its size, meta.json
+        // without one.
+        std::fs::remove_file(block_dir.join("tombstones"))?;
         let mut files = Vec::new();
-        for rel in ["chunks/000001", "index", "tombstones"] {
+        for rel in ["chunks/000001", "index"] {
             let size = std::fs::metadata(block_dir.join(rel))?.len();
             files.push(BlockFile {
                 rel_path: rel.into(),

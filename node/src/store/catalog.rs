@@ -74,6 +74,8 @@ pub struct Catalog {
     bucket: Arc<dyn Bucket>,
     state: RwLock<State>,
     ready: AtomicBool,
+    /// The first sync has finished: every block then in the bucket was opened or failed.
+    synced: AtomicBool,
     loaded: IntGauge,
     opening: IntGauge,
     syncs: IntCounterVec,
@@ -114,6 +116,7 @@ impl Catalog {
             bucket,
             state: RwLock::new(State::default()),
             ready: AtomicBool::new(false),
+            synced: AtomicBool::new(false),
             loaded,
             opening,
             syncs,
@@ -222,7 +225,7 @@ impl Catalog {
                     tracing::info!(
                         open = p.open.len(),
                         opening = p.opening.len(),
-                        "store: block list loaded; serving StoreAPI while blocks open"
+                        "store: block list read; answering for open blocks while the rest open"
                     );
                 }
             },
@@ -235,8 +238,10 @@ impl Catalog {
         let was_opening = !self.read().opening.is_empty();
         self.publish(Arc::new(next), BTreeMap::new());
         self.syncs.with_label_values(&["success"]).inc();
-        if was_opening {
-            tracing::info!(blocks = count, "store: blocks opened");
+        if !self.synced.swap(true, Ordering::SeqCst) {
+            tracing::info!(blocks = count, "store: blocks loaded; serving StoreAPI");
+        } else if was_opening {
+            tracing::info!(blocks = count, "store: new blocks opened");
         }
         Ok(())
     }
