@@ -7,12 +7,15 @@
 #        under $CACHE/blocks-<series>x<hours>h (skipped when the cache is complete)
 # build  release build of `strata`
 # serve  start Prometheus (2 h blocks, no compaction, no scraping) and `strata query` on copies
-#        (hard links) of the cached blocks; waits until both are ready
+#        (hard links) of the cached blocks; waits until both are ready. MODE=storeapi serves the
+#        blocks from `strata node --role store` instead, and `strata query --endpoint` reads
+#        them over the StoreAPI (gRPC on loopback)
 # run    the dashboard suite (bench/run_suite.py): median of REPS runs per case on both
 # stop   stop both servers
 #
 # Knobs (environment): SERIES=10000 HOURS=24 REPS=5 CACHE=bench/.cache PROM_PORT=19190
-# STRATA_PORT=19902 START=1704067200 (2 h aligned). A smoke run:
+# STRATA_PORT=19902 START=1704067200 (2 h aligned) MODE=embedded|storeapi STORE_GRPC=19903
+# STORE_HTTP=19904. A smoke run:
 #   SERIES=200 HOURS=4 REPS=2 bench/query_bench.sh
 set -euo pipefail
 
@@ -24,6 +27,9 @@ CACHE="${CACHE:-$ROOT/bench/.cache}"
 PROM_PORT="${PROM_PORT:-19190}"
 STRATA_PORT="${STRATA_PORT:-19902}"
 START="${START:-1704067200}"
+MODE="${MODE:-embedded}"
+STORE_GRPC="${STORE_GRPC:-19903}"
+STORE_HTTP="${STORE_HTTP:-19904}"
 END=$((START + HOURS * 3600))
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 STRATA_BIN="${STRATA_BIN:-$TARGET/release/strata}"
@@ -88,8 +94,26 @@ EOF
         --storage.tsdb.min-block-duration=2h --storage.tsdb.max-block-duration=2h \
         >"$RUN/prometheus.log" 2>&1 &
     echo $! >"$RUN/prometheus.pid"
-    "$STRATA_BIN" query --http-address="127.0.0.1:$STRATA_PORT" --data-dir="$RUN/strata" \
-        >"$RUN/strata.log" 2>&1 &
+    if [[ "$MODE" == storeapi ]]; then
+        "$STRATA_BIN" node --role store --cluster.insecure --cluster.bootstrap \
+            --data-dir="$RUN/store" --grpc-address="127.0.0.1:$STORE_GRPC" \
+            --http-address="127.0.0.1:$STORE_HTTP" \
+            --objstore.config="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$RUN/strata/bucket")" \
+            >"$RUN/store.log" 2>&1 &
+        echo $! >"$RUN/store.pid"
+        local deadline=$((SECONDS + 300))
+        until grep -q "blocks loaded; serving StoreAPI" "$RUN/store.log"; do
+            kill -0 "$(cat "$RUN/store.pid")" 2>/dev/null || { tail -20 "$RUN/store.log" >&2; exit 1; }
+            ((SECONDS < deadline)) || { log "store not ready after 300 s"; exit 1; }
+            sleep 0.2
+        done
+        log "store ready on gRPC port $STORE_GRPC"
+        "$STRATA_BIN" query --http-address="127.0.0.1:$STRATA_PORT" --data-dir="$RUN/strata-query" \
+            --endpoint="127.0.0.1:$STORE_GRPC" >"$RUN/strata.log" 2>&1 &
+    else
+        "$STRATA_BIN" query --http-address="127.0.0.1:$STRATA_PORT" --data-dir="$RUN/strata" \
+            >"$RUN/strata.log" 2>&1 &
+    fi
     echo $! >"$RUN/strata.pid"
     wait_ready prometheus "$PROM_PORT" "$RUN/prometheus.pid"
     wait_ready strata "$STRATA_PORT" "$RUN/strata.pid"
@@ -101,10 +125,13 @@ stage_run() {
         --end "$END" --hours "$HOURS" --reps "$REPS" | tee "$RUN/results.txt"
     echo "strata RSS: $(ps -o rss= -p "$(cat "$RUN/strata.pid")") KiB, prometheus RSS:" \
         "$(ps -o rss= -p "$(cat "$RUN/prometheus.pid")") KiB" | tee -a "$RUN/results.txt"
+    if [[ -f "$RUN/store.pid" ]]; then
+        echo "store RSS: $(ps -o rss= -p "$(cat "$RUN/store.pid")") KiB" | tee -a "$RUN/results.txt"
+    fi
 }
 
 stage_stop() {
-    for name in strata prometheus; do
+    for name in strata store prometheus; do
         local pidfile="$RUN/$name.pid"
         [[ -f "$pidfile" ]] || continue
         local pid

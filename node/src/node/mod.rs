@@ -6,9 +6,11 @@
 //! compact and rule are accepted and do nothing yet (unfinished).
 //!
 //! - `datadir`: the data directory lock and node id
+//! - `grpc`: the gRPC listener (TCP_NODELAY on every connection)
 //! - `roles`: `--role` parsing
 
 mod datadir;
+pub(crate) mod grpc;
 mod roles;
 
 use std::net::SocketAddr;
@@ -223,7 +225,7 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
             .add_service(RegistryService::server(node.clone(), secret.clone()))
             .add_optional_service(store.as_ref().map(|s| s.store_server()))
             .add_optional_service(store.as_ref().map(|s| s.info_server()));
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let incoming = grpc::incoming(grpc_listener);
         tokio::spawn(
             async move {
                 let r = server

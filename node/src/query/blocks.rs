@@ -20,18 +20,33 @@ use storage::labels::Labels;
 use storage::matcher::Matcher;
 use ulid::Ulid;
 
-/// Blocks opened at once during a sync: enough to overlap bucket latency.
-const OPEN_CONCURRENCY: usize = 8;
+/// Blocks opened at once during a sync: over S3 each open is a few round trips, so enough
+/// to keep the bucket busy while one core parses what came back.
+const OPEN_CONCURRENCY: usize = 32;
+
+/// How often a sync that is still opening blocks reports what is open so far.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Where a sync of open blocks stands: what is open now and what is still being opened.
+pub(crate) struct RefreshProgress<'a, T> {
+    /// Blocks open now: the kept ones and the ones opened so far.
+    pub(crate) open: &'a BTreeMap<Ulid, Arc<T>>,
+    /// Blocks in the bucket still being opened (a failed one leaves this set too).
+    pub(crate) opening: &'a BTreeMap<Ulid, BlockMeta>,
+}
 
 /// One sync of a set of open blocks against the bucket's `metas`: blocks already open and still
-/// in the bucket are kept, new raw-resolution blocks are opened (a few at a time) and wrapped;
-/// downsampled blocks are skipped (only raw data is read). Blocks that failed to open come back
-/// with their errors for the caller to log and count; they are retried next sync.
+/// in the bucket are kept, new raw-resolution blocks are opened (newest first, a few at a time)
+/// and wrapped; downsampled blocks are skipped (only raw data is read). `progress` hears what
+/// is open once before the first block is opened and then every [`PROGRESS_EVERY`] while
+/// blocks open, so that a caller may serve what is open already. Blocks that failed to open
+/// come back with their errors for the caller to log and count; they are retried next sync.
 pub(crate) async fn refresh_open_blocks<T>(
     bucket: &Arc<dyn Bucket>,
     metas: impl IntoIterator<Item = BlockMeta>,
     current: &BTreeMap<Ulid, Arc<T>>,
     wrap: impl Fn(Block) -> T,
+    mut progress: impl FnMut(RefreshProgress<'_, T>),
 ) -> (BTreeMap<Ulid, Arc<T>>, Vec<(Ulid, BlockError)>) {
     let wanted: Vec<BlockMeta> = metas
         .into_iter()
@@ -47,25 +62,50 @@ pub(crate) async fn refresh_open_blocks<T>(
         .iter()
         .filter_map(|m| current.get(&m.ulid).map(|b| (m.ulid, b.clone())))
         .collect();
-    let to_open: Vec<BlockMeta> = wanted
+    let mut to_open: Vec<BlockMeta> = wanted
         .into_iter()
         .filter(|m| !current.contains_key(&m.ulid))
         .collect();
-    let opened: Vec<(Ulid, Result<Block, BlockError>)> = futures::stream::iter(to_open)
+    // Dashboards ask for recent data first.
+    to_open.sort_by_key(|m| std::cmp::Reverse((m.max_time, m.ulid)));
+    let mut opening: BTreeMap<Ulid, BlockMeta> =
+        to_open.iter().map(|m| (m.ulid, m.clone())).collect();
+    progress(RefreshProgress {
+        open: &next,
+        opening: &opening,
+    });
+    let mut opened = futures::stream::iter(to_open)
         .map(|meta| {
             let bucket = bucket.clone();
             async move { (meta.ulid, Block::open_bucket(bucket, meta).await) }
         })
-        .buffer_unordered(OPEN_CONCURRENCY)
-        .collect()
-        .await;
+        .buffer_unordered(OPEN_CONCURRENCY);
     let mut failed = Vec::new();
-    for (id, result) in opened {
-        match result {
-            Ok(block) => {
-                next.insert(id, Arc::new(wrap(block)));
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut changed = false;
+    loop {
+        tokio::select! {
+            item = opened.next() => {
+                let Some((id, result)) = item else { break };
+                opening.remove(&id);
+                match result {
+                    Ok(block) => {
+                        next.insert(id, Arc::new(wrap(block)));
+                    }
+                    Err(e) => failed.push((id, e)),
+                }
+                changed = true;
             }
-            Err(e) => failed.push((id, e)),
+            _ = tick.tick() => {
+                if changed {
+                    progress(RefreshProgress {
+                        open: &next,
+                        opening: &opening,
+                    });
+                    changed = false;
+                }
+            }
         }
     }
     (next, failed)
@@ -286,6 +326,7 @@ impl BlockSet {
                 tracing::debug!(block = %block.meta().ulid, %external, "block opened");
                 LoadedBlock { block, external }
             },
+            |_| {},
         )
         .await;
         self.metrics.load_failures.inc_by(failed.len() as u64);

@@ -4,18 +4,24 @@
 //! Blocks come from the shared metadata fetcher (deletion marks honoured after Thanos' 24 h
 //! delay); blocks that cannot be read are skipped, counted and named in Series warnings.
 //!
+//! Readiness: the store is ready once the first listing of the bucket has been read; blocks
+//! then open in the background (newest first, many at once) and are served as they open. A
+//! request whose time range meets a block still opening is refused as `Unavailable` rather
+//! than answered without it, so an answer is never silently partial; Info covers the opening
+//! blocks too, so that a querier does not prune the store for their range.
+//!
 //! Unfinished: downsampled blocks are skipped (no aggregate chunks over the wire yet), blocks
 //! are opened whole at sync (no lazy index headers), and `--ignore-deletion-marks-delay`,
 //! `--consistency-delay`, `--min-time`/`--max-time` and selector relabelling are not flags yet.
 
-use crate::query::blocks::{reader_fetcher, refresh_open_blocks, skipped_at_sync};
+use crate::query::blocks::{reader_fetcher, refresh_open_blocks, skipped_at_sync, RefreshProgress};
 use crate::query::skipped::SkippedBlocks;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use storage::block::Block;
+use storage::block::{Block, BlockMeta};
 use storage::bucket::fetcher::MetaFetcher;
 use storage::bucket::{Bucket, BucketError};
 use storage::labels::Labels;
@@ -50,14 +56,35 @@ pub struct Coverage {
     pub max_time: i64,
 }
 
+/// Blocks open and blocks still opening, published together so that a reader never sees a
+/// block in neither.
+#[derive(Default)]
+struct State {
+    open: Arc<BTreeMap<Ulid, Arc<StoreBlock>>>,
+    opening: Arc<BTreeMap<Ulid, BlockMeta>>,
+}
+
+/// Blocks of a request's time range that are still opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{waiting} blocks of the requested time range are still being opened ({opening} in all)")]
+pub struct StillOpening {
+    /// Of the range.
+    pub waiting: usize,
+    /// In the whole store.
+    pub opening: usize,
+}
+
 /// The store's block set.
 pub struct Catalog {
     bucket: Arc<dyn Bucket>,
     fetcher: MetaFetcher,
     skipped: SkippedBlocks,
-    blocks: RwLock<Arc<BTreeMap<Ulid, Arc<StoreBlock>>>>,
+    state: RwLock<State>,
     ready: AtomicBool,
+    /// The first sync has finished: every block then in the bucket was opened or failed.
+    synced: AtomicBool,
     loaded: IntGauge,
+    opening: IntGauge,
     syncs: IntCounterVec,
 }
 
@@ -66,6 +93,7 @@ impl std::fmt::Debug for Catalog {
         f.debug_struct("Catalog")
             .field("bucket", &self.bucket.describe())
             .field("blocks", &self.snapshot().len())
+            .field("opening", &self.read().opening.len())
             .finish()
     }
 }
@@ -84,34 +112,71 @@ impl Catalog {
             ),
             &["result"],
         )?;
+        let opening = IntGauge::new(
+            "strata_store_blocks_opening",
+            "Blocks found in the bucket that the store role is still opening.",
+        )?;
         registry.register(Box::new(loaded.clone()))?;
+        registry.register(Box::new(opening.clone()))?;
         registry.register(Box::new(syncs.clone()))?;
         Ok(Catalog {
             fetcher: reader_fetcher(bucket.clone()),
             skipped: SkippedBlocks::new("strata_store_blocks_skipped", "store", registry)?,
             bucket,
-            blocks: RwLock::new(Arc::new(BTreeMap::new())),
+            state: RwLock::new(State::default()),
             ready: AtomicBool::new(false),
+            synced: AtomicBool::new(false),
             loaded,
+            opening,
             syncs,
         })
     }
 
-    /// The blocks now, by ULID.
-    pub fn snapshot(&self) -> Arc<BTreeMap<Ulid, Arc<StoreBlock>>> {
-        match self.blocks.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Blocks overlapping `[mint, maxt]`, in ULID order.
-    pub fn overlapping(&self, mint: i64, maxt: i64) -> Vec<Arc<StoreBlock>> {
-        self.snapshot()
+    fn publish(
+        &self,
+        open: Arc<BTreeMap<Ulid, Arc<StoreBlock>>>,
+        opening: BTreeMap<Ulid, BlockMeta>,
+    ) {
+        self.loaded.set(open.len() as i64);
+        self.opening.set(opening.len() as i64);
+        let mut g = self.state.write().unwrap_or_else(|p| p.into_inner());
+        *g = State {
+            open,
+            opening: Arc::new(opening),
+        };
+    }
+
+    /// The open blocks now, by ULID.
+    pub fn snapshot(&self) -> Arc<BTreeMap<Ulid, Arc<StoreBlock>>> {
+        self.read().open.clone()
+    }
+
+    /// Blocks overlapping `[mint, maxt]`, in ULID order; refused while a block of the range is
+    /// still opening.
+    pub fn overlapping(&self, mint: i64, maxt: i64) -> Result<Vec<Arc<StoreBlock>>, StillOpening> {
+        let (open, opening) = {
+            let g = self.read();
+            (g.open.clone(), g.opening.clone())
+        };
+        let waiting = opening
+            .values()
+            .filter(|m| m.min_time <= maxt && mint < m.max_time)
+            .count();
+        if waiting > 0 {
+            return Err(StillOpening {
+                waiting,
+                opening: opening.len(),
+            });
+        }
+        Ok(open
             .values()
             .filter(|b| b.overlaps(mint, maxt))
             .cloned()
-            .collect()
+            .collect())
     }
 
     /// Warnings naming the blocks skipped at the last sync that an answer over `[mint, maxt]`
@@ -125,8 +190,9 @@ impl Catalog {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// External label sets and time range of the blocks; the range includes skipped blocks',
-    /// so that a query needing only those still reaches this store and gets its warning.
+    /// External label sets and time range of the blocks, those still opening included; the
+    /// range includes skipped blocks' too, so that a query needing only those still reaches
+    /// this store and gets its warning.
     pub fn coverage(&self) -> Coverage {
         let mut c = self.loaded_coverage();
         if let Some((min, max)) = self.skipped.span() {
@@ -137,20 +203,24 @@ impl Catalog {
     }
 
     fn loaded_coverage(&self) -> Coverage {
-        let blocks = self.snapshot();
-        let sets: BTreeSet<Labels> = blocks.values().map(|b| b.external.clone()).collect();
+        let (open, opening) = {
+            let g = self.read();
+            (g.open.clone(), g.opening.clone())
+        };
+        let metas = || {
+            open.values()
+                .map(|b| b.block.meta())
+                .chain(opening.values())
+        };
+        let sets: BTreeSet<Labels> = open
+            .values()
+            .map(|b| b.external.clone())
+            .chain(opening.values().map(|m| Labels::from(&m.external_labels())))
+            .collect();
         Coverage {
             label_sets: sets.into_iter().filter(|l| !l.is_empty()).collect(),
-            min_time: blocks
-                .values()
-                .map(|b| b.block.meta().min_time)
-                .min()
-                .unwrap_or(i64::MAX),
-            max_time: blocks
-                .values()
-                .map(|b| b.block.meta().max_time)
-                .max()
-                .unwrap_or(i64::MIN),
+            min_time: metas().map(|m| m.min_time).min().unwrap_or(i64::MAX),
+            max_time: metas().map(|m| m.max_time).max().unwrap_or(i64::MIN),
         }
     }
 
@@ -177,19 +247,28 @@ impl Catalog {
                 external: Labels::from(&block.meta().external_labels()),
                 block,
             },
+            |p: RefreshProgress<'_, StoreBlock>| {
+                self.publish(Arc::new(p.open.clone()), p.opening.clone());
+                if !self.ready.swap(true, Ordering::SeqCst) {
+                    tracing::info!(
+                        open = p.open.len(),
+                        opening = p.opening.len(),
+                        "store: block list read; answering for open blocks while the rest open"
+                    );
+                }
+            },
         )
         .await;
         self.skipped
             .update(skipped_at_sync(&fetched.failed, &failed, &ranges));
         let count = next.len();
-        match self.blocks.write() {
-            Ok(mut g) => *g = Arc::new(next),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
-        }
-        self.loaded.set(count as i64);
+        let was_opening = !self.read().opening.is_empty();
+        self.publish(Arc::new(next), BTreeMap::new());
         self.syncs.with_label_values(&["success"]).inc();
-        if !self.ready.swap(true, Ordering::SeqCst) {
+        if !self.synced.swap(true, Ordering::SeqCst) {
             tracing::info!(blocks = count, "store: blocks loaded; serving StoreAPI");
+        } else if was_opening {
+            tracing::info!(blocks = count, "store: new blocks opened");
         }
         Ok(())
     }

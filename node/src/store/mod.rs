@@ -15,6 +15,8 @@
 pub mod catalog;
 pub mod client;
 pub mod convert;
+#[cfg(test)]
+mod opening_tests;
 pub mod select;
 pub mod server;
 #[cfg(test)]

@@ -1,15 +1,16 @@
 //! The `thanos.Store` and `thanos.info.Info` gRPC services over the store's blocks.
 //!
 //! Errors are gRPC statuses: a bad matcher or time range is `InvalidArgument`, a store whose
-//! blocks are not loaded yet is `Unavailable`, an unreadable block is `Internal` (naming the
-//! block; details in the log). Blocks the catalog skipped as unreadable are named in warnings
-//! (a `warning` Series frame, the `warnings` of label answers) when the range needed them.
+//! block list is not loaded yet, or whose blocks of the request's range are still opening, is
+//! `Unavailable`, an unreadable block is `Internal` (naming the block; details in the log).
+//! Blocks the catalog skipped as unreadable are named in warnings (a `warning` Series frame,
+//! the `warnings` of label answers) when the range needed them.
 //!
 //! Unfinished: hints (queried blocks, query stats), `without_replica_labels`, sharding
 //! (`shard_info`), aggregates of downsampled blocks, chunk hashes (always 0), request limits
 //! (series/samples/concurrency), and per-request metrics.
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, StoreBlock};
 use super::convert::{labels_to_pb, matchers_from_pb};
 use super::select::{load_chunks, matching_labels, select_series, split_series, Selected};
 use proto::thanos::info::info_server::{Info, InfoServer};
@@ -69,6 +70,15 @@ impl StoreService {
                 "store is not ready: its blocks are not loaded from the bucket yet",
             ))
         }
+    }
+
+    /// The open blocks of `[mint, maxt]`; `Unavailable` while any block of the range is still
+    /// opening, so that no answer silently lacks it.
+    fn blocks(&self, mint: i64, maxt: i64) -> Result<Vec<Arc<StoreBlock>>, Status> {
+        self.require_ready()?;
+        self.catalog
+            .overlapping(mint, maxt)
+            .map_err(|e| Status::unavailable(format!("store is starting: {e}")))
     }
 }
 
@@ -216,8 +226,7 @@ impl Store for StoreService {
                 r.min_time, r.max_time
             )));
         }
-        self.require_ready()?;
-        let blocks = self.catalog.overlapping(r.min_time, r.max_time);
+        let blocks = self.blocks(r.min_time, r.max_time)?;
         let selected = select_series(&blocks, &matchers, r.min_time, r.max_time)
             .await
             .map_err(internal)?;
@@ -256,8 +265,7 @@ impl Store for StoreService {
         let r = request.into_inner();
         let matchers = parse_matchers(&r.matchers)?;
         let (mint, maxt) = label_range(r.start, r.end)?;
-        self.require_ready()?;
-        let blocks = self.catalog.overlapping(mint, maxt);
+        let blocks = self.blocks(mint, maxt)?;
         let mut names: BTreeSet<String> = BTreeSet::new();
         if matchers.is_empty() {
             for b in &blocks {
@@ -291,8 +299,7 @@ impl Store for StoreService {
         }
         let matchers = parse_matchers(&r.matchers)?;
         let (mint, maxt) = label_range(r.start, r.end)?;
-        self.require_ready()?;
-        let blocks = self.catalog.overlapping(mint, maxt);
+        let blocks = self.blocks(mint, maxt)?;
         let mut values: BTreeSet<String> = BTreeSet::new();
         if matchers.is_empty() {
             for b in &blocks {

@@ -19,6 +19,9 @@ pub const INDEX_FILENAME: &str = "index";
 /// Largest local index file held in memory whole (the bench's 10,000-series blocks have
 /// 0.9 MB indexes); larger ones are read by range.
 const INDEX_IN_MEMORY_MAX: u64 = 64 << 20;
+/// Largest remote index fetched whole at open (then dropped): one request instead of four,
+/// and at most this much memory per block being opened.
+const INDEX_PREFETCH_MAX: u64 = 1 << 20;
 /// Tombstones file name.
 pub const TOMBSTONES_FILENAME: &str = "tombstones";
 
@@ -88,25 +91,10 @@ impl Block {
 
         let index_loc = FileLocation::new(&id, INDEX_FILENAME);
         let index_size = size_of(INDEX_FILENAME).ok_or_else(|| index_loc.missing())?;
-        let mut index_obj = bucket_source(&bucket, &id, INDEX_FILENAME, index_size, &index_loc)?;
-        if bucket
+        let index_obj = bucket_source(&bucket, &id, INDEX_FILENAME, index_size, &index_loc)?;
+        let local = bucket
             .local_path(&format!("{id}/{INDEX_FILENAME}"))
-            .is_some()
-            && index_obj.size() <= INDEX_IN_MEMORY_MAX
-        {
-            // Every series lookup reads the index; a local index this small is cheaper held
-            // in memory (slices, no system call per read) than read by range each time.
-            let size = index_obj.size();
-            let whole = index_obj
-                .read_range(0..size)
-                .await
-                .map_err(|e| index_loc.io(e))?;
-            if whole.len() as u64 != size {
-                return Err(index_loc.io(format!("short read: {} of {size} bytes", whole.len())));
-            }
-            index_obj = Arc::new(InMemory(whole));
-        }
-        let index = IndexReader::open(index_obj, index_loc).await?;
+            .is_some();
 
         let chunk_names = sort_segment_names(
             files
@@ -123,7 +111,12 @@ impl Block {
                 Ok(SegmentSource { loc, source })
             })
             .collect::<Result<Vec<_>, BlockError>>()?;
-        let chunks = SegmentReader::open(&id, segments).await?;
+        // Over S3 each read is a round trip: the index and the segment headers are read at
+        // the same time rather than one after another.
+        let (index, chunks) = futures::try_join!(
+            open_index(index_obj, index_loc, local),
+            SegmentReader::open(&id, segments)
+        )?;
 
         // Thanos' shipper does not upload tombstones; read them only where a writer put them.
         let tombstones = match size_of(TOMBSTONES_FILENAME) {
@@ -340,6 +333,39 @@ fn bucket_source(
             size,
         ))),
     }
+}
+
+/// Opens the index from `source`. A local index up to [`INDEX_IN_MEMORY_MAX`] is held in
+/// memory; a remote one up to [`INDEX_PREFETCH_MAX`] is fetched whole in one request (instead
+/// of four range reads for header, TOC, symbols and postings table, which dominate the
+/// opening of a small block over S3) and then read by range again, so memory stays as before.
+async fn open_index(
+    source: Arc<dyn RangeSource>,
+    loc: FileLocation,
+    local: bool,
+) -> Result<IndexReader, BlockError> {
+    let size = source.size();
+    let limit = if local {
+        INDEX_IN_MEMORY_MAX
+    } else {
+        INDEX_PREFETCH_MAX
+    };
+    if size > limit {
+        return IndexReader::open(source, loc).await;
+    }
+    let whole = source.read_range(0..size).await.map_err(|e| loc.io(e))?;
+    if whole.len() as u64 != size {
+        return Err(loc.io(format!("short read: {} of {size} bytes", whole.len())));
+    }
+    let index = IndexReader::open(Arc::new(InMemory(whole)), loc.clone()).await?;
+    if local {
+        // Every series lookup reads the index; a local index this small is cheaper held
+        // in memory (slices, no system call per read) than read by range each time.
+        return Ok(index);
+    }
+    index
+        .with_source(source)
+        .ok_or_else(|| loc.io("index size changed while opening"))
 }
 
 /// The block's files as (path relative to the block, size).

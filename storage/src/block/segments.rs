@@ -249,9 +249,8 @@ impl SegmentReader {
         block: impl Into<String>,
         segments: Vec<SegmentSource>,
     ) -> Result<Self, BlockError> {
-        for s in &segments {
-            check_header(s).await?;
-        }
+        // Concurrently: over S3 each header is a round trip.
+        futures::future::try_join_all(segments.iter().map(check_header)).await?;
         Ok(SegmentReader {
             block: block.into(),
             segments,

@@ -177,6 +177,16 @@ impl IndexReader {
         Ok(())
     }
 
+    /// The same index read from `source` from now on: an index opened from a whole-file copy
+    /// in memory drops the copy and reads by range again. `None` if the sizes differ.
+    pub fn with_source(mut self, source: Arc<dyn RangeSource>) -> Option<Self> {
+        if source.size() != self.source.size() {
+            return None;
+        }
+        self.source = source;
+        Some(self)
+    }
+
     /// The file this reader names in errors.
     pub fn location(&self) -> &FileLocation {
         &self.loc
