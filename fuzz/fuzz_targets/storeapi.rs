@@ -20,7 +20,7 @@ use storage::matcher::Matcher;
 mod merge_impl;
 
 mod query {
-    pub use crate::merge_impl as merge;
+    pub(crate) use crate::merge_impl as merge;
 }
 
 #[allow(dead_code)]
