@@ -80,7 +80,10 @@ fn check_duration(s: &str) {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let split = input.iter().position(|&b| b == b'\n').unwrap_or(input.len());
+    let split = input
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(input.len());
     let query = String::from_utf8_lossy(&input[..split]);
     let body = input.get(split + 1..).unwrap_or_default();
 
@@ -111,7 +114,10 @@ fuzz_target!(|input: &[u8]| {
     let Ok(req) = axum::http::Request::builder()
         .method("POST")
         .uri(format!("/api/v1/query?{query}"))
-        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
         .body(axum::body::Body::from(body.to_vec()))
     else {
         return;
