@@ -12,32 +12,33 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
+/// node's `http::FORM_LIMIT`.
 #[allow(dead_code)]
-mod http {
-    /// node's `http::FORM_LIMIT`.
-    pub const FORM_LIMIT: usize = 10 << 20;
+const FORM_LIMIT: usize = 10 << 20;
 
-    pub mod response {
-        /// node's `ApiError`, reduced to what params.rs builds.
-        #[derive(Debug)]
-        pub struct ApiError {
-            pub message: String,
-        }
+/// params.rs's `super::response`.
+mod response {
+    /// node's `ApiError`, reduced to what params.rs builds.
+    #[derive(Debug)]
+    pub struct ApiError {
+        #[allow(dead_code)]
+        pub message: String,
+    }
 
-        impl ApiError {
-            pub fn bad_data(message: impl Into<String>) -> Self {
-                ApiError {
-                    message: message.into(),
-                }
+    impl ApiError {
+        pub fn bad_data(message: impl Into<String>) -> Self {
+            ApiError {
+                message: message.into(),
             }
         }
     }
-
-    #[path = "../../../node/src/http/params.rs"]
-    pub mod params;
 }
 
-use http::params::*;
+#[allow(dead_code)]
+#[path = "../../node/src/http/params.rs"]
+mod params;
+
+use params::*;
 
 const MAX_SELECTOR_BYTES: usize = 256;
 const MAX_NESTING: usize = 16;
@@ -79,7 +80,10 @@ fn check_duration(s: &str) {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let split = input.iter().position(|&b| b == b'\n').unwrap_or(input.len());
+    let split = input
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(input.len());
     let query = String::from_utf8_lossy(&input[..split]);
     let body = input.get(split + 1..).unwrap_or_default();
 
@@ -110,7 +114,10 @@ fuzz_target!(|input: &[u8]| {
     let Ok(req) = axum::http::Request::builder()
         .method("POST")
         .uri(format!("/api/v1/query?{query}"))
-        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
         .body(axum::body::Body::from(body.to_vec()))
     else {
         return;

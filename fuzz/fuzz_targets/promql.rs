@@ -34,23 +34,45 @@ fn data() -> &'static MemoryQueryable {
     DATA.get_or_init(|| {
         let mut q = MemoryQueryable::new();
         let series: [(&[(&str, &str)], fn(i64) -> f64); 6] = [
-            (&[("__name__", "up"), ("job", "api"), ("instance", "a")], |_| 1.0),
-            (&[("__name__", "up"), ("job", "api"), ("instance", "b")], |i| (i % 2) as f64),
             (
-                &[("__name__", "http_requests_total"), ("job", "api"), ("code", "200")],
+                &[("__name__", "up"), ("job", "api"), ("instance", "a")],
+                |_| 1.0,
+            ),
+            (
+                &[("__name__", "up"), ("job", "api"), ("instance", "b")],
+                |i| (i % 2) as f64,
+            ),
+            (
+                &[
+                    ("__name__", "http_requests_total"),
+                    ("job", "api"),
+                    ("code", "200"),
+                ],
                 |i| (i * 10) as f64,
             ),
             // A counter that resets, for rate/increase/resets.
             (
-                &[("__name__", "http_requests_total"), ("job", "api"), ("code", "500")],
+                &[
+                    ("__name__", "http_requests_total"),
+                    ("job", "api"),
+                    ("code", "500"),
+                ],
                 |i| (i % 7) as f64,
             ),
             (
-                &[("__name__", "request_seconds_bucket"), ("job", "api"), ("le", "0.5")],
+                &[
+                    ("__name__", "request_seconds_bucket"),
+                    ("job", "api"),
+                    ("le", "0.5"),
+                ],
                 |i| i as f64,
             ),
             (
-                &[("__name__", "request_seconds_bucket"), ("job", "api"), ("le", "+Inf")],
+                &[
+                    ("__name__", "request_seconds_bucket"),
+                    ("job", "api"),
+                    ("le", "+Inf"),
+                ],
                 |i| (2 * i) as f64,
             ),
         ];

@@ -107,7 +107,10 @@ fn sampled(body: &[u8]) {
     for r in resp.results {
         for ts in r.timeseries {
             let _ = labels(ts.labels);
-            let _ = ts.samples.windows(2).all(|w| w[0].timestamp < w[1].timestamp);
+            let _ = ts
+                .samples
+                .windows(2)
+                .all(|w| w[0].timestamp < w[1].timestamp);
         }
     }
 }

@@ -20,7 +20,7 @@ use storage::matcher::Matcher;
 mod merge_impl;
 
 mod query {
-    pub use crate::merge_impl as merge;
+    pub(crate) use crate::merge_impl as merge;
 }
 
 #[allow(dead_code)]
@@ -50,9 +50,15 @@ fn store_matchers(ms: &[pb::LabelMatcher]) {
 
 fn querier_series(s: pb::Series, mint: i64, maxt: i64) {
     let labels = convert::labels_from_pb(s.labels);
-    assert!(labels.iter().zip(labels.iter().skip(1)).all(|(a, b)| a.name < b.name));
+    assert!(labels
+        .iter()
+        .zip(labels.iter().skip(1))
+        .all(|(a, b)| a.name < b.name));
     if let Ok(samples) = convert::decode_chunks(&s.chunks, mint, maxt) {
-        assert!(samples.windows(2).all(|w| w[0].0 < w[1].0), "samples in time order");
+        assert!(
+            samples.windows(2).all(|w| w[0].0 < w[1].0),
+            "samples in time order"
+        );
         assert!(samples.iter().all(|(t, _)| (mint..=maxt).contains(t)));
     }
 }
