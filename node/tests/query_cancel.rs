@@ -33,9 +33,18 @@ fn probes_answer_during_a_heavy_query_and_cpu_stops_after_the_timeout() {
         request(q.port, "GET", "/-/ready", None).is_ok_and(|r| r.status == 200)
     });
     let pid = q.pid().expect("running");
-    // Hours of one-second subquery steps over every series, in a long chain: minutes of work.
-    let term = "quantile_over_time(0.5, http_requests_total[6h:1s])";
-    let query = vec![term; 50].join(" + ");
+    // Hours of 100 ms subquery steps of a rate over every series, in a long chain: minutes of
+    // work.
+    // The terms differ (each its own quantile and offset) so that no evaluation can share work.
+    let query = (0..50)
+        .map(|i| {
+            format!(
+                "quantile_over_time(0.{i:02}, rate(http_requests_total[5m])[6h:100ms] offset {}s)",
+                i + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" + ");
     let port = q.port;
     let form = format!("query={}&time={}", enc(&query), START + 6 * 3600);
     let heavy = std::thread::spawn(move || post(port, "/api/v1/query", &form));
@@ -94,8 +103,16 @@ fn a_client_that_disconnects_cancels_its_query() {
     copy_blocks(&blocks, &data.join("bucket"));
     let q = StrataQuery::start_ready(tmp.path(), &data);
     let pid = q.pid().expect("running");
-    let term = "quantile_over_time(0.5, http_requests_total[6h:1s])";
-    let query = vec![term; 50].join(" + ");
+    // The terms differ (each its own quantile and offset) so that no evaluation can share work.
+    let query = (0..50)
+        .map(|i| {
+            format!(
+                "quantile_over_time(0.{i:02}, rate(http_requests_total[5m])[6h:100ms] offset {}s)",
+                i + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" + ");
     let body = format!("query={}&time={}", enc(&query), START + 6 * 3600);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", q.port)).expect("connect");
     write!(
