@@ -101,6 +101,19 @@ impl QueryArgs {
             ("web.cors.origin".into(), self.cors_origin.clone()),
             ("endpoint".into(), self.endpoints.all().join(",")),
             (
+                "store.sd-files".into(),
+                self.endpoints
+                    .sd_files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "store.sd-dns-interval".into(),
+                d(self.endpoints.sd_dns_interval),
+            ),
+            (
                 "query.partial-response".into(),
                 self.endpoints.partial_response.to_string(),
             ),
@@ -170,14 +183,14 @@ pub fn build(
         )
     })?;
     let endpoints = args.endpoints.all();
-    let blocks = if endpoints.is_empty() || stores.is_some() {
+    let blocks = if !args.endpoints.any() || stores.is_some() {
         Some(open_blocks(args, &registry, stores.is_none())?)
     } else {
-        tracing::info!(endpoints = ?endpoints, "answering from StoreAPI endpoints");
+        tracing::info!(endpoints = ?endpoints, sd_files = ?args.endpoints.sd_files, "answering from StoreAPI endpoints");
         None
     };
     let federation = Federation::new(
-        &endpoints,
+        args.endpoints.discovery()?,
         stores,
         blocks.clone(),
         args.endpoints.partial_response,

@@ -16,9 +16,9 @@
 
 use super::blocks::BlockSet;
 use super::merge::{match_external, merge_samples, ExternalMatch};
-use crate::cluster::discovery::{Discovery, PeerSpec};
 use crate::http::SeriesSource;
 use crate::store::client::{ClientError, StoreEndpoint, StoreMeta};
+use discover::{DiscoveryConfig, StoreDiscovery};
 use promql::{QueryError, Queryable, SampleBudget, SeriesData};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -39,15 +39,13 @@ pub struct RegistryStores {
     pub own_address: Option<String>,
 }
 
+pub mod discover;
 mod view;
 
 pub use view::{FederatedSource, Warnings};
 
 /// How long a store's Info answer is trusted (Thanos re-polls Info every 5 s).
 const INFO_TTL: Duration = Duration::from_secs(5);
-
-/// How long a DNS resolution of `--endpoint` is trusted (Thanos' `--store.sd-dns-interval`).
-const RESOLVE_TTL: Duration = Duration::from_secs(30);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -60,9 +58,7 @@ struct Known {
 
 /// Where the querier reads: StoreAPI endpoints, falling back to the embedded block set.
 pub struct Federation {
-    endpoints: Option<Discovery>,
-    has_dns: bool,
-    resolved: tokio::sync::Mutex<Option<(Instant, Vec<String>)>>,
+    endpoints: StoreDiscovery,
     registry: Option<RegistryStores>,
     known: Mutex<HashMap<String, Known>>,
     embedded: Option<Arc<BlockSet>>,
@@ -105,32 +101,17 @@ fn store_matches(meta: &StoreMeta, matchers: &[Matcher], mint: i64, maxt: i64) -
 }
 
 impl Federation {
-    /// A federation over `endpoints` (`--endpoint` values) and the `registry`'s stores, with
-    /// `embedded` answering when there is no store; `partial_response` turns a failing store
-    /// into a warning instead of an error.
+    /// A federation over the discovered endpoints (`--endpoint`, `--store.sd-files`) and the
+    /// `registry`'s stores, with `embedded` answering when there is no store;
+    /// `partial_response` turns a failing store into a warning instead of an error.
     pub fn new(
-        endpoints: &[String],
+        discovery: DiscoveryConfig,
         registry: Option<RegistryStores>,
         embedded: Option<Arc<BlockSet>>,
         partial_response: bool,
     ) -> anyhow::Result<Self> {
-        let specs = endpoints
-            .iter()
-            .map(|e| {
-                e.parse::<PeerSpec>()
-                    .map_err(|m| anyhow::anyhow!("--endpoint {m}"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let has_dns = specs.iter().any(|s| matches!(s, PeerSpec::Dns { .. }));
-        let endpoints = if specs.is_empty() {
-            None
-        } else {
-            Some(Discovery::new(specs)?)
-        };
         Ok(Federation {
-            endpoints,
-            has_dns,
-            resolved: tokio::sync::Mutex::new(None),
+            endpoints: StoreDiscovery::new(discovery)?,
             registry,
             known: Mutex::new(HashMap::new()),
             embedded,
@@ -138,25 +119,9 @@ impl Federation {
         })
     }
 
-    /// Every store address now: `--endpoint` (resolved) and the registry's live stores.
+    /// Every store address now: discovered endpoints and the registry's live stores.
     async fn addresses(&self) -> Vec<String> {
-        let mut out: BTreeSet<String> = BTreeSet::new();
-        if let Some(d) = &self.endpoints {
-            let mut cache = self.resolved.lock().await;
-            let fresh = cache
-                .as_ref()
-                .filter(|(at, _)| !self.has_dns || at.elapsed() < RESOLVE_TTL)
-                .map(|(_, a)| a.clone());
-            let addrs = match fresh {
-                Some(a) => a,
-                None => {
-                    let a: Vec<String> = d.resolve().await.iter().map(|p| p.to_string()).collect();
-                    *cache = Some((Instant::now(), a.clone()));
-                    a
-                }
-            };
-            out.extend(addrs);
-        }
+        let mut out: BTreeSet<String> = self.endpoints.addresses().await.into_iter().collect();
         if let Some(r) = &self.registry {
             out.extend((r.list)());
         }
@@ -453,12 +418,5 @@ mod tests {
             0,
             10
         ));
-    }
-
-    #[test]
-    fn bad_endpoint_flags_are_refused_with_the_flag_named() {
-        let e =
-            Federation::new(&["dnssrv+_x._tcp.y".into()], None, None, true).expect_err("refused");
-        assert!(e.to_string().contains("--endpoint"), "{e}");
     }
 }
