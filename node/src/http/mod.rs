@@ -8,6 +8,7 @@
 //! - `meta`: series, labels, label values, status and the empty endpoints
 //! - `metrics`: request counters and durations
 //! - `cors`: `--web.cors.origin` headers and preflight answers
+//! - `stores`: `/api/v1/stores`, the querier's endpoints and their health
 //!
 //! API answers are gzip- or deflate-compressed when the client accepts it, like Prometheus'.
 //! Unfinished: the `stats` query parameter.
@@ -19,6 +20,7 @@ mod metrics;
 pub mod params;
 mod query;
 pub mod response;
+pub mod stores;
 
 use async_trait::async_trait;
 use axum::extract::{Request, State};
@@ -58,6 +60,12 @@ pub trait SeriesSource: Queryable {
 
     /// The warnings recorded so far by a request view, emptied.
     fn take_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The StoreAPI endpoints read and their health (`/api/v1/stores`); none for a source
+    /// that reads no endpoint.
+    async fn stores(&self) -> Vec<stores::StoreStatus> {
         Vec::new()
     }
 }
@@ -119,6 +127,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/status/buildinfo", get(meta::buildinfo))
         .route("/status/flags", get(meta::flags))
+        .route("/stores", get(stores::stores))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_ready))
         .layer(middleware::from_fn_with_state(
             state.cors.clone(),

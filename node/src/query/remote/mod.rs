@@ -16,13 +16,14 @@
 
 use super::blocks::BlockSet;
 use super::merge::{match_external, merge_samples, ExternalMatch};
+use crate::http::stores::StoreStatus;
 use crate::http::SeriesSource;
 use crate::store::client::{ClientError, StoreEndpoint, StoreMeta};
 use discover::{DiscoveryConfig, StoreDiscovery};
 use promql::{QueryError, Queryable, SampleBudget, SeriesData};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 
@@ -54,6 +55,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Known {
     endpoint: StoreEndpoint,
     info: Option<(Instant, StoreMeta)>,
+    /// What `/api/v1/stores` shows: when Info was last asked, its last error, and the last
+    /// good answer (kept while the store fails, as Thanos keeps its label sets).
+    last_check: Option<SystemTime>,
+    last_error: Option<String>,
+    last_meta: Option<StoreMeta>,
 }
 
 /// Where the querier reads: StoreAPI endpoints, falling back to the embedded block set.
@@ -146,16 +152,55 @@ impl Federation {
                     Known {
                         endpoint: endpoint.clone(),
                         info: None,
+                        last_check: None,
+                        last_error: None,
+                        last_meta: None,
                     },
                 );
                 endpoint
             }
         };
-        let meta = endpoint.info().await?;
+        let answer = endpoint.info().await;
         if let Some(k) = lock(&self.known).get_mut(address) {
-            k.info = Some((Instant::now(), meta.clone()));
+            k.last_check = Some(SystemTime::now());
+            match &answer {
+                Ok(meta) => {
+                    k.info = Some((Instant::now(), meta.clone()));
+                    k.last_meta = Some(meta.clone());
+                    k.last_error = None;
+                }
+                Err(e) => k.last_error = Some(e.to_string()),
+            }
         }
-        Ok((endpoint, meta))
+        Ok((endpoint, answer?))
+    }
+
+    /// Every endpoint's health for `/api/v1/stores`, asking Info of those not checked within
+    /// [`INFO_TTL`].
+    pub async fn store_statuses(&self) -> Vec<StoreStatus> {
+        let addresses = self.addresses().await;
+        let answers = futures::future::join_all(addresses.iter().map(|a| self.meta(a))).await;
+        let known = lock(&self.known);
+        addresses
+            .iter()
+            .zip(answers)
+            .map(|(a, answer)| {
+                let k = known.get(a);
+                let meta = k.and_then(|k| k.last_meta.clone());
+                StoreStatus {
+                    name: a.clone(),
+                    last_check: k.and_then(|k| k.last_check).unwrap_or_else(SystemTime::now),
+                    last_error: answer.err().map(|e| e.to_string()),
+                    label_sets: meta
+                        .as_ref()
+                        .map(|m| m.label_sets.clone())
+                        .unwrap_or_default(),
+                    min_time: meta.as_ref().map_or(0, |m| m.min_time),
+                    max_time: meta.as_ref().map_or(0, |m| m.max_time),
+                    component_type: meta.map_or_else(|| "unknown".into(), |m| m.component_type),
+                }
+            })
+            .collect()
     }
 
     /// The stores to ask for `matchers` over `[mint, maxt]`; `None` when there is no store at
@@ -380,6 +425,7 @@ mod tests {
                 .collect(),
             min_time: min,
             max_time: max,
+            component_type: "store".into(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! request's warnings; [`FederatedSource`] is what the API holds.
 
 use super::{lock, Federation};
+use crate::http::stores::StoreStatus;
 use crate::http::SeriesSource;
 use async_trait::async_trait;
 use promql::{QueryError, Queryable, SampleBudget, SeriesData};
@@ -147,6 +148,10 @@ impl SeriesSource for RequestView {
     fn take_warnings(&self) -> Vec<String> {
         self.warnings.take()
     }
+
+    async fn stores(&self) -> Vec<StoreStatus> {
+        self.federation.store_statuses().await
+    }
 }
 
 impl FederatedSource {
@@ -225,5 +230,9 @@ impl SeriesSource for FederatedSource {
 
     fn for_request(&self) -> Option<Arc<dyn SeriesSource>> {
         Some(Arc::new(self.view()))
+    }
+
+    async fn stores(&self) -> Vec<StoreStatus> {
+        self.0.store_statuses().await
     }
 }

@@ -1,0 +1,125 @@
+//! The querier's endpoint flags against real processes: `--store.sd-files` picked up while
+//! running, and `/api/v1/stores` in Thanos' shape with each endpoint's health.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod query_common;
+mod storeapi_common;
+
+use query_common::{StrataQuery, START};
+use std::time::Duration;
+use storage::testing::prometheus::free_port;
+use storage::testing::promtool_available;
+use storeapi_common::*;
+
+macro_rules! need_promtool {
+    () => {
+        if !promtool_available() {
+            eprintln!("SKIPPED: promtool not on PATH");
+            return;
+        }
+    };
+}
+
+fn ready(work: &std::path::Path, args: &[&str]) -> StrataQuery {
+    let mut q = StrataQuery::spawn(work, args);
+    q.wait_until("ready", Duration::from_secs(30), |q| {
+        query_common::request(q.port, "GET", "/-/ready", None).is_ok_and(|r| r.status == 200)
+    });
+    q
+}
+
+fn count(port: u16) -> serde_json::Value {
+    let (_, j) = ask(port, &instant("count(http_requests_total)", START + 3600));
+    j["data"]["result"][0]["value"][1].clone()
+}
+
+#[test]
+fn sd_file_targets_are_picked_up_while_running_and_stores_show_their_health() {
+    need_promtool!();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (bucket, _) = bucket(tmp.path());
+    let mut store = StoreNode::start(tmp.path(), "store", &bucket);
+    store.wait_ready();
+    let sd = tmp.path().join("stores.yml");
+    std::fs::write(&sd, "[]\n").expect("write sd file");
+    // Nothing listens on `dead`: it is an endpoint that never answers.
+    let dead = format!("127.0.0.1:{}", free_port().expect("port"));
+    let mut q = ready(
+        tmp.path(),
+        &[
+            &format!("--store.sd-files={}", sd.display()),
+            &format!("--endpoint={dead}"),
+        ],
+    );
+    let (_, j) = ask(q.port, &instant("count(http_requests_total)", START + 3600));
+    assert_eq!(j["data"]["result"], serde_json::json!([]), "{j}");
+
+    std::fs::write(&sd, format!("- targets: ['{}']\n", store.grpc)).expect("rewrite sd file");
+    q.wait_until(
+        "the SD file's store answers",
+        Duration::from_secs(30),
+        |q| count(q.port) == "24",
+    );
+
+    let stores = query_common::get(q.port, "/api/v1/stores").json();
+    assert_eq!(stores["status"], "success", "{stores}");
+    let ok = &stores["data"]["store"][0];
+    assert_eq!(ok["name"], store.grpc.as_str(), "{stores}");
+    assert_eq!(ok["lastError"], serde_json::Value::Null, "{stores}");
+    assert!(
+        ok["lastCheck"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{stores}"
+    );
+    assert_eq!(ok["labelSets"], serde_json::json!([]), "{stores}");
+    assert!(
+        ok["minTime"].as_i64().unwrap() <= START * 1000
+            && ok["maxTime"].as_i64().unwrap() > START * 1000,
+        "{stores}"
+    );
+    let bad = &stores["data"]["unknown"][0];
+    assert_eq!(bad["name"], dead.as_str(), "{stores}");
+    assert!(
+        bad["lastError"].as_str().is_some_and(|e| e.contains(&dead)),
+        "{stores}"
+    );
+
+    // Emptying the file drops the store again.
+    std::fs::write(&sd, "[]\n").expect("empty sd file");
+    q.wait_until("the store is dropped", Duration::from_secs(30), |q| {
+        count(q.port).is_null()
+    });
+}
+
+#[test]
+fn bad_endpoint_flags_stop_the_querier_with_the_flag_named() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "query",
+            "--http-address=127.0.0.1:0",
+            "--endpoint=consul+stores:1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start strata query");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("strata query with a bad --endpoint still runs after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut log)
+        .expect("read stderr");
+    assert!(!status.success());
+    assert!(
+        log.contains("--endpoint") && log.contains("consul+stores:1"),
+        "{log}"
+    );
+}
