@@ -5,7 +5,7 @@
 mod query_common;
 mod storeapi_common;
 
-use query_common::{StrataQuery, START};
+use query_common::{enc, StrataQuery, START};
 use std::time::Duration;
 use storage::testing::prometheus::free_port;
 use storage::testing::promtool_available;
@@ -82,6 +82,48 @@ fn sd_file_targets_are_picked_up_while_running_and_stores_show_their_health() {
         bad["lastError"].as_str().is_some_and(|e| e.contains(&dead)),
         "{stores}"
     );
+
+    // The dead endpoint is a warning naming it; `partial_response=false` makes it an error.
+    let q_path = instant("count(http_requests_total)", START + 3600);
+    let (_, j) = ask(q.port, &q_path);
+    let warnings = j["warnings"].to_string();
+    assert!(warnings.contains(&dead), "{j}");
+    let (r, j) = ask(q.port, &format!("{q_path}&partial_response=false"));
+    assert_eq!(j["status"], "error", "{j}");
+    assert!(
+        r.status >= 400 && j["error"].as_str().is_some_and(|e| e.contains(&dead)),
+        "{j}"
+    );
+    let (r, j) = ask(q.port, &format!("{q_path}&partial_response=perhaps"));
+    assert_eq!(
+        (r.status, &j["errorType"]),
+        (400, &serde_json::json!("bad_data")),
+        "{j}"
+    );
+
+    // storeMatch[] asks only the endpoints whose address matches.
+    let only = |addr: &str| {
+        format!(
+            "&storeMatch[]={}",
+            enc(&format!("{{__address__=\"{addr}\"}}"))
+        )
+    };
+    let (_, j) = ask(
+        q.port,
+        &format!("{q_path}&partial_response=false{}", only(&store.grpc)),
+    );
+    assert_eq!(j["data"]["result"][0]["value"][1], "24", "{j}");
+    assert!(j.get("warnings").is_none(), "{j}");
+    let (_, j) = ask(q.port, &format!("{q_path}{}", only("127.0.0.1:1")));
+    assert_eq!(j["data"]["result"], serde_json::json!([]), "{j}");
+    let (_, j) = ask(
+        q.port,
+        &format!(
+            "/api/v1/series?match[]=up{}&partial_response=0",
+            only(&store.grpc)
+        ),
+    );
+    assert_eq!(j["status"], "success", "{j}");
 
     // Emptying the file drops the store again.
     std::fs::write(&sd, "[]\n").expect("empty sd file");

@@ -7,6 +7,7 @@ use super::params::{
     MAX_TIME_MS, MIN_TIME_MS,
 };
 use super::response::{ApiError, ApiResult};
+use super::store_params::StoreOptions;
 use super::ApiState;
 use axum::extract::{Path, Request, State};
 use promql::QueryError;
@@ -58,11 +59,19 @@ pub async fn series(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult 
         Ok(s) => s,
         Err(e) => return ApiError::invalid_param("match[]", e).into(),
     };
+    let opts = match StoreOptions::from_form(&form) {
+        Ok(o) => o,
+        Err(e) => return e.into(),
+    };
+    let source = st
+        .source
+        .for_request(&opts)
+        .unwrap_or_else(|| st.source.clone());
     let mut all: BTreeSet<Labels> = BTreeSet::new();
     let single = sets.len() == 1;
     let mut only: Vec<Labels> = Vec::new();
     for set in &sets {
-        match st.source.series(set, start, end).await {
+        match source.series(set, start, end).await {
             Ok(found) if single => only = found,
             Ok(found) => all.extend(found),
             Err(e) => return storage_error(&e).into(),
@@ -71,7 +80,10 @@ pub async fn series(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult 
     if !single {
         only = all.into_iter().collect();
     }
-    ApiResult::data(labels_json(&only))
+    ApiResult::Data {
+        json: labels_json(&only),
+        warnings: source.take_warnings(),
+    }
 }
 
 /// `DELETE /api/v1/series`: not implemented, as in Prometheus.

@@ -8,6 +8,7 @@
 //! - `meta`: series, labels, label values, status and the empty endpoints
 //! - `metrics`: request counters and durations
 //! - `cors`: `--web.cors.origin` headers and preflight answers
+//! - `store_params`: `partial_response` and `storeMatch[]`
 //! - `stores`: `/api/v1/stores`, the querier's endpoints and their health
 //!
 //! API answers are gzip- or deflate-compressed when the client accepts it, like Prometheus'.
@@ -20,6 +21,7 @@ mod metrics;
 pub mod params;
 mod query;
 pub mod response;
+pub mod store_params;
 pub mod stores;
 
 use async_trait::async_trait;
@@ -53,8 +55,9 @@ pub trait SeriesSource: Queryable {
     fn is_ready(&self) -> bool;
 
     /// A view of the source for one request that records the request's warnings (a store that
-    /// failed under partial response); `None` for sources that never warn.
-    fn for_request(&self) -> Option<Arc<dyn SeriesSource>> {
+    /// failed under partial response) and applies its StoreAPI options; `None` for sources
+    /// that never warn.
+    fn for_request(&self, _opts: &store_params::StoreOptions) -> Option<Arc<dyn SeriesSource>> {
         None
     }
 

@@ -8,6 +8,7 @@
 use super::json;
 use super::params::{parse_duration, parse_time, parse_time_param, read_form, Form};
 use super::response::{ApiError, ApiResult};
+use super::store_params::StoreOptions;
 use super::ApiState;
 use axum::extract::{Request, State};
 use promql::{QueryError, QueryResult, Value};
@@ -34,9 +35,13 @@ pub async fn instant(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult
         Ok(d) => d,
         Err(e) => return e.into(),
     };
+    let opts = match StoreOptions::from_form(&form) {
+        Ok(o) => o,
+        Err(e) => return e.into(),
+    };
     let query = form.value("query").to_string();
     tracing::debug!(%query, time, "instant query");
-    let result = execute(&st, deadline, move |engine, source| async move {
+    let result = execute(&st, deadline, &opts, move |engine, source| async move {
         engine.instant_query(source.as_ref(), &query, time).await
     })
     .await;
@@ -63,9 +68,13 @@ pub async fn range(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult {
         Ok(d) => d,
         Err(e) => return e.into(),
     };
+    let opts = match StoreOptions::from_form(&form) {
+        Ok(o) => o,
+        Err(e) => return e.into(),
+    };
     let query = form.value("query").to_string();
     tracing::debug!(%query, start, end, step_ms, "range query");
-    let result = execute(&st, deadline, move |engine, source| async move {
+    let result = execute(&st, deadline, &opts, move |engine, source| async move {
         engine
             .range_query(source.as_ref(), &query, start, end, step_ms)
             .await
@@ -146,6 +155,7 @@ impl Drop for AbortOnDrop {
 async fn execute<F, Fut>(
     st: &ApiState,
     deadline: Instant,
+    opts: &StoreOptions,
     run: F,
 ) -> Result<QueryResult, QueryError>
 where
@@ -165,7 +175,10 @@ where
     if Instant::now() >= deadline {
         return Err(QueryError::Timeout("query execution"));
     }
-    let source = st.source.for_request().unwrap_or_else(|| st.source.clone());
+    let source = st
+        .source
+        .for_request(opts)
+        .unwrap_or_else(|| st.source.clone());
     let fut = run(st.engine.clone(), source.clone());
     let task = tokio::spawn(async move {
         let result = fut.await.map(|mut r| {

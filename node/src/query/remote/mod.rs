@@ -1,18 +1,19 @@
-//! The querier over StoreAPI endpoints: `--endpoint` addresses (`host:port`, `dns+name:port`)
-//! and the live stores of the cluster's registry, fanned out to, merged, and reported as
-//! warnings when they fail (Thanos' partial response, on by default).
+//! The querier over StoreAPI endpoints: `--endpoint` specs and `--store.sd-files` targets
+//! (`discover`), and the live stores of the cluster's registry, fanned out to, merged, and
+//! reported as warnings when they fail (Thanos' partial response, on by default; the
+//! `partial_response` parameter overrides it per request, `storeMatch[]` picks endpoints).
 //!
-//! Per request: the store set is listed (DNS re-resolved every 30 s), each store's Info (label
-//! sets, time range; cached 5 s) prunes it as Thanos' `storeMatches` does, the survivors'
-//! `Series` run in parallel, chunks are decoded, and series with equal labels from several
-//! stores are merged with identical timestamps collapsed. With no store at all and a bucket at
-//! hand, the embedded block set answers instead (a node whose registry is still empty). A node
-//! that is itself one of the stores reads its own blocks in process rather than over gRPC.
+//! Per request: the store set is listed (DNS re-resolved every `--store.sd-dns-interval`, SD
+//! files re-read when changed), each store's Info (label sets, time range; cached 5 s) prunes
+//! it as Thanos' `storeMatches` does, the survivors' `Series` run in parallel, chunks are
+//! decoded, and series with equal labels from several stores are merged with identical
+//! timestamps collapsed. With no store at all and a bucket at hand, the embedded block set
+//! answers instead (a node whose registry is still empty). A node that is itself one of the
+//! stores reads its own blocks in process rather than over gRPC.
 //!
-//! Unfinished: replica-label deduplication (`--query.replica-label`, penalty algorithm),
-//! `dnssrv+`/file SD, TLS, the `partial_response` and `storeMatch[]` request parameters,
-//! `--store.response-timeout`, query hints to stores, downsampled data
-//! (`max_source_resolution`), and warnings on the metadata endpoints (they are logged).
+//! Unfinished: replica-label deduplication (`--query.replica-label`, penalty algorithm), TLS,
+//! query hints to stores, downsampled data (`max_source_resolution`), `partial_response` and
+//! `storeMatch[]` on the labels endpoints, and warnings there (they are logged).
 
 use super::blocks::BlockSet;
 use super::merge::{match_external, merge_samples, ExternalMatch};
@@ -43,7 +44,7 @@ pub struct RegistryStores {
 pub mod discover;
 mod view;
 
-pub use view::{FederatedSource, Warnings};
+pub use view::{FederatedSource, RequestCtx};
 
 /// How long a store's Info answer is trusted (Thanos re-polls Info every 5 s).
 const INFO_TTL: Duration = Duration::from_secs(5);
@@ -210,12 +211,13 @@ impl Federation {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        warn: &Warnings,
+        warn: &RequestCtx,
     ) -> Result<Option<Targets>, QueryError> {
         let mut addresses = self.addresses().await;
         if addresses.is_empty() {
             return Ok(None);
         }
+        addresses.retain(|a| warn.opts.selects(a));
         let own = self.registry.as_ref().and_then(|r| r.own_address.as_ref());
         let local = match (own, &self.embedded) {
             (Some(own), Some(blocks)) if addresses.contains(own) => {
@@ -245,9 +247,9 @@ impl Federation {
     }
 
     /// A failing store: a warning under partial response, else the query's error.
-    fn fail(&self, e: ClientError, warn: &Warnings) -> Result<(), QueryError> {
+    fn fail(&self, e: ClientError, warn: &RequestCtx) -> Result<(), QueryError> {
         tracing::warn!(error = %e, "StoreAPI endpoint failed");
-        if self.partial_response {
+        if warn.opts.partial_response.unwrap_or(self.partial_response) {
             warn.push(e.to_string());
             Ok(())
         } else {
@@ -261,7 +263,7 @@ impl Federation {
         mint: i64,
         maxt: i64,
         skip_chunks: bool,
-        warn: &Warnings,
+        warn: &RequestCtx,
         budget: &SampleBudget,
     ) -> Result<Option<Vec<SeriesData>>, QueryError> {
         let Some(Targets {
@@ -331,7 +333,7 @@ impl Federation {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        warn: &Warnings,
+        warn: &RequestCtx,
     ) -> Result<Option<Vec<String>>, QueryError> {
         self.label_strings(None, matchers, mint, maxt, warn).await
     }
@@ -342,7 +344,7 @@ impl Federation {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        warn: &Warnings,
+        warn: &RequestCtx,
     ) -> Result<Option<Vec<String>>, QueryError> {
         self.label_strings(Some(name), matchers, mint, maxt, warn)
             .await
@@ -356,7 +358,7 @@ impl Federation {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        warn: &Warnings,
+        warn: &RequestCtx,
     ) -> Result<Option<Vec<String>>, QueryError> {
         let Some(Targets {
             remote: targets,
@@ -395,7 +397,7 @@ impl Federation {
         &self,
         mint: i64,
         maxt: i64,
-        warn: &Warnings,
+        warn: &RequestCtx,
     ) -> Result<Option<&Arc<BlockSet>>, QueryError> {
         match &self.embedded {
             Some(b) => {
