@@ -74,6 +74,10 @@ pub struct EndpointFlags {
     /// path segment) listing host:port targets; re-read when they change. Repeatable.
     #[arg(long = "store.sd-files", value_name = "PATH")]
     pub sd_files: Vec<PathBuf>,
+    /// How long a store may take to answer a call before it is given up on (a warning under
+    /// partial response, else the query's error). 0 disables the timeout.
+    #[arg(long = "store.response-timeout", default_value = "0ms", value_parser = parse_duration)]
+    pub response_timeout: std::time::Duration,
     /// How often DNS endpoint names are re-resolved.
     #[arg(long = "store.sd-dns-interval", default_value = "30s", value_parser = parse_duration)]
     pub sd_dns_interval: std::time::Duration,

@@ -132,6 +132,69 @@ fn sd_file_targets_are_picked_up_while_running_and_stores_show_their_health() {
     });
 }
 
+/// A TCP endpoint that accepts connections and then says nothing (`junk`: `None`) or writes
+/// `junk` and nothing more, holding every connection open; lives as long as the test process.
+fn lying_endpoint(junk: Option<&'static [u8]>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut conn in listener.incoming().flatten() {
+            if let Some(j) = junk {
+                let _ = std::io::Write::write_all(&mut conn, j);
+            }
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+#[test]
+fn silent_and_garbage_endpoints_are_warnings_naming_them_within_the_response_timeout() {
+    need_promtool!();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (bucket, _) = bucket(tmp.path());
+    let mut store = StoreNode::start(tmp.path(), "store", &bucket);
+    store.wait_ready();
+    let silent = lying_endpoint(None);
+    let garbage = lying_endpoint(Some(b"HTTP/1.1 200 OK\r\n\r\n\x00\xffnot grpc at all"));
+    let q = ready(
+        tmp.path(),
+        &[
+            &format!("--endpoint={}", store.grpc),
+            &format!("--endpoint={silent}"),
+            &format!("--endpoint={garbage}"),
+            "--store.response-timeout=1s",
+            "--query.timeout=2m",
+        ],
+    );
+    let q_path = instant("count(http_requests_total)", START + 3600);
+    let (_, j) = ask(q.port, &q_path);
+    assert_eq!(j["data"]["result"][0]["value"][1], "24", "{j}");
+    let warnings: Vec<String> = j["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|w| w.as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&silent) && w.contains("--store.response-timeout 1s")),
+        "{j}"
+    );
+    assert!(warnings.iter().any(|w| w.contains(&garbage)), "{j}");
+    let (_, j) = ask(q.port, &format!("{q_path}&partial_response=false"));
+    assert_eq!(j["status"], "error", "{j}");
+
+    let stores = query_common::get(q.port, "/api/v1/stores").json();
+    let unknown = stores["data"]["unknown"].to_string();
+    assert!(
+        unknown.contains(&silent) && unknown.contains(&garbage),
+        "{stores}"
+    );
+}
+
 #[test]
 fn bad_endpoint_flags_stop_the_querier_with_the_flag_named() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))

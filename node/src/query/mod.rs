@@ -110,6 +110,10 @@ impl QueryArgs {
                     .join(","),
             ),
             (
+                "store.response-timeout".into(),
+                d(self.endpoints.response_timeout),
+            ),
+            (
                 "store.sd-dns-interval".into(),
                 d(self.endpoints.sd_dns_interval),
             ),
@@ -194,7 +198,8 @@ pub fn build(
         stores,
         blocks.clone(),
         args.endpoints.partial_response,
-    )?;
+    )?
+    .with_response_timeout(args.endpoints.response_timeout);
     let engine = Engine::new(EngineOptions {
         lookback_delta_ms: args.lookback_delta.as_millis() as i64,
         max_samples: args.max_samples,

@@ -70,6 +70,7 @@ pub struct Federation {
     known: Mutex<HashMap<String, Known>>,
     embedded: Option<Arc<BlockSet>>,
     partial_response: bool,
+    response_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Federation {
@@ -123,6 +124,33 @@ impl Federation {
             known: Mutex::new(HashMap::new()),
             embedded,
             partial_response,
+            response_timeout: None,
+        })
+    }
+
+    /// Gives up on a store call after `timeout` (`--store.response-timeout`; zero: never).
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = (!timeout.is_zero()).then_some(timeout);
+        self
+    }
+
+    /// `call` to the store at `address`, bounded by the response timeout.
+    async fn bounded<T>(
+        &self,
+        address: &str,
+        call: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let Some(limit) = self.response_timeout else {
+            return call.await;
+        };
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(ClientError::Rpc {
+                address: address.to_string(),
+                status: tonic::Status::deadline_exceeded(format!(
+                    "no answer within --store.response-timeout {}",
+                    humantime::format_duration(limit)
+                )),
+            })
         })
     }
 
@@ -161,7 +189,7 @@ impl Federation {
                 endpoint
             }
         };
-        let answer = endpoint.info().await;
+        let answer = self.bounded(address, endpoint.info()).await;
         if let Some(k) = lock(&self.known).get_mut(address) {
             k.last_check = Some(SystemTime::now());
             match &answer {
@@ -289,11 +317,12 @@ impl Federation {
             }
         };
         let (answers, local) = futures::future::join(
-            futures::future::join_all(
-                targets
-                    .iter()
-                    .map(|t| t.endpoint.series(matchers, mint, maxt, skip_chunks)),
-            ),
+            futures::future::join_all(targets.iter().map(|t| {
+                self.bounded(
+                    t.endpoint.address(),
+                    t.endpoint.series(matchers, mint, maxt, skip_chunks),
+                )
+            })),
             local,
         )
         .await;
@@ -368,10 +397,13 @@ impl Federation {
             return Ok(None);
         };
         let answers = futures::future::join_all(targets.iter().map(|t| async move {
-            match name {
-                None => t.endpoint.label_names(matchers, mint, maxt).await,
-                Some(n) => t.endpoint.label_values(n, matchers, mint, maxt).await,
-            }
+            let call = async {
+                match name {
+                    None => t.endpoint.label_names(matchers, mint, maxt).await,
+                    Some(n) => t.endpoint.label_values(n, matchers, mint, maxt).await,
+                }
+            };
+            self.bounded(t.endpoint.address(), call).await
         }))
         .await;
         let mut out = BTreeSet::new();
