@@ -196,6 +196,43 @@ fn silent_and_garbage_endpoints_are_warnings_naming_them_within_the_response_tim
 }
 
 #[test]
+fn a_querier_stacked_over_another_querier_answers_the_same() {
+    need_promtool!();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (bucket, _) = bucket(tmp.path());
+    let mut store = StoreNode::start(tmp.path(), "store", &bucket);
+    store.wait_ready();
+    let lower_grpc = format!("127.0.0.1:{}", free_port().expect("port"));
+    let lower = ready(
+        tmp.path(),
+        &[
+            &format!("--endpoint={}", store.grpc),
+            &format!("--grpc-address={lower_grpc}"),
+        ],
+    );
+    let upper = ready(tmp.path(), &[&format!("--endpoint={lower_grpc}")]);
+    assert_eq!(count(upper.port), "24", "upper log:\n{}", upper.log());
+    wait_for_same_answers(&lower, upper.port, &queries());
+
+    let stores = query_common::get(upper.port, "/api/v1/stores").json();
+    let below = &stores["data"]["query"][0];
+    assert_eq!(below["name"], lower_grpc.as_str(), "{stores}");
+    assert_eq!(below["lastError"], serde_json::Value::Null, "{stores}");
+    assert!(
+        below["minTime"].as_i64().unwrap() <= START * 1000,
+        "the lower querier advertises its stores' range: {stores}"
+    );
+
+    // A lower store that stops is passed up as a warning naming it.
+    store.kill();
+    let (_, j) = ask(
+        upper.port,
+        &instant("count(http_requests_total)", START + 3600),
+    );
+    assert!(j["warnings"].to_string().contains(&store.grpc), "{j}");
+}
+
+#[test]
 fn bad_endpoint_flags_stop_the_querier_with_the_flag_named() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .args([

@@ -53,6 +53,10 @@ pub struct QueryArgs {
     pub cors_origin: String,
     #[command(flatten)]
     pub endpoints: EndpointFlags,
+    /// Listen host:port for the querier's own StoreAPI (so queriers stack); not served when
+    /// not given.
+    #[arg(long = "grpc-address", value_name = "ADDRESS")]
+    pub grpc_address: Option<String>,
 }
 
 fn parse_duration_flag(s: &str) -> Result<Duration, String> {
@@ -99,6 +103,10 @@ impl QueryArgs {
             ),
             ("sync-block-duration".into(), d(self.sync_interval)),
             ("web.cors.origin".into(), self.cors_origin.clone()),
+            (
+                "grpc-address".into(),
+                self.grpc_address.clone().unwrap_or_default(),
+            ),
             ("endpoint".into(), self.endpoints.all().join(",")),
             (
                 "store.sd-files".into(),
@@ -135,6 +143,10 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(address = %local, "HTTP server listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grpc = match &args.grpc_address {
+        Some(address) => Some(serve_grpc(address, &embedded, stop_rx.clone()).await?),
+        None => None,
+    };
     let sync = tokio::spawn(embedded.sync_loop(args.sync_interval, stop_rx));
     let shutdown = async move {
         wait_for_signal().await;
@@ -145,8 +157,40 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("serving HTTP")?;
     let _ = sync.await;
+    if let Some(g) = grpc {
+        match g.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server failed"),
+            Err(e) => tracing::warn!(error = %e, "gRPC server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds `address` and serves the querier's StoreAPI until `stop`.
+async fn serve_grpc(
+    address: &str,
+    embedded: &Embedded,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on --grpc-address {address}"))?;
+    let local = listener
+        .local_addr()
+        .context("reading the bound gRPC address")?;
+    tracing::info!(address = %local, "StoreAPI (gRPC) listening");
+    let svc = remote::serve::QueryStore(embedded.source.clone());
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Ok(tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc.store_server())
+            .add_service(svc.info_server())
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }),
+    ))
 }
 
 /// The embedded querier before it serves: the API state and the block set to keep in sync.
@@ -154,6 +198,7 @@ pub struct Embedded {
     /// The API's shared state (its registry is the one given to [`build`]).
     pub state: Arc<ApiState>,
     blocks: Option<Arc<BlockSet>>,
+    source: FederatedSource,
 }
 
 impl Embedded {
@@ -205,8 +250,9 @@ pub fn build(
         max_samples: args.max_samples,
         timeout: args.timeout,
     });
+    let source = FederatedSource(Arc::new(federation));
     let state = Arc::new(ApiState {
-        source: Arc::new(FederatedSource(Arc::new(federation))),
+        source: Arc::new(source.clone()),
         engine: Arc::new(engine),
         limits: QueryLimits::new(args.timeout, args.max_concurrent),
         flags: args.flag_values(),
@@ -214,7 +260,11 @@ pub fn build(
         registry,
         cors: Arc::new(cors),
     });
-    Ok(Embedded { state, blocks })
+    Ok(Embedded {
+        state,
+        blocks,
+        source,
+    })
 }
 
 /// Opens the bucket for the embedded mode; `must_exist` (a standalone querier, which only

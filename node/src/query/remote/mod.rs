@@ -42,6 +42,7 @@ pub struct RegistryStores {
 }
 
 pub mod discover;
+pub mod serve;
 mod view;
 
 pub use view::{FederatedSource, RequestCtx};

@@ -159,7 +159,7 @@ impl SeriesSource for RequestView {
 }
 
 impl FederatedSource {
-    fn view(&self, opts: &StoreOptions) -> RequestView {
+    pub(super) fn view(&self, opts: &StoreOptions) -> RequestView {
         RequestView {
             federation: self.0.clone(),
             warnings: RequestCtx {
