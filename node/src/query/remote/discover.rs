@@ -180,8 +180,7 @@ impl StoreDiscovery {
         let needs_dns = config
             .specs
             .iter()
-            .any(|s| !matches!(s, StoreSpec::Static(_)))
-            || !config.files.is_empty();
+            .any(|s| !matches!(s, StoreSpec::Static(_)));
         let resolver = match (needs_dns, config.nameserver) {
             (false, _) => None,
             (true, Some(ns)) => {
