@@ -1,5 +1,6 @@
 //! Flags shared by several commands, with Thanos' names.
 
+use crate::query::remote::discover::{DiscoveryConfig, StoreSpec};
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,16 +59,28 @@ impl ObjstoreFlags {
 }
 
 /// Where the querier finds StoreAPI endpoints (Thanos' query flags).
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct EndpointFlags {
-    /// A StoreAPI endpoint to query: host:port, or dns+name:port for every address the name
-    /// resolves to (re-resolved every 30s). Repeatable. With none (and, in a cluster, no store
-    /// in the registry) the querier reads the bucket's blocks itself.
+    /// A StoreAPI endpoint to query: host:port; dns+name:port (every A/AAAA address);
+    /// dnssrv+_svc._tcp.name (SRV records, targets resolved to addresses); dnssrvnoa+... (SRV
+    /// targets dialled by name). Repeatable. With none (and, in a cluster, no store in the
+    /// registry) the querier reads the bucket's blocks itself.
     #[arg(long = "endpoint", value_name = "ADDRESS")]
     pub endpoints: Vec<String>,
     /// Deprecated name of --endpoint.
     #[arg(long = "store", value_name = "ADDRESS")]
     pub stores: Vec<String>,
+    /// Files in Prometheus' file-SD format (YAML, or JSON for .json; `*` allowed in the last
+    /// path segment) listing host:port targets; re-read when they change. Repeatable.
+    #[arg(long = "store.sd-files", value_name = "PATH")]
+    pub sd_files: Vec<PathBuf>,
+    /// How long a store may take to answer a call before it is given up on (a warning under
+    /// partial response, else the query's error). 0 disables the timeout.
+    #[arg(long = "store.response-timeout", default_value = "0ms", value_parser = parse_duration)]
+    pub response_timeout: std::time::Duration,
+    /// How often DNS endpoint names are re-resolved.
+    #[arg(long = "store.sd-dns-interval", default_value = "30s", value_parser = parse_duration)]
+    pub sd_dns_interval: std::time::Duration,
     /// Answer with a warning when a store fails (true), or fail the query (false).
     #[arg(long = "query.partial-response", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub partial_response: bool,
@@ -91,4 +104,35 @@ impl EndpointFlags {
     pub fn all(&self) -> Vec<String> {
         self.endpoints.iter().chain(&self.stores).cloned().collect()
     }
+
+    /// Whether any endpoint source (spec or SD file) is given.
+    pub fn any(&self) -> bool {
+        !self.endpoints.is_empty() || !self.stores.is_empty() || !self.sd_files.is_empty()
+    }
+
+    /// The endpoint specs parsed, with the flag named in the error.
+    pub fn discovery(&self) -> anyhow::Result<DiscoveryConfig> {
+        let specs = self
+            .all()
+            .iter()
+            .map(|e| {
+                e.parse::<StoreSpec>()
+                    .map_err(|err| anyhow::anyhow!("--endpoint {err}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(DiscoveryConfig {
+            specs,
+            files: self.sd_files.clone(),
+            dns_interval: self.sd_dns_interval,
+            nameserver: None,
+        })
+    }
+}
+
+/// A Prometheus duration flag (`30s`, `5m`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::http::params::parse_prometheus_duration(s)
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("invalid duration {s:?} (use e.g. 30s, 5m, 1h)"))
 }

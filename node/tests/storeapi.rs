@@ -114,14 +114,14 @@ fn endpoint_flags_accept_store_as_the_deprecated_name_and_refuse_bad_addresses()
         .args([
             "query",
             "--http-address=127.0.0.1:0",
-            "--endpoint=dnssrv+_grpc._tcp.x",
+            "--endpoint=consul+_grpc._tcp.x:1",
         ])
         .output()
         .expect("run strata");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--endpoint") && err.contains("dnssrv+"),
+        err.contains("--endpoint") && err.contains("consul+"),
         "{err}"
     );
 

@@ -7,6 +7,7 @@ use super::params::{
     Form, MAX_TIME_MS, MIN_TIME_MS,
 };
 use super::response::{ApiError, ApiResult};
+use super::store_params::StoreOptions;
 use super::{ApiState, SeriesSource};
 use axum::extract::{Path, Request, State};
 use promql::QueryError;
@@ -26,7 +27,14 @@ fn time_range(form: &Form) -> Result<(i64, i64), ApiError> {
 /// The source as this request reads it: deduplicated per `dedup` and `replicaLabels[]`.
 fn request_source(st: &ApiState, form: &Form) -> Result<Arc<dyn SeriesSource>, ApiError> {
     let labels = dedup_labels(form, &st.replica_labels)?;
-    Ok(crate::query::dedup::deduplicated(request_view(st), labels))
+    let opts = StoreOptions::from_form(form)?;
+    // The source as this request sees it, recording its warnings (a failing store, a skipped
+    // block), which the answer then carries as Prometheus does.
+    let view = st
+        .source
+        .for_request(&opts)
+        .unwrap_or_else(|| st.source.clone());
+    Ok(crate::query::dedup::deduplicated(view, labels))
 }
 
 fn storage_error(e: &QueryError) -> ApiError {
@@ -85,12 +93,6 @@ pub async fn series(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult 
         json: labels_json(&only),
         warnings: source.take_warnings(),
     }
-}
-
-/// The source as one request sees it, recording that request's warnings (a failing store, a
-/// skipped block), which the answer then carries as Prometheus does.
-fn request_view(st: &ApiState) -> Arc<dyn super::SeriesSource> {
-    st.source.for_request().unwrap_or_else(|| st.source.clone())
 }
 
 /// `DELETE /api/v1/series`: not implemented, as in Prometheus.

@@ -8,6 +8,8 @@
 //! - `meta`: series, labels, label values, status and the empty endpoints
 //! - `metrics`: request counters and durations
 //! - `cors`: `--web.cors.origin` headers and preflight answers
+//! - `store_params`: `partial_response` and `storeMatch[]`
+//! - `stores`: `/api/v1/stores`, the querier's endpoints and their health
 //!
 //! API answers are gzip- or deflate-compressed when the client accepts it, like Prometheus'.
 //! Unfinished: the `stats` query parameter.
@@ -19,6 +21,8 @@ mod metrics;
 pub mod params;
 mod query;
 pub mod response;
+pub mod store_params;
+pub mod stores;
 
 use async_trait::async_trait;
 use axum::extract::{Request, State};
@@ -51,13 +55,20 @@ pub trait SeriesSource: Queryable {
     fn is_ready(&self) -> bool;
 
     /// A view of the source for one request that records the request's warnings (a store that
-    /// failed under partial response); `None` for sources that never warn.
-    fn for_request(&self) -> Option<Arc<dyn SeriesSource>> {
+    /// failed under partial response) and applies its StoreAPI options; `None` for sources
+    /// that never warn.
+    fn for_request(&self, _opts: &store_params::StoreOptions) -> Option<Arc<dyn SeriesSource>> {
         None
     }
 
     /// The warnings recorded so far by a request view, emptied.
     fn take_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The StoreAPI endpoints read and their health (`/api/v1/stores`); none for a source
+    /// that reads no endpoint.
+    async fn stores(&self) -> Vec<stores::StoreStatus> {
         Vec::new()
     }
 }
@@ -121,6 +132,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/status/buildinfo", get(meta::buildinfo))
         .route("/status/flags", get(meta::flags))
+        .route("/stores", get(stores::stores))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_ready))
         .layer(middleware::from_fn_with_state(
             state.cors.clone(),

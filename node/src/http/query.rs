@@ -10,6 +10,7 @@
 use super::json;
 use super::params::{dedup_labels, parse_duration, parse_time, parse_time_param, read_form, Form};
 use super::response::{ApiError, ApiResult};
+use super::store_params::StoreOptions;
 use super::ApiState;
 use axum::extract::{Request, State};
 use promql::{QueryControl, QueryError, QueryResult, Value};
@@ -40,12 +41,17 @@ pub async fn instant(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult
         Ok(d) => d,
         Err(e) => return e.into(),
     };
+    let opts = match StoreOptions::from_form(&form) {
+        Ok(o) => o,
+        Err(e) => return e.into(),
+    };
     let query = form.value("query").to_string();
     tracing::debug!(%query, time, "instant query");
     let result = execute(
         &st,
         deadline,
         dedup,
+        &opts,
         move |engine, source, ctl| async move {
             engine
                 .instant_query_with(source.as_ref(), &query, time, ctl)
@@ -80,12 +86,17 @@ pub async fn range(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult {
         Ok(d) => d,
         Err(e) => return e.into(),
     };
+    let opts = match StoreOptions::from_form(&form) {
+        Ok(o) => o,
+        Err(e) => return e.into(),
+    };
     let query = form.value("query").to_string();
     tracing::debug!(%query, start, end, step_ms, "range query");
     let result = execute(
         &st,
         deadline,
         dedup,
+        &opts,
         move |engine, source, ctl| async move {
             engine
                 .range_query_with(source.as_ref(), &query, start, end, step_ms, ctl)
@@ -161,6 +172,7 @@ async fn execute<F, Fut>(
     st: &ApiState,
     deadline: Instant,
     dedup: Vec<String>,
+    opts: &StoreOptions,
     run: F,
 ) -> Result<QueryResult, QueryError>
 where
@@ -180,7 +192,10 @@ where
     if Instant::now() >= deadline {
         return Err(QueryError::Timeout("query execution"));
     }
-    let source = st.source.for_request().unwrap_or_else(|| st.source.clone());
+    let source = st
+        .source
+        .for_request(opts)
+        .unwrap_or_else(|| st.source.clone());
     let source = crate::query::dedup::deduplicated(source, dedup);
     let ctl = QueryControl {
         deadline: deadline.into_std(),

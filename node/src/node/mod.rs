@@ -393,5 +393,7 @@ fn query_args(args: &NodeArgs) -> QueryArgs {
         sync_interval: args.sync_interval,
         cors_origin: ".*".into(),
         endpoints: args.endpoints.clone(),
+        // The node's one gRPC port already carries its roles' services.
+        grpc_address: None,
     }
 }

@@ -55,6 +55,10 @@ pub struct QueryArgs {
     pub cors_origin: String,
     #[command(flatten)]
     pub endpoints: EndpointFlags,
+    /// Listen host:port for the querier's own StoreAPI (so queriers stack); not served when
+    /// not given.
+    #[arg(long = "grpc-address", value_name = "ADDRESS")]
+    pub grpc_address: Option<String>,
 }
 
 fn parse_duration_flag(s: &str) -> Result<Duration, String> {
@@ -101,7 +105,28 @@ impl QueryArgs {
             ),
             ("sync-block-duration".into(), d(self.sync_interval)),
             ("web.cors.origin".into(), self.cors_origin.clone()),
+            (
+                "grpc-address".into(),
+                self.grpc_address.clone().unwrap_or_default(),
+            ),
             ("endpoint".into(), self.endpoints.all().join(",")),
+            (
+                "store.sd-files".into(),
+                self.endpoints
+                    .sd_files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "store.response-timeout".into(),
+                d(self.endpoints.response_timeout),
+            ),
+            (
+                "store.sd-dns-interval".into(),
+                d(self.endpoints.sd_dns_interval),
+            ),
             (
                 "query.partial-response".into(),
                 self.endpoints.partial_response.to_string(),
@@ -124,6 +149,10 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(address = %local, "HTTP server listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grpc = match &args.grpc_address {
+        Some(address) => Some(serve_grpc(address, &embedded, stop_rx.clone()).await?),
+        None => None,
+    };
     let sync = tokio::spawn(embedded.sync_loop(args.sync_interval, stop_rx));
     let shutdown = async move {
         wait_for_signal().await;
@@ -134,8 +163,40 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("serving HTTP")?;
     let _ = sync.await;
+    if let Some(g) = grpc {
+        match g.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server failed"),
+            Err(e) => tracing::warn!(error = %e, "gRPC server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds `address` and serves the querier's StoreAPI until `stop`.
+async fn serve_grpc(
+    address: &str,
+    embedded: &Embedded,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on --grpc-address {address}"))?;
+    let local = listener
+        .local_addr()
+        .context("reading the bound gRPC address")?;
+    tracing::info!(address = %local, "StoreAPI (gRPC) listening");
+    let svc = remote::serve::QueryStore(embedded.source.clone());
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Ok(tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc.store_server())
+            .add_service(svc.info_server())
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }),
+    ))
 }
 
 /// The embedded querier before it serves: the API state and the block set to keep in sync.
@@ -143,6 +204,7 @@ pub struct Embedded {
     /// The API's shared state (its registry is the one given to [`build`]).
     pub state: Arc<ApiState>,
     blocks: Option<Arc<BlockSet>>,
+    source: FederatedSource,
 }
 
 impl Embedded {
@@ -176,25 +238,27 @@ pub fn build(
         )
     })?;
     let endpoints = args.endpoints.all();
-    let blocks = if endpoints.is_empty() || stores.is_some() {
+    let blocks = if !args.endpoints.any() || stores.is_some() {
         Some(open_blocks(args, &registry, stores.is_none())?)
     } else {
-        tracing::info!(endpoints = ?endpoints, "answering from StoreAPI endpoints");
+        tracing::info!(endpoints = ?endpoints, sd_files = ?args.endpoints.sd_files, "answering from StoreAPI endpoints");
         None
     };
     let federation = Federation::new(
-        &endpoints,
+        args.endpoints.discovery()?,
         stores,
         blocks.clone(),
         args.endpoints.partial_response,
-    )?;
+    )?
+    .with_response_timeout(args.endpoints.response_timeout);
     let engine = Engine::new(EngineOptions {
         lookback_delta_ms: args.lookback_delta.as_millis() as i64,
         max_samples: args.max_samples,
         timeout: args.timeout,
     });
+    let source = FederatedSource(Arc::new(federation));
     let state = Arc::new(ApiState {
-        source: Arc::new(FederatedSource(Arc::new(federation))),
+        source: Arc::new(source.clone()),
         engine: Arc::new(engine),
         limits: QueryLimits::new(args.timeout, args.max_concurrent),
         flags: args.flag_values(),
@@ -203,7 +267,11 @@ pub fn build(
         cors: Arc::new(cors),
         replica_labels: args.endpoints.replica_labels.clone(),
     });
-    Ok(Embedded { state, blocks })
+    Ok(Embedded {
+        state,
+        blocks,
+        source,
+    })
 }
 
 /// Opens the bucket for the embedded mode; `must_exist` (a standalone querier, which only

@@ -65,6 +65,8 @@ pub struct StoreMeta {
     pub min_time: i64,
     /// Latest timestamp served.
     pub max_time: i64,
+    /// What the endpoint is (`store`, `sidecar`, `query`, `rule`, `receive`), as its Info says.
+    pub component_type: String,
 }
 
 /// Series and warnings of one store.
@@ -146,6 +148,7 @@ impl StoreEndpoint {
                         .collect(),
                     min_time: store.min_time,
                     max_time: store.max_time,
+                    component_type: r.component_type,
                 })
             }
             Err(s) if s.code() == Code::Unimplemented => {
@@ -162,6 +165,7 @@ impl StoreEndpoint {
                         .collect(),
                     min_time: r.min_time,
                     max_time: r.max_time,
+                    component_type: legacy_component(r.store_type),
                 })
             }
             Err(s) => Err(self.rpc(s)),
@@ -293,6 +297,20 @@ impl StoreEndpoint {
             .into_inner();
         Ok((r.values, r.warnings))
     }
+}
+
+/// The component name of the legacy `Store.Info` store type (Thanos' `component.FromProto`).
+fn legacy_component(store_type: i32) -> String {
+    match pb::StoreType::try_from(store_type) {
+        Ok(pb::StoreType::Query) => "query",
+        Ok(pb::StoreType::Rule) => "rule",
+        Ok(pb::StoreType::Sidecar) => "sidecar",
+        Ok(pb::StoreType::Store) => "store",
+        Ok(pb::StoreType::Receive) => "receive",
+        Ok(pb::StoreType::Debug) => "debug",
+        _ => "unknown",
+    }
+    .to_string()
 }
 
 #[cfg(test)]

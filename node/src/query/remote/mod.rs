@@ -1,29 +1,30 @@
-//! The querier over StoreAPI endpoints: `--endpoint` addresses (`host:port`, `dns+name:port`)
-//! and the live stores of the cluster's registry, fanned out to, merged, and reported as
-//! warnings when they fail (Thanos' partial response, on by default).
+//! The querier over StoreAPI endpoints: `--endpoint` specs and `--store.sd-files` targets
+//! (`discover`), and the live stores of the cluster's registry, fanned out to, merged, and
+//! reported as warnings when they fail (Thanos' partial response, on by default; the
+//! `partial_response` parameter overrides it per request, `storeMatch[]` picks endpoints).
 //!
-//! Per request: the store set is listed (DNS re-resolved every 30 s), each store's Info (label
-//! sets, time range; cached 5 s) prunes it as Thanos' `storeMatches` does, the survivors'
-//! `Series` run in parallel, chunks are decoded, and series with equal labels from several
-//! stores are merged with identical timestamps collapsed. With no store at all and a bucket at
-//! hand, the embedded block set answers instead (a node whose registry is still empty). A node
-//! that is itself one of the stores reads its own blocks in process rather than over gRPC.
+//! Per request: the store set is listed (DNS re-resolved every `--store.sd-dns-interval`, SD
+//! files re-read when changed), each store's Info (label sets, time range; cached 5 s) prunes
+//! it as Thanos' `storeMatches` does, the survivors' `Series` run in parallel, chunks are
+//! decoded, and series with equal labels from several stores are merged with identical
+//! timestamps collapsed. With no store at all and a bucket at hand, the embedded block set
+//! answers instead (a node whose registry is still empty). A node that is itself one of the
+//! stores reads its own blocks in process rather than over gRPC.
 //!
 //! Replica deduplication happens per request above this (`super::dedup`).
 //!
-//! Unfinished: `dnssrv+`/file SD, TLS, the `partial_response` and `storeMatch[]` request parameters,
-//! `--store.response-timeout`, query hints to stores, downsampled data
-//! (`max_source_resolution`).
+//! Unfinished: TLS, query hints to stores, downsampled data (`max_source_resolution`).
 
 use super::blocks::BlockSet;
 use super::merge::{match_external, merge_samples, ExternalMatch};
-use crate::cluster::discovery::{Discovery, PeerSpec};
+use crate::http::stores::StoreStatus;
 use crate::http::SeriesSource;
 use crate::store::client::{ClientError, StoreEndpoint, StoreMeta};
+use discover::{DiscoveryConfig, StoreDiscovery};
 use promql::{QueryError, Queryable, SampleBudget, SeriesData};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 
@@ -40,15 +41,14 @@ pub struct RegistryStores {
     pub own_address: Option<String>,
 }
 
+pub mod discover;
+pub mod serve;
 mod view;
 
-pub use view::{FederatedSource, Warnings};
+pub use view::{FederatedSource, RequestCtx};
 
 /// How long a store's Info answer is trusted (Thanos re-polls Info every 5 s).
 const INFO_TTL: Duration = Duration::from_secs(5);
-
-/// How long a DNS resolution of `--endpoint` is trusted (Thanos' `--store.sd-dns-interval`).
-const RESOLVE_TTL: Duration = Duration::from_secs(30);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -57,17 +57,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Known {
     endpoint: StoreEndpoint,
     info: Option<(Instant, StoreMeta)>,
+    /// What `/api/v1/stores` shows: when Info was last asked, its last error, and the last
+    /// good answer (kept while the store fails, as Thanos keeps its label sets).
+    last_check: Option<SystemTime>,
+    last_error: Option<String>,
+    last_meta: Option<StoreMeta>,
 }
 
 /// Where the querier reads: StoreAPI endpoints, falling back to the embedded block set.
 pub struct Federation {
-    endpoints: Option<Discovery>,
-    has_dns: bool,
-    resolved: tokio::sync::Mutex<Option<(Instant, Vec<String>)>>,
+    endpoints: StoreDiscovery,
     registry: Option<RegistryStores>,
     known: Mutex<HashMap<String, Known>>,
     embedded: Option<Arc<BlockSet>>,
     partial_response: bool,
+    response_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Federation {
@@ -106,58 +110,54 @@ fn store_matches(meta: &StoreMeta, matchers: &[Matcher], mint: i64, maxt: i64) -
 }
 
 impl Federation {
-    /// A federation over `endpoints` (`--endpoint` values) and the `registry`'s stores, with
-    /// `embedded` answering when there is no store; `partial_response` turns a failing store
-    /// into a warning instead of an error.
+    /// A federation over the discovered endpoints (`--endpoint`, `--store.sd-files`) and the
+    /// `registry`'s stores, with `embedded` answering when there is no store;
+    /// `partial_response` turns a failing store into a warning instead of an error.
     pub fn new(
-        endpoints: &[String],
+        discovery: DiscoveryConfig,
         registry: Option<RegistryStores>,
         embedded: Option<Arc<BlockSet>>,
         partial_response: bool,
     ) -> anyhow::Result<Self> {
-        let specs = endpoints
-            .iter()
-            .map(|e| {
-                e.parse::<PeerSpec>()
-                    .map_err(|m| anyhow::anyhow!("--endpoint {m}"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let has_dns = specs.iter().any(|s| matches!(s, PeerSpec::Dns { .. }));
-        let endpoints = if specs.is_empty() {
-            None
-        } else {
-            Some(Discovery::new(specs)?)
-        };
         Ok(Federation {
-            endpoints,
-            has_dns,
-            resolved: tokio::sync::Mutex::new(None),
+            endpoints: StoreDiscovery::new(discovery)?,
             registry,
             known: Mutex::new(HashMap::new()),
             embedded,
             partial_response,
+            response_timeout: None,
         })
     }
 
-    /// Every store address now: `--endpoint` (resolved) and the registry's live stores.
+    /// Gives up on a store call after `timeout` (`--store.response-timeout`; zero: never).
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = (!timeout.is_zero()).then_some(timeout);
+        self
+    }
+
+    /// `call` to the store at `address`, bounded by the response timeout.
+    async fn bounded<T>(
+        &self,
+        address: &str,
+        call: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let Some(limit) = self.response_timeout else {
+            return call.await;
+        };
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(ClientError::Rpc {
+                address: address.to_string(),
+                status: tonic::Status::deadline_exceeded(format!(
+                    "no answer within --store.response-timeout {}",
+                    humantime::format_duration(limit)
+                )),
+            })
+        })
+    }
+
+    /// Every store address now: discovered endpoints and the registry's live stores.
     async fn addresses(&self) -> Vec<String> {
-        let mut out: BTreeSet<String> = BTreeSet::new();
-        if let Some(d) = &self.endpoints {
-            let mut cache = self.resolved.lock().await;
-            let fresh = cache
-                .as_ref()
-                .filter(|(at, _)| !self.has_dns || at.elapsed() < RESOLVE_TTL)
-                .map(|(_, a)| a.clone());
-            let addrs = match fresh {
-                Some(a) => a,
-                None => {
-                    let a: Vec<String> = d.resolve().await.iter().map(|p| p.to_string()).collect();
-                    *cache = Some((Instant::now(), a.clone()));
-                    a
-                }
-            };
-            out.extend(addrs);
-        }
+        let mut out: BTreeSet<String> = self.endpoints.addresses().await.into_iter().collect();
         if let Some(r) = &self.registry {
             out.extend((r.list)());
         }
@@ -182,16 +182,55 @@ impl Federation {
                     Known {
                         endpoint: endpoint.clone(),
                         info: None,
+                        last_check: None,
+                        last_error: None,
+                        last_meta: None,
                     },
                 );
                 endpoint
             }
         };
-        let meta = endpoint.info().await?;
+        let answer = self.bounded(address, endpoint.info()).await;
         if let Some(k) = lock(&self.known).get_mut(address) {
-            k.info = Some((Instant::now(), meta.clone()));
+            k.last_check = Some(SystemTime::now());
+            match &answer {
+                Ok(meta) => {
+                    k.info = Some((Instant::now(), meta.clone()));
+                    k.last_meta = Some(meta.clone());
+                    k.last_error = None;
+                }
+                Err(e) => k.last_error = Some(e.to_string()),
+            }
         }
-        Ok((endpoint, meta))
+        Ok((endpoint, answer?))
+    }
+
+    /// Every endpoint's health for `/api/v1/stores`, asking Info of those not checked within
+    /// [`INFO_TTL`].
+    pub async fn store_statuses(&self) -> Vec<StoreStatus> {
+        let addresses = self.addresses().await;
+        let answers = futures::future::join_all(addresses.iter().map(|a| self.meta(a))).await;
+        let known = lock(&self.known);
+        addresses
+            .iter()
+            .zip(answers)
+            .map(|(a, answer)| {
+                let k = known.get(a);
+                let meta = k.and_then(|k| k.last_meta.clone());
+                StoreStatus {
+                    name: a.clone(),
+                    last_check: k.and_then(|k| k.last_check).unwrap_or_else(SystemTime::now),
+                    last_error: answer.err().map(|e| e.to_string()),
+                    label_sets: meta
+                        .as_ref()
+                        .map(|m| m.label_sets.clone())
+                        .unwrap_or_default(),
+                    min_time: meta.as_ref().map_or(0, |m| m.min_time),
+                    max_time: meta.as_ref().map_or(0, |m| m.max_time),
+                    component_type: meta.map_or_else(|| "unknown".into(), |m| m.component_type),
+                }
+            })
+            .collect()
     }
 
     /// The stores to ask for `matchers` over `[mint, maxt]`; `None` when there is no store at
@@ -201,12 +240,13 @@ impl Federation {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        warn: &Warnings,
+        warn: &RequestCtx,
     ) -> Result<Option<Targets>, QueryError> {
         let mut addresses = self.addresses().await;
         if addresses.is_empty() {
             return Ok(None);
         }
+        addresses.retain(|a| warn.opts.selects(a));
         let own = self.registry.as_ref().and_then(|r| r.own_address.as_ref());
         let local = match (own, &self.embedded) {
             (Some(own), Some(blocks)) if addresses.contains(own) => {
@@ -236,9 +276,9 @@ impl Federation {
     }
 
     /// A failing store: a warning under partial response, else the query's error.
-    fn fail(&self, e: ClientError, warn: &Warnings) -> Result<(), QueryError> {
+    fn fail(&self, e: ClientError, warn: &RequestCtx) -> Result<(), QueryError> {
         tracing::warn!(error = %e, "StoreAPI endpoint failed");
-        if self.partial_response {
+        if warn.opts.partial_response.unwrap_or(self.partial_response) {
             warn.push(e.to_string());
             Ok(())
         } else {
@@ -252,7 +292,7 @@ impl Federation {
         mint: i64,
         maxt: i64,
         skip_chunks: bool,
-        warn: &Warnings,
+        warn: &RequestCtx,
         budget: &SampleBudget,
     ) -> Result<Option<Vec<SeriesData>>, QueryError> {
         let Some(Targets {
@@ -278,11 +318,12 @@ impl Federation {
             }
         };
         let (answers, local) = futures::future::join(
-            futures::future::join_all(
-                targets
-                    .iter()
-                    .map(|t| t.endpoint.series(matchers, mint, maxt, skip_chunks)),
-            ),
+            futures::future::join_all(targets.iter().map(|t| {
+                self.bounded(
+                    t.endpoint.address(),
+                    t.endpoint.series(matchers, mint, maxt, skip_chunks),
+                )
+            })),
             local,
         )
         .await;
@@ -322,7 +363,7 @@ impl Federation {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        warn: &Warnings,
+        warn: &RequestCtx,
     ) -> Result<Option<Vec<String>>, QueryError> {
         self.label_strings(None, matchers, mint, maxt, warn).await
     }
@@ -333,7 +374,7 @@ impl Federation {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        warn: &Warnings,
+        warn: &RequestCtx,
     ) -> Result<Option<Vec<String>>, QueryError> {
         self.label_strings(Some(name), matchers, mint, maxt, warn)
             .await
@@ -347,7 +388,7 @@ impl Federation {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        warn: &Warnings,
+        warn: &RequestCtx,
     ) -> Result<Option<Vec<String>>, QueryError> {
         let Some(Targets {
             remote: targets,
@@ -357,10 +398,13 @@ impl Federation {
             return Ok(None);
         };
         let answers = futures::future::join_all(targets.iter().map(|t| async move {
-            match name {
-                None => t.endpoint.label_names(matchers, mint, maxt).await,
-                Some(n) => t.endpoint.label_values(n, matchers, mint, maxt).await,
-            }
+            let call = async {
+                match name {
+                    None => t.endpoint.label_names(matchers, mint, maxt).await,
+                    Some(n) => t.endpoint.label_values(n, matchers, mint, maxt).await,
+                }
+            };
+            self.bounded(t.endpoint.address(), call).await
         }))
         .await;
         let mut out = BTreeSet::new();
@@ -386,7 +430,7 @@ impl Federation {
         &self,
         mint: i64,
         maxt: i64,
-        warn: &Warnings,
+        warn: &RequestCtx,
     ) -> Result<Option<&Arc<BlockSet>>, QueryError> {
         match &self.embedded {
             Some(b) => {
@@ -416,6 +460,7 @@ mod tests {
                 .collect(),
             min_time: min,
             max_time: max,
+            component_type: "store".into(),
         }
     }
 
@@ -454,12 +499,5 @@ mod tests {
             0,
             10
         ));
-    }
-
-    #[test]
-    fn bad_endpoint_flags_are_refused_with_the_flag_named() {
-        let e =
-            Federation::new(&["dnssrv+_x._tcp.y".into()], None, None, true).expect_err("refused");
-        assert!(e.to_string().contains("--endpoint"), "{e}");
     }
 }

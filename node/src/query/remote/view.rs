@@ -2,6 +2,8 @@
 //! request's warnings; [`FederatedSource`] is what the API holds.
 
 use super::{lock, Federation};
+use crate::http::store_params::StoreOptions;
+use crate::http::stores::StoreStatus;
 use crate::http::SeriesSource;
 use async_trait::async_trait;
 use promql::{QueryError, Queryable, SampleBudget, SeriesData};
@@ -9,20 +11,23 @@ use std::sync::{Arc, Mutex};
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 
-/// Warnings of one request.
+/// One request: its warnings and its StoreAPI options (`partial_response`, `storeMatch[]`).
 #[derive(Debug, Default)]
-pub struct Warnings(Mutex<Vec<String>>);
+pub struct RequestCtx {
+    warnings: Mutex<Vec<String>>,
+    pub(super) opts: StoreOptions,
+}
 
-impl Warnings {
+impl RequestCtx {
     pub(super) fn push(&self, w: String) {
-        let mut v = lock(&self.0);
+        let mut v = lock(&self.warnings);
         if !v.contains(&w) {
             v.push(w);
         }
     }
 
     pub(super) fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *lock(&self.0))
+        std::mem::take(&mut *lock(&self.warnings))
     }
 }
 
@@ -30,7 +35,7 @@ impl Warnings {
 #[derive(Debug)]
 pub struct RequestView {
     federation: Arc<Federation>,
-    warnings: Warnings,
+    warnings: RequestCtx,
 }
 
 /// The source the HTTP API holds: hands each request a [`RequestView`].
@@ -147,13 +152,20 @@ impl SeriesSource for RequestView {
     fn take_warnings(&self) -> Vec<String> {
         self.warnings.take()
     }
+
+    async fn stores(&self) -> Vec<StoreStatus> {
+        self.federation.store_statuses().await
+    }
 }
 
 impl FederatedSource {
-    fn view(&self) -> RequestView {
+    pub(super) fn view(&self, opts: &StoreOptions) -> RequestView {
         RequestView {
             federation: self.0.clone(),
-            warnings: Warnings::default(),
+            warnings: RequestCtx {
+                warnings: Mutex::default(),
+                opts: opts.clone(),
+            },
         }
     }
 
@@ -173,7 +185,7 @@ impl Queryable for FederatedSource {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesData>, QueryError> {
-        let v = self.view();
+        let v = self.view(&StoreOptions::default());
         let r = v.select(matchers, mint, maxt).await;
         Self::log(&v);
         r
@@ -185,7 +197,7 @@ impl Queryable for FederatedSource {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, QueryError> {
-        let v = self.view();
+        let v = self.view(&StoreOptions::default());
         let r = v.label_names(matchers, mint, maxt).await;
         Self::log(&v);
         r
@@ -198,7 +210,7 @@ impl Queryable for FederatedSource {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, QueryError> {
-        let v = self.view();
+        let v = self.view(&StoreOptions::default());
         let r = v.label_values(name, matchers, mint, maxt).await;
         Self::log(&v);
         r
@@ -213,7 +225,7 @@ impl SeriesSource for FederatedSource {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Labels>, QueryError> {
-        let v = self.view();
+        let v = self.view(&StoreOptions::default());
         let r = v.series(matchers, mint, maxt).await;
         Self::log(&v);
         r
@@ -223,7 +235,11 @@ impl SeriesSource for FederatedSource {
         self.0.embedded.as_ref().is_none_or(|b| b.is_ready())
     }
 
-    fn for_request(&self) -> Option<Arc<dyn SeriesSource>> {
-        Some(Arc::new(self.view()))
+    fn for_request(&self, opts: &StoreOptions) -> Option<Arc<dyn SeriesSource>> {
+        Some(Arc::new(self.view(opts)))
+    }
+
+    async fn stores(&self) -> Vec<StoreStatus> {
+        self.0.store_statuses().await
     }
 }

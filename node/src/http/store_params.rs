@@ -1,0 +1,111 @@
+//! Thanos' per-request StoreAPI parameters: `partial_response` (overrides
+//! `--query.partial-response`) and `storeMatch[]` (only the endpoints whose `__address__`
+//! matches one of the selectors are asked).
+
+use super::params::{parse_series_selector, Form};
+use super::response::ApiError;
+use storage::matcher::Matcher;
+
+/// The StoreAPI options of one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreOptions {
+    /// `partial_response`, when given.
+    pub partial_response: Option<bool>,
+    /// `storeMatch[]` selectors; empty: every endpoint.
+    pub store_match: Vec<Vec<Matcher>>,
+}
+
+impl StoreOptions {
+    /// Reads the parameters from `form`, with Thanos' errors for bad values.
+    pub fn from_form(form: &Form) -> Result<Self, ApiError> {
+        let raw = form.value("partial_response");
+        let partial_response = if raw.is_empty() {
+            None
+        } else {
+            Some(parse_go_bool(raw).ok_or_else(|| {
+                ApiError::bad_data(format!(
+                    "'partial_response' parameter: strconv.ParseBool: parsing {}: invalid syntax",
+                    super::params::go_quote(raw)
+                ))
+            })?)
+        };
+        let store_match = form
+            .values("storeMatch[]")
+            .into_iter()
+            .map(|s| parse_series_selector(s).map_err(ApiError::bad_data))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(StoreOptions {
+            partial_response,
+            store_match,
+        })
+    }
+
+    /// Whether the endpoint at `address` is asked (Thanos' `storeMatchDebugMetadata`: a
+    /// selector's labels other than `__address__` are matched as empty).
+    pub fn selects(&self, address: &str) -> bool {
+        self.store_match.is_empty()
+            || self.store_match.iter().any(|set| {
+                set.iter().all(|m| {
+                    m.matches(if m.name() == "__address__" {
+                        address
+                    } else {
+                        ""
+                    })
+                })
+            })
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(q: &str) -> Result<StoreOptions, ApiError> {
+        StoreOptions::from_form(&Form::new(None, Some(q)))
+    }
+
+    #[test]
+    fn partial_response_parses_as_go_bools_and_bad_values_are_refused() {
+        assert_eq!(opts("").expect("none").partial_response, None);
+        assert_eq!(
+            opts("partial_response=false").expect("f").partial_response,
+            Some(false)
+        );
+        assert_eq!(
+            opts("partial_response=1").expect("t").partial_response,
+            Some(true)
+        );
+        let e = opts("partial_response=maybe").expect_err("refused");
+        assert_eq!(
+            e.message,
+            "'partial_response' parameter: strconv.ParseBool: parsing \"maybe\": invalid syntax"
+        );
+    }
+
+    #[test]
+    fn store_match_selects_endpoints_by_address() {
+        let o = opts("storeMatch[]=%7B__address__%3D~%22127.0.0.1%3A1.*%22%7D").expect("ok");
+        assert!(o.selects("127.0.0.1:10901"));
+        assert!(!o.selects("127.0.0.1:20901"));
+        let two = opts(
+            "storeMatch[]=%7B__address__%3D%22a%3A1%22%7D&storeMatch[]=%7B__address__%3D%22b%3A1%22%7D",
+        )
+        .expect("ok");
+        assert!(two.selects("a:1") && two.selects("b:1") && !two.selects("c:1"));
+        // A label other than the address is matched as empty.
+        assert!(!opts("storeMatch[]=%7Bzone%3D%22x%22%7D")
+            .expect("ok")
+            .selects("a:1"));
+        assert!(opts("").expect("none").selects("anything:1"));
+        assert!(opts("storeMatch[]=%7B").is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! The querier's own StoreAPI (`--grpc-address`): `thanos.Store` and `thanos.info.Info` over
+//! the federation, so that queriers stack (`strata query --endpoint <querier's gRPC>`).
+//!
+//! Series are merged across the lower stores as for a PromQL query and sent re-encoded as XOR
+//! chunks; lower stores' failures become warning frames, or the call's error when the request
+//! disables partial response. Info advertises the union of the stores' label sets and time
+//! ranges (all time while no store has answered, so an upper querier never prunes it).
+//!
+//! Unfinished: hints, sharding, `without_replica_labels`, aggregates of downsampled data,
+//! request limits; series are gathered whole before the first frame is sent.
+
+use super::view::FederatedSource;
+use crate::http::store_params::StoreOptions;
+use crate::http::SeriesSource;
+use crate::store::convert::{chunk_to_pb, labels_to_pb, matchers_from_pb};
+use promql::{QueryError, Queryable, SampleBudget};
+use proto::thanos::info::info_server::{Info, InfoServer};
+use proto::thanos::info::{self as infopb};
+use proto::thanos::store_server::{Store, StoreServer};
+use proto::thanos::{self as pb, series_response, SeriesResponse};
+use storage::chunkenc::xor::XorAppender;
+use storage::labels::Labels;
+use tonic::{Request, Response, Status};
+
+/// Samples per re-encoded chunk (Prometheus' head cuts chunks at 120).
+const SAMPLES_PER_CHUNK: usize = 120;
+
+/// The StoreAPI over a federation.
+#[derive(Debug, Clone)]
+pub struct QueryStore(pub FederatedSource);
+
+impl QueryStore {
+    /// `thanos.Store`, ready for the gRPC server.
+    pub fn store_server(&self) -> StoreServer<Self> {
+        StoreServer::new(self.clone()).max_encoding_message_size(usize::MAX)
+    }
+
+    /// `thanos.info.Info`, ready for the gRPC server.
+    pub fn info_server(&self) -> InfoServer<Self> {
+        InfoServer::new(self.clone())
+    }
+
+    /// Union of the answering stores' label sets and time ranges.
+    async fn coverage(&self) -> (Vec<Labels>, i64, i64) {
+        let statuses = self.0 .0.store_statuses().await;
+        let answered: Vec<_> = statuses.iter().filter(|s| s.last_error.is_none()).collect();
+        if answered.is_empty() {
+            return (Vec::new(), i64::MIN, i64::MAX);
+        }
+        let mut sets: Vec<Labels> = answered
+            .iter()
+            .flat_map(|s| s.label_sets.iter().cloned())
+            .collect();
+        sets.sort();
+        sets.dedup();
+        let min = answered
+            .iter()
+            .map(|s| s.min_time)
+            .min()
+            .unwrap_or(i64::MIN);
+        let max = answered
+            .iter()
+            .map(|s| s.max_time)
+            .max()
+            .unwrap_or(i64::MAX);
+        (sets, min, max)
+    }
+}
+
+fn options(disabled: bool, strategy: i32) -> StoreOptions {
+    let abort = strategy == pb::PartialResponseStrategy::Abort as i32;
+    StoreOptions {
+        partial_response: Some(!(disabled || abort)),
+        store_match: Vec::new(),
+    }
+}
+
+fn status(e: QueryError) -> Status {
+    match e {
+        QueryError::Storage(m) => Status::unavailable(m),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn parse(ms: &[pb::LabelMatcher]) -> Result<Vec<storage::matcher::Matcher>, Status> {
+    matchers_from_pb(ms).map_err(|e| Status::invalid_argument(format!("bad matcher: {e}")))
+}
+
+/// `samples` as XOR chunks of at most [`SAMPLES_PER_CHUNK`].
+fn encode(samples: &[(i64, f64)]) -> Result<Vec<pb::AggrChunk>, Status> {
+    samples
+        .chunks(SAMPLES_PER_CHUNK)
+        .map(|run| {
+            let mut app = XorAppender::new();
+            for &(t, v) in run {
+                app.append(t, v)
+                    .map_err(|e| Status::internal(format!("encoding a chunk: {e}")))?;
+            }
+            let (first, last) = (run[0].0, run[run.len() - 1].0);
+            Ok(chunk_to_pb(&app.finish(), first, last))
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl Store for QueryStore {
+    async fn info(
+        &self,
+        _request: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
+        let (sets, min_time, max_time) = self.coverage().await;
+        Ok(Response::new(pb::InfoResponse {
+            labels: Vec::new(),
+            min_time,
+            max_time,
+            store_type: pb::StoreType::Query as i32,
+            label_sets: sets
+                .iter()
+                .map(|l| pb::LabelSet {
+                    labels: labels_to_pb(l),
+                })
+                .collect(),
+        }))
+    }
+
+    type SeriesStream = tokio_stream::Iter<std::vec::IntoIter<Result<SeriesResponse, Status>>>;
+
+    async fn series(
+        &self,
+        request: Request<pb::SeriesRequest>,
+    ) -> Result<Response<Self::SeriesStream>, Status> {
+        let r = request.into_inner();
+        let matchers = parse(&r.matchers)?;
+        let view = self.0.view(&options(
+            r.partial_response_disabled,
+            r.partial_response_strategy,
+        ));
+        let mut frames = Vec::new();
+        let series: Vec<(Labels, Vec<(i64, f64)>)> = if r.skip_chunks {
+            view.series(&matchers, r.min_time, r.max_time)
+                .await
+                .map_err(status)?
+                .into_iter()
+                .map(|l| (l, Vec::new()))
+                .collect()
+        } else {
+            view.select_within(
+                &matchers,
+                r.min_time,
+                r.max_time,
+                &SampleBudget::unlimited(),
+            )
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|s| (s.labels, s.samples))
+            .collect()
+        };
+        for (labels, samples) in series {
+            frames.push(Ok(SeriesResponse {
+                result: Some(series_response::Result::Series(pb::Series {
+                    labels: labels_to_pb(&labels),
+                    chunks: encode(&samples)?,
+                })),
+            }));
+        }
+        for w in view.take_warnings() {
+            frames.push(Ok(SeriesResponse {
+                result: Some(series_response::Result::Warning(w)),
+            }));
+        }
+        Ok(Response::new(tokio_stream::iter(frames)))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<pb::LabelNamesRequest>,
+    ) -> Result<Response<pb::LabelNamesResponse>, Status> {
+        let r = request.into_inner();
+        let matchers = parse(&r.matchers)?;
+        let view = self.0.view(&options(
+            r.partial_response_disabled,
+            r.partial_response_strategy,
+        ));
+        let names = view
+            .label_names(&matchers, r.start, r.end)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::LabelNamesResponse {
+            names,
+            warnings: view.take_warnings(),
+            hints: None,
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<pb::LabelValuesRequest>,
+    ) -> Result<Response<pb::LabelValuesResponse>, Status> {
+        let r = request.into_inner();
+        if r.label.is_empty() {
+            return Err(Status::invalid_argument(
+                "label name parameter cannot be empty",
+            ));
+        }
+        let matchers = parse(&r.matchers)?;
+        let view = self.0.view(&options(
+            r.partial_response_disabled,
+            r.partial_response_strategy,
+        ));
+        let values = view
+            .label_values(&r.label, &matchers, r.start, r.end)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::LabelValuesResponse {
+            values,
+            warnings: view.take_warnings(),
+            hints: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Info for QueryStore {
+    async fn info(
+        &self,
+        _request: Request<infopb::InfoRequest>,
+    ) -> Result<Response<infopb::InfoResponse>, Status> {
+        let (sets, min_time, max_time) = self.coverage().await;
+        Ok(Response::new(infopb::InfoResponse {
+            label_sets: sets
+                .iter()
+                .map(|l| pb::ZLabelSet {
+                    labels: labels_to_pb(l),
+                })
+                .collect(),
+            component_type: "query".into(),
+            store: Some(infopb::StoreInfo {
+                min_time,
+                max_time,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_cut_into_chunks_that_decode_back() {
+        let samples: Vec<(i64, f64)> = (0..250).map(|i| (i * 15_000, i as f64 / 3.0)).collect();
+        let chunks = encode(&samples).expect("encoded");
+        assert_eq!(chunks.len(), 3);
+        assert_eq!((chunks[0].min_time, chunks[0].max_time), (0, 119 * 15_000));
+        let mut back = Vec::new();
+        for c in &chunks {
+            let raw = c.raw.as_ref().expect("raw chunk");
+            back.extend(storage::chunkenc::decode_xor(&raw.data).expect("decodes"));
+        }
+        assert_eq!(back, samples);
+        assert!(encode(&[]).expect("empty").is_empty());
+    }
+
+    #[test]
+    fn partial_response_follows_the_request_strategy() {
+        assert_eq!(options(false, 0).partial_response, Some(true));
+        assert_eq!(options(true, 0).partial_response, Some(false));
+        assert_eq!(
+            options(false, pb::PartialResponseStrategy::Abort as i32).partial_response,
+            Some(false)
+        );
+    }
+}
