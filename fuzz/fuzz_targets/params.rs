@@ -32,6 +32,14 @@ mod response {
             }
         }
     }
+
+    /// node's quoting bound: at most `max` characters, then `...`.
+    pub fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+        match s.char_indices().nth(max) {
+            None => std::borrow::Cow::Borrowed(s),
+            Some((at, _)) => std::borrow::Cow::Owned(format!("{}...", &s[..at])),
+        }
+    }
 }
 
 #[allow(dead_code)]

@@ -126,6 +126,12 @@ fuzz_target!(|input: &[u8]| {
     let Ok(expr) = promql::engine::parse(query) else {
         return;
     };
+    let expr = std::sync::Arc::new(expr);
+    let control = || promql::engine::QueryControl {
+        deadline: std::time::Instant::now() + Duration::from_secs(2),
+        cancel: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        hold: None,
+    };
     let engine = Engine::new(EngineOptions {
         lookback_delta_ms: 5 * 60 * 1000,
         max_samples: 50_000,
@@ -134,14 +140,14 @@ fuzz_target!(|input: &[u8]| {
     let t = TIMES_MS[usize::from(mode >> 1) % TIMES_MS.len()];
     runtime().block_on(async {
         if mode & 1 == 0 {
-            let _ = engine.instant_query_expr(data(), &expr, t, None).await;
+            let _ = engine.instant_query_expr(data(), expr, t, control()).await;
         } else {
             let step = STEPS_MS[usize::from(mode >> 4) % STEPS_MS.len()];
             // At most 50 steps, ending at the extreme instants when `t` is one of them.
             let end = t.saturating_add(step * 49);
             let start = end - step * 49;
             let _ = engine
-                .range_query_expr(data(), &expr, start, end, step, None)
+                .range_query_expr(data(), expr, start, end, step, control())
                 .await;
         }
     });
