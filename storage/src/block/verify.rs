@@ -68,37 +68,6 @@ pub fn find_overlaps(metas: &[BlockMeta]) -> Vec<Overlap> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(id: u128, min: i64, max: i64, replica: &str) -> BlockMeta {
-        let mut m = BlockMeta::new_level1(Ulid(id), min, max);
-        m.thanos_mut()
-            .labels
-            .insert("replica".into(), replica.into());
-        m
-    }
-
-    #[test]
-    fn finds_overlaps_only_within_a_group() {
-        let metas = vec![
-            meta(1, 0, 100, "a"),
-            meta(2, 100, 200, "a"), // touches, does not overlap
-            meta(3, 150, 250, "a"), // overlaps 2
-            meta(4, 0, 1000, "b"),  // other group
-            meta(5, 10, 20, "b"),   // inside 4
-        ];
-        let found = find_overlaps(&metas);
-        let pairs: Vec<(u128, u128)> = found
-            .iter()
-            .map(|o| (o.first.0 .0, o.second.0 .0))
-            .collect();
-        assert_eq!(pairs, vec![(2, 3), (4, 5)]);
-        assert!(found[0].to_string().contains(r#"{replica="a"}"#));
-    }
-}
-
 /// At most this many issues are listed per block; the rest are counted.
 const MAX_ISSUES_PER_BLOCK: usize = 50;
 
@@ -220,4 +189,35 @@ async fn check_contents(block: &super::reader::Block) -> Vec<String> {
         ));
     }
     issues
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: u128, min: i64, max: i64, replica: &str) -> BlockMeta {
+        let mut m = BlockMeta::new_level1(Ulid(id), min, max);
+        m.thanos_mut()
+            .labels
+            .insert("replica".into(), replica.into());
+        m
+    }
+
+    #[test]
+    fn finds_overlaps_only_within_a_group() {
+        let metas = vec![
+            meta(1, 0, 100, "a"),
+            meta(2, 100, 200, "a"), // touches, does not overlap
+            meta(3, 150, 250, "a"), // overlaps 2
+            meta(4, 0, 1000, "b"),  // other group
+            meta(5, 10, 20, "b"),   // inside 4
+        ];
+        let found = find_overlaps(&metas);
+        let pairs: Vec<(u128, u128)> = found
+            .iter()
+            .map(|o| (o.first.0 .0, o.second.0 .0))
+            .collect();
+        assert_eq!(pairs, vec![(2, 3), (4, 5)]);
+        assert!(found[0].to_string().contains(r#"{replica="a"}"#));
+    }
 }
