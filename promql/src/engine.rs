@@ -96,7 +96,16 @@ fn parse_here(query: &str) -> Result<ParsedExpr, QueryError> {
             tracing::warn!(error = %e, "could not register holt_winters");
         }
     });
-    let expr = promql_parser::parser::parse(query)
+    // promql-parser panics on a few inputs (a range or step too long for std's Duration, found
+    // by fuzzing); Prometheus answers those with a parse error, and so does Strata.
+    let parsed =
+        std::panic::catch_unwind(|| promql_parser::parser::parse(query)).map_err(|_| {
+            QueryError::Parse(crate::parse_error::explain(query).map_or_else(
+                || "parse error: a number or duration in the query is out of range".to_string(),
+                |e| e.render(query),
+            ))
+        })?;
+    let expr = parsed
         .map(ParsedExpr::new)
         .map_err(|e| QueryError::Parse(crate::parse_error::message_for_rejected(query, &e)))?;
     // promql-parser also accepts some Prometheus 3 syntax (bare-number durations, quoted label
@@ -429,4 +438,19 @@ pub fn check_range(start_ms: i64, end_ms: i64, step_ms: i64) -> Result<(), Query
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod hostile_input_tests {
+    /// Found by the `params` fuzz target: a range of 110 decimal digits overflowed a
+    /// `Duration` inside the parser and panicked instead of answering a parse error.
+    #[test]
+    fn a_range_too_long_for_a_duration_is_a_parse_error_not_a_panic() {
+        let q = format!("ch[{}]", "4".repeat(110));
+        assert!(super::parse(&q).is_err());
+        let q = format!("ch[{}s]", "4".repeat(110));
+        assert!(super::parse(&q).is_err());
+        let q = format!("ch[5m:{}s]", "4".repeat(30));
+        assert!(super::parse(&q).is_err());
+    }
 }
