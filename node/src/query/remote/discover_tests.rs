@@ -204,19 +204,27 @@ async fn srv_and_a_names_resolve_against_a_real_dns_server() {
 
 #[tokio::test]
 async fn names_are_re_resolved_after_the_interval() {
-    let first = dnsmasq(&["--host-record=moving.test,127.0.0.5".into()]);
+    // The record lives in a hosts file that dnsmasq re-reads on SIGHUP, so the answer changes
+    // on the same server (restarting one on the same port could lose the port to another test).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.5 moving.test\n").expect("hosts");
+    let dns = dnsmasq(&[format!("--addn-hosts={}", hosts.display())]);
     let d = StoreDiscovery::new(DiscoveryConfig {
         specs: vec!["dns+moving.test:1".parse().expect("spec")],
         files: vec![],
         dns_interval: Duration::from_millis(200),
-        nameserver: Some(first.addr),
+        nameserver: Some(dns.addr),
     })
     .expect("discovery");
     wait_for(&d, &["127.0.0.5:1"]).await;
-    // A new server on the same port answers differently; the cached answer is replaced once
-    // the interval has passed.
-    let port = first.addr.port();
-    drop(first);
-    let _second = dnsmasq_on(port, &["--host-record=moving.test,127.0.0.6".into()]);
+    // The server now answers differently; the cached answer is replaced once the interval has
+    // passed.
+    std::fs::write(&hosts, "127.0.0.6 moving.test\n").expect("hosts");
+    let hup = Command::new("kill")
+        .args(["-HUP", &dns.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(hup.success(), "SIGHUP to dnsmasq");
     wait_for(&d, &["127.0.0.6:1"]).await;
 }
