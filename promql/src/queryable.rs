@@ -133,3 +133,59 @@ mod tests {
         assert!(SampleBudget::unlimited().charge(usize::MAX).is_ok());
     }
 }
+
+/// A shared source is a source: wrappers such as `dedup::Deduplicated` can hold an `Arc` of a
+/// trait object without a forwarding type of their own.
+#[async_trait]
+impl<Q: Queryable + ?Sized> Queryable for std::sync::Arc<Q> {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        (**self).select(matchers, mint, maxt).await
+    }
+
+    async fn select_within(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        budget: &SampleBudget,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        (**self).select_within(matchers, mint, maxt, budget).await
+    }
+
+    async fn select_hinted(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        budget: &SampleBudget,
+        hints: SelectHints,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        (**self)
+            .select_hinted(matchers, mint, maxt, budget, hints)
+            .await
+    }
+
+    async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        (**self).label_names(matchers, mint, maxt).await
+    }
+
+    async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        (**self).label_values(name, matchers, mint, maxt).await
+    }
+}

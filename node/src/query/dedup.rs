@@ -20,71 +20,11 @@ pub fn deduplicated(
     if replica_labels.is_empty() {
         return source;
     }
-    Arc::new(DedupSource(Deduplicated::new(
-        Inner(source),
-        replica_labels,
-    )))
-}
-
-/// The wrapped source as a plain [`Queryable`].
-struct Inner(Arc<dyn SeriesSource>);
-
-#[async_trait]
-impl Queryable for Inner {
-    async fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<SeriesData>, QueryError> {
-        self.0.select(matchers, mint, maxt).await
-    }
-
-    async fn select_within(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        budget: &SampleBudget,
-    ) -> Result<Vec<SeriesData>, QueryError> {
-        self.0.select_within(matchers, mint, maxt, budget).await
-    }
-
-    async fn select_hinted(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        budget: &SampleBudget,
-        hints: SelectHints,
-    ) -> Result<Vec<SeriesData>, QueryError> {
-        self.0
-            .select_hinted(matchers, mint, maxt, budget, hints)
-            .await
-    }
-
-    async fn label_names(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, QueryError> {
-        self.0.label_names(matchers, mint, maxt).await
-    }
-
-    async fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, QueryError> {
-        self.0.label_values(name, matchers, mint, maxt).await
-    }
+    Arc::new(DedupSource(Deduplicated::new(source, replica_labels)))
 }
 
 /// A request's source deduplicated over replica labels.
-struct DedupSource(Deduplicated<Inner>);
+struct DedupSource(Deduplicated<Arc<dyn SeriesSource>>);
 
 #[async_trait]
 impl Queryable for DedupSource {
@@ -148,7 +88,7 @@ impl SeriesSource for DedupSource {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Labels>, QueryError> {
-        let found = self.0.inner().0.series(matchers, mint, maxt).await?;
+        let found = self.0.inner().series(matchers, mint, maxt).await?;
         let replica_labels = self.0.replica_labels();
         let unique: BTreeSet<Labels> = found
             .iter()
@@ -158,10 +98,10 @@ impl SeriesSource for DedupSource {
     }
 
     fn is_ready(&self) -> bool {
-        self.0.inner().0.is_ready()
+        self.0.inner().is_ready()
     }
 
     fn take_warnings(&self) -> Vec<String> {
-        self.0.inner().0.take_warnings()
+        self.0.inner().take_warnings()
     }
 }
