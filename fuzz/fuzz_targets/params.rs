@@ -9,8 +9,11 @@
 //! 256 bytes and 16 brackets deep: deep nesting is the evaluation-depth work's (issue 12).
 #![no_main]
 
+#[path = "common/query_input.rs"]
+mod query_input;
+
+use query_input::{runtime, within_bounds};
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 
 /// node's `http::FORM_LIMIT`.
 #[allow(dead_code)]
@@ -49,47 +52,6 @@ mod params;
 use params::*;
 
 const MAX_SELECTOR_BYTES: usize = 256;
-const MAX_NESTING: usize = 16;
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a current-thread runtime builds")
-    })
-}
-
-/// The longest run of ASCII digits in `q`. promql-parser panics on a duration too long for
-/// std's `Duration`; Strata catches that panic and answers a parse error (regression test in
-/// promql's engine), but libFuzzer's panic hook aborts on any panic, caught or not, so inputs
-/// that could reach it are left out.
-fn longest_digit_run(q: &str) -> usize {
-    let (mut run, mut max) = (0usize, 0usize);
-    for b in q.bytes() {
-        run = if b.is_ascii_digit() { run + 1 } else { 0 };
-        max = max.max(run);
-    }
-    max
-}
-
-/// Digit runs longer than this are left out (see `longest_digit_run`).
-const MAX_DIGITS: usize = 15;
-
-fn nesting(q: &str) -> usize {
-    let (mut depth, mut max) = (0usize, 0usize);
-    for b in q.bytes() {
-        match b {
-            b'(' | b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
 
 fn check_duration(s: &str) {
     let _ = parse_duration(s);
@@ -125,9 +87,7 @@ fuzz_target!(|input: &[u8]| {
     if selectors
         .iter()
         .all(|s| {
-            s.len() <= MAX_SELECTOR_BYTES
-                && nesting(s) <= MAX_NESTING
-                && longest_digit_run(s) <= MAX_DIGITS
+            s.len() <= MAX_SELECTOR_BYTES && within_bounds(s)
         })
     {
         if let Ok(sets) = parse_match_params(&selectors) {

@@ -7,6 +7,10 @@
 //! evaluator, which the evaluation-depth work (issue 12) fixes separately.
 #![no_main]
 
+#[path = "common/query_input.rs"]
+mod query_input;
+
+use query_input::{runtime, within_bounds};
 use libfuzzer_sys::fuzz_target;
 use promql::{Engine, EngineOptions, MemoryQueryable};
 use std::sync::OnceLock;
@@ -14,7 +18,6 @@ use std::time::Duration;
 use storage::labels::Labels;
 
 const MAX_QUERY_BYTES: usize = 200;
-const MAX_NESTING: usize = 16;
 
 /// The HTTP API's extreme instants (Prometheus' minTime and maxTime) and a few ordinary ones.
 const TIMES_MS: [i64; 8] = [
@@ -88,47 +91,6 @@ fn data() -> &'static MemoryQueryable {
     })
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a current-thread runtime builds")
-    })
-}
-
-/// The longest run of ASCII digits in `q`. promql-parser panics on a duration too long for
-/// std's `Duration`; Strata catches that panic and answers a parse error (regression test in
-/// promql's engine), but libFuzzer's panic hook aborts on any panic, caught or not, so inputs
-/// that could reach it are left out.
-fn longest_digit_run(q: &str) -> usize {
-    let (mut run, mut max) = (0usize, 0usize);
-    for b in q.bytes() {
-        run = if b.is_ascii_digit() { run + 1 } else { 0 };
-        max = max.max(run);
-    }
-    max
-}
-
-/// Digit runs longer than this are left out (see `longest_digit_run`).
-const MAX_DIGITS: usize = 15;
-
-fn nesting(q: &str) -> usize {
-    let (mut depth, mut max) = (0usize, 0usize);
-    for b in q.bytes() {
-        match b {
-            b'(' | b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
-
 fuzz_target!(|input: &[u8]| {
     let Some((&mode, rest)) = input.split_first() else {
         return;
@@ -136,10 +98,7 @@ fuzz_target!(|input: &[u8]| {
     let Ok(query) = std::str::from_utf8(rest) else {
         return;
     };
-    if query.len() > MAX_QUERY_BYTES
-        || nesting(query) > MAX_NESTING
-        || longest_digit_run(query) > MAX_DIGITS
-    {
+    if query.len() > MAX_QUERY_BYTES || !within_bounds(query) {
         return;
     }
     let Ok(expr) = promql::engine::parse(query) else {
