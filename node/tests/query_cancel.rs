@@ -17,6 +17,26 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
+/// Waits up to 10 s for half a second in which `pid` uses under 10% of a core.
+fn wait_cpu_stops(pid: u32, after: &str, q: &StrataQuery) {
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let a = cpu_ticks(pid);
+        std::thread::sleep(Duration::from_millis(500));
+        let grew = cpu_ticks(pid) - a;
+        seen.push(grew);
+        if grew < 5 {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "CPU kept growing after {after} (ticks per 0.5 s: {seen:?})\n{}",
+            q.log()
+        );
+    }
+}
+
 #[test]
 fn probes_answer_during_a_heavy_query_and_cpu_stops_after_the_timeout() {
     if !promtool_available() {
@@ -70,23 +90,8 @@ fn probes_answer_during_a_heavy_query_and_cpu_stops_after_the_timeout() {
         during > 50,
         "the query used only {during} ticks of CPU: not heavy"
     );
-    // After the timeout, CPU use stops growing: half a second with under 10% of a core.
-    let until = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    loop {
-        let a = cpu_ticks(pid);
-        std::thread::sleep(Duration::from_millis(500));
-        let grew = cpu_ticks(pid) - a;
-        seen.push(grew);
-        if grew < 5 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "CPU kept growing after the timeout (ticks per 0.5 s: {seen:?})\n{}",
-            q.log()
-        );
-    }
+    // After the timeout, CPU use stops growing.
+    wait_cpu_stops(pid, "the timeout", &q);
     assert_eq!(get(port, "/-/healthy").status, 200);
 }
 
@@ -129,21 +134,6 @@ fn a_client_that_disconnects_cancels_its_query() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(s);
-    let until = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    loop {
-        let a = cpu_ticks(pid);
-        std::thread::sleep(Duration::from_millis(500));
-        let grew = cpu_ticks(pid) - a;
-        seen.push(grew);
-        if grew < 5 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "CPU kept growing after the client left (ticks per 0.5 s: {seen:?})\n{}",
-            q.log()
-        );
-    }
+    wait_cpu_stops(pid, "the client left", &q);
     assert_eq!(get(q.port, "/-/healthy").status, 200);
 }
