@@ -41,6 +41,8 @@ enum Command {
     Query(Box<query::QueryArgs>),
     /// A symmetric cluster member (Raft group, store registry, and the roles in --role).
     Node(Box<node::NodeArgs>),
+    /// Store gateway: serves the bucket's blocks over the StoreAPI (Thanos' `thanos store`).
+    Store(Box<store::cli::StoreArgs>),
     /// Next to one Prometheus: uploads its blocks, serves its recent data over the StoreAPI.
     Sidecar(Box<sidecar::SidecarArgs>),
     /// Cluster inspection and administration.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Query(args) => query::run(*args).await,
             Command::Node(args) => node::run(*args).await,
+            Command::Store(args) => store::cli::run(*args).await,
             Command::Sidecar(args) => sidecar::run_cli(*args).await,
             Command::Cluster { command } => command.run().await,
             Command::Tools { tool } => tool.run().await,

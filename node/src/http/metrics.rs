@@ -64,9 +64,14 @@ pub async fn instrument(State(st): State<Arc<ApiState>>, req: Request, next: Nex
 
 /// `GET /metrics` in Prometheus' text format.
 pub async fn expose(State(st): State<Arc<ApiState>>) -> Response {
+    encode(&st.registry)
+}
+
+/// `registry`'s metrics in Prometheus' text format, as a response.
+pub fn encode(registry: &prometheus::Registry) -> Response {
     let encoder = TextEncoder::new();
     let mut buf = Vec::new();
-    if let Err(e) = encoder.encode(&st.registry.gather(), &mut buf) {
+    if let Err(e) = encoder.encode(&registry.gather(), &mut buf) {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("encoding metrics: {e}"),

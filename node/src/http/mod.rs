@@ -17,7 +17,7 @@
 pub mod cors;
 pub mod json;
 mod meta;
-mod metrics;
+pub mod metrics;
 pub mod params;
 mod query;
 pub mod response;

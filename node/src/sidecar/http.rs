@@ -3,11 +3,11 @@
 
 use super::state::PromState;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -38,18 +38,5 @@ async fn ready(State(s): State<Shared>) -> Response {
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
-    let encoder = TextEncoder::new();
-    let mut buf = Vec::new();
-    if let Err(e) = encoder.encode(&s.registry.gather(), &mut buf) {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding metrics: {e}"),
-        )
-            .into_response();
-    }
-    let mut r = buf.into_response();
-    if let Ok(v) = HeaderValue::from_str(encoder.format_type()) {
-        r.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    r
+    crate::http::metrics::encode(&s.registry)
 }

@@ -13,8 +13,10 @@
 //! (it announces a placeholder; queriers ask Info instead).
 
 pub mod catalog;
+pub mod cli;
 pub mod client;
 pub mod convert;
+pub mod flags;
 #[cfg(test)]
 mod opening_tests;
 pub mod select;
