@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Store start-up bench: `strata node --role store` over many small blocks in an S3 bucket
+# Store start-up bench: `strata store` (the store gateway) over many small blocks in an S3 bucket
 # (s3s-fs on loopback, SigV4), or in a FILESYSTEM bucket (BACKEND=fs).
 #
 #   bench/store_startup.sh [STAGE...]     stages: build gen run (default: all of them)
@@ -86,7 +86,7 @@ stage_run() {
     fi
     local t0 ready="" all=""
     t0=$(now_ms)
-    "$STRATA_BIN" node --role store --cluster.insecure --cluster.bootstrap \
+    "$STRATA_BIN" store \
         --data-dir="$RUN/store" --grpc-address="127.0.0.1:$GRPC" --http-address="127.0.0.1:$HTTP" \
         --sync-block-duration="$SYNC" --objstore.config="$config" >"$RUN/store.log" 2>&1 &
     local pid=$!
