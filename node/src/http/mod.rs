@@ -16,6 +16,7 @@
 
 pub mod cors;
 pub mod json;
+pub mod long_uri;
 mod meta;
 pub mod metrics;
 pub mod params;
@@ -244,7 +245,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    axum::serve(long_uri::LongUriListener::new(listener), router)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -49,10 +49,21 @@ impl Form {
     }
 }
 
+/// Marks a request whose URL query string is its body: the HTTP server moves a GET query
+/// longer than hyper accepts there (`http::long_uri`).
+pub const QUERY_IN_BODY_HEADER: &str = "x-strata-query-in-body";
+
 /// Reads a request's parameters: the URL query, plus the body for POST, PUT and PATCH
 /// requests with a form content type (as Go's `ParseForm` does).
 pub async fn read_form(req: Request) -> Result<Form, ApiError> {
     let (parts, body) = req.into_parts();
+    if parts.headers.contains_key(QUERY_IN_BODY_HEADER) {
+        let query = axum::body::to_bytes(body, super::FORM_LIMIT)
+            .await
+            .map_err(|e| ApiError::bad_data(format!("error reading the URL query: {e}")))?;
+        let query = String::from_utf8_lossy(&query);
+        return Ok(Form::new(None, Some(&query)));
+    }
     let query = parts.uri.query().map(str::to_string);
     let is_form = parts
         .headers
