@@ -38,9 +38,24 @@ impl ObjstoreFlags {
         self.open_with(true)
     }
 
+    /// Like [`Self::open_existing`], with the bucket's operation metrics in `registry`.
+    pub fn open_existing_in(
+        &self,
+        registry: &prometheus::Registry,
+    ) -> anyhow::Result<Arc<dyn Bucket>> {
+        self.open_registered(true, registry)
+    }
+
     fn open_with(&self, must_exist: bool) -> anyhow::Result<Arc<dyn Bucket>> {
-        let registry = prometheus::Registry::new();
-        let metrics = BucketMetrics::register(&registry).context("registering bucket metrics")?;
+        self.open_registered(must_exist, &prometheus::Registry::new())
+    }
+
+    fn open_registered(
+        &self,
+        must_exist: bool,
+        registry: &prometheus::Registry,
+    ) -> anyhow::Result<Arc<dyn Bucket>> {
+        let metrics = BucketMetrics::register(registry).context("registering bucket metrics")?;
         let open = if must_exist {
             open_existing_from_flags
         } else {

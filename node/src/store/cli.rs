@@ -31,8 +31,8 @@ pub struct StoreArgs {
 
 /// Runs the store gateway until SIGINT or SIGTERM.
 pub async fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
-    let bucket = args.objstore.open_existing()?;
     let registry = prometheus::Registry::new();
+    let bucket = args.objstore.open_existing_in(&registry)?;
     let catalog = Arc::new(Catalog::new(bucket, &registry).context("registering store metrics")?);
     let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_address)
         .await
