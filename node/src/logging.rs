@@ -29,3 +29,43 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
     };
     result.map_err(|e| anyhow::anyhow!("cannot install logger: {e}"))
 }
+
+/// `err` as one line for the operator: each context once, down to the first error whose
+/// message already says everything (a bucket error; the libraries below it repeat their
+/// sources' text in their own). The whole chain is for the debug log (`{err:?}`).
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        if cause.is::<storage::bucket::BucketError>() {
+            break;
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storage::bucket::{BucketError, ErrorKind};
+
+    #[test]
+    fn one_line_stops_at_a_bucket_error_and_skips_repeats() {
+        let source: Box<dyn std::error::Error + Send + Sync> = "deep detail".into();
+        let mut bucket = BucketError::new(ErrorKind::Unauthorized, "get", "x", "refused");
+        bucket.source = Some(source);
+        let err = anyhow::Error::new(bucket)
+            .context("reading the bucket")
+            .context("reading the bucket");
+        assert_eq!(
+            one_line(&err),
+            "reading the bucket: bucket get \"x\": refused"
+        );
+    }
+}

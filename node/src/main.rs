@@ -86,8 +86,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("strata: {e:#}");
+            // One line for the operator (the log goes to stderr); the chain for debugging.
+            tracing::debug!(error = ?e, "error chain");
+            tracing::error!("{}", logging::one_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -24,7 +24,7 @@ pub(crate) fn from_object_store(
     identity: &Identity,
 ) -> BucketError {
     let kind = classify(&err);
-    let detail = err.to_string();
+    let detail = short_detail(&err);
     let message = if kind == ErrorKind::Unauthorized {
         let who = match identity {
             Identity::AccessKey(id) => format!("for access key id {id:?}"),
@@ -48,6 +48,52 @@ pub(crate) fn from_object_store(
         message,
         source: Some(Box::new(err)),
     }
+}
+
+/// Longest detail kept in a message; the whole chain stays in the error's source.
+const DETAIL_LIMIT: usize = 240;
+
+/// The most specific part of `err`: its innermost cause (each `object_store` layer repeats its
+/// source's text), with an S3 error document reduced to its code and message.
+fn short_detail(err: &object_store::Error) -> String {
+    let mut innermost: &(dyn StdError + 'static) = err;
+    while let Some(next) = innermost.source() {
+        innermost = next;
+    }
+    let text = innermost.to_string();
+    let text = match text.find("<?xml").or_else(|| text.find("<Error>")) {
+        Some(at) => {
+            let document = &text[at..];
+            let head = text[..at].trim_end().trim_end_matches(':');
+            let code = xml_element(document, "Code");
+            let message = xml_element(document, "Message");
+            match (code, message) {
+                (Some(c), Some(m)) => format!("{head}: {c}: {m}"),
+                (Some(c), None) => format!("{head}: {c}"),
+                _ => head.to_string(),
+            }
+        }
+        None => text,
+    };
+    bounded(&text, DETAIL_LIMIT)
+}
+
+fn xml_element<'a>(document: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = document.find(&open)? + open.len();
+    let len = document[start..].find(&format!("</{name}>"))?;
+    Some(document[start..start + len].trim())
+}
+
+fn bounded(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 fn classify(err: &object_store::Error) -> ErrorKind {
@@ -127,6 +173,24 @@ mod tests {
             ErrorKind::Unavailable
         );
         assert_eq!(t("something else"), ErrorKind::Other);
+    }
+
+    #[test]
+    fn details_are_the_innermost_cause_with_s3_documents_reduced_to_their_code() {
+        let inner: Box<dyn StdError + Send + Sync> = "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error>".into();
+        let err = object_store::Error::Generic {
+            store: "S3",
+            source: inner,
+        };
+        assert_eq!(
+            short_detail(&err),
+            "Server returned non-2xx status code: 403 Forbidden: SignatureDoesNotMatch: The request signature we calculated does not match"
+        );
+        let long = object_store::Error::Generic {
+            store: "S3",
+            source: "x".repeat(1000).into(),
+        };
+        assert_eq!(short_detail(&long).len(), DETAIL_LIMIT + 3);
     }
 
     #[test]

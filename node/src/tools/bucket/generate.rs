@@ -17,8 +17,8 @@ const SCRAPE_MS: i64 = 15_000;
 /// Options of the generator.
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
-    /// Hours of data, ending at the last 2h boundary before now.
-    #[arg(long, default_value_t = 24)]
+    /// Hours of data, ending at the last 2h boundary before now (default: a week).
+    #[arg(long, default_value_t = 168)]
     pub hours: i64,
     /// Number of simulated hosts; each has about 30 series.
     #[arg(long, default_value_t = 10)]
