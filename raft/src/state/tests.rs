@@ -7,7 +7,7 @@ fn member(id: NodeId) -> Member {
         node_id: id,
         grpc_address: format!("10.0.0.{id}:10901"),
         http_address: format!("10.0.0.{id}:10902"),
-        roles: ["query".to_string(), "store".to_string()].into(),
+        roles: [Role::Query, Role::Store].into(),
         software_version: "0.1.0".to_string(),
         protocol_version: 1,
         joined_at_ms: 1000,
