@@ -15,7 +15,7 @@
 #
 # Knobs (environment): SERIES=10000 HOURS=24 REPS=5 CACHE=bench/.cache PROM_PORT=19190
 # STRATA_PORT=19902 START=1704067200 (2 h aligned) MODE=embedded|storeapi STORE_GRPC=19903
-# STORE_HTTP=19904. A smoke run:
+# STORE_HTTP=19904 STRATA_GRPC=19905. A smoke run:
 #   SERIES=200 HOURS=4 REPS=2 bench/query_bench.sh
 set -euo pipefail
 
@@ -30,6 +30,7 @@ START="${START:-1704067200}"
 MODE="${MODE:-embedded}"
 STORE_GRPC="${STORE_GRPC:-19903}"
 STORE_HTTP="${STORE_HTTP:-19904}"
+STRATA_GRPC="${STRATA_GRPC:-19905}"
 END=$((START + HOURS * 3600))
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 STRATA_BIN="${STRATA_BIN:-$TARGET/release/strata}"
@@ -109,10 +110,10 @@ EOF
         done
         log "store ready on gRPC port $STORE_GRPC"
         "$STRATA_BIN" query --http-address="127.0.0.1:$STRATA_PORT" --data-dir="$RUN/strata-query" \
-            --endpoint="127.0.0.1:$STORE_GRPC" >"$RUN/strata.log" 2>&1 &
+            --grpc-address="127.0.0.1:$STRATA_GRPC" --endpoint="127.0.0.1:$STORE_GRPC" >"$RUN/strata.log" 2>&1 &
     else
         "$STRATA_BIN" query --http-address="127.0.0.1:$STRATA_PORT" --data-dir="$RUN/strata" \
-            >"$RUN/strata.log" 2>&1 &
+            --grpc-address="127.0.0.1:$STRATA_GRPC" >"$RUN/strata.log" 2>&1 &
     fi
     echo $! >"$RUN/strata.pid"
     wait_ready prometheus "$PROM_PORT" "$RUN/prometheus.pid"

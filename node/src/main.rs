@@ -1,18 +1,8 @@
-//! The `strata` binary: every Strata role and tool behind one command line.
-
-mod cluster;
-mod flags;
-mod format;
-mod http;
-mod logging;
-mod node;
-mod progress;
-mod query;
-mod sidecar;
-mod store;
-mod tools;
+//! The `strata` binary: every Strata role and tool behind one command line. It parses the
+//! command line, starts logging and the runtime, and hands over to the `node` library.
 
 use clap::{Parser, Subcommand};
+use node::{cluster, logging, node as member, query, sidecar, store, tools};
 use std::process::ExitCode;
 
 /// jemalloc with background threads that purge freed pages after its decay time (10 s): a
@@ -40,7 +30,7 @@ enum Command {
     /// PromQL querier with Prometheus' HTTP API (embedded mode: the bucket's blocks).
     Query(Box<query::QueryArgs>),
     /// A symmetric cluster member (Raft group, store registry, and the roles in --role).
-    Node(Box<node::NodeArgs>),
+    Node(Box<member::NodeArgs>),
     /// Store gateway: serves the bucket's blocks over the StoreAPI (Thanos' `thanos store`).
     Store(Box<store::cli::StoreArgs>),
     /// Next to one Prometheus: uploads its blocks, serves its recent data over the StoreAPI.
@@ -76,7 +66,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Query(args) => query::run(*args).await,
-            Command::Node(args) => node::run(*args).await,
+            Command::Node(args) => member::run(*args).await,
             Command::Store(args) => store::cli::run(*args).await,
             Command::Sidecar(args) => sidecar::run_cli(*args).await,
             Command::Cluster { command } => command.run().await,

@@ -320,7 +320,7 @@ fn every_reader_refuses_a_bucket_directory_that_does_not_exist() {
         vec!["tools", "bucket", "ls", &flag],
         vec!["tools", "bucket", "inspect", &flag],
         vec!["tools", "bucket", "verify", &flag],
-        vec!["query", &flag, &http],
+        vec!["query", &flag, &http, &grpc],
         vec![
             "node",
             "--role",

@@ -1014,6 +1014,7 @@ fn querier_refuses_missing_bucket(
         .args([
             "query",
             &format!("--http-address=127.0.0.1:{port}"),
+            "--grpc-address=127.0.0.1:0",
             "--objstore.config",
             config,
         ])

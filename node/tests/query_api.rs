@@ -365,6 +365,7 @@ fn an_invalid_cors_origin_regex_is_refused_naming_the_flag() {
         .args([
             "query",
             "--http-address=127.0.0.1:0",
+            "--grpc-address=127.0.0.1:0",
             "--web.cors.origin=(grafana",
         ])
         .arg(format!("--data-dir={}", tmp.path().display()))

@@ -238,6 +238,7 @@ fn bad_endpoint_flags_stop_the_querier_with_the_flag_named() {
         .args([
             "query",
             "--http-address=127.0.0.1:0",
+            "--grpc-address=127.0.0.1:0",
             "--endpoint=consul+stores:1",
         ])
         .stdout(std::process::Stdio::null())

@@ -465,3 +465,83 @@ fn sidecar_refuses_a_prometheus_without_external_labels() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no external labels configured"), "{err}");
 }
+
+/// `strata node --role query,sidecar`: the sidecar role runs under the cluster, uploads to the
+/// node's bucket, announces its StoreAPI in the store registry, and the node's own query role
+/// reads Prometheus through it; /-/ready waits for both the cluster and Prometheus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_with_the_sidecar_role_uploads_and_registers_its_storeapi() {
+    if !prometheus_available() {
+        eprintln!("SKIPPED: prometheus not on PATH");
+        return;
+    }
+    let s3 = S3Server::start().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path().to_path_buf();
+    let prom_port = free_port().unwrap();
+    let config = work.join("prometheus.yml");
+    std::fs::write(&config, prometheus_config(prom_port, "1s")).unwrap();
+    let tsdb = work.join("prom-data");
+
+    tokio::task::spawn_blocking(move || {
+        let (http, grpc) = (free_port().unwrap(), free_port().unwrap());
+        let mut node = Proc::spawn(
+            "node",
+            &work,
+            Command::new(env!("CARGO_BIN_EXE_strata"))
+                .arg("node")
+                .arg("--role=query,sidecar")
+                .arg("--cluster.insecure")
+                .arg("--cluster.bootstrap")
+                .arg(format!("--data-dir={}", work.join("node").display()))
+                .arg(format!("--http-address=127.0.0.1:{http}"))
+                .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+                .arg(format!("--prometheus.url=http://127.0.0.1:{prom_port}"))
+                .arg(format!("--tsdb.path={}", tsdb.display()))
+                .arg(format!("--objstore.config={}", s3.yaml(SECRET_KEY, "")))
+                .arg("--prometheus.get_config_interval=1s")
+                .arg("--shipper.sync-interval=1s")
+                .arg("--cluster.store-heartbeat-interval=1s")
+                .env("RUST_LOG", "info"),
+        );
+        // Without Prometheus the sidecar role is not ready, so neither is the node.
+        node.wait_until("cluster formed", Duration::from_secs(60), |_| {
+            request(http, "GET", "/api/v1/status/cluster", None)
+                .is_ok_and(|r| r.status == 200 && r.json()["data"]["leader_id"].is_u64())
+        });
+        assert!(!ready(http), "ready before Prometheus runs");
+
+        let _prom = start_prometheus(&work, prom_port, &config, &tsdb);
+        node.wait_until("ready", Duration::from_secs(60), |_| ready(http));
+        let address = format!("127.0.0.1:{grpc}");
+        node.wait_until("StoreAPI in the registry", Duration::from_secs(30), |_| {
+            get(http, "/api/v1/cluster/stores").body.contains(&address)
+        });
+        node.wait_until(
+            "count(up) == 1 through the sidecar",
+            Duration::from_secs(60),
+            |_| {
+                let r = get(http, &format!("/api/v1/query?query={}", enc("up")));
+                r.status == 200
+                    && r.json()["data"]["result"][0]["metric"]["replica"] == "A"
+                    && r.json()["data"]["result"].as_array().map(Vec::len) == Some(1)
+            },
+        );
+        let bucket = s3.bucket_dir();
+        node.wait_until("a block uploaded", Duration::from_secs(120), |_| {
+            !uploaded(&bucket).is_empty()
+        });
+        let metrics = get(http, "/metrics").body;
+        for name in ["thanos_sidecar_prometheus_up 1", "strata_raft_term"] {
+            assert!(
+                metrics.contains(name),
+                "one /metrics has {name}:\n{metrics}"
+            );
+        }
+        let status = node.terminate(Duration::from_secs(30));
+        assert!(status.success(), "clean exit on SIGTERM: {status}");
+        drop(s3);
+    })
+    .await
+    .unwrap();
+}

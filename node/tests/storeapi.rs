@@ -114,6 +114,7 @@ fn endpoint_flags_accept_store_as_the_deprecated_name_and_refuse_bad_addresses()
         .args([
             "query",
             "--http-address=127.0.0.1:0",
+            "--grpc-address=127.0.0.1:0",
             "--endpoint=consul+_grpc._tcp.x:1",
         ])
         .output()

@@ -231,7 +231,7 @@ impl Sim {
             node_id: id,
             grpc_address: address(id),
             http_address: format!("node-{id}:10902"),
-            roles: BTreeSet::from(["store".to_string()]),
+            roles: BTreeSet::from([raft::Role::Store]),
             software_version: "tier0".into(),
             protocol_version: PROTOCOL_VERSION,
             joined_at_ms: 0,

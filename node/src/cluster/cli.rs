@@ -47,6 +47,7 @@ pub struct StatusArgs {
         conflicts_with = "grpc_address"
     )]
     pub http_address: Option<String>,
+    /// The admin connection flags.
     #[command(flatten)]
     pub admin: AdminFlags,
     /// Output: table or json.
@@ -57,6 +58,7 @@ pub struct StatusArgs {
 /// Flags of `strata cluster leave`.
 #[derive(Debug, clap::Args)]
 pub struct LeaveArgs {
+    /// The admin connection flags.
     #[command(flatten)]
     pub admin: AdminFlags,
 }

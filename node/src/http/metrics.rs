@@ -62,11 +62,6 @@ pub async fn instrument(State(st): State<Arc<ApiState>>, req: Request, next: Nex
     response
 }
 
-/// `GET /metrics` in Prometheus' text format.
-pub async fn expose(State(st): State<Arc<ApiState>>) -> Response {
-    encode(&st.registry)
-}
-
 /// `registry`'s metrics in Prometheus' text format, as a response.
 pub fn encode(registry: &prometheus::Registry) -> Response {
     let encoder = TextEncoder::new();

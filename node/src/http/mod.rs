@@ -113,8 +113,9 @@ pub struct ApiState {
     pub replica_labels: Vec<String>,
 }
 
-/// The router for every endpoint.
-pub fn router(state: Arc<ApiState>) -> Router {
+/// The query API's routes (`/api/v1/...`); the process' server adds the probes, `/metrics` and
+/// the 404 fallback (crate::server).
+pub fn api_routes(state: Arc<ApiState>) -> Router {
     let api = Router::new()
         .route("/query", get(query::instant).post(query::instant))
         .route("/query_range", get(query::range).post(query::range))
@@ -142,10 +143,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(tower_http::compression::CompressionLayer::new());
     Router::new()
         .nest("/api/v1", api)
-        .route("/-/healthy", get(healthy))
-        .route("/-/ready", get(ready))
-        .route("/metrics", get(metrics::expose))
-        .fallback(not_found)
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -157,18 +154,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// Go's limit on a form body (`maxFormSize`, 10 MiB).
 pub(crate) const FORM_LIMIT: usize = 10 << 20;
-
-async fn healthy() -> &'static str {
-    "Strata is Healthy.\n"
-}
-
-async fn ready(State(st): State<Arc<ApiState>>) -> Response {
-    if st.source.is_ready() {
-        (StatusCode::OK, "Strata is Ready.\n").into_response()
-    } else {
-        service_unavailable()
-    }
-}
 
 fn service_unavailable() -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
@@ -182,10 +167,6 @@ async fn require_ready(State(st): State<Arc<ApiState>>, req: Request, next: Next
     } else {
         service_unavailable()
     }
-}
-
-async fn not_found() -> Response {
-    response::error_response(StatusCode::NOT_FOUND, "not_found", "404 page not found")
 }
 
 /// Longest non-JSON error body read to be re-wrapped (router and extractor rejections are a

@@ -1,16 +1,19 @@
 //! `strata node`: a symmetric cluster member. It locks its data directory, keeps its node id
 //! there, serves Raft and cluster admin on its gRPC port, joins (or, by the bootstrap rule,
-//! starts) the cluster, and runs its roles: query (the querier of `strata query`, reading the
-//! registry's stores and `--endpoint`, else the bucket), store (the StoreAPI over the bucket's
-//! blocks on the gRPC port, announced in the store registry). Sidecar only announces itself;
-//! compact and rule are accepted and do nothing yet (unfinished).
+//! starts) the cluster, and runs its roles as components of one server (crate::server): query
+//! (the querier of `strata query`, reading the registry's stores and `--endpoint`, else the
+//! bucket), store (the StoreAPI over the bucket's blocks), sidecar (the sidecar of `strata
+//! sidecar`, uploading to the node's bucket); store and sidecar are announced in the store
+//! registry. Compact and rule are accepted and do nothing yet (unfinished).
 //!
 //! - `datadir`: the data directory lock and node id
 //! - `grpc`: the gRPC listener (TCP_NODELAY on every connection)
-//! - `roles`: `--role` parsing
+//! - `member`: the cluster membership as a component (joiner, leader duties, leave)
+//! - `roles`: `--role` parsing and the role components of a node
 
 mod datadir;
-pub(crate) mod grpc;
+pub mod grpc;
+mod member;
 mod roles;
 
 use std::net::SocketAddr;
@@ -20,21 +23,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use raft::{Member, RaftNode, RaftNodeConfig, PROTOCOL_VERSION};
-use tokio::sync::watch;
+use raft::{Member, RaftNode, RaftNodeConfig, Role, PROTOCOL_VERSION};
 use tracing::Instrument as _;
 
 use crate::cluster::discovery::{derive_advertise_address, Discovery, PeerSpec};
-use crate::cluster::http::{gate_ready, standalone_router, status_routes, NodeHttp};
-use crate::cluster::join::Joiner;
-use crate::cluster::leader::LeaderDuties;
+use crate::cluster::http::NodeHttp;
 use crate::cluster::metrics::RaftGauges;
-use crate::cluster::registry::{placeholder_store, watch_store_set, Announcer, RegistryService};
 use crate::flags::{EndpointFlags, ObjstoreFlags};
 use crate::query::{self, QueryArgs};
-use crate::store;
+use crate::server::{Listeners, Server};
+use crate::sidecar::SidecarFlags;
 use datadir::DataDir;
-use roles::{parse_role, role_set};
+use member::ClusterMember;
+use roles::{check_roles, parse_role};
 
 const AFTER_HELP: &str = "\
 Joining and bootstrapping:
@@ -72,6 +73,7 @@ Leaving and Raft timing:
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct NodeArgs {
+    /// Where the bucket is.
     #[command(flatten)]
     pub objstore: ObjstoreFlags,
     /// Listen host:port for gRPC: Raft transport, cluster admin and StoreAPI.
@@ -103,10 +105,12 @@ pub struct NodeArgs {
     /// Bootstrap a new single-node cluster with this node (see "Joining and bootstrapping").
     #[arg(long = "cluster.bootstrap")]
     pub bootstrap: bool,
-    /// Roles to run, a comma list of query, store, compact, rule, sidecar. Query and store do
-    /// work today; sidecar only registers in the store registry.
+    /// Roles to run, a comma list of query, store, compact, rule, sidecar. Query, store and
+    /// sidecar (with the --prometheus.url, --tsdb.path, ... flags below) work today; compact and
+    /// rule are accepted and do nothing yet. Store and sidecar both serve the StoreAPI on the
+    /// one gRPC port, so a node runs one of them.
     #[arg(long = "role", value_delimiter = ',', value_parser = parse_role, default_value = "query,store,compact,rule")]
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
     /// How often a store or sidecar heartbeats its registry entry.
     #[arg(long = "cluster.store-heartbeat-interval", default_value = "5s", value_parser = humantime::parse_duration)]
     pub store_heartbeat: Duration,
@@ -123,6 +127,7 @@ pub struct NodeArgs {
     /// during which followers refuse to vote for another candidate.
     #[arg(long = "raft.election-timeout-max", default_value = "800ms", value_parser = humantime::parse_duration)]
     pub election_max: Duration,
+    /// StoreAPI endpoints for the query role.
     #[command(flatten)]
     pub endpoints: EndpointFlags,
     /// How often the query and store roles look for new or removed blocks in the bucket.
@@ -135,6 +140,9 @@ pub struct NodeArgs {
     /// Heartbeat age after which the leader removes a store from the registry.
     #[arg(long = "cluster.store-expiry", default_value = "30s", value_parser = humantime::parse_duration)]
     pub store_expiry: Duration,
+    /// The sidecar role's flags (used with --role sidecar).
+    #[command(flatten)]
+    pub sidecar: SidecarFlags,
 }
 
 /// Runs the node until SIGINT or SIGTERM.
@@ -146,22 +154,15 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Result<ExitCode> {
+    let roles = check_roles(&args.roles)?;
     let secret = crate::cluster::load_secret(args.secret_file.as_deref(), args.insecure)?;
     let discovery = Arc::new(Discovery::new(args.peers.clone())?);
     let advertise = match &args.advertise_address {
         Some(a) => a.clone(),
         None => derive_advertise_address(&args.grpc_address, &discovery, args.bootstrap).await?,
     };
-    let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_address)
-        .await
-        .with_context(|| format!("listening on --grpc-address {}", args.grpc_address))?;
-    let http_listener = tokio::net::TcpListener::bind(&args.http_address)
-        .await
-        .with_context(|| format!("listening on --http-address {}", args.http_address))?;
-    let http_local = http_listener
-        .local_addr()
-        .context("reading the HTTP address")?;
-    let roles = role_set(&args.roles);
+    let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;
+    let http_local = listeners.http_addr()?;
     let me = Member {
         node_id,
         grpc_address: advertise.clone(),
@@ -183,151 +184,53 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     let node = RaftNode::open(config)
         .await
         .context("opening the Raft node")?;
-    tracing::info!(grpc = %grpc_listener.local_addr().context("gRPC address")?, advertise = %advertise, http = %http_local, roles = ?roles, "node listening");
+    tracing::info!(grpc = %listeners.grpc_addr()?, advertise = %advertise, http = %http_local, roles = ?roles, "node listening");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // The gRPC server outlives the other tasks: a leaving node still votes and replicates.
-    let (grpc_stop_tx, grpc_stop_rx) = watch::channel(false);
-    let span = tracing::Span::current();
-    let spawn = |f: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
-        tokio::spawn(f.instrument(span.clone()))
-    };
     let registry = prometheus::Registry::new();
-    let mut tasks = Vec::new();
-    let store = if roles.contains("store") {
-        // A node that only reads the bucket must not conjure up an empty one from a typo.
-        let writes = roles.contains("compact") || roles.contains("sidecar");
-        let bucket = if writes {
-            args.objstore.open()?
-        } else {
-            args.objstore.open_existing()?
-        };
-        let catalog =
-            Arc::new(store::Catalog::new(bucket, &registry).context("registering store metrics")?);
-        tasks.push(spawn(Box::pin(store::run_sync_loop(
-            catalog.clone(),
-            args.sync_interval,
-            stop_rx.clone(),
-        ))));
-        Some(store::StoreService::new(
-            catalog,
-            store::DEFAULT_FRAME_BYTES,
-        ))
-    } else {
-        None
-    };
-
-    let grpc = {
-        let mut stop = grpc_stop_rx;
-        // StoreAPI is not authenticated with the cluster secret: Thanos queriers must reach it.
-        let server = tonic::transport::Server::builder()
-            .add_routes(node.grpc_routes())
-            .add_service(RegistryService::server(node.clone(), secret.clone()))
-            .add_optional_service(store.as_ref().map(|s| s.store_server()))
-            .add_optional_service(store.as_ref().map(|s| s.info_server()));
-        let incoming = grpc::incoming(grpc_listener);
-        tokio::spawn(
-            async move {
-                let r = server
-                    .serve_with_incoming_shutdown(incoming, async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "gRPC server failed");
-                }
-            }
-            .instrument(span.clone()),
-        )
-    };
-
-    let gauges = RaftGauges::register(&registry).context("registering Raft metrics")?;
     let node_http = Arc::new(NodeHttp {
         node: node.clone(),
         store_max_age_ms: i64::try_from(args.store_expiry.as_millis()).unwrap_or(i64::MAX),
-        registry: registry.clone(),
     });
-    let router = if roles.contains("query") {
-        let qargs = query_args(&args);
-        let embedded = query::build(
-            &qargs,
-            registry.clone(),
-            Some(registry_stores(&node, roles.contains("store"))),
-        )?;
-        tasks.push(spawn(Box::pin(
-            embedded.sync_loop(qargs.sync_interval, stop_rx.clone()),
-        )));
-        tasks.push(spawn(Box::pin(watch_store_set(
-            node.clone(),
-            args.store_expiry,
-            stop_rx.clone(),
-        ))));
-        crate::http::router(embedded.state)
-            .merge(status_routes(node_http.clone()))
-            .layer(axum::middleware::from_fn_with_state(node_http, gate_ready))
-    } else {
-        standalone_router(node_http)
+    let member = ClusterMember {
+        node: node.clone(),
+        me,
+        discovery,
+        secret,
+        bootstrap: args.bootstrap,
+        http: node_http,
+        gauges: RaftGauges::register(&registry).context("registering Raft metrics")?,
+        announce_store: roles.contains(&Role::Store) || roles.contains(&Role::Sidecar),
+        watch_stores: roles.contains(&Role::Query),
+        store_heartbeat: args.store_heartbeat,
+        store_expiry: args.store_expiry,
+        leave_timeout: args.leave_timeout,
     };
-
-    tasks.push(spawn(Box::pin(gauges.run(node.clone(), stop_rx.clone()))));
-    tasks.push(spawn(Box::pin(
-        Joiner {
-            node: node.clone(),
-            me,
-            discovery,
-            secret: secret.clone(),
-            bootstrap: args.bootstrap,
+    let mut server = Server::new(registry.clone())
+        .with_routes(node.grpc_routes())
+        .with(Arc::new(member));
+    for role in &roles {
+        if let Some(c) = roles::component(role, &roles, &args, &node, &registry)? {
+            server = server.with(c);
         }
-        .run(stop_rx.clone()),
-    )));
-    tasks.push(spawn(Box::pin(
-        LeaderDuties {
-            interval: Duration::from_secs(1),
-            store_max_age: args.store_expiry,
-        }
-        .run(node.clone(), stop_rx.clone()),
-    )));
-    // Only the store role serves a StoreAPI yet; the sidecar role (unfinished: it uploads and
-    // serves nothing) must not advertise an address that would fail every querier's fan-out.
-    if roles.contains("store") {
-        tasks.push(spawn(Box::pin(
-            Announcer {
-                node: node.clone(),
-                secret,
-                info: placeholder_store(&node),
-                interval: args.store_heartbeat,
-            }
-            .run(stop_rx.clone()),
-        )));
     }
-
-    let leaving = node.clone();
-    let leave_timeout = args.leave_timeout;
-    let shutdown = async move {
+    let shutdown = async {
         query::wait_for_signal().await;
-        tracing::info!("signal received: leaving the cluster, then stopping");
-        // Roles, the joiner and registry heartbeats stop first, so nothing re-adds this node
-        // while it leaves.
-        let _ = stop_tx.send(true);
-        leave_on_shutdown(&leaving, leave_timeout).await;
-        let _ = grpc_stop_tx.send(true);
+        tracing::info!("signal received: stopping the roles, leaving the cluster, then stopping");
     };
-    let served = crate::http::serve(http_listener, router, shutdown).await;
-    for t in tasks {
-        let _ = t.await;
-    }
-    let _ = grpc.await;
+    let served = server
+        .run(listeners, shutdown.instrument(tracing::Span::current()))
+        .await;
     if let Err(e) = node.shutdown().await {
         tracing::warn!(error = %e, "Raft shutdown");
     }
-    served.context("serving HTTP")?;
+    served?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 /// SIGTERM's graceful leave, bounded by `limit`; a node alone in its cluster (or in none)
 /// just stops.
-async fn leave_on_shutdown(node: &RaftNode, limit: Duration) {
+pub(crate) async fn leave_on_shutdown(node: &RaftNode, limit: Duration) {
     let m = node.raft().metrics().borrow().clone();
     let membership = m.membership_config.membership();
     if membership.get_node(&node.id()).is_none() {
@@ -371,7 +274,7 @@ fn http_advertise(grpc_advertise: &str, http_local: SocketAddr) -> String {
 /// The registry's stores, for the query role. Liveness is the leader's judgement (it
 /// deregisters a store whose heartbeats stop, by its own monotonic clock); re-judging the
 /// heartbeat stamps with this node's wall clock would drop every store when the clocks differ.
-fn registry_stores(node: &RaftNode, own_store: bool) -> query::remote::RegistryStores {
+pub(crate) fn registry_stores(node: &RaftNode, own_store: bool) -> query::remote::RegistryStores {
     let own_address = own_store.then(|| node.advertise_address().to_string());
     let node = node.clone();
     query::remote::RegistryStores {
@@ -382,7 +285,7 @@ fn registry_stores(node: &RaftNode, own_store: bool) -> query::remote::RegistryS
 
 /// The querier's flags for the query role: the node's HTTP address, bucket and endpoints, and
 /// `strata query`'s defaults otherwise (the node does not expose the other query.* flags yet).
-fn query_args(args: &NodeArgs) -> QueryArgs {
+pub(crate) fn query_args(args: &NodeArgs) -> QueryArgs {
     QueryArgs {
         http_address: args.http_address.clone(),
         objstore: ObjstoreFlags::clone(&args.objstore),
@@ -393,7 +296,7 @@ fn query_args(args: &NodeArgs) -> QueryArgs {
         sync_interval: args.sync_interval,
         cors_origin: ".*".into(),
         endpoints: args.endpoints.clone(),
-        // The node's one gRPC port already carries its roles' services.
-        grpc_address: None,
+        // Not bound: the node's one gRPC port (--grpc-address) carries its roles' services.
+        grpc_address: args.grpc_address.clone(),
     }
 }

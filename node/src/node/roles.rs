@@ -1,25 +1,93 @@
-//! `--role`: which roles a node runs.
+//! `--role`: which roles a node runs, and each role's component under the cluster. A new role
+//! is one component plus one arm in [`component`].
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-/// The roles a node can run. `compact`, `rule` and `sidecar` are accepted and recorded in the
-/// membership but do nothing yet (later issues build them).
-pub const ALL_ROLES: [&str; 5] = ["query", "store", "compact", "rule", "sidecar"];
+use anyhow::bail;
+use raft::{RaftNode, Role};
 
-/// Parses one `--role` value (a comma list is split by clap).
-pub fn parse_role(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    if ALL_ROLES.contains(&s) {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "unknown role {s:?} (roles: {})",
-            ALL_ROLES.join(", ")
-        ))
-    }
+use super::{query_args, registry_stores, NodeArgs};
+use crate::query::{self, QueryRole};
+use crate::server::Component;
+use crate::sidecar::Sidecar;
+use crate::store::cli::StoreRole;
+
+/// Parses one `--role` value (a comma list is split by clap); only roles this binary runs.
+pub fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse::<Role>().map_err(|e| e.to_string())
 }
 
-/// The role set.
-pub fn role_set(roles: &[String]) -> BTreeSet<String> {
-    roles.iter().cloned().collect()
+/// The role set, refusing combinations one process cannot serve.
+pub fn check_roles(roles: &[Role]) -> anyhow::Result<BTreeSet<Role>> {
+    let set: BTreeSet<Role> = roles.iter().cloned().collect();
+    if set.contains(&Role::Store) && set.contains(&Role::Sidecar) {
+        bail!(
+            "--role store and sidecar both serve the StoreAPI on the node's one gRPC port; run \
+             them on two nodes"
+        );
+    }
+    Ok(set)
+}
+
+/// The component of `role` in a node running `roles`; `None` for a role accepted but not built
+/// yet.
+pub fn component(
+    role: &Role,
+    roles: &BTreeSet<Role>,
+    args: &NodeArgs,
+    node: &RaftNode,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<Option<Arc<dyn Component>>> {
+    Ok(Some(match role {
+        Role::Query => {
+            let qargs = query_args(args);
+            let stores = registry_stores(node, roles.contains(&Role::Store));
+            let embedded = query::build(&qargs, registry.clone(), Some(stores))?;
+            Arc::new(QueryRole::new(embedded, qargs.sync_interval, false))
+        }
+        Role::Store => {
+            // A node that only reads the bucket must not conjure up an empty one from a typo.
+            let bucket = if roles.contains(&Role::Compact) {
+                args.objstore.open()?
+            } else {
+                args.objstore.open_existing()?
+            };
+            Arc::new(StoreRole::new(bucket, registry, args.sync_interval)?)
+        }
+        Role::Sidecar => {
+            let bucket = args.objstore.open()?;
+            Arc::new(Sidecar::new(
+                args.sidecar.clone(),
+                i64::MIN,
+                Some(bucket),
+                registry,
+            )?)
+        }
+        Role::Compact | Role::Rule => {
+            tracing::info!(role = %role, "role accepted; it does nothing yet");
+            return Ok(None);
+        }
+        Role::Unknown(name) => bail!("unknown role {name:?}"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_and_sidecar_together_are_refused_with_the_reason() {
+        let e = check_roles(&[Role::Query, Role::Store, Role::Sidecar]).unwrap_err();
+        assert!(e.to_string().contains("one gRPC port"), "{e}");
+        let ok = check_roles(&[Role::Query, Role::Sidecar, Role::Query]).expect("allowed");
+        assert_eq!(ok, [Role::Query, Role::Sidecar].into());
+    }
+
+    #[test]
+    fn role_flag_names_the_bad_value() {
+        assert_eq!(parse_role("sidecar"), Ok(Role::Sidecar));
+        let e = parse_role("gateway").unwrap_err();
+        assert!(e.contains("\"gateway\""), "{e}");
+    }
 }

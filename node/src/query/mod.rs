@@ -8,16 +8,21 @@
 //! - `dedup`: replica deduplication of what a request reads (`--query.replica-label`)
 //! - `merge`: merging a series' samples across blocks; external-label matching
 //! - `remote`: fan-out to StoreAPI endpoints, merge, partial-response warnings
+//! - `role`: the query role as a component of a process (crate::server)
 
 pub(crate) mod blocks;
 pub mod dedup;
 pub(crate) mod merge;
 pub mod remote;
+mod role;
 pub(crate) mod skipped;
+
+pub use role::QueryRole;
 
 use crate::flags::{EndpointFlags, ObjstoreFlags};
 use crate::http::params::{format_prometheus_duration, parse_prometheus_duration};
 use crate::http::{self, ApiState, HttpMetrics, QueryLimits};
+use crate::server::{Listeners, Server};
 use anyhow::Context as _;
 use blocks::{run_sync_loop, BlockSet};
 use promql::{Engine, EngineOptions};
@@ -33,6 +38,7 @@ pub struct QueryArgs {
     /// Listen host:port for HTTP endpoints.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: String,
+    /// Where the bucket is (the embedded mode).
     #[command(flatten)]
     pub objstore: ObjstoreFlags,
     /// How far back a selector looks for the latest sample.
@@ -53,12 +59,12 @@ pub struct QueryArgs {
     /// Regex of the origins a browser may read API answers from (anchored).
     #[arg(long = "web.cors.origin", default_value = ".*")]
     pub cors_origin: String,
+    /// StoreAPI endpoints and how they are queried.
     #[command(flatten)]
     pub endpoints: EndpointFlags,
-    /// Listen host:port for the querier's own StoreAPI (so queriers stack); not served when
-    /// not given.
-    #[arg(long = "grpc-address", value_name = "ADDRESS")]
-    pub grpc_address: Option<String>,
+    /// Listen host:port for gRPC: the querier's own StoreAPI (so queriers stack).
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    pub grpc_address: String,
 }
 
 fn parse_duration_flag(s: &str) -> Result<Duration, String> {
@@ -105,10 +111,7 @@ impl QueryArgs {
             ),
             ("sync-block-duration".into(), d(self.sync_interval)),
             ("web.cors.origin".into(), self.cors_origin.clone()),
-            (
-                "grpc-address".into(),
-                self.grpc_address.clone().unwrap_or_default(),
-            ),
+            ("grpc-address".into(), self.grpc_address.clone()),
             ("endpoint".into(), self.endpoints.all().join(",")),
             (
                 "store.sd-files".into(),
@@ -139,64 +142,20 @@ impl QueryArgs {
     }
 }
 
-/// Runs the querier until SIGINT or SIGTERM.
+/// Runs the querier until SIGINT or SIGTERM: the query role alone, its StoreAPI on
+/// `--grpc-address`.
 pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let embedded = build(&args, prometheus::Registry::new(), None)?;
-    let listener = tokio::net::TcpListener::bind(&args.http_address)
-        .await
-        .with_context(|| format!("listening on --http-address {}", args.http_address))?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(address = %local, "HTTP server listening");
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let grpc = match &args.grpc_address {
-        Some(address) => Some(serve_grpc(address, &embedded, stop_rx.clone()).await?),
-        None => None,
-    };
-    let sync = tokio::spawn(embedded.sync_loop(args.sync_interval, stop_rx));
-    let shutdown = async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    };
-    http::serve(listener, http::router(embedded.state), shutdown)
-        .await
-        .context("serving HTTP")?;
-    let _ = sync.await;
-    if let Some(g) = grpc {
-        match g.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server failed"),
-            Err(e) => tracing::warn!(error = %e, "gRPC server task failed"),
-            Ok(Ok(())) => {}
-        }
-    }
+    let registry = prometheus::Registry::new();
+    let embedded = build(&args, registry.clone(), None)?;
+    let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;
+    tracing::info!(http = %listeners.http_addr()?, grpc = %listeners.grpc_addr()?, "querier listening");
+    let role = QueryRole::new(embedded, args.sync_interval, true);
+    Server::new(registry)
+        .with(Arc::new(role))
+        .run(listeners, crate::server::signal())
+        .await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Binds `address` and serves the querier's StoreAPI until `stop`.
-async fn serve_grpc(
-    address: &str,
-    embedded: &Embedded,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("listening on --grpc-address {address}"))?;
-    let local = listener
-        .local_addr()
-        .context("reading the bound gRPC address")?;
-    tracing::info!(address = %local, "StoreAPI (gRPC) listening");
-    let svc = remote::serve::QueryStore(embedded.source.clone());
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    Ok(tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(svc.store_server())
-            .add_service(svc.info_server())
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }),
-    ))
 }
 
 /// The embedded querier before it serves: the API state and the block set to keep in sync.

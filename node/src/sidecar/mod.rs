@@ -7,14 +7,12 @@
 //! - `shipper`: block uploads and Thanos' shipper file
 //! - `store`: the StoreAPI over remote read
 //! - `reloader`: config and rule file watching, `POST /-/reload`
-//! - `http`: `/metrics`, `/-/healthy`, `/-/ready`
 //!
-//! [`Sidecar::run`] is the whole lifecycle with a stop signal, so a node can wrap it as a role.
-//! Unfinished: the sidecar role inside `strata node` (the node does not start it yet), the
-//! SAMPLES remote read fallback for Prometheus older than 2.13, chunk hashes, sharding and
+//! [`Sidecar`] is the role as a component (crate::server): `strata sidecar` runs it alone,
+//! `strata node --role sidecar` under the cluster. Unfinished: the SAMPLES remote read
+//! fallback for Prometheus older than 2.13, chunk hashes, sharding and
 //! `without_replica_labels`, `--shipper.upload-concurrency`, hard-linked upload copies.
 
-mod http;
 pub mod prometheus;
 pub mod reloader;
 pub mod remote_read;
@@ -26,6 +24,7 @@ pub mod store;
 
 use self::prometheus::PromClient;
 use crate::http::params::{parse_prometheus_duration, parse_time};
+use crate::server::{BoxFuture, Component, Listeners, Server};
 use anyhow::{bail, Context as _};
 use state::PromState;
 use std::path::PathBuf;
@@ -34,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use storage::bucket::{open_from_flags, Bucket, BucketMetrics, BucketOptions};
 use tokio::sync::watch;
+use tonic::service::RoutesBuilder;
 
 /// Flags of `strata sidecar` (Thanos' names and defaults).
 #[derive(Debug, Clone, clap::Args)]
@@ -44,15 +44,6 @@ pub struct SidecarArgs {
     /// Listen host:port for the gRPC StoreAPI.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     pub grpc_address: String,
-    /// URL of the Prometheus to serve and upload from.
-    #[arg(long = "prometheus.url", default_value = "http://localhost:9090")]
-    pub prometheus_url: String,
-    /// How often Prometheus' external labels and lowest timestamp are re-read (the heartbeat).
-    #[arg(long = "prometheus.get_config_interval", default_value = "30s", value_parser = parse_duration_flag)]
-    pub get_config_interval: Duration,
-    /// Prometheus' data directory (--storage.tsdb.path).
-    #[arg(long = "tsdb.path", default_value = "./data")]
-    pub tsdb_path: PathBuf,
     /// Path to a YAML file with the object store configuration; without it (or
     /// --objstore.config) nothing is uploaded.
     #[arg(long = "objstore.config-file", value_name = "FILE")]
@@ -64,15 +55,32 @@ pub struct SidecarArgs {
         conflicts_with = "objstore_config_file"
     )]
     pub objstore_config: Option<String>,
+    /// Oldest data served: RFC3339 time, Unix seconds, or a duration before now (-1d, -2h45m).
+    #[arg(long = "min-time", default_value = "0000-01-01T00:00:00Z")]
+    pub min_time: String,
+    /// The sidecar role's own flags.
+    #[command(flatten)]
+    pub sidecar: SidecarFlags,
+}
+
+/// The sidecar role's own flags, shared by `strata sidecar` and `strata node --role sidecar`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SidecarFlags {
+    /// URL of the Prometheus to serve and upload from.
+    #[arg(long = "prometheus.url", default_value = "http://localhost:9090")]
+    pub prometheus_url: String,
+    /// How often Prometheus' external labels and lowest timestamp are re-read (the heartbeat).
+    #[arg(long = "prometheus.get_config_interval", default_value = "30s", value_parser = parse_duration_flag)]
+    pub get_config_interval: Duration,
+    /// Prometheus' data directory (--storage.tsdb.path).
+    #[arg(long = "tsdb.path", default_value = "./data")]
+    pub tsdb_path: PathBuf,
     /// Also upload compacted blocks (level > 1), e.g. to migrate an existing Prometheus once.
     #[arg(long = "shipper.upload-compacted")]
     pub upload_compacted: bool,
     /// How often the shipper looks for new blocks.
     #[arg(long = "shipper.sync-interval", default_value = "30s", value_parser = parse_duration_flag, hide = true)]
     pub shipper_interval: Duration,
-    /// Oldest data served: RFC3339 time, Unix seconds, or a duration before now (-1d, -2h45m).
-    #[arg(long = "min-time", default_value = "0000-01-01T00:00:00Z")]
-    pub min_time: String,
     /// Prometheus' config file to watch; a change triggers POST /-/reload.
     #[arg(long = "reloader.config-file", value_name = "FILE")]
     pub reloader_config_file: Option<PathBuf>,
@@ -116,20 +124,43 @@ fn now_ms() -> i64 {
 
 /// Runs the sidecar until SIGINT or SIGTERM.
 pub async fn run_cli(args: SidecarArgs) -> anyhow::Result<ExitCode> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let signals = tokio::spawn(async move {
-        crate::query::wait_for_signal().await;
-        tracing::info!("signal received: stopping");
-        let _ = stop_tx.send(true);
-    });
-    let result = Sidecar::new(args)?.run(stop_rx).await;
-    signals.abort();
-    result.map(|()| ExitCode::SUCCESS)
+    let limit_min = parse_min_time(&args.min_time, now_ms()).map_err(anyhow::Error::msg)?;
+    let registry = ::prometheus::Registry::new();
+    let bucket = if args.objstore_config_file.is_some() || args.objstore_config.is_some() {
+        let metrics = BucketMetrics::register(&registry).context("registering bucket metrics")?;
+        let b = open_from_flags(
+            args.objstore_config_file.as_deref(),
+            args.objstore_config.as_deref(),
+            &args.sidecar.tsdb_path,
+            &BucketOptions::default(),
+            &metrics,
+        )
+        .context("opening the bucket")?;
+        Some(b)
+    } else {
+        None
+    };
+    let sidecar = Sidecar::new(args.sidecar, limit_min, bucket, &registry)?;
+    let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;
+    tracing::info!(
+        http = %listeners.http_addr()?,
+        grpc = %listeners.grpc_addr()?,
+        prometheus = %sidecar.flags.prometheus_url,
+        "sidecar listening"
+    );
+    Server::new(registry)
+        .with(Arc::new(sidecar))
+        .run(listeners, crate::server::signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
-/// A sidecar before it runs: flags checked, bucket opened, metrics registered.
+/// The sidecar role: flags checked, bucket opened, metrics registered; a component of its
+/// process (StoreAPI over Prometheus' remote read, ready while Prometheus answers, and the
+/// shipper, heartbeat and reloader as its task).
 pub struct Sidecar {
-    args: SidecarArgs,
+    flags: SidecarFlags,
     client: PromClient,
     state: Arc<PromState>,
     bucket: Option<Arc<dyn Bucket>>,
@@ -138,103 +169,65 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// Validates `args` and opens the bucket (if configured).
-    pub fn new(args: SidecarArgs) -> anyhow::Result<Self> {
-        let client = PromClient::new(&args.prometheus_url).map_err(anyhow::Error::msg)?;
-        let limit_min = parse_min_time(&args.min_time, now_ms()).map_err(anyhow::Error::msg)?;
-        let registry = ::prometheus::Registry::new();
-        let bucket = if args.objstore_config_file.is_some() || args.objstore_config.is_some() {
-            let metrics =
-                BucketMetrics::register(&registry).context("registering bucket metrics")?;
-            let b = open_from_flags(
-                args.objstore_config_file.as_deref(),
-                args.objstore_config.as_deref(),
-                &args.tsdb_path,
-                &BucketOptions::default(),
-                &metrics,
-            )
-            .context("opening the bucket")?;
-            tracing::info!(bucket = %b.describe(), "uploading Prometheus' blocks");
-            Some(b)
-        } else {
-            tracing::info!("no object store configured: blocks are not uploaded");
-            None
-        };
+    /// Validates `flags`; uploads to `bucket` when given; serves data from `limit_min` (ms) on.
+    pub fn new(
+        flags: SidecarFlags,
+        limit_min: i64,
+        bucket: Option<Arc<dyn Bucket>>,
+        registry: &::prometheus::Registry,
+    ) -> anyhow::Result<Self> {
+        let client = PromClient::new(&flags.prometheus_url).map_err(anyhow::Error::msg)?;
+        match &bucket {
+            Some(b) => tracing::info!(bucket = %b.describe(), "uploading Prometheus' blocks"),
+            None => tracing::info!("no object store configured: blocks are not uploaded"),
+        }
         let prom_up = ::prometheus::IntGauge::new(
             "thanos_sidecar_prometheus_up",
             "Boolean indicator whether the sidecar can reach its Prometheus peer.",
         )?;
         registry.register(Box::new(prom_up.clone()))?;
         Ok(Sidecar {
-            args,
+            flags,
             client,
             state: Arc::new(PromState::new(limit_min)),
             bucket,
-            registry,
+            registry: registry.clone(),
             prom_up,
         })
     }
 
-    /// Serves, uploads and reloads until `stop` turns true; fails when Prometheus' setup is
-    /// unusable (no external labels, block durations that let it compact).
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let a = &self.args;
-        let http_listener = tokio::net::TcpListener::bind(&a.http_address)
-            .await
-            .with_context(|| format!("listening on --http-address {}", a.http_address))?;
-        let grpc_listener = tokio::net::TcpListener::bind(&a.grpc_address)
-            .await
-            .with_context(|| format!("listening on --grpc-address {}", a.grpc_address))?;
-        tracing::info!(
-            http = %http_listener.local_addr()?,
-            grpc = %grpc_listener.local_addr()?,
-            prometheus = %a.prometheus_url,
-            "sidecar listening"
-        );
-        let http_task = {
-            let router = http::router(self.state.clone(), self.registry.clone());
-            let mut s = stop.clone();
-            tokio::spawn(crate::http::serve(http_listener, router, async move {
-                let _ = s.wait_for(|v| *v).await;
-            }))
-        };
+    /// The labels and time range Prometheus serves, once known (for the registry).
+    pub fn state(&self) -> Arc<PromState> {
+        self.state.clone()
+    }
 
+    /// Uploads and reloads until `stop` turns true; fails when Prometheus' setup is unusable
+    /// (no external labels, block durations that let it compact).
+    async fn serve(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
         let startup = tokio::select! {
             r = self.wait_for_prometheus() => r,
             _ = stop.wait_for(|v| *v) => Ok(false),
         };
-        let mut tasks = Vec::new();
-        let outcome = match startup {
-            Ok(true) => match self.start_loops(grpc_listener, stop.clone()) {
-                Ok(t) => {
-                    tasks = t;
-                    let _ = stop.wait_for(|v| *v).await;
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-            Ok(false) => Ok(()),
-            Err(e) => Err(e),
-        };
-        tracing::info!("shutting down");
-        // The HTTP server stops with the stop signal; on a startup failure, stop it here.
-        http_task.abort();
+        if !startup? {
+            return Ok(());
+        }
+        let tasks = self.start_loops(stop.clone())?;
+        let _ = stop.wait_for(|v| *v).await;
         for t in tasks {
             let _ = t.await;
         }
-        tracing::info!("stopped");
-        outcome
+        Ok(())
     }
 
     /// Waits until Prometheus answers, checks its flags (when uploading) and reads its external
     /// labels; `Ok(true)` once ready to serve.
     async fn wait_for_prometheus(&self) -> anyhow::Result<bool> {
-        let mut backoff = Backoff::new(self.args.get_config_interval);
+        let mut backoff = Backoff::new(self.flags.get_config_interval);
         if self.bucket.is_some() {
             loop {
                 match self.client.flags().await {
                     Ok(flags) => {
-                        check_block_durations(&flags, self.args.upload_compacted)
+                        check_block_durations(&flags, self.flags.upload_compacted)
                             .map_err(anyhow::Error::msg)?;
                         break;
                     }
@@ -250,7 +243,7 @@ impl Sidecar {
                 }
             }
         }
-        let mut backoff = Backoff::new(self.args.get_config_interval);
+        let mut backoff = Backoff::new(self.flags.get_config_interval);
         loop {
             match self.heartbeat().await {
                 Ok(()) => break,
@@ -294,34 +287,17 @@ impl Sidecar {
         }
     }
 
-    /// Starts the gRPC server, the heartbeat, the shipper and the reloader.
+    /// Starts the heartbeat, the shipper and the reloader.
     fn start_loops(
         &self,
-        grpc_listener: tokio::net::TcpListener,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
         let mut tasks = Vec::new();
-        let store = store::SidecarStore::new(self.client.clone(), self.state.clone());
-        let mut s = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
-            let r = tonic::transport::Server::builder()
-                .add_service(store.store_server())
-                .add_service(store.info_server())
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = s.wait_for(|v| *v).await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "gRPC server failed");
-            }
-        }));
-
         let hb = Heartbeat {
             client: self.client.clone(),
             state: self.state.clone(),
             prom_up: self.prom_up.clone(),
-            interval: self.args.get_config_interval,
+            interval: self.flags.get_config_interval,
         };
         tasks.push(tokio::spawn(hb.run(stop.clone())));
 
@@ -330,21 +306,21 @@ impl Sidecar {
                 .context("registering shipper metrics")?;
             let shipper = shipper::Shipper::new(
                 bucket.clone(),
-                self.args.tsdb_path.clone(),
-                self.args.upload_compacted,
+                self.flags.tsdb_path.clone(),
+                self.flags.upload_compacted,
                 metrics,
             );
             tasks.push(tokio::spawn(run_shipper(
                 shipper,
                 self.state.clone(),
-                self.args.shipper_interval,
+                self.flags.shipper_interval,
                 stop.clone(),
             )));
         }
 
         let watched = reloader::Watched {
-            config_file: self.args.reloader_config_file.clone(),
-            rule_dirs: self.args.reloader_rule_dirs.clone(),
+            config_file: self.flags.reloader_config_file.clone(),
+            rule_dirs: self.flags.reloader_rule_dirs.clone(),
         };
         if !watched.is_empty() {
             let metrics = reloader::ReloaderMetrics::register(&self.registry)
@@ -352,12 +328,32 @@ impl Sidecar {
             let r = reloader::Reloader::new(
                 self.client.clone(),
                 watched,
-                self.args.reloader_interval,
+                self.flags.reloader_interval,
                 metrics,
             );
             tasks.push(tokio::spawn(r.run(stop)));
         }
         Ok(tasks)
+    }
+}
+
+impl Component for Sidecar {
+    fn name(&self) -> &str {
+        "sidecar"
+    }
+
+    fn grpc(&self, routes: &mut RoutesBuilder) {
+        let store = store::SidecarStore::new(self.client.clone(), self.state.clone());
+        routes.add_service(store.store_server());
+        routes.add_service(store.info_server());
+    }
+
+    fn is_ready(&self) -> bool {
+        self.state.is_ready()
+    }
+
+    fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> BoxFuture<anyhow::Result<()>> {
+        Box::pin(self.serve(stop))
     }
 }
 

@@ -1,22 +1,21 @@
-//! `strata store`: the store gateway on its own, without a cluster (Thanos' `thanos store`).
+//! `strata store`: the store gateway on its own, without a cluster (Thanos' `thanos store`),
+//! and the store role as a component of a process (also used by `strata node --role store`).
 
 use super::flags::StoreGatewayFlags;
 use super::{run_sync_loop, Catalog, StoreService, DEFAULT_FRAME_BYTES};
 use crate::flags::ObjstoreFlags;
-use crate::node::grpc;
+use crate::server::{BoxFuture, Component, Listeners, Server};
 use anyhow::Context;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
+use tonic::service::RoutesBuilder;
 
 /// Flags of `strata store` (Thanos' names and defaults).
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
+    /// Where the bucket is.
     #[command(flatten)]
     pub objstore: ObjstoreFlags,
     /// Listen host:port for gRPC: the StoreAPI.
@@ -25,6 +24,7 @@ pub struct StoreArgs {
     /// Listen host:port for HTTP: probes and metrics.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: String,
+    /// The store gateway's flags.
     #[command(flatten)]
     pub gateway: StoreGatewayFlags,
 }
@@ -33,76 +33,61 @@ pub struct StoreArgs {
 pub async fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let registry = prometheus::Registry::new();
     let bucket = args.objstore.open_existing_in(&registry)?;
-    let catalog = Arc::new(Catalog::new(bucket, &registry).context("registering store metrics")?);
-    let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_address)
-        .await
-        .with_context(|| format!("listening on --grpc-address {}", args.grpc_address))?;
-    let http_listener = tokio::net::TcpListener::bind(&args.http_address)
-        .await
-        .with_context(|| format!("listening on --http-address {}", args.http_address))?;
-    tracing::info!(
-        grpc = %grpc_listener.local_addr().context("reading the gRPC address")?,
-        http = %http_listener.local_addr().context("reading the HTTP address")?,
-        "store listening"
-    );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let sync = tokio::spawn(run_sync_loop(
-        catalog.clone(),
-        args.gateway.sync_interval,
-        stop_rx.clone(),
-    ));
-    let service = StoreService::new(catalog.clone(), DEFAULT_FRAME_BYTES);
-    let mut grpc_stop = stop_rx.clone();
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(service.store_server())
-        .add_service(service.info_server());
-    let grpc_task = tokio::spawn(async move {
-        grpc_server
-            .serve_with_incoming_shutdown(grpc::incoming(grpc_listener), async move {
-                let _ = grpc_stop.changed().await;
-            })
-            .await
-    });
-    let router = probes(catalog, registry);
-    let shutdown = async move {
-        crate::query::wait_for_signal().await;
-        tracing::info!("signal received: stopping");
-        let _ = stop_tx.send(true);
-    };
-    let served = crate::http::serve(http_listener, router, shutdown).await;
-    let _ = sync.await;
-    match grpc_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "gRPC server failed"),
-        Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
-    }
-    served.context("serving HTTP")?;
+    let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;
+    tracing::info!(grpc = %listeners.grpc_addr()?, http = %listeners.http_addr()?, "store listening");
+    let role = StoreRole::new(bucket, &registry, args.gateway.sync_interval)?;
+    Server::new(registry)
+        .with(Arc::new(role))
+        .run(listeners, crate::server::signal())
+        .await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Clone)]
-struct Probes {
+/// The store role: the StoreAPI over the bucket's blocks, ready once they are loaded.
+pub struct StoreRole {
     catalog: Arc<Catalog>,
-    registry: prometheus::Registry,
+    service: StoreService,
+    sync_interval: Duration,
 }
 
-fn probes(catalog: Arc<Catalog>, registry: prometheus::Registry) -> Router {
-    Router::new()
-        .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
-        .route("/-/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .with_state(Probes { catalog, registry })
-}
-
-async fn ready(State(p): State<Probes>) -> Response {
-    if p.catalog.is_ready() {
-        (StatusCode::OK, "Strata is Ready.\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
+impl StoreRole {
+    /// The role over `bucket`, its metrics in `registry`, syncing every `sync_interval`.
+    pub fn new(
+        bucket: Arc<dyn storage::bucket::Bucket>,
+        registry: &prometheus::Registry,
+        sync_interval: Duration,
+    ) -> anyhow::Result<Self> {
+        let catalog =
+            Arc::new(Catalog::new(bucket, registry).context("registering store metrics")?);
+        let service = StoreService::new(catalog.clone(), DEFAULT_FRAME_BYTES);
+        Ok(StoreRole {
+            catalog,
+            service,
+            sync_interval,
+        })
     }
 }
 
-async fn metrics(State(p): State<Probes>) -> Response {
-    crate::http::metrics::encode(&p.registry)
+impl Component for StoreRole {
+    fn name(&self) -> &str {
+        "store"
+    }
+
+    fn grpc(&self, routes: &mut RoutesBuilder) {
+        routes.add_service(self.service.store_server());
+        routes.add_service(self.service.info_server());
+    }
+
+    fn is_ready(&self) -> bool {
+        self.catalog.is_ready()
+    }
+
+    fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> BoxFuture<anyhow::Result<()>> {
+        let sync = run_sync_loop(self.catalog.clone(), self.sync_interval, stop);
+        Box::pin(async move {
+            sync.await;
+            Ok(())
+        })
+    }
 }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 pub enum Tool {
     /// Tools over the bucket's blocks.
     Bucket {
+        /// The bucket tool to run.
         #[command(subcommand)]
         command: bucket::BucketCommand,
     },

@@ -112,6 +112,7 @@ impl Querier {
         let child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("query")
             .arg(format!("--http-address=127.0.0.1:{port}"))
+            .args(own_grpc_port(args.iter().map(|a| &**a)))
             .args(&args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -565,4 +566,16 @@ impl<'a> Cases<'a> {
             self.failures.join("\n")
         );
     }
+}
+
+/// `--grpc-address` on a free loopback port unless `args` give one, so parallel queriers do
+/// not all try Thanos' default 0.0.0.0:10901.
+pub fn own_grpc_port<'a>(mut args: impl Iterator<Item = &'a str>) -> Vec<String> {
+    if args.any(|a| a.starts_with("--grpc-address")) {
+        return Vec::new();
+    }
+    vec![format!(
+        "--grpc-address=127.0.0.1:{}",
+        free_port().expect("free port")
+    )]
 }

@@ -301,6 +301,7 @@ impl StrataQuery {
         let child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("query")
             .arg(format!("--http-address=127.0.0.1:{port}"))
+            .args(own_grpc_port(args.iter().map(|a| &**a)))
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -453,4 +454,16 @@ pub fn request_raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)]
         headers,
         body: raw[end + 4..].to_vec(),
     }
+}
+
+/// `--grpc-address` on a free loopback port unless `args` give one, so parallel queriers do
+/// not all try Thanos' default 0.0.0.0:10901.
+pub fn own_grpc_port<'a>(mut args: impl Iterator<Item = &'a str>) -> Vec<String> {
+    if args.any(|a| a.starts_with("--grpc-address")) {
+        return Vec::new();
+    }
+    vec![format!(
+        "--grpc-address=127.0.0.1:{}",
+        free_port().expect("free port")
+    )]
 }

@@ -3,7 +3,7 @@
 use proto::raft_v1 as pb;
 use tonic::Status;
 
-use crate::state::Member;
+use crate::state::{Member, Role};
 
 /// A member as the admin protocol carries it.
 pub fn member_to_pb(m: &Member) -> pb::Member {
@@ -11,7 +11,7 @@ pub fn member_to_pb(m: &Member) -> pb::Member {
         node_id: m.node_id,
         grpc_address: m.grpc_address.clone(),
         http_address: m.http_address.clone(),
-        roles: m.roles.iter().cloned().collect(),
+        roles: m.roles.iter().map(|r| r.name().to_string()).collect(),
         software_version: m.software_version.clone(),
         protocol_version: m.protocol_version,
         joined_at_ms: m.joined_at_ms,
@@ -30,7 +30,7 @@ pub fn member_from_pb(m: pb::Member) -> Result<Member, Status> {
         node_id: m.node_id,
         grpc_address: m.grpc_address,
         http_address: m.http_address,
-        roles: m.roles.into_iter().collect(),
+        roles: m.roles.into_iter().map(Role::from).collect(),
         software_version: m.software_version,
         protocol_version: m.protocol_version,
         joined_at_ms: m.joined_at_ms,

@@ -6,6 +6,7 @@
 mod command;
 mod jobs;
 mod registry;
+mod role;
 #[cfg(test)]
 mod tests;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use command::{Command, LabelSet, Rejection, Request, Response};
 pub use jobs::{FencingToken, Job, JobState};
 pub use registry::{StoreEntry, StoreInfo};
+pub use role::{Role, UnknownRole};
 
 use crate::types::{NodeId, STATE_VERSION};
 
@@ -28,9 +30,9 @@ pub struct Member {
     pub grpc_address: String,
     /// Address of the node's HTTP API.
     pub http_address: String,
-    /// Roles the node runs ("query", "store", "compact", "rule", "sidecar").
+    /// Roles the node runs (encoded as their names; see [`Role`]).
     #[serde(default)]
-    pub roles: BTreeSet<String>,
+    pub roles: BTreeSet<Role>,
     /// The node's software version.
     pub software_version: String,
     /// The cluster protocol version the node speaks.

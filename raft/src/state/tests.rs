@@ -7,7 +7,7 @@ fn member(id: NodeId) -> Member {
         node_id: id,
         grpc_address: format!("10.0.0.{id}:10901"),
         http_address: format!("10.0.0.{id}:10902"),
-        roles: ["query".to_string(), "store".to_string()].into(),
+        roles: [Role::Query, Role::Store].into(),
         software_version: "0.1.0".to_string(),
         protocol_version: 1,
         joined_at_ms: 1000,
@@ -600,4 +600,18 @@ fn state_round_trips_through_json() {
     let json = serde_json::to_vec(&s).expect("serializes");
     let back: ClusterState = serde_json::from_slice(&json).expect("deserializes");
     assert_eq!(back, s);
+}
+
+#[test]
+fn member_from_a_newer_binary_with_an_unknown_role_decodes_and_keeps_it() {
+    let json = r#"{"node_id":7,"grpc_address":"10.0.0.7:10901","http_address":"10.0.0.7:10902",
+        "roles":["store","receive"],"software_version":"9.0.0","protocol_version":1,
+        "joined_at_ms":5}"#;
+    let m: Member = serde_json::from_str(json).expect("decodes");
+    assert_eq!(
+        m.roles,
+        [Role::Store, Role::Unknown("receive".into())].into()
+    );
+    let again = serde_json::to_value(&m).expect("encodes");
+    assert_eq!(again["roles"], serde_json::json!(["store", "receive"]));
 }

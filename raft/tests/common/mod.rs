@@ -33,7 +33,7 @@ pub fn member(id: NodeId, addr: &str) -> Member {
         node_id: id,
         grpc_address: addr.to_string(),
         http_address: format!("127.0.0.1:{}", 20000 + id),
-        roles: ["store".to_string()].into(),
+        roles: [raft::Role::Store].into(),
         software_version: "test".to_string(),
         protocol_version: raft::PROTOCOL_VERSION,
         joined_at_ms: 0,

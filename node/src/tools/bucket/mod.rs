@@ -24,6 +24,7 @@ pub enum Output {
 pub enum BucketCommand {
     /// List all blocks in the bucket.
     Ls {
+        /// Where the bucket is.
         #[command(flatten)]
         objstore: ObjstoreFlags,
         /// Output format: text (one ULID per line with its time range) or json.
@@ -32,6 +33,7 @@ pub enum BucketCommand {
     },
     /// Inspect all blocks in the bucket in a table.
     Inspect {
+        /// Where the bucket is.
         #[command(flatten)]
         objstore: ObjstoreFlags,
         /// Output format: text (a table) or json.
@@ -40,6 +42,7 @@ pub enum BucketCommand {
     },
     /// Verify every block: overlaps, index, chunk references, partial uploads, missing files.
     Verify {
+        /// Where the bucket is.
         #[command(flatten)]
         objstore: ObjstoreFlags,
         /// Only verify these blocks (repeatable).
@@ -48,14 +51,17 @@ pub enum BucketCommand {
     },
     /// Write demo data (node-exporter-like series) as blocks into the bucket.
     Generate {
+        /// Where the bucket is.
         #[command(flatten)]
         objstore: ObjstoreFlags,
+        /// What to generate.
         #[command(flatten)]
         args: generate::GenerateArgs,
     },
     /// Upload local block directories into the bucket.
     #[command(alias = "upload-blocks")]
     Upload {
+        /// Where the bucket is.
         #[command(flatten)]
         objstore: ObjstoreFlags,
         /// A block directory, or a directory holding block directories (a Prometheus data dir).
