@@ -1,7 +1,7 @@
 //! `strata store`: the store gateway on its own, without a cluster (Thanos' `thanos store`).
 
 use super::flags::StoreGatewayFlags;
-use super::{run_sync_loop, Catalog, StoreService, DEFAULT_FRAME_BYTES};
+use super::{run_sync_loop, Catalog};
 use crate::flags::ObjstoreFlags;
 use crate::node::grpc;
 use anyhow::Context;
@@ -33,7 +33,9 @@ pub struct StoreArgs {
 pub async fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let bucket = args.objstore.open_existing()?;
     let registry = prometheus::Registry::new();
-    let catalog = Arc::new(Catalog::new(bucket, &registry).context("registering store metrics")?);
+    let (catalog, service) = args
+        .gateway
+        .build(bucket, &args.objstore.data_dir, &registry)?;
     let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_address)
         .await
         .with_context(|| format!("listening on --grpc-address {}", args.grpc_address))?;
@@ -51,7 +53,6 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
         args.gateway.sync_interval,
         stop_rx.clone(),
     ));
-    let service = StoreService::new(catalog.clone(), DEFAULT_FRAME_BYTES);
     let mut grpc_stop = stop_rx.clone();
     let grpc_server = tonic::transport::Server::builder()
         .add_service(service.store_server())
