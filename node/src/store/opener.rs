@@ -115,3 +115,7 @@ fn remove_headers(dir: &Path, keep: &dyn Fn(&Ulid) -> bool) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "header_tests.rs"]
+mod tests;
