@@ -46,8 +46,24 @@ pub(crate) async fn refresh_open_blocks<T>(
     metas: impl IntoIterator<Item = BlockMeta>,
     current: &BTreeMap<Ulid, Arc<T>>,
     wrap: impl Fn(Block) -> T,
-    mut progress: impl FnMut(RefreshProgress<'_, T>),
+    progress: impl FnMut(RefreshProgress<'_, T>),
 ) -> (BTreeMap<Ulid, Arc<T>>, Vec<(Ulid, BlockError)>) {
+    let open = |meta: BlockMeta| Block::open_bucket(bucket.clone(), meta);
+    refresh_open_blocks_with(metas, current, open, wrap, progress).await
+}
+
+/// [`refresh_open_blocks`] opening each block with `open` (the store opens blocks through
+/// local index headers).
+pub(crate) async fn refresh_open_blocks_with<T, F>(
+    metas: impl IntoIterator<Item = BlockMeta>,
+    current: &BTreeMap<Ulid, Arc<T>>,
+    open: impl Fn(BlockMeta) -> F,
+    wrap: impl Fn(Block) -> T,
+    mut progress: impl FnMut(RefreshProgress<'_, T>),
+) -> (BTreeMap<Ulid, Arc<T>>, Vec<(Ulid, BlockError)>)
+where
+    F: std::future::Future<Output = Result<Block, BlockError>>,
+{
     let wanted: Vec<BlockMeta> = metas
         .into_iter()
         .filter(|m| {
@@ -76,8 +92,9 @@ pub(crate) async fn refresh_open_blocks<T>(
     });
     let mut opened = futures::stream::iter(to_open)
         .map(|meta| {
-            let bucket = bucket.clone();
-            async move { (meta.ulid, Block::open_bucket(bucket, meta).await) }
+            let id = meta.ulid;
+            let opening = open(meta);
+            async move { (id, opening.await) }
         })
         .buffer_unordered(OPEN_CONCURRENCY);
     let mut failed = Vec::new();

@@ -10,39 +10,68 @@
 //! than answered without it, so an answer is never silently partial; Info covers the opening
 //! blocks too, so that a querier does not prune the store for their range.
 //!
-//! Unfinished: downsampled blocks are skipped (no aggregate chunks over the wire yet), blocks
-//! are opened whole at sync (no lazy index headers), and `--ignore-deletion-marks-delay`,
-//! `--consistency-delay`, `--min-time`/`--max-time` and selector relabelling are not flags yet.
+//! Which blocks are the store's is the fetcher's business (`flags.rs` builds it from Thanos'
+//! flags: time window, selector relabelling, consistency delay, deletion marks); the time
+//! window also clamps what Info advertises and what requests may read.
+//!
+//! Unfinished: downsampled blocks are skipped (no aggregate chunks over the wire yet).
 
-use crate::query::blocks::{reader_fetcher, refresh_open_blocks, skipped_at_sync, RefreshProgress};
+use super::opener::BlockOpener;
+use crate::query::blocks::{
+    reader_fetcher, refresh_open_blocks_with, skipped_at_sync, RefreshProgress,
+};
 use crate::query::skipped::SkippedBlocks;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use storage::block::{Block, BlockMeta};
-use storage::bucket::fetcher::MetaFetcher;
+use storage::bucket::fetcher::filters::Clock;
+use storage::bucket::fetcher::{Fetched, MetaFetcher, MetaFilter, TimeRangeFilter};
 use storage::bucket::{Bucket, BucketError};
 use storage::labels::Labels;
 use tokio::sync::watch;
 use ulid::Ulid;
 
-/// One opened block and its external labels (meta.json `thanos.labels`).
+/// One of the store's blocks: its metadata and external labels, opened on use through the
+/// catalog's [`BlockOpener`].
 #[derive(Debug)]
 pub struct StoreBlock {
-    /// The block.
-    pub block: Block,
+    meta: BlockMeta,
     /// Its external labels, which the store adds to every series it serves from the block.
     pub external: Labels,
+    opener: Arc<BlockOpener>,
 }
 
 impl StoreBlock {
+    /// The block's metadata.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// The block, open (reopened from its local index header if the cache dropped it).
+    pub async fn open(&self) -> Result<Arc<Block>, storage::block::BlockError> {
+        self.opener.get(&self.meta).await
+    }
+
     /// The block's `[minTime, maxTime)` meets `[mint, maxt]`.
     pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
-        let m = self.block.meta();
-        m.min_time <= maxt && mint < m.max_time
+        self.meta.min_time <= maxt && mint < self.meta.max_time
     }
+}
+
+/// How a catalog finds, opens and keeps its blocks.
+pub struct CatalogOptions {
+    /// Which blocks are the store's.
+    pub fetcher: MetaFetcher,
+    /// The time range served.
+    pub window: TimeWindow,
+    /// Where index headers are kept; `None` opens indexes without them.
+    pub header_dir: Option<PathBuf>,
+    /// Index memory of the blocks kept open, in bytes.
+    pub index_cache_bytes: u64,
 }
 
 /// What the store serves, for Info: its external label sets and time range.
@@ -54,6 +83,63 @@ pub struct Coverage {
     pub min_time: i64,
     /// Latest block end; `i64::MIN` with no blocks.
     pub max_time: i64,
+}
+
+/// The store's time window (`--min-time`, `--max-time`), resolved against the clock whenever
+/// it is used, so that relative bounds slide.
+#[derive(Clone)]
+pub struct TimeWindow {
+    /// Earliest time served.
+    pub min: super::flags::TimeOrDuration,
+    /// Latest time served.
+    pub max: super::flags::TimeOrDuration,
+    /// Now, for relative bounds.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for TimeWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TimeWindow({:?}, {:?})", self.min, self.max)
+    }
+}
+
+impl TimeWindow {
+    /// No bounds.
+    pub fn unbounded() -> Self {
+        use super::flags::TimeOrDuration::At;
+        TimeWindow {
+            min: At(i64::MIN),
+            max: At(i64::MAX),
+            clock: storage::bucket::fetcher::filters::system_clock(),
+        }
+    }
+
+    /// `(min, max)` in ms now.
+    pub fn resolve(&self) -> (i64, i64) {
+        let now = (self.clock)();
+        (self.min.resolve(now), self.max.resolve(now))
+    }
+
+    /// `[mint, maxt]` narrowed to the window; `None` when nothing of it is served.
+    pub fn clamp(&self, mint: i64, maxt: i64) -> Option<(i64, i64)> {
+        let (min, max) = self.resolve();
+        let (a, b) = (mint.max(min), maxt.min(max));
+        (a <= b).then_some((a, b))
+    }
+}
+
+/// Thanos' time partition filter over a [`TimeWindow`]: blocks outside it are not loaded.
+#[derive(Debug, Clone)]
+pub struct TimeWindowFilter(pub TimeWindow);
+
+#[async_trait::async_trait]
+impl MetaFilter for TimeWindowFilter {
+    async fn filter(&self, bucket: &dyn Bucket, fetched: &mut Fetched) -> Result<(), BucketError> {
+        let (min_ms, max_ms) = self.0.resolve();
+        TimeRangeFilter { min_ms, max_ms }
+            .filter(bucket, fetched)
+            .await
+    }
 }
 
 /// Blocks open and blocks still opening, published together so that a reader never sees a
@@ -78,6 +164,8 @@ pub struct StillOpening {
 pub struct Catalog {
     bucket: Arc<dyn Bucket>,
     fetcher: MetaFetcher,
+    window: TimeWindow,
+    opener: Arc<BlockOpener>,
     skipped: SkippedBlocks,
     state: RwLock<State>,
     ready: AtomicBool,
@@ -85,6 +173,7 @@ pub struct Catalog {
     synced: AtomicBool,
     loaded: IntGauge,
     opening: IntGauge,
+    index_cache: IntGauge,
     syncs: IntCounterVec,
 }
 
@@ -99,8 +188,35 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// An empty, not yet ready catalog over `bucket`; its metrics go to `registry`.
+    /// An empty, not yet ready catalog over `bucket` with the readers' default filters and no
+    /// time window; its metrics go to `registry`.
     pub fn new(bucket: Arc<dyn Bucket>, registry: &Registry) -> Result<Self, prometheus::Error> {
+        let options = CatalogOptions {
+            fetcher: reader_fetcher(bucket.clone()),
+            window: TimeWindow::unbounded(),
+            header_dir: None,
+            index_cache_bytes: u64::MAX,
+        };
+        Self::with_options(bucket, options, registry)
+    }
+
+    /// An empty, not yet ready catalog as `options` say.
+    pub fn with_options(
+        bucket: Arc<dyn Bucket>,
+        options: CatalogOptions,
+        registry: &Registry,
+    ) -> Result<Self, prometheus::Error> {
+        let CatalogOptions {
+            fetcher,
+            window,
+            header_dir,
+            index_cache_bytes,
+        } = options;
+        let opener = Arc::new(BlockOpener::new(
+            bucket.clone(),
+            header_dir,
+            index_cache_bytes,
+        ));
         let loaded = IntGauge::new(
             "strata_store_blocks_loaded",
             "Blocks the store role serves.",
@@ -116,11 +232,18 @@ impl Catalog {
             "strata_store_blocks_opening",
             "Blocks found in the bucket that the store role is still opening.",
         )?;
+        let index_cache = IntGauge::new(
+            "strata_store_index_cache_bytes",
+            "Approximate index memory of the blocks the store keeps open, at the last sync.",
+        )?;
+        registry.register(Box::new(index_cache.clone()))?;
         registry.register(Box::new(loaded.clone()))?;
         registry.register(Box::new(opening.clone()))?;
         registry.register(Box::new(syncs.clone()))?;
         Ok(Catalog {
-            fetcher: reader_fetcher(bucket.clone()),
+            fetcher,
+            window,
+            opener,
             skipped: SkippedBlocks::new("strata_store_blocks_skipped", "store", registry)?,
             bucket,
             state: RwLock::new(State::default()),
@@ -128,6 +251,7 @@ impl Catalog {
             synced: AtomicBool::new(false),
             loaded,
             opening,
+            index_cache,
             syncs,
         })
     }
@@ -192,14 +316,27 @@ impl Catalog {
 
     /// External label sets and time range of the blocks, those still opening included; the
     /// range includes skipped blocks' too, so that a query needing only those still reaches
-    /// this store and gets its warning.
+    /// this store and gets its warning. The range is clamped to the time window.
     pub fn coverage(&self) -> Coverage {
         let mut c = self.loaded_coverage();
         if let Some((min, max)) = self.skipped.span() {
             c.min_time = c.min_time.min(min);
             c.max_time = c.max_time.max(max);
         }
+        let (min, max) = self.window.resolve();
+        c.min_time = c.min_time.max(min);
+        c.max_time = c.max_time.min(max);
         c
+    }
+
+    /// Approximate index memory of the blocks kept open, in bytes.
+    pub fn cached_index_bytes(&self) -> u64 {
+        self.opener.cached_bytes()
+    }
+
+    /// The store's time window (`--min-time`, `--max-time`).
+    pub fn window(&self) -> &TimeWindow {
+        &self.window
     }
 
     fn loaded_coverage(&self) -> Coverage {
@@ -207,11 +344,7 @@ impl Catalog {
             let g = self.read();
             (g.open.clone(), g.opening.clone())
         };
-        let metas = || {
-            open.values()
-                .map(|b| b.block.meta())
-                .chain(opening.values())
-        };
+        let metas = || open.values().map(|b| b.meta()).chain(opening.values());
         let sets: BTreeSet<Labels> = open
             .values()
             .map(|b| b.external.clone())
@@ -239,13 +372,19 @@ impl Catalog {
             .values()
             .map(|m| (m.ulid, (m.min_time, m.max_time)))
             .collect();
-        let (next, failed) = refresh_open_blocks(
-            &self.bucket,
+        let opener = &self.opener;
+        let (next, failed) = refresh_open_blocks_with(
             fetched.metas.into_values(),
             &self.snapshot(),
-            |block| StoreBlock {
-                external: Labels::from(&block.meta().external_labels()),
-                block,
+            |meta| opener.open(meta),
+            |block| {
+                let block = Arc::new(block);
+                opener.remember(block.clone());
+                StoreBlock {
+                    meta: block.meta().clone(),
+                    external: Labels::from(&block.meta().external_labels()),
+                    opener: opener.clone(),
+                }
             },
             |p: RefreshProgress<'_, StoreBlock>| {
                 self.publish(Arc::new(p.open.clone()), p.opening.clone());
@@ -259,11 +398,15 @@ impl Catalog {
             },
         )
         .await;
+        // Blocks gone from the bucket (or from the store's selection) leave the cache and disk.
+        self.opener.retain(&|id| next.contains_key(id));
         self.skipped
             .update(skipped_at_sync(&fetched.failed, &failed, &ranges));
         let count = next.len();
         let was_opening = !self.read().opening.is_empty();
         self.publish(Arc::new(next), BTreeMap::new());
+        self.index_cache
+            .set(i64::try_from(self.cached_index_bytes()).unwrap_or(i64::MAX));
         self.syncs.with_label_values(&["success"]).inc();
         if !self.synced.swap(true, Ordering::SeqCst) {
             tracing::info!(blocks = count, "store: blocks loaded; serving StoreAPI");

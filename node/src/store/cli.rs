@@ -33,9 +33,16 @@ pub struct StoreArgs {
 pub async fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let registry = prometheus::Registry::new();
     let bucket = args.objstore.open_existing_in(&registry)?;
+    let (catalog, service) = args
+        .gateway
+        .build(bucket, &args.objstore.data_dir, &registry)?;
     let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;
     tracing::info!(grpc = %listeners.grpc_addr()?, http = %listeners.http_addr()?, "store listening");
-    let role = StoreRole::new(bucket, &registry, args.gateway.sync_interval)?;
+    let role = StoreRole {
+        catalog,
+        service,
+        sync_interval: args.gateway.sync_interval,
+    };
     Server::new(registry)
         .with(Arc::new(role))
         .run(listeners, crate::server::signal())

@@ -2,21 +2,23 @@
 //! blocks, served on the node's gRPC port, and the client the querier uses to read it.
 //!
 //! - `catalog`: the bucket's raw blocks, opened and kept in sync
+//! - `opener`: blocks opened through local index headers, hot ones kept in a bounded cache
 //! - `select`: matching series and their stored chunks; cutting frames under the size limit
 //! - `server`: the gRPC services
 //! - `client`: a StoreAPI endpoint as the querier sees it (Info, Series decoded to samples)
 //! - `convert`: wire messages to and from labels, matchers and chunks
 //!
 //! Unfinished: the sidecar role (StoreAPI over a Prometheus' remote read), downsampled blocks and
-//! aggregate chunks, hints, sharding, `without_replica_labels`, index headers and caches of a real
-//! store gateway, and announcing the store's real label sets and time range in the registry
-//! (it announces a placeholder; queriers ask Info instead).
+//! aggregate chunks, hints, request sharding (`shard_info`), `without_replica_labels`, postings
+//! and series caches, and announcing the store's real label sets and time range in the
+//! registry (it announces a placeholder; queriers ask Info instead).
 
 pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod convert;
 pub mod flags;
+pub mod opener;
 #[cfg(test)]
 mod opening_tests;
 pub mod select;

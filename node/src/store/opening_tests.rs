@@ -283,11 +283,15 @@ async fn store_over_s3_opens_many_blocks_concurrently_with_one_read_per_small_in
     let catalog = Arc::new(Catalog::new(counted.clone(), &registry).expect("catalog"));
     catalog.sync().await.expect("sync");
     assert_eq!(catalog.snapshot().len(), BLOCKS as usize);
-    // Per block: meta.json and the deletion-mark.json probe of the metadata fetcher's
-    // deletion-mark filter (get, as Thanos' IgnoreDeletionMarkFilter does); the whole small
-    // index and the chunk segment's header (get_range). Header, TOC, symbols and postings
-    // table used to be four reads.
-    assert_eq!(counted.calls("get"), 2 * BLOCKS as u64);
+    // Per block: meta.json (get; marks only where the listing shows one, and here there are
+    // none); the whole small index and the chunk segment's header (get_range). Header, TOC,
+    // symbols and postings table used to be four reads.
+    assert_eq!(counted.calls("get"), BLOCKS as u64);
+    assert_eq!(
+        counted.calls("list"),
+        1,
+        "one listing finds blocks, metas and marks"
+    );
     assert_eq!(counted.calls("get_range"), 2 * BLOCKS as u64);
 
     let addr = serve(catalog).await;

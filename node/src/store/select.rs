@@ -10,14 +10,14 @@ use proto::thanos::{AggrChunk, Series};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use storage::block::index::ChunkMeta;
-use storage::block::{BlockError, FileLocation};
+use storage::block::{Block, BlockError, FileLocation};
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 
-/// One chunk of a selected series, and where it is stored.
+/// One chunk of a selected series, and where it is stored (the block held open until read).
 #[derive(Debug, Clone)]
 pub struct SourceChunk {
-    block: Arc<StoreBlock>,
+    block: Arc<Block>,
     series_ref: u32,
     meta: ChunkMeta,
 }
@@ -26,22 +26,24 @@ pub struct SourceChunk {
 /// block, in block order.
 pub type Selected = (Labels, Vec<SourceChunk>);
 
-/// Series refs of `block` the matchers select, or `None` when its external labels rule it out.
+/// Series refs of `block` the matchers select, with the block open, or `None` when its
+/// external labels rule it out (then it is not even opened).
 async fn postings(
     block: &StoreBlock,
     matchers: &[Matcher],
-) -> Result<Option<Vec<u32>>, BlockError> {
+) -> Result<Option<(Arc<Block>, Vec<u32>)>, BlockError> {
     let remaining = match match_external(&block.external, matchers) {
         ExternalMatch::Excluded => return Ok(None),
         ExternalMatch::Remaining(r) => r,
     };
-    let index = block.block.index();
+    let opened = block.open().await?;
+    let index = opened.index();
     let refs = if remaining.is_empty() {
         index.all_postings().await?
     } else {
         index.postings_for_matchers(&remaining).await?
     };
-    Ok(Some(refs))
+    Ok(Some((opened, refs)))
 }
 
 fn served_labels(block: &StoreBlock, labels: Labels) -> Labels {
@@ -62,16 +64,16 @@ pub async fn select_series(
 ) -> Result<Vec<Selected>, BlockError> {
     let mut by_labels: BTreeMap<Labels, Vec<SourceChunk>> = BTreeMap::new();
     for b in blocks {
-        let Some(refs) = postings(b, matchers).await? else {
+        let Some((opened, refs)) = postings(b, matchers).await? else {
             continue;
         };
         for r in refs {
-            let (labels, metas) = b.block.index().series(r).await?;
+            let (labels, metas) = opened.index().series(r).await?;
             let chunks: Vec<SourceChunk> = metas
                 .into_iter()
                 .filter(|m| m.max_time >= mint && m.min_time <= maxt)
                 .map(|meta| SourceChunk {
-                    block: b.clone(),
+                    block: opened.clone(),
                     series_ref: r,
                     meta,
                 })
@@ -95,11 +97,11 @@ pub async fn matching_labels(
 ) -> Result<BTreeSet<Labels>, BlockError> {
     let mut out = BTreeSet::new();
     for b in blocks {
-        let Some(refs) = postings(b, matchers).await? else {
+        let Some((opened, refs)) = postings(b, matchers).await? else {
             continue;
         };
         for r in refs {
-            let (labels, _) = b.block.index().series(r).await?;
+            let (labels, _) = opened.index().series(r).await?;
             out.insert(served_labels(b, labels));
         }
     }
@@ -122,7 +124,7 @@ pub async fn load_chunks(chunks: &[SourceChunk]) -> Result<Vec<AggrChunk>, Block
             j += 1;
         }
         let run = &chunks[i..j];
-        let block = &run[0].block.block;
+        let block = &run[0].block;
         let refs: Vec<u64> = run.iter().map(|c| c.meta.chunk_ref).collect();
         let read = block.chunks().chunks(&refs).await?;
         let deleted = block.tombstones().get(u64::from(run[0].series_ref));

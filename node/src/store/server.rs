@@ -6,9 +6,13 @@
 //! Blocks the catalog skipped as unreadable are named in warnings (a `warning` Series frame,
 //! the `warnings` of label answers) when the range needed them.
 //!
+//! Requests read only the store's time window (`--min-time`/`--max-time`); a Series request
+//! over `--store.limits.request-series` or `-samples` (chunks × 120, as Thanos counts) fails
+//! with `ResourceExhausted` naming the limit.
+//!
 //! Unfinished: hints (queried blocks, query stats), `without_replica_labels`, sharding
-//! (`shard_info`), aggregates of downsampled blocks, chunk hashes (always 0), request limits
-//! (series/samples/concurrency), and per-request metrics.
+//! (`shard_info`), aggregates of downsampled blocks, chunk hashes (always 0), a concurrency
+//! limit, and per-request metrics.
 
 use super::catalog::{Catalog, StoreBlock};
 use super::convert::{labels_to_pb, matchers_from_pb};
@@ -34,11 +38,48 @@ const MAX_REQUEST_BYTES: usize = 4 << 20;
 /// Frames buffered ahead of a slow client.
 const STREAM_BUFFER: usize = 4;
 
+/// Thanos' assumption for the samples limit: a chunk holds at most 120 samples.
+pub const MAX_SAMPLES_PER_CHUNK: u64 = 120;
+
+/// Per-request limits of Series (`--store.limits.request-series`, `-samples`); 0 is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeriesLimits {
+    /// Most series per request.
+    pub series: u64,
+    /// Most samples per request, counted as [`MAX_SAMPLES_PER_CHUNK`] per chunk.
+    pub samples: u64,
+}
+
+impl SeriesLimits {
+    /// Refuses a selection over a limit, naming it (Thanos' wording).
+    fn check(&self, selected: &[Selected], skip_chunks: bool) -> Result<(), Status> {
+        let series = selected.len() as u64;
+        if self.series > 0 && series > self.series {
+            return Err(Status::resource_exhausted(format!(
+                "exceeded series limit: limit {} violated (got {series})",
+                self.series
+            )));
+        }
+        if self.samples > 0 && !skip_chunks {
+            let chunks: u64 = selected.iter().map(|(_, c)| c.len() as u64).sum();
+            let samples = chunks.saturating_mul(MAX_SAMPLES_PER_CHUNK);
+            if samples > self.samples {
+                return Err(Status::resource_exhausted(format!(
+                    "exceeded samples limit: limit {} violated (got {samples}: {chunks} chunks at up to {MAX_SAMPLES_PER_CHUNK} samples each)",
+                    self.samples
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The StoreAPI over a [`Catalog`].
 #[derive(Debug, Clone)]
 pub struct StoreService {
     catalog: Arc<Catalog>,
     frame_bytes: usize,
+    limits: SeriesLimits,
 }
 
 impl StoreService {
@@ -47,7 +88,14 @@ impl StoreService {
         StoreService {
             catalog,
             frame_bytes: frame_bytes.max(1),
+            limits: SeriesLimits::default(),
         }
+    }
+
+    /// The same service with per-request limits.
+    pub fn with_limits(mut self, limits: SeriesLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// `thanos.Store`, ready for the gRPC server.
@@ -72,10 +120,20 @@ impl StoreService {
         }
     }
 
+    /// A label request's range narrowed to the time window (an empty range when it misses it).
+    fn label_range(&self, start: i64, end: i64) -> Result<(i64, i64), Status> {
+        let (mint, maxt) = label_range(start, end)?;
+        Ok(self.catalog.window().clamp(mint, maxt).unwrap_or((1, 0)))
+    }
+
     /// The open blocks of `[mint, maxt]`; `Unavailable` while any block of the range is still
     /// opening, so that no answer silently lacks it.
     fn blocks(&self, mint: i64, maxt: i64) -> Result<Vec<Arc<StoreBlock>>, Status> {
         self.require_ready()?;
+        if mint > maxt {
+            // Outside the time window.
+            return Ok(Vec::new());
+        }
         self.catalog
             .overlapping(mint, maxt)
             .map_err(|e| Status::unavailable(format!("store is starting: {e}")))
@@ -226,11 +284,17 @@ impl Store for StoreService {
                 r.min_time, r.max_time
             )));
         }
-        let blocks = self.blocks(r.min_time, r.max_time)?;
-        let selected = select_series(&blocks, &matchers, r.min_time, r.max_time)
+        let (mint, maxt) = self
+            .catalog
+            .window()
+            .clamp(r.min_time, r.max_time)
+            .unwrap_or((1, 0));
+        let blocks = self.blocks(mint, maxt)?;
+        let selected = select_series(&blocks, &matchers, mint, maxt)
             .await
             .map_err(internal)?;
         let selected = truncate(selected, r.limit);
+        self.limits.check(&selected, r.skip_chunks)?;
         tracing::debug!(
             series = selected.len(),
             blocks = blocks.len(),
@@ -241,7 +305,7 @@ impl Store for StoreService {
             frame_bytes: self.frame_bytes,
             batch: usize::try_from(r.response_batch_size).unwrap_or(0),
         };
-        let warnings = self.catalog.skip_warnings(r.min_time, r.max_time);
+        let warnings = self.catalog.skip_warnings(mint, maxt);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
             // Warnings first (Thanos sends them as they arise): a skipped block the range needed.
@@ -264,12 +328,13 @@ impl Store for StoreService {
     ) -> Result<Response<pb::LabelNamesResponse>, Status> {
         let r = request.into_inner();
         let matchers = parse_matchers(&r.matchers)?;
-        let (mint, maxt) = label_range(r.start, r.end)?;
+        let (mint, maxt) = self.label_range(r.start, r.end)?;
         let blocks = self.blocks(mint, maxt)?;
         let mut names: BTreeSet<String> = BTreeSet::new();
         if matchers.is_empty() {
             for b in &blocks {
-                names.extend(b.block.index().label_names().into_iter().map(String::from));
+                let opened = b.open().await.map_err(internal)?;
+                names.extend(opened.index().label_names().into_iter().map(String::from));
                 names.extend(b.external.iter().map(|l| l.name.clone()));
             }
         } else {
@@ -298,7 +363,7 @@ impl Store for StoreService {
             ));
         }
         let matchers = parse_matchers(&r.matchers)?;
-        let (mint, maxt) = label_range(r.start, r.end)?;
+        let (mint, maxt) = self.label_range(r.start, r.end)?;
         let blocks = self.blocks(mint, maxt)?;
         let mut values: BTreeSet<String> = BTreeSet::new();
         if matchers.is_empty() {
@@ -308,7 +373,9 @@ impl Store for StoreService {
                         values.insert(v.to_string());
                     }
                     None => values.extend(
-                        b.block
+                        b.open()
+                            .await
+                            .map_err(internal)?
                             .index()
                             .label_values(&r.label)
                             .into_iter()
@@ -362,3 +429,7 @@ impl Info for StoreService {
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

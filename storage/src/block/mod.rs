@@ -4,6 +4,7 @@
 pub mod cut;
 pub mod error;
 pub mod index;
+pub mod index_header;
 pub mod meta;
 pub mod reader;
 pub mod segments;

@@ -85,6 +85,17 @@ impl Block {
     /// Opens block `meta.ulid` in the bucket. File sizes come from meta.json's `thanos.files`
     /// when present, else from one listing of the block's directory.
     pub async fn open_bucket(bucket: Arc<dyn Bucket>, meta: BlockMeta) -> Result<Self, BlockError> {
+        Self::open_bucket_with_header(bucket, meta, None).await
+    }
+
+    /// [`Block::open_bucket`], with the index opened through the local index header at
+    /// `header` when given ([`super::index_header`]): a remote index is then never held whole
+    /// in memory and reopening reads none of it, and a local one is read by range.
+    pub async fn open_bucket_with_header(
+        bucket: Arc<dyn Bucket>,
+        meta: BlockMeta,
+        header: Option<&Path>,
+    ) -> Result<Self, BlockError> {
         let id = meta.ulid.to_string();
         let files = block_files(bucket.as_ref(), &meta).await?;
         let size_of = |rel: &str| files.iter().find(|(p, _)| p == rel).map(|(_, s)| *s);
@@ -113,10 +124,16 @@ impl Block {
             .collect::<Result<Vec<_>, BlockError>>()?;
         // Over S3 each read is a round trip: the index and the segment headers are read at
         // the same time rather than one after another.
-        let (index, chunks) = futures::try_join!(
-            open_index(index_obj, index_loc, local),
-            SegmentReader::open(&id, segments)
-        )?;
+        let index = async {
+            match header {
+                Some(_) if local => IndexReader::open(index_obj, index_loc).await,
+                Some(path) => {
+                    super::index_header::open_with_header(index_obj, index_loc, path).await
+                }
+                None => open_index(index_obj, index_loc, local).await,
+            }
+        };
+        let (index, chunks) = futures::try_join!(index, SegmentReader::open(&id, segments))?;
 
         // Thanos' shipper does not upload tombstones; read them only where a writer put them.
         let tombstones = match size_of(TOMBSTONES_FILENAME) {

@@ -187,6 +187,19 @@ impl IndexReader {
         Some(self)
     }
 
+    /// Approximate bytes of memory this reader holds: its symbol table and postings offset
+    /// table, parsed (for caches that bound memory by weight).
+    pub fn memory_estimate(&self) -> usize {
+        const PER_STRING: usize = std::mem::size_of::<String>();
+        let symbols: usize = self.symbols.iter().map(|s| s.len() + PER_STRING).sum();
+        let table: usize = self
+            .table_order
+            .iter()
+            .map(|(n, v, _)| 2 * (n.len() + v.len()) + 4 * PER_STRING + 24)
+            .sum();
+        symbols + table + 8 * self.list_offsets.len() + std::mem::size_of::<Self>()
+    }
+
     /// The file this reader names in errors.
     pub fn location(&self) -> &FileLocation {
         &self.loc

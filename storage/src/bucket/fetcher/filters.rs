@@ -1,12 +1,10 @@
 //! Thanos' usual metadata filters: consistency delay, deletion marks (with
 //! `--ignore-deletion-marks-delay`), time range, external labels and resolution.
 
-use super::{Fetched, MetaFilter, FETCH_CONCURRENCY};
-use crate::bucket::marks::{bucket_error, read_mark, DeletionMark};
+use super::{Fetched, MetaFilter};
 use crate::bucket::{Bucket, BucketError};
 use crate::matcher::Matcher;
 use async_trait::async_trait;
-use futures::StreamExt;
 use std::sync::Arc;
 use ulid::Ulid;
 
@@ -63,9 +61,9 @@ impl MetaFilter for ConsistencyDelayFilter {
     }
 }
 
-/// Thanos' `IgnoreDeletionMarkFilter`: records every deletion mark, and hides blocks marked
-/// more than `delay_ms` ago (`--ignore-deletion-marks-delay`), so readers stop using a block
-/// well before the compactor deletes it. An unreadable mark is logged and ignored, as in Thanos.
+/// Thanos' `IgnoreDeletionMarkFilter`: hides blocks marked more than `delay_ms` ago
+/// (`--ignore-deletion-marks-delay`), so readers stop using a block well before the compactor
+/// deletes it. The marks are the fetcher's (`Fetched::deletion_marks`).
 #[derive(Clone)]
 pub struct DeletionMarkFilter {
     /// How long after its mark a block is still served, in ms.
@@ -82,37 +80,17 @@ impl std::fmt::Debug for DeletionMarkFilter {
 
 #[async_trait]
 impl MetaFilter for DeletionMarkFilter {
-    async fn filter(&self, bucket: &dyn Bucket, fetched: &mut Fetched) -> Result<(), BucketError> {
-        let ids: Vec<Ulid> = fetched.metas.keys().copied().collect();
-        let marks: Vec<(Ulid, _)> = futures::stream::iter(ids)
-            .map(|id| async move { (id, read_mark::<DeletionMark>(bucket, id).await) })
-            .buffer_unordered(FETCH_CONCURRENCY)
-            .collect()
-            .await;
+    /// The fetcher has read the marks (once per block, from its listing): no bucket request.
+    async fn filter(&self, _: &dyn Bucket, fetched: &mut Fetched) -> Result<(), BucketError> {
         let now_s = (self.clock)() / 1000;
-        for (id, mark) in marks {
-            match mark {
-                Ok(None) => {}
-                Ok(Some(m)) => {
-                    if now_s.saturating_sub(m.deletion_time) > self.delay_ms / 1000 {
-                        fetched.exclude(id, "marked-for-deletion");
-                    }
-                    fetched.deletion_marks.insert(id, m);
-                }
-                Err(e) => match bucket_error(&e) {
-                    Some(b) if b.kind != crate::bucket::ErrorKind::NotFound => {
-                        return Err(BucketError::new(
-                            b.kind,
-                            b.op,
-                            b.path.clone(),
-                            b.message.clone(),
-                        ))
-                    }
-                    _ => {
-                        tracing::warn!(block = %id, error = %e, "ignoring unreadable deletion mark")
-                    }
-                },
-            }
+        let expired: Vec<Ulid> = fetched
+            .deletion_marks
+            .iter()
+            .filter(|(_, m)| now_s.saturating_sub(m.deletion_time) > self.delay_ms / 1000)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            fetched.exclude(id, "marked-for-deletion");
         }
         Ok(())
     }

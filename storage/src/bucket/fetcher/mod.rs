@@ -6,24 +6,32 @@
 //! - `failed`: meta.json unreadable, with the error naming the block;
 //! - `excluded`: dropped by a filter, with the filter's reason (Thanos' `synced` labels).
 //!
-//! Filters are pluggable ([`MetaFilter`]); `filters` holds Thanos' usual ones.
+//! Filters are pluggable ([`MetaFilter`]); `filters` holds Thanos' usual ones, `relabel` the
+//! selector relabelling (`--selector.relabel-config`, hashmod sharding).
+//!
+//! One recursive listing per fetch finds every block, its meta.json and its deletion mark.
+//! meta.json and marks never change once written, so a fetcher keeps what it parsed and reads
+//! only objects that are new since the last fetch: a sync of an unchanged bucket is its listing
+//! alone, not one GET per block (Thanos' LIST/GET storm).
 
 pub mod filters;
+pub mod relabel;
 
-use super::marks::DeletionMark;
+use super::marks::{parse_mark, DeletionMark, DELETION_MARK_FILENAME};
 use super::{Bucket, BucketError};
 use crate::block::error::{BlockError, FileLocation};
 use crate::block::meta::{BlockMeta, META_FILENAME};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use ulid::Ulid;
 
 pub use filters::{
     Clock, ConsistencyDelayFilter, DeletionMarkFilter, ExternalLabelsFilter, ResolutionFilter,
     TimeRangeFilter,
 };
+pub use relabel::{RelabelConfig, RelabelError, RelabelFilter};
 
 /// How many meta.json (or mark) reads run at once.
 pub(crate) const FETCH_CONCURRENCY: usize = 32;
@@ -40,8 +48,9 @@ pub struct Fetched {
     /// Blocks a filter dropped, with the filter's reason (`too-fresh`, `marked-for-deletion`,
     /// `time-excluded`, `label-excluded`, `resolution-excluded`).
     pub excluded: BTreeMap<Ulid, &'static str>,
-    /// Deletion marks the deletion-mark filter found, whether or not it dropped the block
-    /// (the compactor's cleaner needs them all).
+    /// Readable deletion marks of the blocks with a readable meta.json, whether or not a
+    /// filter dropped the block (the compactor's cleaner needs them all). Unreadable marks are
+    /// logged and left out, as in Thanos.
     pub deletion_marks: BTreeMap<Ulid, DeletionMark>,
 }
 
@@ -62,11 +71,21 @@ pub trait MetaFilter: Send + Sync + std::fmt::Debug {
     async fn filter(&self, bucket: &dyn Bucket, fetched: &mut Fetched) -> Result<(), BucketError>;
 }
 
-/// Lists and reads the bucket's block metadata, then applies its filters in order.
+/// Parsed meta.json files and deletion marks by block: both are immutable once written, so
+/// they are read once. Only blocks of the last listing stay.
+#[derive(Debug, Default)]
+struct ParsedCache {
+    metas: HashMap<Ulid, BlockMeta>,
+    marks: HashMap<Ulid, DeletionMark>,
+}
+
+/// Lists and reads the bucket's block metadata, then applies its filters in order. Clones
+/// share the cache of parsed metas and marks.
 #[derive(Debug, Clone)]
 pub struct MetaFetcher {
     bucket: Arc<dyn Bucket>,
     filters: Vec<Arc<dyn MetaFilter>>,
+    cache: Arc<Mutex<ParsedCache>>,
 }
 
 impl MetaFetcher {
@@ -75,6 +94,7 @@ impl MetaFetcher {
         MetaFetcher {
             bucket,
             filters: Vec::new(),
+            cache: Arc::default(),
         }
     }
 
@@ -87,7 +107,7 @@ impl MetaFetcher {
     /// One fetch. A bucket failure fails the whole fetch (so a flaky listing never looks like
     /// missing blocks); a damaged meta.json only lands its block in `failed`.
     pub async fn fetch(&self) -> Result<Fetched, BucketError> {
-        let mut out = read_all(self.bucket.as_ref()).await?;
+        let mut out = read_cached(self.bucket.as_ref(), &self.cache).await?;
         for f in &self.filters {
             f.filter(self.bucket.as_ref(), &mut out).await?;
         }
@@ -101,27 +121,134 @@ enum One {
     Failed(BlockError),
 }
 
+/// What the listing shows of one block directory.
+#[derive(Debug, Default, Clone, Copy)]
+struct Listed {
+    meta: bool,
+    deletion_mark: bool,
+}
+
 /// Every block directory sorted into metas, partial and failed, before any filter.
 pub(crate) async fn read_all(bucket: &dyn Bucket) -> Result<Fetched, BucketError> {
-    let ids = super::blocks::list_block_ids(bucket).await?;
-    let results: Vec<(Ulid, One)> = futures::stream::iter(ids)
+    read_cached(bucket, &Mutex::default()).await
+}
+
+fn lock(cache: &Mutex<ParsedCache>) -> std::sync::MutexGuard<'_, ParsedCache> {
+    cache.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// [`read_all`] reading only the metas and marks `cache` lacks, and keeping what it parsed.
+async fn read_cached(
+    bucket: &dyn Bucket,
+    cache: &Mutex<ParsedCache>,
+) -> Result<Fetched, BucketError> {
+    let listed = list_blocks(bucket).await?;
+    let (mut known, mut known_marks) = {
+        let mut c = lock(cache);
+        c.metas
+            .retain(|id, _| listed.get(id).is_some_and(|l| l.meta));
+        c.marks
+            .retain(|id, _| listed.get(id).is_some_and(|l| l.deletion_mark));
+        (c.metas.clone(), c.marks.clone())
+    };
+    let to_read: Vec<Ulid> = listed
+        .iter()
+        .filter(|(id, l)| l.meta && !known.contains_key(id))
+        .map(|(id, _)| *id)
+        .collect();
+    let results: Vec<(Ulid, One)> = futures::stream::iter(to_read)
         .map(|id| async move { read_one(bucket, id).await.map(|f| (id, f)) })
         .buffer_unordered(FETCH_CONCURRENCY)
         .try_collect()
         .await?;
     let mut out = Fetched::default();
+    let mut new_metas = Vec::new();
     for (id, f) in results {
         match f {
-            One::Meta(m) => {
-                out.metas.insert(id, *m);
-            }
+            One::Meta(m) => new_metas.push(*m),
+            // Deleted between the listing and the read: gone, or being deleted.
             One::Partial => out.partial.push(id),
             One::Failed(e) => {
                 out.failed.insert(id, e);
             }
         }
     }
+    out.partial
+        .extend(listed.iter().filter(|(_, l)| !l.meta).map(|(id, _)| *id));
     out.partial.sort();
+    let marks_to_read: Vec<Ulid> = listed
+        .iter()
+        .filter(|(id, l)| l.deletion_mark && !known_marks.contains_key(id))
+        .filter(|(id, _)| known.contains_key(id) || new_metas.iter().any(|m| m.ulid == **id))
+        .map(|(id, _)| *id)
+        .collect();
+    let new_marks = read_marks(bucket, marks_to_read).await?;
+    {
+        let mut c = lock(cache);
+        for m in &new_metas {
+            c.metas.insert(m.ulid, m.clone());
+        }
+        for m in &new_marks {
+            c.marks.insert(m.id, m.clone());
+        }
+    }
+    known.extend(new_metas.into_iter().map(|m| (m.ulid, m)));
+    known_marks.extend(new_marks.into_iter().map(|m| (m.id, m)));
+    out.deletion_marks = known_marks
+        .into_iter()
+        .filter(|(id, _)| known.contains_key(id))
+        .collect();
+    out.metas = known.into_iter().collect();
+    Ok(out)
+}
+
+/// One recursive listing: every block directory and whether it holds meta.json and a
+/// deletion mark. Top-level names that are not ULIDs are not blocks.
+async fn list_blocks(bucket: &dyn Bucket) -> Result<BTreeMap<Ulid, Listed>, BucketError> {
+    let mut out: BTreeMap<Ulid, Listed> = BTreeMap::new();
+    for o in bucket.list_recursive("").await? {
+        let Some((dir, file)) = o.path.split_once('/') else {
+            continue;
+        };
+        let Ok(id) = Ulid::from_string(dir) else {
+            continue;
+        };
+        let l = out.entry(id).or_default();
+        if file == META_FILENAME {
+            l.meta = true;
+        } else if file == DELETION_MARK_FILENAME {
+            l.deletion_mark = true;
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the deletion marks of `ids`. A mark gone since the listing is no mark; an unreadable
+/// one is logged and ignored (retried next fetch); any other bucket failure fails the fetch.
+async fn read_marks(bucket: &dyn Bucket, ids: Vec<Ulid>) -> Result<Vec<DeletionMark>, BucketError> {
+    let read: Vec<(Ulid, Result<bytes::Bytes, BucketError>)> = futures::stream::iter(ids)
+        .map(|id| async move {
+            (
+                id,
+                bucket.get(&format!("{id}/{DELETION_MARK_FILENAME}")).await,
+            )
+        })
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    for (id, data) in read {
+        match data {
+            Ok(d) => match parse_mark::<DeletionMark>(id, &d) {
+                Ok(m) => out.push(m),
+                Err(e) => {
+                    tracing::warn!(block = %id, error = %e, "ignoring unreadable deletion mark")
+                }
+            },
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(out)
 }
 

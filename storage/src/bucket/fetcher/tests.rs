@@ -193,3 +193,95 @@ async fn external_labels_and_resolution_filters_select_blocks() {
     assert_eq!(f.excluded.get(&us), Some(&"label-excluded"));
     assert_eq!(f.excluded.get(&eu_5m), Some(&"resolution-excluded"));
 }
+
+#[tokio::test]
+async fn a_sync_of_an_unchanged_bucket_is_one_listing_and_reads_only_new_objects() {
+    let inner: Arc<dyn Bucket> = bucket();
+    let blocks: Vec<Ulid> = (1..=5).map(|n| id_aged(9, n)).collect();
+    for id in &blocks {
+        put_meta(inner.as_ref(), &meta(*id, 0, 10)).await;
+    }
+    let now_s = NOW / 1000;
+    write_mark(
+        inner.as_ref(),
+        &DeletionMark::new(blocks[0], now_s - 60, ""),
+    )
+    .await
+    .unwrap();
+    let counted = Arc::new(FaultBucket::new(inner.clone()));
+    let fetcher = MetaFetcher::new(counted.clone()).with_filter(DeletionMarkFilter {
+        delay_ms: 3_600_000,
+        clock: clock(),
+    });
+    let calls = |c: &FaultBucket| (c.calls("list"), c.calls("list_dir"), c.calls("get"));
+
+    let first = fetcher.fetch().await.unwrap();
+    assert_eq!(ids(&first), blocks);
+    assert_eq!(
+        first.deletion_marks.keys().copied().collect::<Vec<_>>(),
+        [blocks[0]]
+    );
+    // One listing; every meta.json and the one mark read once.
+    assert_eq!(calls(&counted), (1, 0, 6));
+
+    let second = fetcher.fetch().await.unwrap();
+    assert_eq!(ids(&second), blocks);
+    assert_eq!(second.deletion_marks.len(), 1);
+    assert_eq!(
+        calls(&counted),
+        (2, 0, 6),
+        "an unchanged bucket needs its listing only"
+    );
+
+    // A new block and a new (old enough) mark: exactly their two objects are read.
+    let new = id_aged(9, 6);
+    put_meta(inner.as_ref(), &meta(new, 0, 10)).await;
+    write_mark(
+        inner.as_ref(),
+        &DeletionMark::new(blocks[1], now_s - 7200, ""),
+    )
+    .await
+    .unwrap();
+    let third = fetcher.fetch().await.unwrap();
+    assert_eq!(calls(&counted), (3, 0, 8));
+    assert_eq!(third.excluded.get(&blocks[1]), Some(&"marked-for-deletion"));
+    assert!(third.metas.contains_key(&new) && third.metas.contains_key(&blocks[0]));
+
+    // A deleted block leaves the result (and the cache) without any read.
+    crate::bucket::blocks::delete_block(inner.as_ref(), blocks[2])
+        .await
+        .unwrap();
+    let fourth = fetcher.fetch().await.unwrap();
+    assert!(!fourth.metas.contains_key(&blocks[2]));
+    assert!(fourth.partial.is_empty());
+    assert_eq!(calls(&counted), (4, 0, 8));
+}
+
+#[tokio::test]
+async fn a_failing_mark_read_fails_the_fetch_and_is_retried() {
+    let inner: Arc<dyn Bucket> = bucket();
+    let id = id_aged(9, 1);
+    put_meta(inner.as_ref(), &meta(id, 0, 10)).await;
+    let fb = Arc::new(FaultBucket::new(inner.clone()));
+    let fetcher = MetaFetcher::new(fb.clone()).with_filter(DeletionMarkFilter {
+        delay_ms: 3_600_000,
+        clock: clock(),
+    });
+    assert_eq!(ids(&fetcher.fetch().await.unwrap()), [id]);
+    write_mark(
+        inner.as_ref(),
+        &DeletionMark::new(id, NOW / 1000 - 7200, ""),
+    )
+    .await
+    .unwrap();
+    // The meta is cached, so the only read is the new mark's: when it fails, the whole fetch
+    // fails rather than serve a block whose mark could not be read.
+    fb.fail_next("get", 1, Fault::Kind(ErrorKind::Unavailable));
+    assert_eq!(
+        fetcher.fetch().await.unwrap_err().kind,
+        ErrorKind::Unavailable
+    );
+    let f = fetcher.fetch().await.unwrap();
+    assert!(f.metas.is_empty());
+    assert_eq!(f.excluded.get(&id), Some(&"marked-for-deletion"));
+}
