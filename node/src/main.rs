@@ -1,6 +1,7 @@
 //! The `strata` binary: every Strata role and tool behind one command line.
 
 mod cluster;
+mod compact;
 mod flags;
 mod format;
 mod http;
@@ -43,6 +44,8 @@ enum Command {
     Node(Box<node::NodeArgs>),
     /// Store gateway: serves the bucket's blocks over the StoreAPI (Thanos' `thanos store`).
     Store(Box<store::cli::StoreArgs>),
+    /// Compactor: compaction, retention and cleanup of the bucket (Thanos' `thanos compact`).
+    Compact(Box<compact::CompactArgs>),
     /// Next to one Prometheus: uploads its blocks, serves its recent data over the StoreAPI.
     Sidecar(Box<sidecar::SidecarArgs>),
     /// Cluster inspection and administration.
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Command::Query(args) => query::run(*args).await,
             Command::Node(args) => node::run(*args).await,
             Command::Store(args) => store::cli::run(*args).await,
+            Command::Compact(args) => compact::run(*args).await,
             Command::Sidecar(args) => sidecar::run_cli(*args).await,
             Command::Cluster { command } => command.run().await,
             Command::Tools { tool } => tool.run().await,
