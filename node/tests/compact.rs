@@ -316,3 +316,80 @@ fn a_corrupt_block_is_marked_no_compact_and_the_pass_exits_0() {
     assert!(after.iter().any(|(m, _)| m.compaction.level >= 2));
     assert!(after.iter().any(|(m, marked)| m.ulid == bad && !marked));
 }
+
+#[test]
+fn with_wait_it_serves_probes_and_metrics_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("strata");
+    generate(&data, "24");
+    let port = storage::testing::prometheus::free_port().unwrap();
+    let log = tmp.path().join("compact.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "compact",
+            &format!("--data-dir={}", data.display()),
+            &format!("--http-address=127.0.0.1:{port}"),
+            "--consistency-delay=0s",
+            "--wait",
+            "--wait-interval=1h",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "strata compact exited with {status}:\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        let m = query_common::request(port, "GET", "/metrics", None);
+        if let Ok(r) = m {
+            if r.body.contains("strata_compact_iterations_total 1") {
+                break r.body;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no completed pass in /metrics:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert!(value("strata_compact_group_compactions_total") >= 1.0);
+    assert_eq!(value("strata_compact_halted"), 0.0);
+    assert!(
+        value("strata_compact_blocks_marked_total{marker=\"deletion-mark.json\",reason=\"compacted\"}") >= 2.0
+    );
+    assert_eq!(get(port, "/-/healthy").status, 200);
+    assert_eq!(get(port, "/-/ready").status, 200);
+    // Waiting for the next pass, it stops promptly on SIGTERM with status 0.
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("strata compact did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
