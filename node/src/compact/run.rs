@@ -9,6 +9,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use std::process::ExitCode;
+use std::sync::Arc;
 use storage::compact::{Compactor, PassReport};
 use tokio::sync::watch;
 
@@ -45,7 +46,14 @@ pub async fn run(args: CompactArgs) -> anyhow::Result<ExitCode> {
         let _ = signal_tx.send(true);
     });
 
-    let compactor = Compactor::new(bucket, args.config());
+    // Drawn only when stderr is a terminal; logs carry the same progress otherwise.
+    let bar = crate::progress::items(0, "compacting groups");
+    let shown = bar.clone();
+    let compactor =
+        Compactor::new(bucket, args.config()).with_progress(Arc::new(move |done, total| {
+            shown.set_length(total as u64);
+            shown.set_position(done as u64);
+        }));
     let mut code = ExitCode::SUCCESS;
     loop {
         let pass = compactor.run_pass();
@@ -75,6 +83,7 @@ pub async fn run(args: CompactArgs) -> anyhow::Result<ExitCode> {
             _ = stop_rx.changed() => break,
         }
     }
+    bar.finish_and_clear();
     let _ = stop_tx.send(true);
     match http.await {
         Ok(Ok(())) => {}

@@ -27,7 +27,7 @@ pub mod vertical;
 mod testutil;
 
 pub use group::GroupKey;
-pub use pass::{Compactor, CompactorConfig, PassReport};
+pub use pass::{Compactor, CompactorConfig, PassReport, ProgressFn};
 
 /// No-compact reason Strata writes for a block that could not be read (corrupt or missing
 /// files, unsupported encodings); Thanos' mark format accepts any reason string.

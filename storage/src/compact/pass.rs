@@ -112,12 +112,17 @@ pub enum PassError {
     },
 }
 
+/// Called after each group of a pass with (groups done, groups in the pass), for a progress
+/// bar.
+pub type ProgressFn = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
 /// The standalone compactor over one bucket.
 #[derive(Clone)]
 pub struct Compactor {
     bucket: Arc<dyn Bucket>,
     config: CompactorConfig,
     clock: Clock,
+    progress: Option<ProgressFn>,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -136,7 +141,14 @@ impl Compactor {
             bucket,
             config,
             clock: system_clock(),
+            progress: None,
         }
+    }
+
+    /// The same compactor reporting group progress to `f`.
+    pub fn with_progress(mut self, f: ProgressFn) -> Self {
+        self.progress = Some(f);
+        self
     }
 
     /// The same compactor with `clock` as now (tests).
@@ -239,16 +251,23 @@ impl Compactor {
         let groups = group_metas(live.values(), &self.config.replica_labels);
         report.groups = groups.len();
         let no_compact_ids: BTreeSet<Ulid> = no_compact.keys().copied().collect();
-        let results: Vec<PassReport> = futures::stream::iter(groups)
+        let total = groups.len();
+        let mut results = futures::stream::iter(groups)
             .map(|(key, metas)| {
                 let marked = no_compact_ids.clone();
                 async move { self.compact_group(key, metas, marked).await }
             })
-            .buffer_unordered(self.config.concurrency.max(1))
-            .collect()
-            .await;
-        for r in results {
+            .buffer_unordered(self.config.concurrency.max(1));
+        let mut done = 0;
+        if let Some(p) = &self.progress {
+            p(done, total);
+        }
+        while let Some(r) = results.next().await {
             report.merge(r);
+            done += 1;
+            if let Some(p) = &self.progress {
+                p(done, total);
+            }
         }
         // Downsampling (storage/src/downsample) belongs here, after compaction, once it exists.
 
@@ -405,10 +424,14 @@ impl Compactor {
             resolution: key.resolution,
             mode,
         };
-        let dir = self
-            .config
-            .scratch_dir
-            .join(key.to_string().replace('/', "_"));
+        // Named by a hash: label values may be longer than a file name may be.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut h);
+        let dir = self.config.scratch_dir.join(format!(
+            "{}@{:016x}",
+            key.resolution,
+            std::hash::Hasher::finish(&h)
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| {
             MergeError::Output(crate::block::FileLocation::new("", dir.display().to_string()).io(e))
         })?;

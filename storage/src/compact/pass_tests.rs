@@ -53,10 +53,16 @@ async fn one_pass_merges_a_full_range_marks_sources_and_writes_the_index() {
     let b = bucket();
     let inputs = five_blocks(b.as_ref(), &[("cluster", "eu")]).await;
     let tmp = tempfile::tempdir().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
     let report = Compactor::new(b.clone(), config(tmp.path()))
+        .with_progress(Arc::new(move |done, total| {
+            log.lock().unwrap().push((done, total))
+        }))
         .run_pass()
         .await
         .unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![(0, 1), (1, 1)]);
     assert_eq!(report.compactions, 1, "{report:?}");
     assert_eq!(report.blocks_compacted, 4);
     assert_eq!(report.marked_for_deletion.get("compacted"), Some(&4));
