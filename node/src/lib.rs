@@ -10,6 +10,7 @@
 //! - `http`: Prometheus' HTTP API; `flags`: flags shared by commands; `tools`: `strata tools`
 
 pub mod cluster;
+pub mod compact;
 pub mod flags;
 pub mod format;
 pub mod http;

@@ -2,7 +2,7 @@
 //! command line, starts logging and the runtime, and hands over to the `node` library.
 
 use clap::{Parser, Subcommand};
-use node::{cluster, logging, node as member, query, sidecar, store, tools};
+use node::{cluster, compact, logging, node as member, query, sidecar, store, tools};
 use std::process::ExitCode;
 
 /// jemalloc with background threads that purge freed pages after its decay time (10 s): a
@@ -33,6 +33,8 @@ enum Command {
     Node(Box<member::NodeArgs>),
     /// Store gateway: serves the bucket's blocks over the StoreAPI (Thanos' `thanos store`).
     Store(Box<store::cli::StoreArgs>),
+    /// Compactor: compaction, retention and cleanup of the bucket (Thanos' `thanos compact`).
+    Compact(Box<compact::CompactArgs>),
     /// Next to one Prometheus: uploads its blocks, serves its recent data over the StoreAPI.
     Sidecar(Box<sidecar::SidecarArgs>),
     /// Cluster inspection and administration.
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
             Command::Query(args) => query::run(*args).await,
             Command::Node(args) => member::run(*args).await,
             Command::Store(args) => store::cli::run(*args).await,
+            Command::Compact(args) => compact::run(*args).await,
             Command::Sidecar(args) => sidecar::run_cli(*args).await,
             Command::Cluster { command } => command.run().await,
             Command::Tools { tool } => tool.run().await,

@@ -3,6 +3,7 @@
 pub mod block;
 pub mod bucket;
 pub mod chunkenc;
+pub mod compact;
 pub mod dedup;
 pub mod encoding;
 pub mod labels;

@@ -1,0 +1,132 @@
+//! The compactor's metrics, named after Thanos' `thanos_compact_*` with Strata's prefix.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use storage::bucket::marks::{DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME};
+use storage::compact::PassReport;
+
+/// Counters of passes, compactions, marks and cleanup.
+#[derive(Debug, Clone)]
+pub struct CompactMetrics {
+    iterations: IntCounter,
+    iteration_failures: IntCounter,
+    compactions: IntCounter,
+    vertical: IntCounter,
+    failures: IntCounter,
+    marked: IntCounterVec,
+    garbage_collected: IntCounter,
+    cleaned: IntCounter,
+    cleanup_failures: IntCounter,
+    partial: IntCounter,
+    halted: IntGauge,
+    last_success: IntGauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl CompactMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let marked = IntCounterVec::new(
+            Opts::new(
+                "strata_compact_blocks_marked_total",
+                "Total number of blocks marked in compactor.",
+            ),
+            &["marker", "reason"],
+        )?;
+        registry.register(Box::new(marked.clone()))?;
+        let halted = IntGauge::new(
+            "strata_compact_halted",
+            "Set to 1 if the compactor halted; Strata never halts, it marks bad blocks instead.",
+        )?;
+        registry.register(Box::new(halted.clone()))?;
+        let last_success = IntGauge::new(
+            "strata_compact_last_successful_run_timestamp_seconds",
+            "Unix time of the end of the last pass that completed.",
+        )?;
+        registry.register(Box::new(last_success.clone()))?;
+        Ok(CompactMetrics {
+            iterations: counter(
+                registry,
+                "strata_compact_iterations_total",
+                "Total number of iterations that were executed successfully.",
+            )?,
+            iteration_failures: counter(
+                registry,
+                "strata_compact_iteration_failures_total",
+                "Total number of iterations that could not sync the bucket.",
+            )?,
+            compactions: counter(
+                registry,
+                "strata_compact_group_compactions_total",
+                "Total number of group compaction attempts that resulted in a new block.",
+            )?,
+            vertical: counter(
+                registry,
+                "strata_compact_group_vertical_compactions_total",
+                "Total number of group compaction attempts that resulted in a new block based on overlapping blocks.",
+            )?,
+            failures: counter(
+                registry,
+                "strata_compact_group_compactions_failures_total",
+                "Total number of failed group compactions.",
+            )?,
+            marked,
+            garbage_collected: counter(
+                registry,
+                "strata_compact_garbage_collected_blocks_total",
+                "Total number of blocks marked for deletion by compactor.",
+            )?,
+            cleaned: counter(
+                registry,
+                "strata_compact_blocks_cleaned_total",
+                "Total number of blocks deleted in compactor.",
+            )?,
+            cleanup_failures: counter(
+                registry,
+                "strata_compact_block_cleanup_failures_total",
+                "Failures encountered while deleting blocks in compactor.",
+            )?,
+            partial: counter(
+                registry,
+                "strata_compact_aborted_partial_uploads_deletion_attempts_total",
+                "Total number of started deletions of blocks that are assumed aborted and only partially uploaded.",
+            )?,
+            halted,
+            last_success,
+        })
+    }
+
+    /// Adds a completed pass.
+    pub fn record(&self, r: &PassReport, end_unix_s: i64) {
+        self.iterations.inc();
+        self.compactions.inc_by(r.compactions as u64);
+        self.vertical.inc_by(r.vertical_compactions as u64);
+        self.failures.inc_by(r.failed_compactions as u64);
+        for (reason, n) in &r.marked_for_deletion {
+            self.marked
+                .with_label_values(&[DELETION_MARK_FILENAME, reason])
+                .inc_by(*n as u64);
+        }
+        for (reason, n) in &r.marked_no_compact {
+            self.marked
+                .with_label_values(&[NO_COMPACT_MARK_FILENAME, reason.as_str()])
+                .inc_by(*n as u64);
+        }
+        self.garbage_collected
+            .inc_by(r.marked_for_deletion.values().sum::<usize>() as u64);
+        self.cleaned.inc_by(r.deleted as u64);
+        self.cleanup_failures.inc_by(r.delete_failures as u64);
+        self.partial.inc_by(r.partial_removed as u64);
+        self.halted.set(0);
+        self.last_success.set(end_unix_s);
+    }
+
+    /// Counts a pass that could not start.
+    pub fn record_failure(&self) {
+        self.iteration_failures.inc();
+    }
+}

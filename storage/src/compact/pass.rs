@@ -1,0 +1,505 @@
+//! One compaction pass over the bucket, in an order that never lets one part starve another:
+//! sync metas, retention, garbage collection of superseded blocks, compaction of every group
+//! until no plan is left (groups in parallel), cleanup of marked blocks and partial uploads,
+//! and the bucket index. A block that cannot be read is marked no-compact and the pass goes
+//! on; a bucket failure fails only the group (or step) it hit, and the next pass retries.
+
+use super::cleaner::{clean_partial_uploads, delete_blocks, due_for_deletion};
+use super::group::{group_metas, GroupKey};
+use super::index::{write_index, BucketIndex};
+use super::merge::{merge_blocks, MergeError, OutputSpec};
+use super::planner::{plan, superseded};
+use super::retention::{expired, Retention};
+use super::vertical::MergeMode;
+use super::REASON_CORRUPT;
+use crate::block::error::BlockError;
+use crate::block::meta::{BlockMeta, RESOLUTION_RAW};
+use crate::block::Block;
+use crate::bucket::blocks::upload_block;
+use crate::bucket::fetcher::filters::{system_clock, Clock};
+use crate::bucket::fetcher::{ConsistencyDelayFilter, DeletionMarkFilter, Fetched, MetaFetcher};
+use crate::bucket::marks::{
+    read_mark, write_mark, DeletionMark, Mark, NoCompactMark, REASON_DOWNSAMPLE_VERTICAL_COMPACTION,
+};
+use crate::bucket::{Bucket, BucketError};
+use futures::StreamExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use ulid::Ulid;
+
+/// What the compactor is told (Thanos' `thanos compact` flags).
+#[derive(Debug, Clone)]
+pub struct CompactorConfig {
+    /// Scratch directory for merge outputs before upload.
+    pub scratch_dir: PathBuf,
+    /// `--consistency-delay` in ms.
+    pub consistency_delay_ms: i64,
+    /// `--delete-delay` in ms.
+    pub delete_delay_ms: i64,
+    /// `--retention.resolution-*`.
+    pub retention: Retention,
+    /// `--compact.concurrency`: groups compacted at once.
+    pub concurrency: usize,
+    /// `--deduplication.replica-label`s.
+    pub replica_labels: Vec<String>,
+    /// Compaction levels in ms.
+    pub ranges: Vec<i64>,
+    /// Age after which a partial upload is abandoned.
+    pub partial_upload_threshold_ms: i64,
+}
+
+/// What a pass did, for logs and metrics.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// Groups seen.
+    pub groups: usize,
+    /// Merges done (Thanos' `group_compactions_total`).
+    pub compactions: usize,
+    /// Of those, merges of overlapping blocks.
+    pub vertical_compactions: usize,
+    /// Merges that failed for a reason other than an unreadable block.
+    pub failed_compactions: usize,
+    /// Source blocks of the merges done.
+    pub blocks_compacted: usize,
+    /// Blocks marked for deletion: (reason, count); reasons `compacted`, `retention`,
+    /// `superseded`.
+    pub marked_for_deletion: BTreeMap<&'static str, usize>,
+    /// Blocks marked no-compact in this pass, by reason.
+    pub marked_no_compact: BTreeMap<String, usize>,
+    /// Blocks deleted after the delete delay.
+    pub deleted: usize,
+    /// Blocks whose deletion failed.
+    pub delete_failures: usize,
+    /// Partial uploads removed.
+    pub partial_removed: usize,
+    /// Blocks whose meta.json is unreadable (left alone).
+    pub unreadable_metas: usize,
+    /// Whether the bucket index was written.
+    pub index_written: bool,
+}
+
+impl PassReport {
+    fn merge(&mut self, o: PassReport) {
+        self.compactions += o.compactions;
+        self.vertical_compactions += o.vertical_compactions;
+        self.failed_compactions += o.failed_compactions;
+        self.blocks_compacted += o.blocks_compacted;
+        for (k, v) in o.marked_for_deletion {
+            *self.marked_for_deletion.entry(k).or_default() += v;
+        }
+        for (k, v) in o.marked_no_compact {
+            *self.marked_no_compact.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// Why a pass could not even start (the listing failed); per-group failures are counted in
+/// the report instead.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// Listing or reading metas failed.
+    #[error("syncing block metadata: {0}")]
+    Sync(#[source] BucketError),
+    /// The scratch directory is unusable.
+    #[error("scratch directory {dir}: {source}")]
+    Scratch {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Called after each group of a pass with (groups done, groups in the pass), for a progress
+/// bar.
+pub type ProgressFn = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// The standalone compactor over one bucket.
+#[derive(Clone)]
+pub struct Compactor {
+    bucket: Arc<dyn Bucket>,
+    config: CompactorConfig,
+    clock: Clock,
+    progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Compactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compactor")
+            .field("bucket", &self.bucket.describe())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Compactor {
+    /// A compactor over `bucket` with the system clock.
+    pub fn new(bucket: Arc<dyn Bucket>, config: CompactorConfig) -> Self {
+        Compactor {
+            bucket,
+            config,
+            clock: system_clock(),
+            progress: None,
+        }
+    }
+
+    /// The same compactor reporting group progress to `f`.
+    pub fn with_progress(mut self, f: ProgressFn) -> Self {
+        self.progress = Some(f);
+        self
+    }
+
+    /// The same compactor with `clock` as now (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Metas, deletion marks and no-compact marks. With `for_planning` young blocks are held
+    /// back (`--consistency-delay`) and marked blocks excluded; without, every block is kept
+    /// (for the bucket index).
+    async fn sync(
+        &self,
+        for_planning: bool,
+    ) -> Result<(Fetched, BTreeMap<Ulid, NoCompactMark>), BucketError> {
+        let mut fetcher = MetaFetcher::new(self.bucket.clone());
+        if for_planning && self.config.consistency_delay_ms > 0 {
+            fetcher = fetcher.with_filter(ConsistencyDelayFilter {
+                delay_ms: self.config.consistency_delay_ms,
+                clock: self.clock.clone(),
+            });
+        }
+        // Delay 0 hides blocks marked before this second; planning drops every marked block
+        // below. A delay no mark reaches keeps them all while still collecting the marks.
+        let delay_ms = if for_planning { 0 } else { i64::MAX };
+        let fetched = fetcher
+            .with_filter(DeletionMarkFilter {
+                delay_ms,
+                clock: self.clock.clone(),
+            })
+            .fetch()
+            .await?;
+        let bucket = self.bucket.as_ref();
+        let ids: Vec<Ulid> = fetched
+            .metas
+            .keys()
+            .chain(fetched.excluded.keys())
+            .copied()
+            .collect();
+        let marks: Vec<(Ulid, Result<Option<NoCompactMark>, BlockError>)> =
+            futures::stream::iter(ids)
+                .map(|id| async move { (id, read_mark::<NoCompactMark>(bucket, id).await) })
+                .buffer_unordered(32)
+                .collect()
+                .await;
+        let mut no_compact = BTreeMap::new();
+        for (id, m) in marks {
+            match m {
+                Ok(Some(m)) => {
+                    no_compact.insert(id, m);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(block = %id, error = %e, "ignoring unreadable no-compact mark")
+                }
+            }
+        }
+        Ok((fetched, no_compact))
+    }
+
+    /// One full pass. Errors only when the bucket cannot be listed at all.
+    pub async fn run_pass(&self) -> Result<PassReport, PassError> {
+        let mut report = PassReport::default();
+        let scratch = &self.config.scratch_dir;
+        if scratch.exists() {
+            // Leftovers of an interrupted pass: never uploaded, safe to drop.
+            std::fs::remove_dir_all(scratch).map_err(|source| PassError::Scratch {
+                dir: scratch.clone(),
+                source,
+            })?;
+        }
+        std::fs::create_dir_all(scratch).map_err(|source| PassError::Scratch {
+            dir: scratch.clone(),
+            source,
+        })?;
+        let (fetched, no_compact) = self.sync(true).await.map_err(PassError::Sync)?;
+        report.unreadable_metas = fetched.failed.len();
+        for (id, e) in &fetched.failed {
+            tracing::warn!(block = %id, error = %e, "block with unreadable meta.json left alone");
+        }
+        let mut live: BTreeMap<Ulid, BlockMeta> = fetched
+            .metas
+            .iter()
+            .filter(|(id, _)| !fetched.deletion_marks.contains_key(id))
+            .map(|(id, m)| (*id, m.clone()))
+            .collect();
+
+        let now = (self.clock)();
+        for m in expired(live.values(), &self.config.retention, now) {
+            self.mark_deleted(m.ulid, "retention", &mut report).await;
+        }
+        live.retain(|_, m| expired([&*m], &self.config.retention, now).is_empty());
+
+        let all: Vec<BlockMeta> = live.values().cloned().collect();
+        for id in superseded(&all) {
+            self.mark_deleted(id, "superseded", &mut report).await;
+            live.remove(&id);
+        }
+
+        let groups = group_metas(live.values(), &self.config.replica_labels);
+        report.groups = groups.len();
+        let no_compact_ids: BTreeSet<Ulid> = no_compact.keys().copied().collect();
+        let total = groups.len();
+        let mut results = futures::stream::iter(groups)
+            .map(|(key, metas)| {
+                let marked = no_compact_ids.clone();
+                async move { self.compact_group(key, metas, marked).await }
+            })
+            .buffer_unordered(self.config.concurrency.max(1));
+        let mut done = 0;
+        if let Some(p) = &self.progress {
+            p(done, total);
+        }
+        while let Some(r) = results.next().await {
+            report.merge(r);
+            done += 1;
+            if let Some(p) = &self.progress {
+                p(done, total);
+            }
+        }
+        // Downsampling (storage/src/downsample) belongs here, after compaction, once it exists.
+
+        self.cleanup(&mut report).await;
+        match self.sync(false).await {
+            Ok((after, marks)) => {
+                let now_s = (self.clock)() / 1000;
+                let index =
+                    BucketIndex::build(after.metas.values(), &after.deletion_marks, &marks, now_s);
+                match write_index(self.bucket.as_ref(), &index).await {
+                    Ok(()) => report.index_written = true,
+                    Err(e) => tracing::warn!(error = %e, "writing the bucket index failed"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sync for the bucket index failed"),
+        }
+        Ok(report)
+    }
+
+    async fn mark_deleted(&self, id: Ulid, reason: &'static str, report: &mut PassReport) {
+        match self
+            .write_once(DeletionMark::new(id, (self.clock)() / 1000, reason))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(block = %id, reason, "marked block for deletion");
+                *report.marked_for_deletion.entry(reason).or_default() += 1;
+            }
+            Err(e) => {
+                tracing::warn!(block = %id, reason, error = %e, "marking for deletion failed")
+            }
+        }
+    }
+
+    async fn mark_no_compact(
+        &self,
+        id: Ulid,
+        reason: &str,
+        details: &str,
+        report: &mut PassReport,
+    ) {
+        let mark = NoCompactMark::new(id, (self.clock)() / 1000, reason, details);
+        match self.write_once(mark).await {
+            Ok(()) => {
+                tracing::warn!(block = %id, reason, details, "marked block no-compact");
+                *report
+                    .marked_no_compact
+                    .entry(reason.to_string())
+                    .or_default() += 1;
+            }
+            Err(e) => tracing::warn!(block = %id, reason, error = %e, "marking no-compact failed"),
+        }
+    }
+
+    /// Writes `mark` unless the block already has one of its kind (marks carry the
+    /// compactor's clock, so the delete delay is measured on one clock).
+    async fn write_once<M: Mark>(&self, mark: M) -> Result<(), BlockError> {
+        if read_mark::<M>(self.bucket.as_ref(), mark.id())
+            .await?
+            .is_none()
+        {
+            write_mark(self.bucket.as_ref(), &mark).await?;
+        }
+        Ok(())
+    }
+
+    /// Compacts one group until its planner has nothing left.
+    async fn compact_group(
+        &self,
+        key: GroupKey,
+        mut metas: Vec<BlockMeta>,
+        mut no_compact: BTreeSet<Ulid>,
+    ) -> PassReport {
+        let mut report = PassReport::default();
+        let mode = if self.config.replica_labels.is_empty() {
+            MergeMode::Union
+        } else {
+            MergeMode::Dedup
+        };
+        loop {
+            let chosen = plan(&metas, &no_compact, &self.config.ranges);
+            if chosen.is_empty() {
+                return report;
+            }
+            let refs: Vec<&BlockMeta> = chosen.iter().collect();
+            let overlapping = !super::planner::select_overlapping(&refs).is_empty();
+            if overlapping && key.resolution != RESOLUTION_RAW {
+                // Thanos' verticalCompactionDownsampleFilter: aggregates cannot be merged.
+                for m in &chosen {
+                    self.mark_no_compact(
+                        m.ulid,
+                        REASON_DOWNSAMPLE_VERTICAL_COMPACTION,
+                        "overlapping downsampled blocks cannot be vertically compacted",
+                        &mut report,
+                    )
+                    .await;
+                    no_compact.insert(m.ulid);
+                }
+                continue;
+            }
+            let ids: Vec<String> = chosen.iter().map(|m| m.ulid.to_string()).collect();
+            tracing::info!(group = %key, blocks = ?ids, vertical = overlapping, "compacting blocks");
+            match self.compact_once(&key, &chosen, mode).await {
+                Ok(output) => {
+                    report.compactions += 1;
+                    report.blocks_compacted += chosen.len();
+                    if overlapping {
+                        report.vertical_compactions += 1;
+                    }
+                    let gone: BTreeSet<Ulid> = chosen.iter().map(|m| m.ulid).collect();
+                    for m in &chosen {
+                        self.mark_deleted(m.ulid, "compacted", &mut report).await;
+                    }
+                    metas.retain(|m| !gone.contains(&m.ulid));
+                    if let Some(out) = output {
+                        metas.push(out);
+                        metas.sort_by_key(|m| (m.min_time, m.ulid));
+                    }
+                }
+                Err(MergeError::Source { block, source }) if is_unreadable(&source) => {
+                    tracing::warn!(group = %key, %block, error = %source, "source block unreadable");
+                    self.mark_no_compact(block, REASON_CORRUPT, &source.to_string(), &mut report)
+                        .await;
+                    no_compact.insert(block);
+                }
+                Err(e) => {
+                    tracing::error!(group = %key, error = %e, "compaction failed; retrying in the next pass");
+                    report.failed_compactions += 1;
+                    return report;
+                }
+            }
+        }
+    }
+
+    /// Opens the sources, merges, uploads the output (chunks, index, meta.json last).
+    async fn compact_once(
+        &self,
+        key: &GroupKey,
+        chosen: &[BlockMeta],
+        mode: MergeMode,
+    ) -> Result<Option<BlockMeta>, MergeError> {
+        let mut blocks = Vec::with_capacity(chosen.len());
+        for m in chosen {
+            let b = Block::open_bucket(self.bucket.clone(), m.clone())
+                .await
+                .map_err(|source| MergeError::Source {
+                    block: m.ulid,
+                    source,
+                })?;
+            blocks.push(Arc::new(b));
+        }
+        let spec = OutputSpec {
+            labels: key.labels.clone(),
+            resolution: key.resolution,
+            mode,
+        };
+        // Named by a hash: label values may be longer than a file name may be.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut h);
+        let dir = self.config.scratch_dir.join(format!(
+            "{}@{:016x}",
+            key.resolution,
+            std::hash::Hasher::finish(&h)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            MergeError::Output(crate::block::FileLocation::new("", dir.display().to_string()).io(e))
+        })?;
+        let Some(out) = merge_blocks(&blocks, &dir, &spec).await? else {
+            tracing::info!(group = %key, "compacted blocks hold no samples; no output block");
+            return Ok(None);
+        };
+        let uploaded = upload_block(self.bucket.as_ref(), &out.dir, &out.meta, None)
+            .await
+            .map_err(MergeError::Output)?;
+        let _ = std::fs::remove_dir_all(&out.dir);
+        tracing::info!(
+            group = %key,
+            block = %uploaded.ulid,
+            level = uploaded.compaction.level,
+            sources = uploaded.compaction.sources.len(),
+            "uploaded compacted block"
+        );
+        Ok(Some(uploaded))
+    }
+
+    async fn cleanup(&self, report: &mut PassReport) {
+        // A fresh view: marks written in this pass count with their own time.
+        let fetched = match MetaFetcher::new(self.bucket.clone())
+            .with_filter(DeletionMarkFilter {
+                delay_ms: 0,
+                clock: self.clock.clone(),
+            })
+            .fetch()
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cleanup skipped: sync failed");
+                return;
+            }
+        };
+        let now = (self.clock)();
+        let due = due_for_deletion(&fetched.deletion_marks, self.config.delete_delay_ms, now);
+        let (done, failed) = delete_blocks(self.bucket.as_ref(), &due).await;
+        report.deleted += done;
+        report.delete_failures += failed.len();
+        for (id, e) in failed {
+            tracing::warn!(block = %id, error = %e, "deleting block failed");
+        }
+        match clean_partial_uploads(
+            self.bucket.as_ref(),
+            &fetched.partial,
+            self.config.partial_upload_threshold_ms,
+            now,
+        )
+        .await
+        {
+            Ok(removed) => report.partial_removed += removed.len(),
+            Err(e) => tracing::warn!(error = %e, "cleaning partial uploads failed"),
+        }
+    }
+}
+
+/// Whether a source error means the block itself is broken (as opposed to a bucket or disk
+/// failure worth retrying).
+fn is_unreadable(e: &BlockError) -> bool {
+    matches!(
+        e,
+        BlockError::Corrupt { .. } | BlockError::Missing { .. } | BlockError::Unsupported { .. }
+    )
+}
+
+#[cfg(test)]
+#[path = "pass_tests.rs"]
+mod tests;

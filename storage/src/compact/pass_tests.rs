@@ -1,0 +1,232 @@
+use super::*;
+use crate::bucket::marks::{read_mark, NO_COMPACT_MARK_FILENAME};
+use crate::compact::index::read_index;
+use crate::compact::planner::DEFAULT_RANGES;
+use crate::compact::testutil::{bucket, put_block, samples, series_labels, Series};
+
+const H: i64 = 3_600_000;
+
+fn config(scratch: &std::path::Path) -> CompactorConfig {
+    CompactorConfig {
+        scratch_dir: scratch.join("compact"),
+        consistency_delay_ms: 0,
+        delete_delay_ms: 48 * H,
+        retention: Retention::default(),
+        concurrency: 2,
+        replica_labels: Vec::new(),
+        ranges: DEFAULT_RANGES.to_vec(),
+        partial_upload_threshold_ms: super::super::cleaner::PARTIAL_UPLOAD_THRESHOLD_MS,
+    }
+}
+
+fn two_hours(k: i64) -> Vec<Series> {
+    (0..3)
+        .map(|i| (series_labels("up", i), samples(k * 2 * H, 240, 30_000)))
+        .collect()
+}
+
+async fn five_blocks(b: &dyn Bucket, labels: &[(&str, &str)]) -> Vec<BlockMeta> {
+    let mut out = Vec::new();
+    for k in 0..5 {
+        out.push(put_block(b, two_hours(k), k * 2 * H, (k + 1) * 2 * H, labels).await);
+    }
+    out
+}
+
+async fn live_metas(b: &Arc<dyn Bucket>) -> Vec<BlockMeta> {
+    let f = crate::bucket::fetcher::read_all(b.as_ref()).await.unwrap();
+    let mut out = Vec::new();
+    for m in f.metas.into_values() {
+        if read_mark::<DeletionMark>(b.as_ref(), m.ulid)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            out.push(m);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn one_pass_merges_a_full_range_marks_sources_and_writes_the_index() {
+    let b = bucket();
+    let inputs = five_blocks(b.as_ref(), &[("cluster", "eu")]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let report = Compactor::new(b.clone(), config(tmp.path()))
+        .with_progress(Arc::new(move |done, total| {
+            log.lock().unwrap().push((done, total))
+        }))
+        .run_pass()
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![(0, 1), (1, 1)]);
+    assert_eq!(report.compactions, 1, "{report:?}");
+    assert_eq!(report.blocks_compacted, 4);
+    assert_eq!(report.marked_for_deletion.get("compacted"), Some(&4));
+    let live = live_metas(&b).await;
+    assert_eq!(live.len(), 2, "the 8h block and the newest 2h block");
+    let merged = live.iter().find(|m| m.compaction.level == 2).unwrap();
+    assert_eq!((merged.min_time, merged.max_time), (0, 8 * H));
+    let mut srcs: Vec<Ulid> = inputs[..4].iter().map(|m| m.ulid).collect();
+    srcs.sort();
+    assert_eq!(merged.compaction.sources, srcs);
+    assert!(live.iter().any(|m| m.ulid == inputs[4].ulid));
+    // Every sample is still there.
+    let block = Block::open_bucket(b.clone(), merged.clone()).await.unwrap();
+    let all = block.all_series().await.unwrap();
+    assert_eq!(all.len(), 3);
+    let want: Vec<(i64, f64)> = (0..4)
+        .flat_map(|k| samples(k * 2 * H, 240, 30_000))
+        .collect();
+    assert_eq!(all[0].samples, want);
+    // The index lists all six blocks and the four marks.
+    assert!(report.index_written);
+    let idx = read_index(b.as_ref()).await.unwrap().unwrap();
+    assert_eq!(idx.blocks.len(), 6);
+    assert_eq!(idx.block_deletion_marks.len(), 4);
+    // A second pass has nothing more to do.
+    let again = Compactor::new(b.clone(), config(tmp.path()))
+        .run_pass()
+        .await
+        .unwrap();
+    assert_eq!(again.compactions, 0, "{again:?}");
+}
+
+#[tokio::test]
+async fn a_corrupt_block_is_marked_no_compact_and_the_rest_is_compacted() {
+    let b = bucket();
+    let inputs = five_blocks(b.as_ref(), &[]).await;
+    let bad = inputs[0].ulid;
+    let path = format!("{bad}/chunks/000001");
+    let mut data = b.get(&path).await.unwrap().to_vec();
+    for byte in data.iter_mut().skip(8) {
+        *byte = 0xff;
+    }
+    b.put(&path, data.into()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let report = Compactor::new(b.clone(), config(tmp.path()))
+        .run_pass()
+        .await
+        .unwrap();
+    assert_eq!(
+        report.marked_no_compact.get(REASON_CORRUPT),
+        Some(&1),
+        "{report:?}"
+    );
+    let mark: NoCompactMark = read_mark(b.as_ref(), bad).await.unwrap().unwrap();
+    assert_eq!(mark.reason, REASON_CORRUPT);
+    assert!(mark.details.contains("corrupt"), "{}", mark.details);
+    // Blocks 2-4 of the 8h range still merge around the marked one.
+    assert_eq!(report.compactions, 1);
+    assert_eq!(report.blocks_compacted, 3);
+    assert!(b
+        .exists(&format!("{bad}/{NO_COMPACT_MARK_FILENAME}"))
+        .await
+        .unwrap());
+    assert!(read_mark::<DeletionMark>(b.as_ref(), bad)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn overlapping_replicas_are_deduplicated_under_the_replica_label() {
+    let b = bucket();
+    let a: Vec<(i64, f64)> = (0..200).map(|i| (i * 15_000, i as f64)).collect();
+    let r: Vec<(i64, f64)> = (0..200).map(|i| (i * 15_000 + 900, i as f64)).collect();
+    let l = series_labels("c", 1);
+    put_block(
+        b.as_ref(),
+        vec![(l.clone(), a.clone())],
+        0,
+        2 * H,
+        &[("cluster", "eu"), ("replica", "a")],
+    )
+    .await;
+    put_block(
+        b.as_ref(),
+        vec![(l.clone(), r)],
+        0,
+        2 * H,
+        &[("cluster", "eu"), ("replica", "b")],
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path());
+    cfg.replica_labels = vec!["replica".into()];
+    let report = Compactor::new(b.clone(), cfg).run_pass().await.unwrap();
+    assert_eq!(report.vertical_compactions, 1, "{report:?}");
+    let live = live_metas(&b).await;
+    assert_eq!(live.len(), 1);
+    let labels = live[0].external_labels();
+    assert_eq!(labels.len(), 1);
+    assert_eq!(labels["cluster"], "eu");
+    let block = Block::open_bucket(b.clone(), live[0].clone())
+        .await
+        .unwrap();
+    assert_eq!(block.all_series().await.unwrap()[0].samples, a);
+}
+
+#[tokio::test]
+async fn overlapping_blocks_without_dedup_keep_every_distinct_sample() {
+    let b = bucket();
+    let l = series_labels("g", 1);
+    put_block(
+        b.as_ref(),
+        vec![(l.clone(), samples(0, 100, 10_000))],
+        0,
+        2 * H,
+        &[],
+    )
+    .await;
+    put_block(
+        b.as_ref(),
+        vec![(l.clone(), samples(500_000, 100, 10_000))],
+        0,
+        2 * H,
+        &[],
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let report = Compactor::new(b.clone(), config(tmp.path()))
+        .run_pass()
+        .await
+        .unwrap();
+    assert_eq!(report.vertical_compactions, 1);
+    let live = live_metas(&b).await;
+    let block = Block::open_bucket(b.clone(), live[0].clone())
+        .await
+        .unwrap();
+    // 0..990 s and 500..1490 s at 10 s: 150 distinct timestamps.
+    assert_eq!(block.all_series().await.unwrap()[0].samples.len(), 150);
+}
+
+#[tokio::test]
+async fn retention_marks_expired_blocks_and_a_zero_delete_delay_removes_them() {
+    let b = bucket();
+    let inputs = five_blocks(b.as_ref(), &[]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path());
+    cfg.delete_delay_ms = 0;
+    // Blocks ending more than 7h before now (15h - 1 ms) expire: the first three.
+    cfg.retention.raw_ms = 7 * H;
+    let now = 15 * H - 1;
+    let report = Compactor::new(b.clone(), cfg)
+        .with_clock(Arc::new(move || now))
+        .run_pass()
+        .await
+        .unwrap();
+    assert_eq!(
+        report.marked_for_deletion.get("retention"),
+        Some(&3),
+        "{report:?}"
+    );
+    assert_eq!(report.deleted, 3);
+    for m in &inputs[..3] {
+        assert!(!b.exists(&format!("{}/meta.json", m.ulid)).await.unwrap());
+    }
+    assert_eq!(live_metas(&b).await.len(), 2);
+}
