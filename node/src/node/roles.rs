@@ -12,6 +12,7 @@ use crate::query::{self, QueryRole};
 use crate::server::Component;
 use crate::sidecar::Sidecar;
 use crate::store::cli::StoreRole;
+use crate::store::flags::StoreGatewayFlags;
 
 /// Parses one `--role` value (a comma list is split by clap); only roles this binary runs.
 pub fn parse_role(s: &str) -> Result<Role, String> {
@@ -53,7 +54,13 @@ pub fn component(
             } else {
                 args.objstore.open_existing()?
             };
-            Arc::new(StoreRole::new(bucket, registry, args.sync_interval)?)
+            let gateway = StoreGatewayFlags::defaults(args.sync_interval)?;
+            Arc::new(StoreRole::with_gateway(
+                bucket,
+                &args.objstore.data_dir,
+                registry,
+                &gateway,
+            )?)
         }
         Role::Sidecar => {
             let bucket = args.objstore.open()?;

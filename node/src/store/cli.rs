@@ -33,16 +33,9 @@ pub struct StoreArgs {
 pub async fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let registry = prometheus::Registry::new();
     let bucket = args.objstore.open_existing_in(&registry)?;
-    let (catalog, service) = args
-        .gateway
-        .build(bucket, &args.objstore.data_dir, &registry)?;
+    let role = StoreRole::with_gateway(bucket, &args.objstore.data_dir, &registry, &args.gateway)?;
     let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;
     tracing::info!(grpc = %listeners.grpc_addr()?, http = %listeners.http_addr()?, "store listening");
-    let role = StoreRole {
-        catalog,
-        service,
-        sync_interval: args.gateway.sync_interval,
-    };
     Server::new(registry)
         .with(Arc::new(role))
         .run(listeners, crate::server::signal())
@@ -59,6 +52,22 @@ pub struct StoreRole {
 }
 
 impl StoreRole {
+    /// The role over `bucket` as `gateway` configures it: index headers under `data_dir`,
+    /// metrics in `registry`.
+    pub fn with_gateway(
+        bucket: Arc<dyn storage::bucket::Bucket>,
+        data_dir: &std::path::Path,
+        registry: &prometheus::Registry,
+        gateway: &StoreGatewayFlags,
+    ) -> anyhow::Result<Self> {
+        let (catalog, service) = gateway.build(bucket, data_dir, registry)?;
+        Ok(StoreRole {
+            catalog,
+            service,
+            sync_interval: gateway.sync_interval,
+        })
+    }
+
     /// The role over `bucket`, its metrics in `registry`, syncing every `sync_interval`.
     pub fn new(
         bucket: Arc<dyn storage::bucket::Bucket>,

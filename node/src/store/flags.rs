@@ -139,6 +139,21 @@ impl StoreGatewayFlags {
         RelabelConfig::parse(&text).context("in the selector relabel config")
     }
 
+    /// Thanos' defaults for every flag, with `sync_interval` (the store role of `strata node`,
+    /// whose flags do not carry the gateway's).
+    pub fn defaults(sync_interval: Duration) -> anyhow::Result<Self> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            gateway: StoreGatewayFlags,
+        }
+        let mut flags = <Defaults as clap::Parser>::try_parse_from(["strata"])
+            .map_err(|e| anyhow::anyhow!("store gateway defaults: {e}"))?
+            .gateway;
+        flags.sync_interval = sync_interval;
+        Ok(flags)
+    }
+
     /// The time window of `--min-time`/`--max-time`; refused when it is empty now.
     pub fn window(&self) -> anyhow::Result<TimeWindow> {
         let w = TimeWindow {
@@ -291,5 +306,14 @@ mod tests {
         ])
         .expect("parse");
         assert!(!ok.relabel().expect("rules").is_empty());
+    }
+
+    #[test]
+    fn node_defaults_are_thanos_defaults_with_the_node_sync_interval() {
+        let g = StoreGatewayFlags::defaults(Duration::from_secs(180)).expect("defaults");
+        assert_eq!(g.sync_interval, Duration::from_secs(180));
+        assert_eq!(g.min_time, TimeOrDuration::At(i64::MIN));
+        let parsed = parse(&[]).expect("parse");
+        assert_eq!(g.index_cache_size, parsed.index_cache_size);
     }
 }
