@@ -123,6 +123,8 @@ async fn thanos_tutorial_runs_with_strata_binaries() {
 }
 
 fn tutorial(s3: S3Server) {
+    let began = std::time::Instant::now();
+    let step = |what: &str| eprintln!("tutorial: {what} after {:?}", began.elapsed());
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
     let bucket = s3.bucket_dir();
@@ -213,15 +215,21 @@ fn tutorial(s3: S3Server) {
     store.wait_until("ready", Duration::from_secs(60), |_| ready(p.store.0));
     query.wait_until("ready", Duration::from_secs(60), |_| ready(p.query.0));
 
+    step("all processes ready");
     check_dedup(&mut query, p.query.0);
+    step("count(up) halved by dedup");
     check_uploads(&mut side_a, &mut side_b, &bucket, &data_a, &data_b);
+    step("blocks of both replicas uploaded");
     // The next index upload of sidecar B cuts the S3 connection: chunks are in, meta.json not.
     proxy.cut_on(b"/index HTTP/1");
     check_restart_uploads_nothing_twice(&mut side_a, p.side_a.0, &bucket, &data_a);
+    step("restarted sidecar uploaded nothing twice");
     check_stopped_store(&mut store, &mut query, p.query.0, &store_addr);
     store.restart();
     store.wait_until("ready again", Duration::from_secs(60), |_| ready(p.store.0));
+    step("stopped store checked and restarted");
     check_s3_outage(&mut side_b, &proxy, &bucket, &data_b);
+    step("block cut by the S3 outage uploaded whole");
 
     // Old data: a time inside blocks both replicas uploaded, answered by the store alone once
     // both Prometheus and both sidecars are stopped.
@@ -256,6 +264,7 @@ fn tutorial(s3: S3Server) {
     );
     let j = at("").json();
     assert_eq!(j["status"], "success", "{j}");
+    step("old data answered by the store alone");
     let status = store.terminate(Duration::from_secs(30));
     assert!(status.success(), "store: clean exit on SIGTERM: {status}");
     let status = query.terminate(Duration::from_secs(30));
@@ -439,6 +448,7 @@ fn check_s3_outage(side: &mut Proc, proxy: &CutProxy, bucket: &Path, data: &Path
         .collect();
     assert_eq!(partial.len(), 1, "one block of B cut half-way: {partial:?}");
     let dir = bucket.join(&partial[0].ulid);
+    eprintln!("tutorial: S3 cut while uploading block {}", partial[0].ulid);
     assert!(
         dir.join("chunks/000001").exists(),
         "chunks went up before the cut"
