@@ -228,7 +228,12 @@ fn tutorial(s3: S3Server) {
     store.restart();
     store.wait_until("ready again", Duration::from_secs(60), |_| ready(p.store.0));
     step("stopped store checked and restarted");
-    check_s3_outage(&mut side_b, &proxy, &bucket, &data_b);
+    let view = StoreView {
+        store_http: p.store.0,
+        store_addr: &store_addr,
+        query_http: p.query.0,
+    };
+    check_s3_outage(&mut side_b, &proxy, &bucket, &data_b, &view);
     step("block cut by the S3 outage uploaded whole");
 
     // Old data: a time inside blocks both replicas uploaded, answered by the store alone once
@@ -436,7 +441,60 @@ fn check_stopped_store(store: &mut Proc, query: &mut Proc, port: u16, store_addr
 
 /// S3 cut during an upload: the block stays invisible (no meta.json) and is uploaded whole once
 /// S3 is back.
-fn check_s3_outage(side: &mut Proc, proxy: &CutProxy, bucket: &Path, data: &Path) {
+/// Where the test reads what the store serves: its HTTP port (metrics), its StoreAPI address as
+/// the querier names it, and the querier's HTTP port.
+struct StoreView<'a> {
+    store_http: u16,
+    store_addr: &'a str,
+    query_http: u16,
+}
+
+impl StoreView<'_> {
+    /// Successful bucket syncs of the store so far.
+    fn syncs(&self) -> u64 {
+        let metrics = get(self.store_http, "/metrics").body;
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("strata_store_block_syncs_total{result=\"success\"}"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    }
+
+    /// `count(up{replica="B"})` over `[min_t, max_t)` (ms) as the store alone answers it: the
+    /// number of series, 0 when it has no data there.
+    fn replica_b_series(&self, min_t: i64, max_t: i64) -> Option<i64> {
+        let expr = format!(
+            "count(count_over_time(up{{replica=\"B\"}}[{}ms]))",
+            max_t - min_t - 2
+        );
+        let only = enc(&format!("{{__address__=\"{}\"}}", self.store_addr));
+        let r = get(
+            self.query_http,
+            &format!(
+                "/api/v1/query?query={}&time={}&dedup=false&storeMatch[]={only}",
+                enc(&expr),
+                secs(max_t - 1)
+            ),
+        );
+        let j: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        if j["status"] != "success" {
+            return None;
+        }
+        match j["data"]["result"].as_array()?.len() {
+            0 => Some(0),
+            _ => single_value(&r),
+        }
+    }
+}
+
+fn check_s3_outage(
+    side: &mut Proc,
+    proxy: &CutProxy,
+    bucket: &Path,
+    data: &Path,
+    store: &StoreView,
+) {
     side.wait_until(
         "S3 cut in the middle of an upload",
         Duration::from_secs(120),
@@ -463,6 +521,26 @@ fn check_s3_outage(side: &mut Proc, proxy: &CutProxy, bucket: &Path, data: &Path
         !dir.join("meta.json").exists(),
         "no meta.json while S3 is down"
     );
+    // The store syncs twice with the cut block's chunks in the bucket and does not serve it.
+    let local_meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join(&partial[0].ulid).join("meta.json")).unwrap(),
+    )
+    .unwrap();
+    let (min_t, max_t) = (
+        local_meta["minTime"].as_i64().unwrap(),
+        local_meta["maxTime"].as_i64().unwrap(),
+    );
+    let synced = store.syncs();
+    side.wait_until(
+        "two store syncs during the outage",
+        Duration::from_secs(60),
+        |_| store.syncs() >= synced + 2,
+    );
+    assert_eq!(
+        store.replica_b_series(min_t, max_t),
+        Some(0),
+        "the store serves nothing of the half-uploaded block"
+    );
     proxy.restore();
     side.wait_until(
         "the cut block uploaded after the outage",
@@ -479,6 +557,11 @@ fn check_s3_outage(side: &mut Proc, proxy: &CutProxy, bucket: &Path, data: &Path
             partial[0].ulid
         );
     }
+    side.wait_until(
+        "the store serves the completed block",
+        Duration::from_secs(60),
+        |_| store.replica_b_series(min_t, max_t) == Some(TARGETS),
+    );
 }
 
 /// The middle of the newest block of replica A whose middle a block of replica B also covers.
