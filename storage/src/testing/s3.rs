@@ -13,6 +13,7 @@ pub const BUCKET: &str = "bkt";
 #[derive(Debug)]
 pub struct S3Server {
     root: TempDir,
+    access_key: String,
     /// Port on 127.0.0.1.
     pub port: u16,
     task: tokio::task::JoinHandle<()>,
@@ -27,12 +28,20 @@ impl Drop for S3Server {
 impl S3Server {
     /// Starts the server on an ephemeral port inside the current tokio runtime.
     pub async fn start() -> std::io::Result<S3Server> {
+        Self::start_with_credentials(ACCESS_KEY, SECRET_KEY).await
+    }
+
+    /// Starts the server accepting only `access_key`/`secret_key` (e.g. the Thanos tutorial's).
+    pub async fn start_with_credentials(
+        access_key: &str,
+        secret_key: &str,
+    ) -> std::io::Result<S3Server> {
         let root = tempfile::tempdir()?;
         std::fs::create_dir_all(root.path().join(BUCKET))?;
         let fs = s3s_fs::FileSystem::new(root.path())
             .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
         let service = builder.build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
@@ -48,15 +57,20 @@ impl S3Server {
                 });
             }
         });
-        Ok(S3Server { root, port, task })
+        Ok(S3Server {
+            root,
+            access_key: access_key.to_string(),
+            port,
+            task,
+        })
     }
 
     /// Thanos objstore YAML for this server with `secret` and extra `config:` lines.
     pub fn yaml(&self, secret: &str, extra: &str) -> String {
         format!(
             "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: 127.0.0.1:{}\n  \
-             access_key: {ACCESS_KEY}\n  secret_key: {secret}\n  insecure: true\n{extra}",
-            self.port
+             access_key: {}\n  secret_key: {secret}\n  insecure: true\n{extra}",
+            self.port, self.access_key
         )
     }
 

@@ -11,7 +11,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -255,22 +255,41 @@ impl StoreDiscovery {
         out
     }
 
+    /// Every A/AAAA address of `name` from DNS; `None` when the lookup failed.
+    async fn lookup(&self, resolver: &TokioResolver, name: &str, port: u16) -> Option<Vec<String>> {
+        match resolver.lookup_ip(name).await {
+            Ok(ips) => Some(
+                ips.iter()
+                    .map(|ip| SocketAddr::new(ip, port).to_string())
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(name, error = %e, "cannot resolve dns+ endpoint; keeping its previous addresses");
+                None
+            }
+        }
+    }
+
     /// The addresses behind one DNS spec; `None` when the lookup failed (keep the old ones).
     async fn resolve(&self, spec: &StoreSpec) -> Option<Vec<String>> {
         let resolver = self.resolver.as_ref()?;
         match spec {
             StoreSpec::Static(a) => Some(vec![a.clone()]),
-            StoreSpec::Dns { name, port } => match resolver.lookup_ip(name.as_str()).await {
-                Ok(ips) => Some(
-                    ips.iter()
-                        .map(|ip| SocketAddr::new(ip, *port).to_string())
-                        .collect(),
-                ),
-                Err(e) => {
-                    tracing::warn!(name, error = %e, "cannot resolve dns+ endpoint; keeping its previous addresses");
-                    None
+            StoreSpec::Dns { name, port } if self.config.nameserver.is_none() => {
+                let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+                let listed = hosts_file_addrs(&hosts, name);
+                if listed.is_empty() {
+                    self.lookup(resolver, name, *port).await
+                } else {
+                    Some(
+                        listed
+                            .iter()
+                            .map(|ip| SocketAddr::new(*ip, *port).to_string())
+                            .collect(),
+                    )
                 }
-            },
+            }
+            StoreSpec::Dns { name, port } => self.lookup(resolver, name, *port).await,
             StoreSpec::Srv { name, port, no_a } => {
                 let records = match resolver.srv_lookup(name.as_str()).await {
                     Ok(l) => l,
@@ -412,6 +431,21 @@ fn read_sd_file(cache: &mut HashMap<PathBuf, FileState>, path: &Path) -> Vec<Str
                 .unwrap_or_default()
         }
     }
+}
+
+/// The addresses a hosts file gives `name`. Go's resolver (so Thanos' `dns+`) answers from
+/// /etc/hosts alone when it lists the name; hickory would add RFC 6761's `::1` to `localhost`
+/// even when the file maps it to 127.0.0.1 only, and every query would warn about `[::1]`.
+pub(crate) fn hosts_file_addrs(hosts: &str, name: &str) -> Vec<IpAddr> {
+    let name = name.trim_end_matches('.');
+    hosts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('#').next()?.split_whitespace();
+            let ip: IpAddr = fields.next()?.parse().ok()?;
+            fields.any(|n| n.eq_ignore_ascii_case(name)).then_some(ip)
+        })
+        .collect()
 }
 
 #[cfg(test)]

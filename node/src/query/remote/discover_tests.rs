@@ -228,3 +228,20 @@ async fn names_are_re_resolved_after_the_interval() {
     assert!(hup.success(), "SIGHUP to dnsmasq");
     wait_for(&d, &["127.0.0.6:1"]).await;
 }
+
+#[test]
+fn hosts_file_names_answer_alone_as_in_go() {
+    let hosts = "# comment\n127.0.0.1 localhost vm\n::1 ip6-localhost # v6\n10.0.0.7 Store.Example\nbad line\n";
+    let ips = |n: &str| -> Vec<String> {
+        hosts_file_addrs(hosts, n)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(ips("localhost"), ["127.0.0.1"]);
+    assert_eq!(ips("localhost."), ["127.0.0.1"]);
+    assert_eq!(ips("store.example"), ["10.0.0.7"]);
+    assert_eq!(ips("ip6-localhost"), ["::1"]);
+    assert!(ips("comment").is_empty() && ips("v6").is_empty() && ips("line").is_empty());
+    assert!(ips("elsewhere.example").is_empty());
+}
