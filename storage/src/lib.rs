@@ -4,6 +4,7 @@ pub mod block;
 pub mod bucket;
 pub mod chunkenc;
 pub mod dedup;
+pub mod downsample;
 pub mod encoding;
 pub mod labels;
 pub mod matcher;
