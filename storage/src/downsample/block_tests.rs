@@ -287,3 +287,40 @@ async fn a_missing_input_block_is_an_error_and_uploads_nothing() {
     assert!(matches!(e, DownsampleError::Block(_)), "{e}");
     assert!(list_block_ids(bucket.as_ref()).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_downsampled_block_passes_promtool_analyze() {
+    if !crate::testing::promtool_available() {
+        eprintln!("SKIPPED: promtool/prometheus not on PATH (bash .ci/run installs them)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut series = raw_series();
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    let (dir, _) = write_block(
+        &tmp.path().join("raw"),
+        series,
+        Some(ThanosMeta::default()),
+        BlockWriterOptions::default(),
+    )
+    .unwrap();
+    let input = Block::open_dir(&dir).await.unwrap();
+    let out = tmp.path().join("out");
+    let id = Ulid::new();
+    let meta = write_downsampled(&input, id, &out.join(id.to_string()), RES_5M)
+        .await
+        .unwrap();
+    let report = crate::testing::prometheus::promtool_analyze(&out, &id.to_string()).unwrap();
+    assert!(report.contains(&format!("Block ID: {id}")), "{report}");
+    assert!(report.contains("Series: 3"), "{report}");
+    assert_eq!(meta.stats.num_series, 3);
+    // Samples are counted as Thanos does: the windows in the count aggregates.
+    let windows: u64 = input
+        .all_series()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| reference(&s.samples, RES_5M).len() as u64)
+        .sum();
+    assert_eq!(meta.stats.num_samples, windows);
+}
