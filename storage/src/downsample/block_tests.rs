@@ -176,9 +176,28 @@ fn check_series(labels: &Labels, chunks: &[(ChunkMeta, AggrChunk)], raw: &[(i64,
 }
 
 #[tokio::test]
-async fn raw_block_to_5m_then_1h_matches_the_raw_samples() {
+async fn raw_block_to_5m_then_1h_matches_the_raw_samples_in_memory() {
+    raw_to_5m_to_1h(Arc::new(ObjectStoreBucket::in_memory())).await;
+}
+
+#[tokio::test]
+async fn raw_block_to_5m_then_1h_matches_the_raw_samples_over_s3() {
+    let s3 = crate::testing::s3::S3Server::start().await.unwrap();
+    let config = crate::bucket::config::BucketConfig::parse(
+        &s3.yaml(crate::testing::s3::SECRET_KEY, ""),
+        "test",
+    )
+    .unwrap();
+    let metrics =
+        crate::bucket::metrics::BucketMetrics::register(&prometheus::Registry::new()).unwrap();
+    let bucket = crate::bucket::open::open_bucket(&config, &Default::default(), &metrics).unwrap();
+    raw_to_5m_to_1h(bucket).await;
+    // The objects really are in the S3 server's directory.
+    assert!(std::fs::read_dir(s3.bucket_dir()).unwrap().count() >= 3);
+}
+
+async fn raw_to_5m_to_1h(bucket: Arc<dyn Bucket>) {
     let tmp = tempfile::tempdir().unwrap();
-    let bucket: Arc<dyn Bucket> = Arc::new(ObjectStoreBucket::in_memory());
     let mut series = raw_series();
     // The index lists series in label order.
     series.sort_by(|a, b| a.0.cmp(&b.0));

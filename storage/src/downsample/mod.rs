@@ -1,5 +1,17 @@
 //! Downsampling into Thanos' aggregate chunks, byte-compatible with Thanos: the chunk codec,
 //! the per-series aggregation, whole blocks in the bucket, and which blocks qualify.
+//!
+//! Reading (not wired yet): a downsampled block's chunk records have encoding byte 0xff, so
+//! [`crate::block::segments::SegmentReader::chunk_record`] reads them (its `chunk` refuses
+//! them) and [`AggrChunk::get`] / [`AggrChunk::samples`] give one aggregate. A store serving
+//! `max_source_resolution` answers a `SeriesRequest` from the coarsest blocks not coarser than
+//! `max_resolution_window`, filling gaps with finer ones, and returns for downsampled blocks a
+//! `storepb.AggrChunk` whose `count`/`sum`/`min`/`max`/`counter` fields are the requested
+//! `aggregates` (each the sub-chunk's XOR bytes) instead of `raw`. The querier asks for the
+//! aggregates the PromQL function needs (Thanos' `aggrsFromFunc`: `min`/`min_*` -> min,
+//! `max`/`max_*` -> max, `count`/`count_*` -> count, `sum_*` -> sum, `rate`, `increase`,
+//! `irate`, `resets` -> counter, anything else, `sum` included, -> count and sum for an average)
+//! and reads the counter through [`apply_counter_resets`], averages as sum / count.
 
 pub mod aggr;
 pub mod block;
