@@ -5,6 +5,7 @@
 //! and `thanos.source: compactor`; the block goes up chunks first, then index, meta.json last.
 
 use super::aggr::{expand_xor, AggrChunk, CHUNK_ENC_AGGR};
+use super::fetch::download_block;
 use super::window::{downsample_aggr, downsample_raw, AggrChunkMeta, WindowError};
 use super::RES_5M;
 use crate::block::index::{ChunkMeta, IndexWriter};
@@ -83,8 +84,8 @@ pub enum DownsampleError {
 }
 
 /// Downsamples block `meta` of `bucket` to `resolution` (ms), building the new block under
-/// `tmp_dir` and uploading it; returns the new block's ULID. The local copy is removed
-/// afterwards, also on failure. A failed upload leaves a partial block without meta.json.
+/// `tmp_dir` (with a copy of the input unless the bucket is a local directory) and uploading
+/// it; returns the new block's ULID. The local copies are removed afterwards, also on failure. A failed upload leaves a partial block without meta.json.
 pub async fn downsample_block(
     bucket: Arc<dyn Bucket>,
     meta: &BlockMeta,
@@ -99,18 +100,27 @@ pub async fn downsample_block(
             target: resolution,
         });
     }
-    let input = Block::open_bucket(bucket.clone(), meta.clone()).await?;
     let id = Ulid::new();
+    let in_dir = tmp_dir.join(meta.ulid.to_string());
     let dir = tmp_dir.join(id.to_string());
     let result = async {
+        // A FILESYSTEM bucket is read in place; any other is copied to disk first.
+        let input = if bucket.local_path(&format!("{}/index", meta.ulid)).is_some() {
+            Block::open_bucket(bucket.clone(), meta.clone()).await?
+        } else {
+            download_block(bucket.as_ref(), meta, &in_dir).await?;
+            Block::open_dir(&in_dir).await?
+        };
         let out_meta = write_downsampled(&input, id, &dir, resolution).await?;
         upload_block(bucket.as_ref(), &dir, &out_meta, None).await?;
         Ok(id)
     }
     .await;
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(dir = %dir.display(), error = %e, "could not remove the local downsampled block");
+    for d in [&in_dir, &dir] {
+        if let Err(e) = std::fs::remove_dir_all(d) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %d.display(), error = %e, "could not remove a local block copy");
+            }
         }
     }
     if result.is_ok() {

@@ -15,6 +15,7 @@
 
 pub mod aggr;
 pub mod block;
+pub mod fetch;
 pub mod plan;
 pub mod window;
 
