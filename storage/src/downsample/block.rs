@@ -167,7 +167,11 @@ async fn write_downsampled(
         }
         series.push((labels, written));
     }
-    segments.finish()?;
+    let segment_files: Vec<String> = segments
+        .finish()?
+        .iter()
+        .filter_map(|f| f.path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
 
     let mut index = IndexWriter::create(
         &dir.join(INDEX_FILENAME),
@@ -196,7 +200,8 @@ async fn write_downsampled(
     thanos.downsample.resolution = resolution;
     thanos.source = COMPACTOR_SOURCE.to_string();
     thanos.files.clear();
-    thanos.segment_files.clear();
+    // Deprecated but still written by Thanos' downsampler: the segment file names.
+    thanos.segment_files = segment_files;
     meta.write_to_dir(dir)
         .map_err(|e| FileLocation::new(&name, META_FILENAME).io(e))?;
     Ok(meta)

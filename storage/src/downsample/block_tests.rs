@@ -254,6 +254,7 @@ async fn raw_to_5m_to_1h(bucket: Arc<dyn Bucket>) {
     assert_eq!(t.labels, meta.thanos.as_ref().unwrap().labels);
     let files: Vec<&str> = t.files.iter().map(|f| f.rel_path.as_str()).collect();
     assert_eq!(files, ["chunks/000001", "index", "meta.json"]);
+    assert_eq!(t.segment_files, ["000001"]);
     assert_eq!(m.stats.num_series, 3);
     assert_eq!(
         m.stats.num_chunks,
