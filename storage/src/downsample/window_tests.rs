@@ -613,3 +613,45 @@ proptest::proptest! {
         proptest::prop_assert_eq!(last.last().unwrap().1, samples.last().unwrap().1);
     }
 }
+
+proptest::proptest! {
+    #[test]
+    fn two_levels_match_a_reference_at_one_hour_and_keep_counter_totals(
+        start in 0i64..10_000_000,
+        steps in proptest::collection::vec((1i64..900_000, 0u32..1000, proptest::bool::weighted(0.05)), 1..1500),
+    ) {
+        let (mut t, mut v) = (start, 0.0);
+        let mut samples = Vec::new();
+        for (dt, inc, reset) in steps {
+            v = if reset { f64::from(inc) } else { v + f64::from(inc) };
+            samples.push((t, v));
+            t += dt;
+        }
+        let five = downsample_raw(&samples, 300_000).unwrap();
+        let chunks: Vec<AggrChunk> = five.iter().map(|c| c.chunk.clone()).collect();
+        let (mint, maxt) = (five[0].min_time, five[five.len() - 1].max_time);
+        let hour = downsample_aggr(&chunks, mint, maxt, 300_000, 3_600_000).unwrap();
+        let mut got = BTreeMap::new();
+        for c in &hour {
+            let [count, sum, min, max] = [AggrType::Count, AggrType::Sum, AggrType::Min, AggrType::Max]
+                .map(|a| c.chunk.samples(a).unwrap());
+            for i in 0..count.len() {
+                let w = count[i].0 - count[i].0 % 3_600_000;
+                got.insert(w, (count[i].1, sum[i].1, min[i].1, max[i].1));
+            }
+        }
+        proptest::prop_assert_eq!(got, reference(&samples, 3_600_000));
+        // Resets applied across the hour chunks give the raw counter's final total.
+        let mut total = 0.0;
+        let mut last: Option<f64> = None;
+        for &(_, v) in &samples {
+            total += match last { Some(l) if v >= l => v - l, _ => v };
+            last = Some(v);
+        }
+        let applied = apply_counter_resets(
+            hour.iter().map(|c| c.chunk.samples(AggrType::Counter).unwrap()).collect(),
+        );
+        proptest::prop_assert_eq!(applied.last().map(|s| s.1), Some(total));
+        proptest::prop_assert_eq!(applied.first().copied(), samples.first().copied());
+    }
+}
