@@ -5,6 +5,7 @@ pub mod bucket;
 pub mod chunkenc;
 pub mod compact;
 pub mod dedup;
+pub mod downsample;
 pub mod encoding;
 pub mod labels;
 pub mod matcher;

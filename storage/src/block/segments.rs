@@ -147,7 +147,13 @@ impl SegmentWriter {
 
     /// Appends one chunk and returns its reference.
     pub fn write_chunk(&mut self, chunk: &Chunk) -> Result<ChunkRef, BlockError> {
-        let len = chunk.data.len() as u64;
+        self.write_record(chunk.encoding.as_byte(), &chunk.data)
+    }
+
+    /// Appends one chunk record with any encoding byte (Thanos' aggregate chunks use 0xff,
+    /// which [`Encoding`] does not model) and returns its reference.
+    pub fn write_record(&mut self, encoding: u8, data: &[u8]) -> Result<ChunkRef, BlockError> {
+        let len = data.len() as u64;
         if len >= 1 << 32 {
             return Err(BlockError::InvalidInput {
                 block: self.block.clone(),
@@ -169,8 +175,8 @@ impl SegmentWriter {
         self.record.clear();
         put_uvarint(&mut self.record, len);
         let body = self.record.len();
-        self.record.push(chunk.encoding.as_byte());
-        self.record.extend_from_slice(&chunk.data);
+        self.record.push(encoding);
+        self.record.extend_from_slice(data);
         let crc = crc32c(&self.record[body..]);
         self.record.extend_from_slice(&crc.to_be_bytes());
         let index = self.done.len() as u32;
@@ -297,6 +303,19 @@ impl SegmentReader {
     /// Reads the chunk at `chunk_ref`, checking bounds and the CRC; one range read for most
     /// chunks, two for chunks longer than 512 bytes.
     pub async fn chunk(&self, chunk_ref: u64) -> Result<Chunk, BlockError> {
+        let (enc_byte, data) = self.chunk_record(chunk_ref).await?;
+        let r = ChunkRef(chunk_ref);
+        let encoding = Encoding::from_byte(enc_byte).map_err(|e| {
+            let file = format!("{CHUNKS_DIR}/{}", segment_file_name(r.segment()));
+            FileLocation::new(self.block.clone(), file)
+                .unsupported(format!("chunk at offset {}: {e}", r.offset()))
+        })?;
+        Ok(Chunk::new(encoding, data))
+    }
+
+    /// Reads the chunk record at `chunk_ref` as its encoding byte and data, whatever the
+    /// encoding (Thanos' aggregate chunks, 0xff, included); bounds and CRC checked.
+    pub async fn chunk_record(&self, chunk_ref: u64) -> Result<(u8, Bytes), BlockError> {
         let r = ChunkRef(chunk_ref);
         let offset = u64::from(r.offset());
         let Some(seg) = self.segments.get(r.segment() as usize) else {
@@ -336,7 +355,7 @@ impl SegmentReader {
         if record > bytes.len() as u64 {
             bytes = read(seg, offset..offset + record).await?;
         }
-        parse_record(&bytes, offset, &seg.loc).map(|(chunk, _)| chunk)
+        parse_raw_record(&bytes, offset, &seg.loc).map(|(enc, data, _)| (enc, data))
     }
 }
 
@@ -451,6 +470,19 @@ pub fn parse_record(
     offset: u64,
     loc: &FileLocation,
 ) -> Result<(Chunk, usize), BlockError> {
+    let (enc_byte, data, end) = parse_raw_record(buf, offset, loc)?;
+    let encoding = Encoding::from_byte(enc_byte)
+        .map_err(|e| loc.unsupported(format!("chunk at offset {offset}: {e}")))?;
+    Ok((Chunk::new(encoding, data), end))
+}
+
+/// As [`parse_record`], but returns the encoding byte unparsed with the data and the record's
+/// length, for encodings [`Encoding`] does not model (Thanos' aggregate chunks).
+pub fn parse_raw_record(
+    buf: &Bytes,
+    offset: u64,
+    loc: &FileLocation,
+) -> Result<(u8, Bytes, usize), BlockError> {
     let mut d = Decbuf::new(buf, offset);
     let len = d.uvarint32().map_err(|e| loc.decode(e))? as usize;
     let body = buf.len() - d.remaining();
@@ -468,9 +500,7 @@ pub fn parse_record(
             ),
         ));
     }
-    let encoding = Encoding::from_byte(enc_byte)
-        .map_err(|e| loc.unsupported(format!("chunk at offset {offset}: {e}")))?;
-    Ok((Chunk::new(encoding, buf.slice(body + 1..end - 4)), end))
+    Ok((enc_byte, buf.slice(body + 1..end - 4), end))
 }
 
 #[cfg(test)]
