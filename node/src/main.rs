@@ -8,6 +8,7 @@ mod logging;
 mod node;
 mod progress;
 mod query;
+mod rule;
 mod sidecar;
 mod store;
 mod tools;
@@ -45,6 +46,8 @@ enum Command {
     Store(Box<store::cli::StoreArgs>),
     /// Next to one Prometheus: uploads its blocks, serves its recent data over the StoreAPI.
     Sidecar(Box<sidecar::SidecarArgs>),
+    /// Recording and alerting rules, alerts to Alertmanager (Thanos' `thanos rule`).
+    Rule(Box<rule::cli::RuleArgs>),
     /// Cluster inspection and administration.
     Cluster {
         #[command(subcommand)]
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
             Command::Node(args) => node::run(*args).await,
             Command::Store(args) => store::cli::run(*args).await,
             Command::Sidecar(args) => sidecar::run_cli(*args).await,
+            Command::Rule(args) => rule::cli::run(*args).await,
             Command::Cluster { command } => command.run().await,
             Command::Tools { tool } => tool.run().await,
         }

@@ -12,6 +12,11 @@ pub enum Tool {
         #[command(subcommand)]
         command: bucket::BucketCommand,
     },
+    /// Tools over rule files.
+    Rules {
+        #[command(subcommand)]
+        command: crate::rule::RulesCommand,
+    },
 }
 
 impl Tool {
@@ -19,6 +24,7 @@ impl Tool {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             Tool::Bucket { command } => command.run().await,
+            Tool::Rules { command } => Ok(command.run()),
         }
     }
 }
