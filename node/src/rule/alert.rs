@@ -70,7 +70,8 @@ impl Alert {
         if self.resolved_at > self.last_sent_at {
             return true;
         }
-        self.last_sent_at + resend_delay_ms < ts
+        // Never sent: Go's zero time is long before any `ts`.
+        self.last_sent_at == 0 || self.last_sent_at + resend_delay_ms < ts
     }
 }
 

@@ -643,26 +643,34 @@ pub fn humanize_duration(mut v: f64) -> String {
     format!("{}{prefix}s", format_g(v, Some(4)))
 }
 
-/// Prometheus' `humanizeTimestamp`: the UTC time of unix seconds, Go's `time.Time.String()`.
+/// Prometheus' `humanizeTimestamp`: the UTC time of unix seconds at millisecond precision
+/// (Prometheus goes through `model.Time`), as Go's `time.Time.String()` prints it.
 pub fn humanize_timestamp(v: f64) -> String {
-    if !v.is_finite() {
+    let ns = v * 1e9;
+    if !v.is_finite() || ns >= i64::MAX as f64 || ns <= i64::MIN as f64 {
         return format_g(v, Some(4));
     }
-    let secs = v.floor() as i64;
-    let nanos = ((v - v.floor()) * 1e9).round() as i64;
+    let (date, time, frac) = utc_parts((ns as i64).div_euclid(1_000_000));
+    format!("{date} {time}{frac} +0000 UTC")
+}
+
+/// Date `YYYY-MM-DD`, time `hh:mm:ss` and fraction (`.123`, trailing zeros cut, or "") of
+/// unix milliseconds in UTC.
+pub fn utc_parts(ms: i64) -> (String, String, String) {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let frac = if nanos == 0 {
+    let frac = if milli == 0 {
         String::new()
     } else {
-        format!(".{:09}", nanos).trim_end_matches('0').to_string()
+        format!(".{milli:03}").trim_end_matches('0').to_string()
     };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}{frac} +0000 UTC",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
+    (
+        format!("{y:04}-{m:02}-{d:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, (rem / 60) % 60, rem % 60),
+        frac,
     )
 }
 

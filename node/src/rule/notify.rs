@@ -57,10 +57,8 @@ pub struct Notifier {
 
 /// Go's `time.Time` JSON form (RFC 3339, fraction trimmed, `Z`).
 pub fn rfc3339(ms: i64) -> String {
-    let s = super::funcs::humanize_timestamp(ms as f64 / 1000.0);
-    // "YYYY-MM-DD hh:mm:ss[.fff] +0000 UTC" -> "YYYY-MM-DDThh:mm:ss[.fff]Z"
-    let core = s.trim_end_matches(" +0000 UTC");
-    format!("{}Z", core.replacen(' ', "T", 1))
+    let (date, time, frac) = super::funcs::utc_parts(ms);
+    format!("{date}T{time}{frac}Z")
 }
 
 /// The link Prometheus puts in `generatorURL`: the expression in the table view.

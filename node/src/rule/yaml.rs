@@ -209,7 +209,14 @@ impl MarkedEventReceiver for Builder {
                 self.stack.push((at(kind), None, anchor));
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((node, _, anchor)) = self.stack.pop() {
+                if let Some((mut node, _, anchor)) = self.stack.pop() {
+                    // The parser marks a block mapping where its first ':' is; yaml.v3
+                    // places a mapping at its first key.
+                    if let Kind::Map(entries) = &node.kind {
+                        if let Some((k, _)) = entries.first() {
+                            (node.line, node.column) = (k.line, k.column);
+                        }
+                    }
                     self.push_value(node, anchor);
                 }
             }
