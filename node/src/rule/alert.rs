@@ -262,7 +262,7 @@ impl AlertingRule {
 
     /// The alerts to send at `ts` (marking them sent), with `valid_until` set as Prometheus
     /// does: four times the larger of the resend delay and the group interval.
-    pub fn to_send(&mut self, ts: i64, resend_delay_ms: i64, interval_ms: i64) -> Vec<Alert> {
+    pub fn take_due(&mut self, ts: i64, resend_delay_ms: i64, interval_ms: i64) -> Vec<Alert> {
         let delta = resend_delay_ms.max(interval_ms);
         let mut out = Vec::new();
         for a in self.active.values_mut() {
@@ -332,7 +332,7 @@ mod tests {
             "{out:?}"
         );
         assert!(
-            r.to_send(1_000, 60_000, 1_000).is_empty(),
+            r.take_due(1_000, 60_000, 1_000).is_empty(),
             "pending alerts are not sent"
         );
         r.eval(&[series("a", 6.0)], 3_000, 0, &ctx()).expect("eval");
@@ -342,21 +342,21 @@ mod tests {
             out.iter().any(|(l, _)| l["alertstate"] == "firing"),
             "{out:?}"
         );
-        let sent = r.to_send(4_000, 60_000, 1_000);
+        let sent = r.take_due(4_000, 60_000, 1_000);
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].fired_at, 4_000);
         assert_eq!(sent[0].annotations["summary"], "a is 7");
         assert_eq!(sent[0].labels["alertname"], "High");
         assert!(!sent[0].labels.contains_key("__name__"));
         assert!(
-            r.to_send(5_000, 60_000, 1_000).is_empty(),
+            r.take_due(5_000, 60_000, 1_000).is_empty(),
             "not resent before the delay"
         );
         let out = r.eval(&[], 6_000, 0, &ctx()).expect("eval");
         assert!(out.is_empty());
-        let sent = r.to_send(6_000, 60_000, 1_000);
+        let sent = r.take_due(6_000, 60_000, 1_000);
         assert_eq!((sent.len(), sent[0].resolved_at), (1, 6_000));
-        assert!(r.to_send(7_000, 60_000, 1_000).is_empty());
+        assert!(r.take_due(7_000, 60_000, 1_000).is_empty());
     }
 
     #[test]

@@ -166,10 +166,12 @@ fn group_json(g: &Group, want: Option<&str>) -> Value {
     let rules: Vec<Value> = g
         .rules
         .iter()
-        .filter(|(s, _)| match (want, s) {
-            (Some("alert"), RuleState::Recording(..)) => false,
-            (Some("record"), RuleState::Alerting(_)) => false,
-            _ => true,
+        .filter(|(s, _)| {
+            !matches!(
+                (want, s),
+                (Some("alert"), RuleState::Recording(..))
+                    | (Some("record"), RuleState::Alerting(_))
+            )
         })
         .map(|(s, h)| rule_json(s, h))
         .collect();

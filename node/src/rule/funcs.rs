@@ -431,7 +431,7 @@ pub fn format_g(v: f64, prec: Option<usize>) -> String {
         // that is an integer uses its digit count.
         Some(p) => {
             let p = p.max(1) as i32;
-            if p > digits && digits >= exp + 1 {
+            if p > digits && digits > exp {
                 digits
             } else {
                 p
@@ -743,7 +743,8 @@ mod tests {
 
     #[test]
     fn query_results_feed_first_label_and_value() {
-        let q = |_: &str| -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+        type Samples = Vec<(BTreeMap<String, String>, f64)>;
+        let q = |_: &str| -> Result<Samples, String> {
             Ok(vec![(
                 BTreeMap::from([("job".to_string(), "api".to_string())]),
                 3.0,
