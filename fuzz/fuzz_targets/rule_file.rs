@@ -6,6 +6,7 @@
 //! are compiled into this target with `#[path]` includes under the module names node uses.
 #![no_main]
 
+#[allow(dead_code)]
 #[path = "common/query_input.rs"]
 mod query_input;
 

@@ -143,6 +143,10 @@ fn rule_json(state: &RuleState, h: &Health) -> Value {
             obj.insert("name".into(), json!(r.alert));
             obj.insert("query".into(), json!(r.expr));
             obj.insert("duration".into(), json!(r.for_.as_secs_f64()));
+            obj.insert(
+                "keepFiringFor".into(),
+                json!(r.keep_firing_for.as_secs_f64()),
+            );
             obj.insert("labels".into(), json!(r.labels));
             obj.insert("annotations".into(), json!(r.annotations));
             obj.insert("alerts".into(), json!(active_alerts(a)));
