@@ -254,6 +254,29 @@ impl QueryBackend for EngineBackend {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn embedded_engine_answers_vectors_and_scalars_and_refuses_matrices() {
+        let mut mem = promql::MemoryQueryable::new();
+        let labels = storage::labels::Labels::from_pairs([("__name__", "x"), ("job", "a")]);
+        mem.append(labels, &[(1_000, 2.0), (2_000, 3.0)]);
+        let b = EngineBackend::new(promql::Engine::default(), Arc::new(mem));
+        let a = b
+            .instant("x * 2", 2_000, PartialResponse::Abort)
+            .await
+            .expect("vector");
+        assert_eq!(
+            a.samples,
+            vec![(LabelMap::from([("job".into(), "a".into())]), 6.0)]
+        );
+        let s = b
+            .instant("1 + 1", 2_000, PartialResponse::Abort)
+            .await
+            .expect("scalar");
+        assert_eq!(s.samples, vec![(LabelMap::new(), 2.0)]);
+        let m = b.instant("x[1m]", 2_000, PartialResponse::Abort).await;
+        assert_eq!(m, Err(QueryError::NotVector));
+    }
+
     #[test]
     fn reads_vectors_scalars_and_errors() {
         let v = serde_json::json!({"status":"success","data":{"resultType":"vector","result":[
