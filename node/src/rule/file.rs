@@ -604,6 +604,36 @@ mod tests {
         assert!(e[0].starts_with("yaml: line "), "{e:?}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_yaml_like_text_gets_a_verdict_without_panicking(
+            text in "[-a-z :{}\\[\\]'\"|>&*!#\n0-9$.()]{0,200}"
+        ) {
+            let _ = parse(text.as_bytes());
+        }
+
+        #[test]
+        fn any_bytes_get_a_verdict_without_panicking(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = parse(&bytes);
+        }
+    }
+
+    #[test]
+    fn templates_in_valid_files_expand_without_panicking() {
+        let g = parse(b"groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    annotations:\n      a: '{{ range $i, $x := .Labels }}{{ $i }}{{ else }}none{{ end }}{{ printf \"%5.1f|%-4s|%x\" $value \"ab\" \"hi\" }}'\n").expect("valid");
+        let r = &g.groups[0].rules[0];
+        let t = template::Template::parse(
+            "t",
+            &format!("{}{}", template::ALERT_DEFS, r.annotations["a"]),
+        )
+        .expect("parses");
+        let data = template::alert_data(&BTreeMap::new(), &BTreeMap::new(), "", 2.5);
+        let out = t
+            .execute(&data, &super::super::funcs::Env::default())
+            .expect("executes");
+        assert_eq!(out, "none  2.5|ab  |6869");
+    }
+
     #[test]
     fn empty_files_have_no_groups() {
         assert_eq!(parse(b"").expect("empty is valid"), RuleGroups::default());
