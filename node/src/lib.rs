@@ -18,6 +18,7 @@ pub mod logging;
 pub mod node;
 pub mod progress;
 pub mod query;
+pub mod rule;
 pub mod server;
 pub mod sidecar;
 pub mod store;

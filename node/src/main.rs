@@ -2,7 +2,7 @@
 //! command line, starts logging and the runtime, and hands over to the `node` library.
 
 use clap::{Parser, Subcommand};
-use node::{cluster, compact, logging, node as member, query, sidecar, store, tools};
+use node::{cluster, compact, logging, node as member, query, rule, sidecar, store, tools};
 use std::process::ExitCode;
 
 /// jemalloc with background threads that purge freed pages after its decay time (10 s): a
@@ -37,6 +37,8 @@ enum Command {
     Compact(Box<compact::CompactArgs>),
     /// Next to one Prometheus: uploads its blocks, serves its recent data over the StoreAPI.
     Sidecar(Box<sidecar::SidecarArgs>),
+    /// Recording and alerting rules, alerts to Alertmanager (Thanos' `thanos rule`).
+    Rule(Box<rule::cli::RuleArgs>),
     /// Cluster inspection and administration.
     Cluster {
         #[command(subcommand)]
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             Command::Store(args) => store::cli::run(*args).await,
             Command::Compact(args) => compact::run(*args).await,
             Command::Sidecar(args) => sidecar::run_cli(*args).await,
+            Command::Rule(args) => rule::cli::run(*args).await,
             Command::Cluster { command } => command.run().await,
             Command::Tools { tool } => tool.run().await,
         }

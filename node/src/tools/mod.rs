@@ -13,6 +13,12 @@ pub enum Tool {
         #[command(subcommand)]
         command: bucket::BucketCommand,
     },
+    /// Tools over rule files.
+    Rules {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: crate::rule::RulesCommand,
+    },
 }
 
 impl Tool {
@@ -20,6 +26,7 @@ impl Tool {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             Tool::Bucket { command } => command.run().await,
+            Tool::Rules { command } => Ok(command.run()),
         }
     }
 }

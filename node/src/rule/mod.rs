@@ -1,0 +1,44 @@
+//! `strata rule`: Prometheus-exact recording and alerting rules, alerts to Alertmanager.
+//!
+//! - `yaml`: YAML with node positions (promtool's messages name line:column)
+//! - `file`: rule files (Prometheus' format, Thanos' `partial_response_strategy`), validation
+//! - `check`: `strata tools rules check`, promtool's `check rules`
+//! - `template`, `funcs`: Go text/template subset and Prometheus' template functions
+//! - `alert`, `recording`: the two kinds of rules' evaluation; `group`: one group's iteration
+//! - `backend`: where queries go (`--query` over HTTP, or the embedded engine)
+//! - `manager`: group scheduling and reload; `glob`: `--rule-file` patterns
+//! - `notify`: Alertmanager v2 client; `results`: the ruler's own series; `metrics`
+//! - `api`: `/api/v1/rules`, `/api/v1/alerts`, `/-/reload`; `cli`: `strata rule`
+
+pub mod alert;
+pub mod api;
+pub mod backend;
+pub mod check;
+pub mod cli;
+pub mod file;
+pub mod funcs;
+pub mod glob;
+pub mod group;
+pub mod manager;
+pub mod metrics;
+pub mod notify;
+pub mod recording;
+pub mod results;
+pub mod template;
+pub mod yaml;
+
+/// `strata tools rules ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum RulesCommand {
+    /// Check rule files as `promtool check rules` does (same messages and exit codes).
+    Check(check::CheckArgs),
+}
+
+impl RulesCommand {
+    /// Runs the subcommand.
+    pub fn run(self) -> std::process::ExitCode {
+        match self {
+            RulesCommand::Check(args) => check::run_cli(&args),
+        }
+    }
+}
