@@ -8,7 +8,7 @@
 # build  release build of `strata`
 # serve  start Prometheus (2 h blocks, no compaction, no scraping) and `strata query` on copies
 #        (hard links) of the cached blocks; waits until both are ready. MODE=storeapi serves the
-#        blocks from `strata node --role store` instead, and `strata query --endpoint` reads
+#        blocks from `strata store` (the store gateway) instead, and `strata query --endpoint` reads
 #        them over the StoreAPI (gRPC on loopback)
 # run    the dashboard suite (bench/run_suite.py): median of REPS runs per case on both
 # stop   stop both servers
@@ -96,7 +96,7 @@ EOF
         >"$RUN/prometheus.log" 2>&1 &
     echo $! >"$RUN/prometheus.pid"
     if [[ "$MODE" == storeapi ]]; then
-        "$STRATA_BIN" node --role store --cluster.insecure --cluster.bootstrap \
+        "$STRATA_BIN" store \
             --data-dir="$RUN/store" --grpc-address="127.0.0.1:$STORE_GRPC" \
             --http-address="127.0.0.1:$STORE_HTTP" \
             --objstore.config="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$RUN/strata/bucket")" \
