@@ -37,8 +37,8 @@ pub struct CompactArgs {
     /// How long 1h-downsampled blocks are kept; 0d keeps them forever.
     #[arg(long = "retention.resolution-1h", default_value = "0d", value_parser = parse_duration)]
     pub retention_1h: Duration,
-    /// Disable downsampling. Note: downsampling is not implemented yet, so no pass
-    /// downsamples whether or not this is given.
+    /// Disable downsampling (by default each pass downsamples raw blocks spanning 40 h to
+    /// 5m and 5m blocks spanning 10 d to 1h after compacting).
     #[arg(long = "downsampling.disable")]
     pub downsampling_disable: bool,
     /// Groups compacted at the same time.
@@ -59,6 +59,7 @@ impl CompactArgs {
     /// The library's configuration from the flags.
     pub fn config(&self) -> CompactorConfig {
         CompactorConfig {
+            downsample: !self.downsampling_disable,
             scratch_dir: self.objstore.data_dir.join("compact"),
             consistency_delay_ms: ms(self.consistency_delay),
             delete_delay_ms: ms(self.delete_delay),

@@ -12,6 +12,8 @@ pub struct CompactMetrics {
     compactions: IntCounter,
     vertical: IntCounter,
     failures: IntCounter,
+    downsampled: IntCounter,
+    downsample_failures: IntCounter,
     marked: IntCounterVec,
     garbage_collected: IntCounter,
     cleaned: IntCounter,
@@ -74,6 +76,16 @@ impl CompactMetrics {
                 "strata_compact_group_compactions_failures_total",
                 "Total number of failed group compactions.",
             )?,
+            downsampled: counter(
+                registry,
+                "strata_compact_downsample_total",
+                "Total number of downsampled blocks written.",
+            )?,
+            downsample_failures: counter(
+                registry,
+                "strata_compact_downsample_failures_total",
+                "Total number of failed downsamplings.",
+            )?,
             marked,
             garbage_collected: counter(
                 registry,
@@ -106,6 +118,9 @@ impl CompactMetrics {
         self.compactions.inc_by(r.compactions as u64);
         self.vertical.inc_by(r.vertical_compactions as u64);
         self.failures.inc_by(r.failed_compactions as u64);
+        self.downsampled.inc_by(r.downsampled as u64);
+        self.downsample_failures
+            .inc_by(r.downsample_failures as u64);
         for (reason, n) in &r.marked_for_deletion {
             self.marked
                 .with_label_values(&[DELETION_MARK_FILENAME, reason])

@@ -7,7 +7,8 @@
 //!   `strata_compact_iterations_total`, `strata_compact_iteration_failures_total`,
 //!   `strata_compact_group_compactions_total`,
 //!   `strata_compact_group_vertical_compactions_total`,
-//!   `strata_compact_group_compactions_failures_total`,
+//!   `strata_compact_group_compactions_failures_total`, `strata_compact_downsample_total`,
+//!   `strata_compact_downsample_failures_total`,
 //!   `strata_compact_blocks_marked_total{marker,reason}`,
 //!   `strata_compact_garbage_collected_blocks_total`, `strata_compact_blocks_cleaned_total`,
 //!   `strata_compact_block_cleanup_failures_total`,
@@ -16,8 +17,8 @@
 //!   `strata_compact_last_successful_run_timestamp_seconds`.
 //! - `run`: the pass loop (`--wait`), the HTTP server (`/metrics`, `/-/healthy`, `/-/ready`)
 //!
-//! Unfinished: downsampling (`--downsampling.disable` is accepted; the pass does not
-//! downsample yet), `--selector.relabel-config`, the Raft-coordinated compact role.
+//! Unfinished: `--selector.relabel-config`, the Raft-coordinated compact role; the querier
+//! does not read downsampled blocks yet (`max_source_resolution`).
 
 pub mod flags;
 pub mod metrics;

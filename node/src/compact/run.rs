@@ -15,9 +15,6 @@ use tokio::sync::watch;
 
 /// Runs `strata compact`.
 pub async fn run(args: CompactArgs) -> anyhow::Result<ExitCode> {
-    if !args.downsampling_disable {
-        tracing::info!("downsampling is not implemented yet; passes compact without downsampling");
-    }
     let bucket = args.objstore.open()?;
     let registry = prometheus::Registry::new();
     let metrics = CompactMetrics::register(&registry).context("registering compactor metrics")?;
@@ -109,6 +106,8 @@ fn log_report(r: &PassReport) {
         deleted = r.deleted,
         partial_removed = r.partial_removed,
         unreadable_metas = r.unreadable_metas,
+        downsampled = r.downsampled,
+        downsample_failures = r.downsample_failures,
         index_written = r.index_written,
         "compaction pass done"
     );

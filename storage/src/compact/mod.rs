@@ -11,8 +11,8 @@
 //! - `index`: the bucket index (`bucket-index.json.gz`) written after each pass, and its reader
 //! - `pass`: one full pass over the bucket, wiring the above
 //!
-//! Unfinished: downsampling (storage/src/downsample, another change) is not called from the
-//! pass yet; tombstone-driven rewrites of single blocks are not planned.
+//! Downsampling (`crate::downsample`) runs in each pass after compaction.
+//! Unfinished: tombstone-driven rewrites of single blocks are not planned.
 
 pub mod cleaner;
 pub mod group;

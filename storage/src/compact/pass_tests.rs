@@ -8,6 +8,7 @@ const H: i64 = 3_600_000;
 
 fn config(scratch: &std::path::Path) -> CompactorConfig {
     CompactorConfig {
+        downsample: false,
         scratch_dir: scratch.join("compact"),
         consistency_delay_ms: 0,
         delete_delay_ms: 48 * H,
@@ -229,4 +230,36 @@ async fn retention_marks_expired_blocks_and_a_zero_delete_delay_removes_them() {
         assert!(!b.exists(&format!("{}/meta.json", m.ulid)).await.unwrap());
     }
     assert_eq!(live_metas(&b).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_pass_downsamples_a_raw_block_spanning_40_hours_to_5m_once() {
+    let b = bucket();
+    // One raw block of 48 h (as a 2d compaction leaves it), 3 series at 30 s.
+    let series: Vec<Series> = (0..3)
+        .map(|i| (series_labels("up", i), samples(0, 48 * 120, 30_000)))
+        .collect();
+    let raw = put_block(b.as_ref(), series, 0, 48 * H, &[("cluster", "eu")]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path());
+    cfg.downsample = true;
+    let compactor = Compactor::new(b.clone(), cfg);
+    let report = compactor.run_pass().await.unwrap();
+    assert_eq!(
+        (report.downsampled, report.downsample_failures),
+        (1, 0),
+        "{report:?}"
+    );
+    let live = live_metas(&b).await;
+    let five_m: Vec<&BlockMeta> = live.iter().filter(|m| m.resolution() == 300_000).collect();
+    assert_eq!(five_m.len(), 1, "{live:?}");
+    assert_eq!(five_m[0].compaction.sources, raw.compaction.sources);
+    assert_eq!((five_m[0].min_time, five_m[0].max_time), (0, 48 * H));
+    assert!(
+        live.iter().any(|m| m.ulid == raw.ulid),
+        "the raw block stays"
+    );
+    // The next pass finds the raw block's sources in a 5m block already.
+    let again = compactor.run_pass().await.unwrap();
+    assert_eq!(again.downsampled, 0, "{again:?}");
 }
