@@ -185,6 +185,13 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         .await
         .context("opening the Raft node")?;
     tracing::info!(grpc = %listeners.grpc_addr()?, advertise = %advertise, http = %http_local, roles = ?roles, "node listening");
+    if roles.contains(&Role::Query) {
+        tracing::info!(
+            "query it at {}/api/v1/query?query=up (Prometheus' HTTP API; Grafana: a Prometheus data source at {})",
+            browsable_url(http_local),
+            browsable_url(http_local)
+        );
+    }
 
     let registry = prometheus::Registry::new();
     let node_http = Arc::new(NodeHttp {
@@ -298,5 +305,36 @@ pub(crate) fn query_args(args: &NodeArgs) -> QueryArgs {
         endpoints: args.endpoints.clone(),
         // Not bound: the node's one gRPC port (--grpc-address) carries its roles' services.
         grpc_address: args.grpc_address.clone(),
+    }
+}
+
+/// The URL a person on this machine opens for `addr`: an unspecified address (0.0.0.0, ::)
+/// means every interface, so localhost reaches it.
+fn browsable_url(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::browsable_url;
+
+    #[test]
+    fn unspecified_addresses_are_shown_as_localhost() {
+        assert_eq!(
+            browsable_url("0.0.0.0:10902".parse().unwrap()),
+            "http://localhost:10902"
+        );
+        assert_eq!(
+            browsable_url("[::]:9".parse().unwrap()),
+            "http://localhost:9"
+        );
+        assert_eq!(
+            browsable_url("127.0.0.1:80".parse().unwrap()),
+            "http://127.0.0.1:80"
+        );
     }
 }
