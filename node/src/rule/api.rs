@@ -22,42 +22,9 @@ use std::time::Duration;
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 
-/// The ruler's results as the query API's source (always ready).
-pub struct ResultsSource(pub Arc<Results>);
-
+/// The ruler's results serve the query API (always ready).
 #[async_trait]
-impl Queryable for ResultsSource {
-    async fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<promql::SeriesData>, QueryError> {
-        self.0.select(matchers, mint, maxt).await
-    }
-
-    async fn label_names(
-        &self,
-        m: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, QueryError> {
-        self.0.label_names(m, mint, maxt).await
-    }
-
-    async fn label_values(
-        &self,
-        name: &str,
-        m: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, QueryError> {
-        self.0.label_values(name, m, mint, maxt).await
-    }
-}
-
-#[async_trait]
-impl SeriesSource for ResultsSource {
+impl SeriesSource for Results {
     async fn series(
         &self,
         matchers: &[Matcher],
@@ -65,7 +32,6 @@ impl SeriesSource for ResultsSource {
         maxt: i64,
     ) -> Result<Vec<Labels>, QueryError> {
         Ok(self
-            .0
             .select(matchers, mint, maxt)
             .await?
             .into_iter()
@@ -254,7 +220,7 @@ pub fn router(
 ) -> anyhow::Result<Router> {
     let registry_for_metrics = registry.clone();
     let state = Arc::new(ApiState {
-        source: Arc::new(ResultsSource(results)),
+        source: results,
         engine: Arc::new(Engine::new(EngineOptions {
             lookback_delta_ms: 5 * 60 * 1000,
             max_samples: 50_000_000,
