@@ -278,6 +278,18 @@ impl Engine {
                     })
                     .collect(),
             ),
+            Val::Sparse(vs) => Value::Vector(
+                vs.into_iter()
+                    .filter_map(|s| {
+                        let v = s.points.first().filter(|p| p.0 == 0)?.1;
+                        Some(Sample {
+                            metric: Arc::unwrap_or_clone(s.labels),
+                            t: time_ms,
+                            v,
+                        })
+                    })
+                    .collect(),
+            ),
             Val::Matrix(m) => Value::Matrix(
                 m.into_iter()
                     .map(|(l, points)| Series {
@@ -341,6 +353,14 @@ impl Engine {
                 })
                 .filter(|s| !s.points.is_empty())
                 .collect(),
+            Val::Sparse(vs) => vs
+                .into_iter()
+                .filter(|s| !s.points.is_empty())
+                .map(|s| Series {
+                    metric: Arc::unwrap_or_clone(s.labels),
+                    points: s.points.iter().map(|&(i, v)| (grid.t(i), v)).collect(),
+                })
+                .collect(),
             other => {
                 return Err(QueryError::BadData(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
@@ -399,7 +419,7 @@ impl Engine {
                 cancel: Some(&cancel),
                 held: crate::eval::held::Held::new(options.max_samples),
             };
-            ev.eval(&expr, &grid)
+            ev.eval_result(&expr, &grid)
         });
         let r = tokio::time::timeout_at(deadline, eval).await;
         // On a timeout the guard stays armed: the thread stops at its next check either way.

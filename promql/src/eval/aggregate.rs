@@ -2,7 +2,7 @@
 //! count_values, with `by`/`without`.
 
 use super::parallel::map_parts;
-use super::{Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
+use super::{Evaluator, Grid, Lbl, OutBuilder, SSeries, VSeries, Val};
 use crate::error::QueryError;
 use crate::functions::histogram::quantile;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
@@ -184,7 +184,7 @@ impl Evaluator<'_> {
                 }
             };
             let input = self.eval_vector(&a.expr, g)?;
-            return Ok(Val::Vector(count_values(
+            return Ok(Val::Sparse(count_values(
                 self, &label, without, grouping, input, g,
             )?));
         }
@@ -330,6 +330,8 @@ fn topk(
     Ok(out.finish())
 }
 
+/// `count_values`: every distinct value makes a series of its own, which typically has a
+/// value at few steps, so the output is sparse and holds (and counts) only points present.
 fn count_values(
     ev: &Evaluator,
     label: &str,
@@ -337,7 +339,7 @@ fn count_values(
     mut grouping: Vec<String>,
     input: Vec<VSeries>,
     g: &Grid,
-) -> Result<Vec<VSeries>, QueryError> {
+) -> Result<Vec<SSeries>, QueryError> {
     if !valid_label_name(label) {
         return Err(QueryError::Execution(format!(
             "invalid label name {label:?}"
@@ -346,9 +348,8 @@ fn count_values(
     if !without {
         grouping.push(label.to_owned());
     }
-    // Every distinct value makes a series of its own: each is reserved as it appears, so a
-    // high-cardinality input fails with the samples limit instead of growing without bound.
-    let mut out = OutBuilder::new(g.n, &ev.held);
+    let mut out: Vec<SSeries> = Vec::new();
+    let mut slots: HashMap<Lbl, usize> = HashMap::new();
     let mut work = 0;
     for i in 0..g.n {
         // Each value costs a label set here, far more than a sample elsewhere.
@@ -374,12 +375,25 @@ fn count_values(
                 }
             }
         }
+        // The step's points are reserved before they are kept, as Prometheus counts them.
+        ev.held.reserve(counts.len())?;
         for (l, c) in counts {
-            let slot = out.slot(Arc::new(l))?;
-            out.put(slot, i, c)?;
+            let k = match slots.get(&l) {
+                Some(&k) => k,
+                None => {
+                    let l: Lbl = Arc::new(l);
+                    slots.insert(l.clone(), out.len());
+                    out.push(SSeries {
+                        labels: l,
+                        points: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            out[k].points.push((i, c));
         }
     }
-    Ok(out.finish())
+    Ok(out)
 }
 
 /// Prometheus 2.42 picks topk/bottomk members with Go's `container/heap`; which of several

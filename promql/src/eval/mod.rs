@@ -56,12 +56,24 @@ pub(crate) struct VSeries {
     pub vals: Vec<Option<f64>>,
 }
 
+/// One series of a sparse vector value: only the steps where it has a value, in step order.
+#[derive(Debug, Clone)]
+pub(crate) struct SSeries {
+    pub labels: Lbl,
+    pub points: Vec<(usize, f64)>,
+}
+
 /// A node's value over the grid.
 #[derive(Debug)]
 pub(crate) enum Val {
     Scalar(Vec<f64>),
     Str(String),
     Vector(Vec<VSeries>),
+    /// An instant vector whose series have values at few steps each (`count_values` makes a
+    /// series per distinct value): only the points present are held and counted, as in
+    /// Prometheus. Only a query's result stays sparse; [`Evaluator::eval`] hands every other
+    /// consumer the dense form.
+    Sparse(Vec<SSeries>),
     /// Range vector at a single instant (only as an instant query's result).
     Matrix(Vec<(Lbl, Vec<(i64, f64)>)>),
 }
@@ -271,9 +283,41 @@ impl Evaluator<'_> {
     /// plus the result (what `e`'s arguments held is freed).
     pub fn eval(&self, e: &Expr, g: &Grid) -> Result<Val, QueryError> {
         let before = self.held.level();
-        let v = self.eval_node(e, g)?;
+        let v = match self.eval_node(e, g)? {
+            Val::Sparse(s) => Val::Vector(self.densify(s, g.n)?),
+            v => v,
+        };
         self.held.settle(before, cells(&v))?;
         Ok(v)
+    }
+
+    /// Evaluates the query's expression `e`: as [`Evaluator::eval`], but a sparse result stays
+    /// sparse, since the answer lists only the points present anyway.
+    pub fn eval_result(&self, e: &Expr, g: &Grid) -> Result<Val, QueryError> {
+        let before = self.held.level();
+        let v = self.eval_node(unparen(e), g)?;
+        self.held.settle(before, cells(&v))?;
+        Ok(v)
+    }
+
+    /// The dense form of a sparse vector, its cells reserved before they are allocated.
+    fn densify(&self, sparse: Vec<SSeries>, n: usize) -> Result<Vec<VSeries>, QueryError> {
+        let dense = sparse.len().checked_mul(n).ok_or_else(held::too_many)?;
+        self.held.reserve(dense)?;
+        let mut work = 0;
+        let mut out = Vec::with_capacity(sparse.len());
+        for s in sparse {
+            self.pace(&mut work, n)?;
+            let mut vals = vec![None; n];
+            for (i, v) in s.points {
+                vals[i] = Some(v);
+            }
+            out.push(VSeries {
+                labels: s.labels,
+                vals,
+            });
+        }
+        Ok(out)
     }
 
     fn eval_node(&self, e: &Expr, g: &Grid) -> Result<Val, QueryError> {
@@ -355,13 +399,14 @@ impl Evaluator<'_> {
     }
 }
 
-/// The cells a value holds: one per step of each series (present or not), one per point of
-/// a range vector.
+/// The cells a value holds: one per step of each series of a dense vector (present or not),
+/// one per point of a sparse or range vector.
 pub(crate) fn cells(v: &Val) -> usize {
     match v {
         Val::Scalar(x) => x.len(),
         Val::Str(_) => 0,
         Val::Vector(vs) => vs.iter().map(|s| s.vals.len()).sum(),
+        Val::Sparse(vs) => vs.iter().map(|s| s.points.len()).sum(),
         Val::Matrix(m) => m.iter().map(|(_, p)| p.len()).sum(),
     }
 }
@@ -371,7 +416,7 @@ pub(crate) fn val_type(v: &Val) -> &'static str {
     match v {
         Val::Scalar(_) => "scalar",
         Val::Str(_) => "string",
-        Val::Vector(_) => "instant vector",
+        Val::Vector(_) | Val::Sparse(_) => "instant vector",
         Val::Matrix(_) => "range vector",
     }
 }
