@@ -68,17 +68,23 @@ pub fn parse(query: &str) -> Result<ParsedExpr, QueryError> {
     }
 }
 
-/// As [`parse`], without blocking the async runtime.
-async fn parse_async(query: &str, hold: Option<Hold>) -> Result<Arc<ParsedExpr>, QueryError> {
-    if depth::check_text(query)? <= depth::SHALLOW {
-        return parse_here(query).map(Arc::new);
-    }
+/// As [`parse`], off the async runtime: even a shallow query can be megabytes of matchers or
+/// a regex to compile. `hold` is kept until the parse ends, also when the caller stopped
+/// waiting. The parser cannot be interrupted; its time is bounded by the input bounds instead
+/// (at most the depth limit and the 10 MiB form limit; worst cases measured in
+/// `examples/parse_worst.rs`, figures in BENCHMARKS.md).
+pub async fn parse_async(query: &str, hold: Option<Hold>) -> Result<Arc<ParsedExpr>, QueryError> {
     let query = query.to_owned();
-    stack::run(move || {
+    tokio::task::spawn_blocking(move || {
         let _hold = hold;
-        parse_here(&query).map(Arc::new)
+        parse(&query).map(Arc::new)
     })
     .await
+    .unwrap_or_else(|e| {
+        Err(QueryError::Execution(format!(
+            "unexpected error: parsing stopped: {e}"
+        )))
+    })
 }
 
 /// Parses on the current thread: its stack must fit the query's depth.
@@ -388,17 +394,20 @@ impl Engine {
         let guard = CancelOnDrop::new(&ctl.cancel);
         let deadline = tokio::time::Instant::from_std(ctl.deadline);
         let end = grid.end();
-        let data = tokio::time::timeout_at(
-            deadline,
-            load::load(
-                queryable,
-                &expr,
-                grid.start,
-                end,
-                self.options.lookback_delta_ms,
-                self.options.max_samples,
-            ),
-        )
+        let (lookback, max_samples) = (self.options.lookback_delta_ms, self.options.max_samples);
+        let planned = {
+            // Off the runtime: a query may hold thousands of regexes to compile.
+            let expr = expr.clone();
+            tokio::task::spawn_blocking(move || load::plan(&expr, grid.start, end, lookback))
+        };
+        let data = tokio::time::timeout_at(deadline, async {
+            let plan = planned.await.unwrap_or_else(|e| {
+                Err(QueryError::Execution(format!(
+                    "unexpected error: planning stopped: {e}"
+                )))
+            })?;
+            load::load(queryable, plan, max_samples).await
+        })
         .await
         .map_err(|_| QueryError::Timeout("query queue"))??;
         let options = self.options.clone();

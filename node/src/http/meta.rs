@@ -3,10 +3,10 @@
 
 use super::json;
 use super::params::{
-    dedup_labels, go_quote, is_valid_label_name, parse_match_params, parse_time_param, read_form,
-    Form, MAX_TIME_MS, MIN_TIME_MS,
+    dedup_labels, go_quote, is_valid_label_name, parse_match_params_async, parse_time_param,
+    read_form, Form, MAX_TIME_MS, MIN_TIME_MS,
 };
-use super::response::{ApiError, ApiResult};
+use super::response::{ApiError, ApiResult, ErrorType};
 use super::store_params::StoreOptions;
 use super::{ApiState, SeriesSource};
 use axum::extract::{Path, Request, State};
@@ -25,9 +25,9 @@ fn time_range(form: &Form) -> Result<(i64, i64), ApiError> {
 }
 
 /// The source as this request reads it: deduplicated per `dedup` and `replicaLabels[]`.
-fn request_source(st: &ApiState, form: &Form) -> Result<Arc<dyn SeriesSource>, ApiError> {
+async fn request_source(st: &ApiState, form: &Form) -> Result<Arc<dyn SeriesSource>, ApiError> {
     let labels = dedup_labels(form, &st.replica_labels)?;
-    let opts = StoreOptions::from_form(form)?;
+    let opts = StoreOptions::read(form).await?;
     // The source as this request sees it, recording its warnings (a failing store, a skipped
     // block), which the answer then carries as Prometheus does.
     let view = st
@@ -68,11 +68,14 @@ pub async fn series(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult 
         Ok(r) => r,
         Err(e) => return e.into(),
     };
-    let sets = match parse_match_params(&matches) {
+    let sets = match parse_match_params_async(&matches).await {
         Ok(s) => s,
-        Err(e) => return ApiError::invalid_param("match[]", e).into(),
+        Err(e) if e.typ == ErrorType::BadData => {
+            return ApiError::invalid_param("match[]", e.message).into()
+        }
+        Err(e) => return e.into(),
     };
-    let source = match request_source(&st, &form) {
+    let source = match request_source(&st, &form).await {
         Ok(s) => s,
         Err(e) => return e.into(),
     };
@@ -113,12 +116,13 @@ async fn label_query(st: &ApiState, req: Request) -> Result<LabelQuery, ApiResul
     let form = read_form(req).await.map_err(ApiResult::from)?;
     let (start, end) = time_range(&form).map_err(ApiResult::from)?;
     // Prometheus does not wrap match[] errors here.
-    let mut sets = parse_match_params(&form.values("match[]"))
-        .map_err(|e| ApiResult::from(ApiError::bad_data(e)))?;
+    let mut sets = parse_match_params_async(&form.values("match[]"))
+        .await
+        .map_err(ApiResult::from)?;
     if sets.is_empty() {
         sets.push(Vec::new());
     }
-    let source = request_source(st, &form).map_err(ApiResult::from)?;
+    let source = request_source(st, &form).await.map_err(ApiResult::from)?;
     Ok((source, start, end, sets))
 }
 
@@ -190,7 +194,7 @@ pub async fn query_exemplars(req: Request) -> ApiResult {
     if end < start {
         return ApiError::bad_data("end timestamp must not be before start timestamp").into();
     }
-    match promql::engine::parse(form.value("query")) {
+    match promql::engine::parse_async(form.value("query"), None).await {
         Err(e) => ApiError::bad_data(e.to_string()).into(),
         Ok(expr) if !has_selector(&expr) => ApiResult::NoContent,
         Ok(_) => ApiResult::data("[]".into()),

@@ -375,6 +375,28 @@ pub fn format_prometheus_duration(ms: i64) -> String {
     out
 }
 
+/// Runs `f`, a parse of client input, off the async runtime: a selector can be megabytes of
+/// matchers and regexes to compile, and a worker thread busy with it stalls every connection
+/// it serves (`/-/healthy` included).
+pub async fn off_runtime<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("parsing the request failed: {e}")))
+}
+
+/// [`parse_match_params`] off the async runtime.
+pub async fn parse_match_params_async(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let owned: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    off_runtime(move || {
+        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        parse_match_params(&refs)
+    })
+    .await?
+    .map_err(ApiError::bad_data)
+}
+
 /// Parses `match[]` values like `parseMatchersParam`: each must be a series selector, and each
 /// must have a matcher that does not match the empty string.
 pub fn parse_match_params(values: &[&str]) -> Result<Vec<Vec<Matcher>>, String> {

@@ -41,7 +41,7 @@ pub async fn instant(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult
         Ok(d) => d,
         Err(e) => return e.into(),
     };
-    let opts = match StoreOptions::from_form(&form) {
+    let opts = match StoreOptions::read(&form).await {
         Ok(o) => o,
         Err(e) => return e.into(),
     };
@@ -86,7 +86,7 @@ pub async fn range(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult {
         Ok(d) => d,
         Err(e) => return e.into(),
     };
-    let opts = match StoreOptions::from_form(&form) {
+    let opts = match StoreOptions::read(&form).await {
         Ok(o) => o,
         Err(e) => return e.into(),
     };

@@ -40,6 +40,16 @@ impl StoreOptions {
         })
     }
 
+    /// As [`StoreOptions::from_form`], with `storeMatch[]` selectors parsed off the async
+    /// runtime (see [`super::params::off_runtime`]).
+    pub async fn read(form: &Form) -> Result<Self, ApiError> {
+        if form.values("storeMatch[]").is_empty() {
+            return Self::from_form(form);
+        }
+        let form = form.clone();
+        super::params::off_runtime(move || Self::from_form(&form)).await?
+    }
+
     /// Whether the endpoint at `address` is asked (Thanos' `storeMatchDebugMetadata`: a
     /// selector's labels other than `__address__` are matched as empty).
     pub fn selects(&self, address: &str) -> bool {

@@ -147,15 +147,24 @@ pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> 
     Ok(out)
 }
 
-/// Loads every selector of `e` for an evaluation over `[start, end]`.
-pub(crate) async fn load(
-    q: &dyn Queryable,
+/// One selector to load: its matchers (regexes compiled) and the time range it can touch.
+pub(crate) struct Planned {
+    key: usize,
+    matchers: Vec<Matcher>,
+    mint: i64,
+    maxt: i64,
+    counter: bool,
+}
+
+/// Plans the loads of every selector of `e` for an evaluation over `[start, end]`. Meant to
+/// run off the async runtime: a query may hold thousands of selectors or regexes to compile.
+/// The plan refers to `e`'s nodes by address, so `e` must outlive the [`Loaded`] data.
+pub(crate) fn plan(
     e: &Expr,
     start: i64,
     end: i64,
     lookback: i64,
-    max_samples: usize,
-) -> Result<Loaded, QueryError> {
+) -> Result<Vec<Planned>, QueryError> {
     let mut p = Planner {
         lookback,
         query_start: start,
@@ -163,21 +172,40 @@ pub(crate) async fn load(
         needs: Vec::new(),
     };
     p.walk(e, start, end, false);
+    p.needs
+        .iter()
+        .map(|need| {
+            Ok(Planned {
+                key: key(need.vs),
+                matchers: matchers(need.vs)?,
+                mint: need.mint,
+                maxt: need.maxt,
+                counter: need.counter,
+            })
+        })
+        .collect()
+}
+
+/// Loads every selector of a [`plan`].
+pub(crate) async fn load(
+    q: &dyn Queryable,
+    plan: Vec<Planned>,
+    max_samples: usize,
+) -> Result<Loaded, QueryError> {
     // Selectors load concurrently (a binary expression's two sides overlap their reads);
     // results are taken in plan order, so the first error is the one a sequential load meets.
     let budget = SampleBudget::new(max_samples);
     let budget = &budget;
-    let selects = p.needs.iter().map(|need| async move {
-        let ms = matchers(need.vs)?;
+    let selects = plan.iter().map(|need| async move {
         let hints = SelectHints {
             counter: need.counter,
         };
-        q.select_hinted(&ms, need.mint, need.maxt, budget, hints)
+        q.select_hinted(&need.matchers, need.mint, need.maxt, budget, hints)
             .await
     });
     let results = futures::future::join_all(selects).await;
     let mut loaded = Loaded::default();
-    for (need, series) in p.needs.iter().zip(results) {
+    for (need, series) in plan.iter().zip(results) {
         let list = series?
             .into_iter()
             .map(|s| {
@@ -194,7 +222,7 @@ pub(crate) async fn load(
                 }
             })
             .collect();
-        loaded.map.insert(key(need.vs), list);
+        loaded.map.insert(need.key, list);
     }
     Ok(loaded)
 }
