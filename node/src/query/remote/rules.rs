@@ -387,7 +387,9 @@ mod tests {
 
     #[test]
     fn rules_print_in_prometheus_shape() {
-        let v = group_json(&group(vec![recording("r", "a", 0)]));
+        let mut g = group(vec![recording("r", "a", 0)]);
+        g.partial_response_strategy = pb::PartialResponseStrategy::Abort as i32;
+        let v = group_json(&g);
         assert_eq!(v["rules"][0]["type"], "recording");
         assert_eq!(v["rules"][0]["labels"]["replica"], "a");
         assert_eq!(v["lastEvaluation"], "0001-01-01T00:00:00Z");
