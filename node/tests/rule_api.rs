@@ -308,3 +308,104 @@ fn results_survive_a_clean_restart_from_the_data_dir() {
         "{after} samples after the restart, {before} before"
     );
 }
+
+fn available(bin: &str) -> bool {
+    Command::new(bin)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn query_sd_files_and_dns_alertmanagers_from_a_config_file_are_followed() {
+    if !available("prometheus-alertmanager") {
+        eprintln!("SKIPPED: prometheus-alertmanager not on PATH");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let am_port = free_port();
+    let am_config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &am_config,
+        "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n",
+    )
+    .unwrap();
+    let am_log = dir.join("alertmanager.log");
+    let out = std::fs::File::create(&am_log).unwrap();
+    let mut am = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", am_config.display()))
+        .arg(format!("--storage.path={}", dir.join("am").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let am_addr = format!("127.0.0.1:{am_port}");
+    let guard = scopeguard(&mut am);
+    wait_for(WAIT, "alertmanager ready", || {
+        http_get(&am_addr, "/-/ready").ok()
+    });
+
+    // Ruler A records; ruler B reads A's query API, found through a file-SD file only.
+    let rules_a = dir.join("a.yml");
+    std::fs::write(&rules_a, RULES).unwrap();
+    std::fs::create_dir_all(dir.join("ruler-a/bucket")).unwrap();
+    let a = start_ruler(dir, "ruler-a", &rules_a, &[]);
+    let sd = dir.join("query-sd.yml");
+    std::fs::write(&sd, "- targets: ['127.0.0.1:1']\n").unwrap();
+    let rules_b = dir.join("b.yml");
+    std::fs::write(
+        &rules_b,
+        "groups:\n- name: b\n  rules:\n  - record: doubled\n    expr: job:answer:value * 2\n  - alert: DoubledHigh\n    expr: job:answer:value * 2 > 80\n",
+    )
+    .unwrap();
+    let am_file = dir.join("alertmanagers.yml");
+    std::fs::write(
+        &am_file,
+        format!("alertmanagers:\n- static_configs: ['dns+localhost:{am_port}']\n  scheme: http\n  timeout: 5s\n  api_version: v2\n"),
+    )
+    .unwrap();
+    let b = start_ruler(
+        dir,
+        "ruler-b",
+        &rules_b,
+        &[
+            format!("--query.sd-files={}", sd.display()),
+            format!("--alertmanagers.config-file={}", am_file.display()),
+            "--resend-delay=1s".into(),
+        ],
+    );
+    // Nothing answers at the first target: the rule fails until the file names ruler A.
+    wait_for(WAIT, "a failing evaluation", || {
+        let v = get_json(&b.http, "/api/v1/rules")?;
+        (v["data"]["groups"][0]["rules"][0]["health"] == "err").then_some(())
+    });
+    std::fs::write(&sd, format!("- targets: ['{}']\n", a.http)).unwrap();
+    let doubled = wait_for(WAIT, "ruler B's recorded series", || {
+        query(&b.http, "doubled").filter(|r| !r.is_empty())
+    });
+    assert_eq!(doubled[0]["value"][1], "84");
+    let received = wait_for(WAIT, "the alert at Alertmanager", || {
+        let v = get_json(&am_addr, "/api/v2/alerts")?;
+        let a = v.as_array()?.clone();
+        (!a.is_empty()).then_some(a)
+    });
+    assert_eq!(received[0]["labels"]["alertname"], "DoubledHigh");
+    drop(guard);
+}
+
+/// Kills the child when dropped (the Alertmanager of a test).
+fn scopeguard(child: &mut Child) -> impl Drop + '_ {
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    Kill(child)
+}
