@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/thanos/store/storepb/types.proto",
         "proto/thanos/store/storepb/rpc.proto",
         "proto/thanos/info/infopb/rpc.proto",
+        "proto/thanos/rules/rulespb/rpc.proto",
         "proto/prometheus/prompb/types.proto",
         "proto/prometheus/prompb/remote.proto",
     ];

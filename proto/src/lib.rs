@@ -1,5 +1,5 @@
 //! Protobuf definitions and generated code (Thanos StoreAPI, Prometheus remote read, Strata's
-//! cluster services). Thanos' hintspb, WriteableStore, Rules, Targets, Metadata, Exemplars, Query
+//! cluster services). Thanos' hintspb, WriteableStore, Targets, Metadata, Exemplars, Query
 //! and Status services and Prometheus' remote write are not included yet.
 
 /// Strata's Raft transport and cluster administration (`strata.raft.v1`).
@@ -8,8 +8,8 @@ pub mod raft_v1 {
     tonic::include_proto!("strata.raft.v1");
 }
 
-/// Thanos' StoreAPI (`thanos` package: `thanos.Store`, labels, series and chunks) and Info API
-/// (`thanos.info`), wire-compatible with Thanos.
+/// Thanos' StoreAPI (`thanos` package: `thanos.Store`, labels, series and chunks), Rules API
+/// (`thanos.Rules`) and Info API (`thanos.info`), wire-compatible with Thanos.
 #[allow(missing_docs, clippy::all)]
 pub mod thanos {
     tonic::include_proto!("thanos");
@@ -27,3 +27,6 @@ pub mod thanos {
 pub mod prometheus {
     tonic::include_proto!("prometheus");
 }
+
+/// `google.protobuf.Timestamp`, as the Rules API's messages use it.
+pub use prost_types::Timestamp;

@@ -37,14 +37,18 @@ impl Component for QueryRole {
 
     fn grpc(&self, routes: &mut RoutesBuilder) {
         if self.serve_store_api {
-            let svc = QueryStore(self.embedded.source.clone());
+            let svc = QueryStore::federation(self.embedded.source.clone());
             routes.add_service(svc.store_server());
             routes.add_service(svc.info_server());
         }
     }
 
     fn http(&self) -> axum::Router {
-        crate::http::api_routes(self.embedded.state.clone())
+        let rules = super::remote::rules::routes(
+            self.embedded.source.0.clone(),
+            self.embedded.state.replica_labels.clone(),
+        );
+        crate::http::api_routes(self.embedded.state.clone()).merge(rules)
     }
 
     fn is_ready(&self) -> bool {

@@ -45,7 +45,7 @@ impl SeriesSource for Results {
 }
 
 /// Prometheus' `"value"` of an alert: Go's `strconv.FormatFloat(v, 'e', -1, 64)`.
-fn value_e(v: f64) -> String {
+pub(crate) fn value_e(v: f64) -> String {
     if v.is_nan() {
         return "NaN".into();
     }

@@ -1,8 +1,13 @@
-//! Where rules get their data: a querier or Prometheus over its HTTP API (`--query`), or the
-//! embedded engine over a `Queryable` (the bucket's blocks).
+//! Where rules get their data: a querier or Prometheus over its HTTP API (`--query`: URLs,
+//! `host:port`, `dns+`/`dnssrv+` names re-resolved every `--query.sd-dns-interval`, and
+//! `--query.sd-files` in Prometheus' file-SD format, re-read when changed; the querier's
+//! discovery, `crate::query::remote::discover`), or the embedded engine over a `Queryable`
+//! (the bucket's blocks).
 
 use super::alert::LabelMap;
 use super::file::PartialResponse;
+use crate::query::remote::discover::{DiscoveryConfig, SpecError, StoreDiscovery, StoreSpec};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,28 +64,83 @@ pub trait QueryBackend: Send + Sync {
     ) -> Result<Answer, QueryError>;
 }
 
+/// Why the `--query` backend could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A `--query` value is malformed.
+    #[error("--query {0}")]
+    Spec(#[from] SpecError),
+    /// The DNS resolver or HTTP client could not be set up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Where `--query` endpoints are: URLs given with a scheme, and discovered `host:port`s.
+#[derive(Debug, Clone, Default)]
+pub struct QueryTargets {
+    /// `--query` values.
+    pub specs: Vec<String>,
+    /// `--query.sd-files`.
+    pub sd_files: Vec<PathBuf>,
+    /// `--query.sd-dns-interval`.
+    pub dns_interval: Duration,
+}
+
 /// `--query` endpoints over Prometheus' HTTP API; the first that answers wins.
 pub struct HttpBackend {
     urls: Vec<String>,
+    discovery: Option<StoreDiscovery>,
     client: reqwest::Client,
 }
 
 impl HttpBackend {
-    /// A backend over `urls` (`host:port` or `http://host:port[/prefix]`).
-    pub fn new(urls: &[String], timeout: Duration) -> Result<HttpBackend, reqwest::Error> {
-        let urls = urls
-            .iter()
-            .map(|u| {
-                let u = u.trim_end_matches('/');
-                if u.contains("://") {
-                    u.to_string()
-                } else {
-                    format!("http://{u}")
-                }
-            })
-            .collect();
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(HttpBackend { urls, client })
+    /// A backend over `targets`: `http(s)://host:port[/prefix]` as given, `host:port`,
+    /// `dns+name:port` and `dnssrv+name` through discovery, over plain HTTP.
+    pub fn new(targets: &QueryTargets, timeout: Duration) -> Result<HttpBackend, BackendError> {
+        let mut urls = Vec::new();
+        let mut specs = Vec::new();
+        for u in &targets.specs {
+            let u = u.trim_end_matches('/');
+            if u.contains("://") {
+                urls.push(u.to_string());
+            } else {
+                specs.push(u.parse::<StoreSpec>()?);
+            }
+        }
+        let discovery = if specs.is_empty() && targets.sd_files.is_empty() {
+            None
+        } else {
+            let config = DiscoveryConfig {
+                specs,
+                files: targets.sd_files.clone(),
+                dns_interval: targets.dns_interval,
+                nameserver: None,
+            };
+            Some(StoreDiscovery::new(config).map_err(|e| BackendError::Setup(e.to_string()))?)
+        };
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| BackendError::Setup(e.to_string()))?;
+        Ok(HttpBackend {
+            urls,
+            discovery,
+            client,
+        })
+    }
+
+    /// Every endpoint now: the URLs, then the discovered addresses.
+    pub async fn endpoints(&self) -> Vec<String> {
+        let mut out = self.urls.clone();
+        if let Some(d) = &self.discovery {
+            out.extend(
+                d.addresses()
+                    .await
+                    .into_iter()
+                    .map(|a| format!("http://{a}")),
+            );
+        }
+        out
     }
 
     async fn query_one(
@@ -188,8 +248,8 @@ impl QueryBackend for HttpBackend {
         ts_ms: i64,
         partial: PartialResponse,
     ) -> Result<Answer, QueryError> {
-        let mut last = QueryError::Engine("no --query endpoint".into());
-        for base in &self.urls {
+        let mut last = QueryError::Engine("no --query endpoint was discovered".into());
+        for base in &self.endpoints().await {
             match self.query_one(base, expr, ts_ms, partial).await {
                 // An API error is the query's own fault: another endpoint would say the same.
                 Ok(a) => return Ok(a),
@@ -275,6 +335,41 @@ mod tests {
         assert_eq!(s.samples, vec![(LabelMap::new(), 2.0)]);
         let m = b.instant("x[1m]", 2_000, PartialResponse::Abort).await;
         assert_eq!(m, Err(QueryError::NotVector));
+    }
+
+    #[tokio::test]
+    async fn query_targets_keep_urls_and_discover_the_rest() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let sd = d.path().join("q.yml");
+        std::fs::write(&sd, "- targets: ['127.0.0.1:9091']\n").expect("write");
+        let targets = QueryTargets {
+            specs: vec!["http://a:9090/prefix/".into(), "127.0.0.1:9090".into()],
+            sd_files: vec![sd.clone()],
+            dns_interval: Duration::from_secs(30),
+        };
+        let b = HttpBackend::new(&targets, Duration::from_secs(1)).expect("backend");
+        assert_eq!(
+            b.endpoints().await,
+            vec![
+                "http://a:9090/prefix".to_string(),
+                "http://127.0.0.1:9090".into(),
+                "http://127.0.0.1:9091".into(),
+            ]
+        );
+        std::fs::write(&sd, "- targets: ['127.0.0.1:9092']\n  labels: {a: b}\n").expect("rewrite");
+        assert_eq!(
+            b.endpoints().await[2],
+            "http://127.0.0.1:9092",
+            "the file is re-read"
+        );
+        let bad = QueryTargets {
+            specs: vec!["dns+nameonly".into()],
+            ..QueryTargets::default()
+        };
+        let e = HttpBackend::new(&bad, Duration::from_secs(1))
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("missing port"), "{e}");
     }
 
     #[test]

@@ -1,15 +1,19 @@
 //! `strata rule` (standalone, no Raft): Thanos' ruler flags, wiring of the manager, the
-//! query backend, the notifier and the HTTP API; SIGHUP and `POST /-/reload` reload rules.
+//! query backend, the notifier, the results' blocks, the HTTP API and the gRPC services;
+//! SIGHUP and `POST /-/reload` reload rules.
 
 use super::alert::LabelMap;
+use super::alertmanagers::Alertmanagers;
 use super::api;
-use super::backend::{EngineBackend, HttpBackend, QueryBackend};
+use super::backend::{EngineBackend, HttpBackend, QueryBackend, QueryTargets};
 use super::manager::{Manager, ManagerOptions};
 use super::metrics::RuleMetrics;
 use super::notify::{Notifier, NotifyOptions};
 use super::results::Results;
+use super::tsdb::ResultsDb;
 use crate::flags::ObjstoreFlags;
 use crate::http::params::parse_prometheus_duration;
+use crate::sidecar::shipper::{Shipper, ShipperMetrics};
 use anyhow::Context as _;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -47,15 +51,32 @@ pub struct RuleArgs {
     #[arg(long = "eval-interval", default_value = "1m", value_parser = parse_duration_flag)]
     pub eval_interval: Duration,
     /// Querier or Prometheus HTTP address to evaluate against (repeatable; the first that
-    /// answers wins). Without it, rules evaluate over the bucket's blocks.
+    /// answers wins): `http://host:port[/prefix]`, `host:port`, `dns+host:port` (every
+    /// A/AAAA record) or `dnssrv+_name._tcp.domain`. Without it (and without
+    /// --query.sd-files), rules evaluate over the bucket's blocks.
     #[arg(long = "query", value_name = "ADDRESS")]
     pub query: Vec<String>,
+    /// Prometheus file-SD files listing query addresses (repeatable; re-read when changed).
+    #[arg(long = "query.sd-files", value_name = "FILE")]
+    pub query_sd_files: Vec<std::path::PathBuf>,
+    /// How often `dns+` and `dnssrv+` query addresses are resolved again.
+    #[arg(long = "query.sd-dns-interval", default_value = "30s", value_parser = parse_duration_flag)]
+    pub query_dns_interval: Duration,
     /// Timeout of one rule query.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = parse_duration_flag)]
     pub query_timeout: Duration,
-    /// Alertmanager URL to send alerts to (repeatable).
+    /// Alertmanager URL to send alerts to (repeatable): `http://host:port[/prefix]`, or with
+    /// `dns+` / `dnssrv+` before the scheme to send to every address of a DNS name
+    /// (`dns+http://alertmanager:9093`; port 9093 when omitted).
     #[arg(long = "alertmanagers.url", value_name = "URL")]
     pub alertmanagers: Vec<String>,
+    /// Alertmanagers in Thanos' YAML format (`alertmanagers:` with `static_configs`,
+    /// `file_sd_configs`, `scheme`, `path_prefix`, `timeout`, `api_version: v2`).
+    #[arg(long = "alertmanagers.config-file", value_name = "FILE")]
+    pub alertmanagers_config_file: Option<std::path::PathBuf>,
+    /// How often `dns+` and `dnssrv+` Alertmanager names are resolved again.
+    #[arg(long = "alertmanagers.sd-dns-interval", default_value = "30s", value_parser = parse_duration_flag)]
+    pub alertmanagers_dns_interval: Duration,
     /// Timeout of one request to an Alertmanager.
     #[arg(long = "alertmanagers.send-timeout", default_value = "10s", value_parser = parse_duration_flag)]
     pub send_timeout: Duration,
@@ -71,10 +92,13 @@ pub struct RuleArgs {
     /// Minimum time before a firing alert is sent again.
     #[arg(long = "resend-delay", default_value = "1m", value_parser = parse_duration_flag)]
     pub resend_delay: Duration,
-    /// How long the ruler's own results are kept (in memory) for its query API.
+    /// How long the ruler's own results are kept in memory for its query API and StoreAPI
+    /// (and read back from --data-dir's blocks after a restart).
     #[arg(long = "tsdb.retention", default_value = "48h", value_parser = parse_duration_flag)]
     pub retention: Duration,
-    /// Block duration of uploaded results (accepted; uploading is not implemented yet).
+    /// Range of the blocks the results are written to under --data-dir (and uploaded to the
+    /// bucket with --objstore.config-file/--objstore.config). There is no WAL: results not
+    /// yet in a block are lost if the process dies without a clean stop.
     #[arg(long = "tsdb.block-duration", default_value = "2h", value_parser = parse_duration_flag)]
     pub block_duration: Duration,
     /// Capacity of the alert notification queue.
@@ -86,10 +110,11 @@ pub struct RuleArgs {
     /// Listen host:port for HTTP endpoints.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: String,
-    /// Listen host:port for gRPC (accepted; the StoreAPI and Rules API are not served yet).
+    /// Listen host:port for gRPC: the StoreAPI over the results, Info, and the Rules API.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     pub grpc_address: String,
-    /// The bucket the embedded engine reads when no --query is given.
+    /// The bucket the embedded engine reads when no --query is given, and where the results'
+    /// blocks go when an objstore flag is given (`--data-dir` holds the local blocks).
     #[command(flatten)]
     pub objstore: ObjstoreFlags,
 }
@@ -107,6 +132,12 @@ impl RuleArgs {
             ("resend-delay".into(), d(self.resend_delay)),
             ("http-address".into(), self.http_address.clone()),
             ("grpc-address".into(), self.grpc_address.clone()),
+            (
+                "data-dir".into(),
+                self.objstore.data_dir.display().to_string(),
+            ),
+            ("tsdb.block-duration".into(), d(self.block_duration)),
+            ("tsdb.retention".into(), d(self.retention)),
         ]
     }
 }
@@ -118,9 +149,13 @@ fn backend(
     registry: &prometheus::Registry,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Arc<dyn QueryBackend>> {
-    if !args.query.is_empty() {
-        let b = HttpBackend::new(&args.query, args.query_timeout)
-            .context("building the HTTP client")?;
+    if !args.query.is_empty() || !args.query_sd_files.is_empty() {
+        let targets = QueryTargets {
+            specs: args.query.clone(),
+            sd_files: args.query_sd_files.clone(),
+            dns_interval: args.query_dns_interval,
+        };
+        let b = HttpBackend::new(&targets, args.query_timeout).context("--query")?;
         return Ok(Arc::new(b));
     }
     let bucket = args
@@ -144,6 +179,74 @@ fn backend(
     Ok(Arc::new(EngineBackend::new(engine, blocks)))
 }
 
+/// The results' blocks under `--data-dir`, uploaded when an objstore flag is given.
+async fn results_db(
+    args: &RuleArgs,
+    results: Arc<Results>,
+    external: &LabelMap,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<Arc<ResultsDb>> {
+    let shipper = if args.objstore.config_file.is_some() || args.objstore.config.is_some() {
+        let bucket = args
+            .objstore
+            .open()
+            .context("opening the bucket for uploads")?;
+        let metrics = ShipperMetrics::register(registry).context("registering shipper metrics")?;
+        Some(Shipper::new(
+            bucket,
+            args.objstore.data_dir.clone(),
+            false,
+            metrics,
+        ))
+    } else {
+        None
+    };
+    let labels = external
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let db = ResultsDb::open(
+        &args.objstore.data_dir,
+        args.block_duration,
+        results,
+        labels,
+        shipper,
+        args.retention.as_millis() as i64,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    )
+    .await
+    .context("opening the results' blocks in --data-dir")?;
+    Ok(Arc::new(db))
+}
+
+/// Serves the ruler's gRPC services on `listener` until `stop`.
+async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    routes: tonic::service::RoutesBuilder,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let server = tonic::transport::Server::builder().add_routes(routes.routes());
+    let incoming = crate::node::grpc::incoming(listener);
+    let done = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = server.serve_with_incoming_shutdown(incoming, done).await {
+        tracing::error!(error = %e, "gRPC server failed");
+    }
+}
+
+/// `--alertmanagers.url` and `--alertmanagers.config-file` together.
+fn alertmanagers(args: &RuleArgs) -> anyhow::Result<Alertmanagers> {
+    let dns = args.alertmanagers_dns_interval;
+    let mut all = Alertmanagers::from_urls(&args.alertmanagers, dns)?;
+    if let Some(f) = &args.alertmanagers_config_file {
+        all.extend(Alertmanagers::from_config_file(f, dns)?);
+    }
+    Ok(all)
+}
+
 /// Runs the ruler until SIGINT or SIGTERM.
 pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
     let registry = prometheus::Registry::new();
@@ -154,7 +257,7 @@ pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
     let notifier = Arc::new(
         Notifier::new(
             NotifyOptions {
-                alertmanagers: args.alertmanagers.clone(),
+                alertmanagers: Arc::new(alertmanagers(&args)?),
                 external_labels: external_labels.clone(),
                 drop_labels: args.alert_label_drop.clone(),
                 external_url: args.alert_query_url.clone(),
@@ -166,6 +269,7 @@ pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
         .context("building the Alertmanager client")?,
     );
     let results = Arc::new(Results::new(args.retention.as_millis() as i64));
+    let db = results_db(&args, results.clone(), &external_labels, &registry).await?;
     let manager = Manager::new(
         ManagerOptions {
             rule_files: args.rule_files.clone(),
@@ -181,9 +285,19 @@ pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
     );
     // A bad rule file at start is fatal, with promtool's messages.
     manager.reload().await.context("loading --rule-file")?;
-    if args.grpc_address != "0.0.0.0:10901" {
-        tracing::warn!(address = %args.grpc_address, "--grpc-address is accepted but the ruler serves no gRPC yet");
-    }
+    let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_address)
+        .await
+        .with_context(|| format!("listening on --grpc-address {}", args.grpc_address))?;
+    let grpc_local = grpc_listener
+        .local_addr()
+        .context("reading the gRPC address")?;
+    let mut routes = tonic::service::RoutesBuilder::default();
+    let ext: std::collections::BTreeMap<String, String> = args.labels.iter().cloned().collect();
+    super::grpc::add_services(&mut routes, manager.clone(), results.clone(), ext);
+    tracing::info!(address = %grpc_local, "gRPC server listening");
+    let grpc_task = tokio::spawn(serve_grpc(grpc_listener, routes, stop_rx.clone()));
+    let (db_stop_tx, db_stop_rx) = tokio::sync::watch::channel(false);
+    let db_task = tokio::spawn(db.clone().run(db_stop_rx));
     let notify_task = tokio::spawn(notifier.run(stop_rx.clone()));
     let router = api::router(manager.clone(), results, registry, args.flag_values())?;
     let listener = tokio::net::TcpListener::bind(&args.http_address)
@@ -201,6 +315,10 @@ pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("serving HTTP")?;
     manager.stop().await;
+    // After the last evaluation: the unsealed results are written and shipped.
+    let _ = db_stop_tx.send(true);
+    let _ = db_task.await;
+    let _ = grpc_task.await;
     let _ = notify_task.await;
     let _ = hup.await;
     tracing::info!("stopped");

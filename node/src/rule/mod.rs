@@ -7,10 +7,13 @@
 //! - `alert`, `recording`: the two kinds of rules' evaluation; `group`: one group's iteration
 //! - `backend`: where queries go (`--query` over HTTP, or the embedded engine)
 //! - `manager`: group scheduling and reload; `glob`: `--rule-file` patterns
-//! - `notify`: Alertmanager v2 client; `results`: the ruler's own series; `metrics`
+//! - `notify`: Alertmanager v2 client; `alertmanagers`: where they are (URLs, DNS, config file); `results`: the ruler's own series; `metrics`
+//! - `tsdb`: the results as blocks in `--data-dir`, uploaded to the bucket
+//! - `labelled`, `grpc`: StoreAPI over the results, Thanos' Rules API (`--grpc-address`)
 //! - `api`: `/api/v1/rules`, `/api/v1/alerts`, `/-/reload`; `cli`: `strata rule`
 
 pub mod alert;
+pub mod alertmanagers;
 pub mod api;
 pub mod backend;
 pub mod check;
@@ -19,12 +22,15 @@ pub mod file;
 pub mod funcs;
 pub mod glob;
 pub mod group;
+pub mod grpc;
+pub mod labelled;
 pub mod manager;
 pub mod metrics;
 pub mod notify;
 pub mod recording;
 pub mod results;
 pub mod template;
+pub mod tsdb;
 pub mod yaml;
 
 /// `strata tools rules ...`.

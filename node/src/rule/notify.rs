@@ -3,6 +3,7 @@
 //! every batch, external labels added where the alert lacks them, `--alert.label-drop` applied.
 
 use super::alert::{Alert, LabelMap};
+use super::alertmanagers::Alertmanagers;
 use super::metrics::RuleMetrics;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -32,8 +33,8 @@ pub struct AmAlert {
 /// How alerts are shaped before sending.
 #[derive(Debug, Clone, Default)]
 pub struct NotifyOptions {
-    /// Alertmanager base URLs.
-    pub alertmanagers: Vec<String>,
+    /// Where the Alertmanagers are (`--alertmanagers.url`, `--alertmanagers.config-file`).
+    pub alertmanagers: Arc<Alertmanagers>,
     /// `--label`: added to alerts without that label.
     pub external_labels: LabelMap,
     /// `--alert.label-drop`: removed from every alert.
@@ -71,7 +72,6 @@ impl Notifier {
     /// A notifier; `run` sends what `enqueue` queues.
     pub fn new(opts: NotifyOptions, metrics: RuleMetrics) -> Result<Notifier, reqwest::Error> {
         metrics.queue_capacity.set(opts.capacity as f64);
-        metrics.alertmanagers.set(opts.alertmanagers.len() as f64);
         let client = reqwest::Client::builder().timeout(opts.timeout).build()?;
         Ok(Notifier {
             opts,
@@ -151,17 +151,28 @@ impl Notifier {
     }
 
     async fn send_all(&self, batch: &[AmAlert]) {
-        let sends = self.opts.alertmanagers.iter().map(|am| async move {
+        let ams = self.opts.alertmanagers.urls().await;
+        self.metrics.alertmanagers.set(ams.len() as f64);
+        if ams.is_empty() {
+            tracing::warn!(
+                count = batch.len(),
+                "no Alertmanager discovered; alerts not sent"
+            );
+        }
+        let sends = ams.iter().map(|target| async move {
+            let am = target.base.as_str();
             let url = format!("{}/api/v2/alerts", am.trim_end_matches('/'));
             let started = Instant::now();
             let body = serde_json::to_vec(batch).unwrap_or_default();
-            let r = self
+            let mut request = self
                 .client
                 .post(&url)
                 .header("Content-Type", "application/json")
-                .body(body)
-                .send()
-                .await;
+                .body(body);
+            if let Some(t) = target.timeout {
+                request = request.timeout(t);
+            }
+            let r = request.send().await;
             let r = match r {
                 Ok(resp) if resp.status().is_success() => Ok(()),
                 Ok(resp) => Err(format!("bad response status {}", resp.status())),
@@ -187,7 +198,10 @@ mod tests {
     fn shapes_alerts_like_prometheus() {
         let metrics = RuleMetrics::register(&prometheus::Registry::new()).expect("metrics");
         let opts = NotifyOptions {
-            alertmanagers: vec!["http://am".into()],
+            alertmanagers: Arc::new(
+                Alertmanagers::from_urls(&["http://am".into()], Duration::from_secs(30))
+                    .expect("valid URL"),
+            ),
             external_labels: LabelMap::from([
                 ("replica".into(), "A".into()),
                 ("env".into(), "p".into()),

@@ -1,10 +1,15 @@
 //! The ruler's own results (recorded series, `ALERTS`, `ALERTS_FOR_STATE`) kept in memory for
-//! `--tsdb.retention`, readable by PromQL through the ruler's query API.
+//! `--tsdb.retention`, readable by PromQL through the ruler's query API and its StoreAPI.
+//!
+//! `super::tsdb` seals time ranges into blocks: a sealed range refuses later appends (as a
+//! TSDB refuses samples older than its head), so a block never misses a sample that the
+//! memory holds.
 
 use super::alert::LabelMap;
 use async_trait::async_trait;
 use promql::{QueryError, Queryable, SeriesData};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 use storage::labels::Labels;
 use storage::matcher::Matcher;
@@ -14,7 +19,12 @@ use storage::matcher::Matcher;
 pub struct Results {
     series: RwLock<BTreeMap<Labels, Vec<(i64, f64)>>>,
     retention_ms: i64,
+    /// Samples before this are in blocks already; appends there are refused.
+    sealed_before: AtomicI64,
 }
+
+/// Series with their samples, as blocks are written from and loaded into the results.
+pub type SeriesSet = Vec<(Labels, Vec<(i64, f64)>)>;
 
 impl Results {
     /// An empty store keeping `retention_ms` of samples.
@@ -22,13 +32,74 @@ impl Results {
         Results {
             series: RwLock::new(BTreeMap::new()),
             retention_ms,
+            sealed_before: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// The newest sample's timestamp and the oldest at or after the sealed range, if any.
+    pub fn unsealed_range(&self) -> Option<(i64, i64)> {
+        let s = self.series.read().unwrap_or_else(|p| p.into_inner());
+        let from = self.sealed_before.load(Ordering::SeqCst);
+        let oldest = s
+            .values()
+            .filter_map(|p| p.get(p.partition_point(|&(t, _)| t < from)))
+            .map(|&(t, _)| t)
+            .min()?;
+        let newest = s.values().filter_map(|p| p.last()).map(|&(t, _)| t).max()?;
+        Some((oldest, newest))
+    }
+
+    /// The oldest sample's timestamp, if any.
+    pub fn min_time(&self) -> Option<i64> {
+        let s = self.series.read().unwrap_or_else(|p| p.into_inner());
+        s.values().filter_map(|p| p.first()).map(|&(t, _)| t).min()
+    }
+
+    /// Where the sealed range ends (`i64::MIN`: nothing sealed).
+    pub fn sealed_before(&self) -> i64 {
+        self.sealed_before.load(Ordering::SeqCst)
+    }
+
+    /// Seals `[.., end)` and returns the samples of `[from, end)` that were not sealed yet,
+    /// atomically with respect to appends.
+    pub fn seal(&self, from: i64, end: i64) -> SeriesSet {
+        let s = self.series.write().unwrap_or_else(|p| p.into_inner());
+        let from = from.max(self.sealed_before.load(Ordering::SeqCst));
+        self.sealed_before.fetch_max(end, Ordering::SeqCst);
+        s.iter()
+            .filter_map(|(labels, points)| {
+                let lo = points.partition_point(|&(t, _)| t < from);
+                let hi = points.partition_point(|&(t, _)| t < end);
+                (lo < hi).then(|| (labels.clone(), points[lo..hi].to_vec()))
+            })
+            .collect()
+    }
+
+    /// Loads samples read back from blocks (a restart), sealing up to `sealed_before`.
+    pub fn load(&self, series: SeriesSet, sealed_before: i64) {
+        let mut s = self.series.write().unwrap_or_else(|p| p.into_inner());
+        for (labels, samples) in series {
+            let points = s.entry(labels).or_default();
+            points.extend(samples);
+            points.sort_by_key(|&(t, _)| t);
+            points.dedup_by_key(|&mut (t, _)| t);
+        }
+        self.sealed_before
+            .fetch_max(sealed_before, Ordering::SeqCst);
     }
 
     /// Appends samples at `ts`; samples not after a series' last one are ignored (out of
     /// order, as a TSDB refuses them).
     pub fn append(&self, ts: i64, samples: &[(LabelMap, f64)]) {
         let mut s = self.series.write().unwrap_or_else(|p| p.into_inner());
+        if ts < self.sealed_before.load(Ordering::SeqCst) {
+            tracing::warn!(
+                ts,
+                samples = samples.len(),
+                "rule results older than the last written block are dropped"
+            );
+            return;
+        }
         for (labels, v) in samples {
             let key = Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let points = s.entry(key).or_default();
@@ -120,5 +191,29 @@ mod tests {
         let m = Matcher::new(storage::matcher::MatchKind::Equal, "j", "a").expect("matcher");
         let got = r.select(&[m], 0, 20_000).await.expect("select");
         assert_eq!(got[0].samples, vec![(5_000, 2.0), (12_000, 3.0)]);
+    }
+
+    #[tokio::test]
+    async fn sealed_ranges_refuse_appends_and_are_returned_once() {
+        let r = Results::new(i64::MAX / 2);
+        let a = LabelMap::from([("__name__".into(), "x".into())]);
+        for ts in [1_000, 2_000, 3_000] {
+            r.append(ts, &[(a.clone(), ts as f64)]);
+        }
+        assert_eq!(r.unsealed_range(), Some((1_000, 3_000)));
+        let first = r.seal(i64::MIN, 2_500);
+        assert_eq!(first[0].1, vec![(1_000, 1_000.0), (2_000, 2_000.0)]);
+        assert_eq!(r.unsealed_range(), Some((3_000, 3_000)));
+        r.append(2_000, &[(a.clone(), 9.0)]);
+        assert!(
+            r.seal(i64::MIN, 2_500).is_empty(),
+            "nothing left before 2500"
+        );
+        let rest = r.seal(i64::MIN, 4_000);
+        assert_eq!(rest[0].1, vec![(3_000, 3_000.0)]);
+        assert_eq!(r.unsealed_range(), None);
+        // Everything stays readable.
+        let all = r.select(&[], 0, 10_000).await.expect("select");
+        assert_eq!(all[0].samples.len(), 3);
     }
 }

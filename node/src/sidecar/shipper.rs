@@ -337,7 +337,10 @@ impl Shipper {
         thanos
             .labels
             .extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        thanos.source = SOURCE.to_string();
+        // A block that names its maker (the ruler's) keeps it; Prometheus' blocks do not.
+        if thanos.source.is_empty() {
+            thanos.source = SOURCE.to_string();
+        }
         thanos.downsample.resolution = storage::block::meta::RESOLUTION_RAW;
         thanos.segment_files = segment_files(&dir);
         tracing::info!(block = %id, min_time = meta.min_time, max_time = meta.max_time, "upload new block");

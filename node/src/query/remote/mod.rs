@@ -42,6 +42,7 @@ pub struct RegistryStores {
 }
 
 pub mod discover;
+pub mod rules;
 pub mod serve;
 mod view;
 

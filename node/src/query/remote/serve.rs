@@ -1,10 +1,12 @@
-//! The querier's own StoreAPI (`--grpc-address`): `thanos.Store` and `thanos.info.Info` over
-//! the federation, so that queriers stack (`strata query --endpoint <querier's gRPC>`).
+//! A StoreAPI (`thanos.Store` and `thanos.info.Info`) over any [`SeriesSource`]: the querier's
+//! own (`--grpc-address`) over the federation, so that queriers stack (`strata query
+//! --endpoint <querier's gRPC>`), and the ruler's over its results.
 //!
-//! Series are merged across the lower stores as for a PromQL query and sent re-encoded as XOR
-//! chunks; lower stores' failures become warning frames, or the call's error when the request
-//! disables partial response. Info advertises the union of the stores' label sets and time
-//! ranges (all time while no store has answered, so an upper querier never prunes it).
+//! Series are read from the source's per-request view and sent re-encoded as XOR chunks; a
+//! federation's failing stores become warning frames, or the call's error when the request
+//! disables partial response. Info advertises, for a querier, the union of the stores' label
+//! sets and time ranges (all time while no store has answered, so an upper querier never
+//! prunes it); for a ruler, its external labels and the Rules API.
 //!
 //! Unfinished: hints, sharding, `without_replica_labels`, aggregates of downsampled data,
 //! request limits; series are gathered whole before the first frame is sent.
@@ -18,6 +20,7 @@ use proto::thanos::info::info_server::{Info, InfoServer};
 use proto::thanos::info::{self as infopb};
 use proto::thanos::store_server::{Store, StoreServer};
 use proto::thanos::{self as pb, series_response, SeriesResponse};
+use std::sync::Arc;
 use storage::chunkenc::xor::XorAppender;
 use storage::labels::Labels;
 use tonic::{Request, Response, Status};
@@ -25,11 +28,53 @@ use tonic::{Request, Response, Status};
 /// Samples per re-encoded chunk (Prometheus' head cuts chunks at 120).
 const SAMPLES_PER_CHUNK: usize = 120;
 
-/// The StoreAPI over a federation.
-#[derive(Debug, Clone)]
-pub struct QueryStore(pub FederatedSource);
+/// The earliest timestamp a ruler serves, asked at each Info.
+pub type MinTime = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// What the served component is, for Info.
+#[derive(Clone)]
+enum Advert {
+    /// A querier: the union of its stores' label sets and time ranges.
+    Query,
+    /// A ruler: its external labels, data from `min_time` on, and the Rules API.
+    Rule { labels: Labels, min_time: MinTime },
+}
+
+/// The StoreAPI over a series source.
+#[derive(Clone)]
+pub struct QueryStore {
+    source: Arc<dyn SeriesSource>,
+    advert: Advert,
+}
+
+impl std::fmt::Debug for QueryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.advert {
+            Advert::Query => "query",
+            Advert::Rule { .. } => "rule",
+        };
+        f.debug_struct("QueryStore").field("kind", &kind).finish()
+    }
+}
 
 impl QueryStore {
+    /// A querier's StoreAPI over its federation.
+    pub fn federation(source: FederatedSource) -> Self {
+        QueryStore {
+            source: Arc::new(source),
+            advert: Advert::Query,
+        }
+    }
+
+    /// A ruler's StoreAPI over `source` (whose series carry `labels`), holding data from
+    /// `min_time()` on.
+    pub fn rule(source: Arc<dyn SeriesSource>, labels: Labels, min_time: MinTime) -> Self {
+        QueryStore {
+            source,
+            advert: Advert::Rule { labels, min_time },
+        }
+    }
+
     /// `thanos.Store`, ready for the gRPC server.
     pub fn store_server(&self) -> StoreServer<Self> {
         StoreServer::new(self.clone()).max_encoding_message_size(usize::MAX)
@@ -40,9 +85,31 @@ impl QueryStore {
         InfoServer::new(self.clone())
     }
 
-    /// Union of the answering stores' label sets and time ranges.
+    /// The source as one request sees it.
+    fn view(&self, opts: &StoreOptions) -> Arc<dyn SeriesSource> {
+        self.source
+            .for_request(opts)
+            .unwrap_or_else(|| self.source.clone())
+    }
+
+    fn store_type(&self) -> pb::StoreType {
+        match self.advert {
+            Advert::Query => pb::StoreType::Query,
+            Advert::Rule { .. } => pb::StoreType::Rule,
+        }
+    }
+
+    /// Label sets and time range served.
     async fn coverage(&self) -> (Vec<Labels>, i64, i64) {
-        let statuses = self.0 .0.store_statuses().await;
+        if let Advert::Rule { labels, min_time } = &self.advert {
+            let sets = if labels.is_empty() {
+                Vec::new()
+            } else {
+                vec![labels.clone()]
+            };
+            return (sets, min_time(), i64::MAX);
+        }
+        let statuses = self.source.stores().await;
         let answered: Vec<_> = statuses.iter().filter(|s| s.last_error.is_none()).collect();
         if answered.is_empty() {
             return (Vec::new(), i64::MIN, i64::MAX);
@@ -113,7 +180,7 @@ impl Store for QueryStore {
             labels: Vec::new(),
             min_time,
             max_time,
-            store_type: pb::StoreType::Query as i32,
+            store_type: self.store_type() as i32,
             label_sets: sets
                 .iter()
                 .map(|l| pb::LabelSet {
@@ -131,7 +198,7 @@ impl Store for QueryStore {
     ) -> Result<Response<Self::SeriesStream>, Status> {
         let r = request.into_inner();
         let matchers = parse(&r.matchers)?;
-        let view = self.0.view(&options(
+        let view = self.view(&options(
             r.partial_response_disabled,
             r.partial_response_strategy,
         ));
@@ -178,7 +245,7 @@ impl Store for QueryStore {
     ) -> Result<Response<pb::LabelNamesResponse>, Status> {
         let r = request.into_inner();
         let matchers = parse(&r.matchers)?;
-        let view = self.0.view(&options(
+        let view = self.view(&options(
             r.partial_response_disabled,
             r.partial_response_strategy,
         ));
@@ -204,7 +271,7 @@ impl Store for QueryStore {
             ));
         }
         let matchers = parse(&r.matchers)?;
-        let view = self.0.view(&options(
+        let view = self.view(&options(
             r.partial_response_disabled,
             r.partial_response_strategy,
         ));
@@ -234,12 +301,16 @@ impl Info for QueryStore {
                     labels: labels_to_pb(l),
                 })
                 .collect(),
-            component_type: "query".into(),
+            component_type: match self.advert {
+                Advert::Query => "query".into(),
+                Advert::Rule { .. } => "rule".into(),
+            },
             store: Some(infopb::StoreInfo {
                 min_time,
                 max_time,
                 ..Default::default()
             }),
+            rules: matches!(self.advert, Advert::Rule { .. }).then(infopb::RulesInfo::default),
             ..Default::default()
         }))
     }

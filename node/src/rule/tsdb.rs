@@ -1,0 +1,257 @@
+//! The ruler's results as blocks: every `--tsdb.block-duration` range (aligned, as Prometheus
+//! aligns its blocks) is written under `--data-dir` with storage's block writer once the
+//! newest result is half a block past its end (Prometheus' 1.5× head rule), carrying the
+//! external labels and source `ruler`; with a bucket, the sidecar's shipper uploads them
+//! (`thanos.shipper.json` in the data dir). On start the local blocks within the retention
+//! are read back into memory; on a clean stop the unsealed rest is written as a short block.
+//!
+//! There is no WAL: results not yet in a block are lost when the process dies without a
+//! clean stop (SIGKILL, a crash). Local blocks are never deleted (Thanos' ruler deletes them
+//! after `--tsdb.retention`): unfinished.
+
+use super::results::{Results, SeriesSet};
+use crate::sidecar::shipper::{local_blocks, Shipper, ShipperError};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use storage::block::error::BlockError;
+use storage::block::meta::{ThanosMeta, RESOLUTION_RAW};
+use storage::block::writer::{BlockWriter, BlockWriterOptions};
+use ulid::Ulid;
+
+/// `source` of the ruler's blocks in meta.json (Thanos' `metadata.RulerSource`).
+pub const SOURCE: &str = "ruler";
+
+/// Why writing or reading the ruler's blocks failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TsdbError {
+    /// The data dir could not be created or listed.
+    #[error("ruler data dir {dir}: {source}")]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Listing the local blocks failed.
+    #[error(transparent)]
+    List(#[from] ShipperError),
+    /// Writing or reading a block failed.
+    #[error("ruler block: {0}")]
+    Block(#[from] BlockError),
+}
+
+/// The ruler's local TSDB directory and its uploads.
+pub struct ResultsDb {
+    dir: PathBuf,
+    block_ms: i64,
+    results: Arc<Results>,
+    labels: BTreeMap<String, String>,
+    shipper: Option<Shipper>,
+}
+
+/// Start of the aligned block range holding `ts`.
+fn align(ts: i64, block_ms: i64) -> i64 {
+    ts.div_euclid(block_ms) * block_ms
+}
+
+impl ResultsDb {
+    /// Opens `dir` (created if missing) and loads its blocks newer than `now_ms - retention`
+    /// into `results`.
+    pub async fn open(
+        dir: &Path,
+        block_duration: Duration,
+        results: Arc<Results>,
+        labels: BTreeMap<String, String>,
+        shipper: Option<Shipper>,
+        retention_ms: i64,
+        now_ms: i64,
+    ) -> Result<ResultsDb, TsdbError> {
+        std::fs::create_dir_all(dir).map_err(|source| TsdbError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let (metas, unreadable) = local_blocks(dir)?;
+        for name in unreadable {
+            tracing::error!(block = %name, "ruler block without a readable meta.json is skipped");
+        }
+        for meta in metas {
+            let sealed = meta.max_time;
+            let series = if meta.max_time > now_ms.saturating_sub(retention_ms) {
+                let block =
+                    storage::block::reader::Block::open_dir(&dir.join(meta.ulid.to_string()))
+                        .await?;
+                block
+                    .all_series()
+                    .await?
+                    .into_iter()
+                    .map(|s| (s.labels, s.samples))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            tracing::info!(block = %meta.ulid, series = series.len(), "ruler block loaded");
+            results.load(series, sealed);
+        }
+        Ok(ResultsDb {
+            dir: dir.to_path_buf(),
+            block_ms: (block_duration.as_millis() as i64).max(1),
+            results,
+            labels,
+            shipper,
+        })
+    }
+
+    /// The directory of the blocks.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes every block range that is due; `final_flush` writes the unsealed rest too.
+    /// Returns the blocks written.
+    pub fn cut(&self, final_flush: bool) -> Result<Vec<Ulid>, TsdbError> {
+        let mut written = Vec::new();
+        while let Some((oldest, newest)) = self.results.unsealed_range() {
+            let start = align(oldest, self.block_ms);
+            let full_end = start + self.block_ms;
+            let due = newest >= full_end + self.block_ms / 2;
+            if !due && !final_flush {
+                break;
+            }
+            let end = if due {
+                full_end
+            } else {
+                full_end.min(newest + 1)
+            };
+            let from = start.max(self.results.sealed_before());
+            let series = self.results.seal(from, end);
+            if let Some(id) = self.write(series, from, end)? {
+                written.push(id);
+            }
+        }
+        Ok(written)
+    }
+
+    fn write(&self, mut series: SeriesSet, min: i64, max: i64) -> Result<Option<Ulid>, TsdbError> {
+        if series.is_empty() {
+            return Ok(None);
+        }
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let opts = BlockWriterOptions {
+            chunk_range_ms: self.block_ms,
+            ..BlockWriterOptions::default()
+        };
+        let id = Ulid::new();
+        let mut w = BlockWriter::new(&self.dir, id, opts)?;
+        for (labels, samples) in &series {
+            w.add_series(labels.clone(), samples)?;
+        }
+        let thanos = ThanosMeta {
+            version: 1,
+            labels: self.labels.clone(),
+            source: SOURCE.into(),
+            downsample: storage::block::meta::Downsample {
+                resolution: RESOLUTION_RAW,
+            },
+            ..ThanosMeta::default()
+        };
+        let (_, meta) = w.finish(Some(thanos), Some((min, max)))?;
+        tracing::info!(block = %id, min_time = min, max_time = max, series = meta.stats.num_series, "ruler block written");
+        Ok(Some(id))
+    }
+
+    /// Uploads new blocks when there is a bucket; failures are logged and retried next round.
+    pub async fn ship(&self) {
+        let Some(shipper) = &self.shipper else {
+            return;
+        };
+        match shipper.sync(&self.labels).await {
+            Ok(r) if !r.uploaded.is_empty() => {
+                tracing::info!(blocks = r.uploaded.len(), "ruler blocks uploaded")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "uploading ruler blocks failed; retrying later"),
+        }
+    }
+
+    /// Cuts and ships every `tick` until `stop`, then writes and ships the unsealed rest.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let tick = Duration::from_millis((self.block_ms / 4).clamp(500, 30_000) as u64);
+        loop {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(tick) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if let Err(e) = self.cut(stopping) {
+                tracing::error!(error = %e, "writing a ruler block failed; retrying later");
+            }
+            self.ship().await;
+            if stopping {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::alert::LabelMap;
+
+    fn sample(r: &Results, ts: i64) {
+        let l = LabelMap::from([("__name__".into(), "rec".into())]);
+        r.append(ts, &[(l, ts as f64)]);
+    }
+
+    #[tokio::test]
+    async fn blocks_are_cut_per_aligned_range_and_read_back_after_a_restart() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let labels = BTreeMap::from([("replica".to_string(), "a".to_string())]);
+        let results = Arc::new(Results::new(i64::MAX / 4));
+        let db = ResultsDb::open(
+            d.path(),
+            Duration::from_secs(10),
+            results.clone(),
+            labels.clone(),
+            None,
+            i64::MAX / 4,
+            0,
+        )
+        .await
+        .expect("open");
+        for ts in (0..=14_000).step_by(1_000) {
+            sample(&results, ts);
+        }
+        assert!(db.cut(false).expect("cut").is_empty(), "14s < 10s + 5s");
+        sample(&results, 15_000);
+        let first = db.cut(false).expect("cut");
+        assert_eq!(first.len(), 1);
+        let flushed = db.cut(true).expect("flush");
+        assert_eq!(flushed.len(), 1);
+        let (metas, _) = local_blocks(d.path()).expect("list");
+        let ranges: Vec<_> = metas.iter().map(|m| (m.min_time, m.max_time)).collect();
+        assert_eq!(ranges, vec![(0, 10_000), (10_000, 15_001)]);
+        let thanos = metas[0].thanos.as_ref().expect("thanos section");
+        assert_eq!((thanos.source.as_str(), &thanos.labels), ("ruler", &labels));
+
+        let again = Arc::new(Results::new(i64::MAX / 4));
+        ResultsDb::open(
+            d.path(),
+            Duration::from_secs(10),
+            again.clone(),
+            labels,
+            None,
+            i64::MAX / 4,
+            0,
+        )
+        .await
+        .expect("reopen");
+        use promql::Queryable as _;
+        let got = again.select(&[], 0, 20_000).await.expect("select");
+        assert_eq!(got[0].samples.len(), 16);
+        assert_eq!(again.sealed_before(), 15_001);
+        sample(&again, 15_000);
+        assert_eq!(again.unsealed_range(), None, "sealed samples are refused");
+    }
+}
