@@ -6,6 +6,7 @@
 //! - `template`, `funcs`: Go text/template subset and Prometheus' template functions
 //! - `alert`, `recording`: the two kinds of rules' evaluation; `group`: one group's iteration
 //! - `backend`: where queries go (`--query` over HTTP, or the embedded engine)
+//! - `for_state`: alert `for` state saved per iteration and restored on start (or takeover)
 //! - `manager`: group scheduling and reload; `glob`: `--rule-file` patterns
 //! - `notify`: Alertmanager v2 client; `results`: the ruler's own series; `metrics`
 //! - `api`: `/api/v1/rules`, `/api/v1/alerts`, `/-/reload`; `cli`: `strata rule`
@@ -16,6 +17,7 @@ pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod file;
+pub mod for_state;
 pub mod funcs;
 pub mod glob;
 pub mod group;
