@@ -9,18 +9,23 @@
 //! - `for_state`: alert `for` state saved per iteration and restored on start (or takeover)
 //! - `manager`: group scheduling and reload; `glob`: `--rule-file` patterns
 //! - `notify`: Alertmanager v2 client; `results`: the ruler's own series; `metrics`
+//! - `cluster`, `assign`, `lease`: the rule role of `strata node`: groups as Raft jobs, the
+//!   leader's assignment, the owner's leases and `for` state hand-over
 //! - `api`: `/api/v1/rules`, `/api/v1/alerts`, `/-/reload`; `cli`: `strata rule`
 
 pub mod alert;
 pub mod api;
+pub mod assign;
 pub mod backend;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod file;
 pub mod for_state;
 pub mod funcs;
 pub mod glob;
 pub mod group;
+pub mod lease;
 pub mod manager;
 pub mod metrics;
 pub mod notify;
