@@ -72,6 +72,8 @@ fn three_rule_nodes_evaluate_each_group_once_and_fail_over_with_for_state() {
         "--for-grace-period=1s",
     ];
     for i in 0..3 {
+        // The embedded engine reads the node's default bucket; the rules need no data in it.
+        std::fs::create_dir_all(c.nodes[i].data_dir.join("bucket")).unwrap();
         c.start(i, &flags);
     }
     c.wait_for_agreement(&[0, 1, 2], 3, WAIT);

@@ -107,12 +107,16 @@ fn backend(
     flags: &RuleNodeFlags,
     objstore: &ObjstoreFlags,
 ) -> anyhow::Result<(Arc<dyn QueryBackend>, Blocks)> {
-    if !flags.query.is_empty() {
+    // Without rule files nothing is queried: the role must not open (or need) a bucket then.
+    if !flags.query.is_empty() || flags.rule_files.is_empty() {
         let b = HttpBackend::new(&flags.query, flags.query_timeout)
             .context("building the HTTP client of --query")?;
         return Ok((Arc::new(b), None));
     }
-    let bucket = objstore.open().context("opening the bucket")?;
+    // Read-only, as `strata rule`: a typo in the bucket config must not create an empty one.
+    let bucket = objstore
+        .open_existing()
+        .context("opening the bucket the rules evaluate over (or give --query)")?;
     let blocks = Arc::new(
         // Its own registry: the query role registers the same block metrics in the node's.
         crate::query::blocks::BlockSet::new(bucket, &prometheus::Registry::new())
