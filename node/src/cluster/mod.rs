@@ -1,6 +1,7 @@
 //! Running a node as a member of the Raft group, on top of the `raft` crate.
 //!
 //! - `discovery`: `--cluster.peers` (`host:port`, `dns+name:port`) resolution
+//! - `jobs`: job reports (lease renewals, progress) from assignees, committed on the leader
 //! - `join`: joining, and the bootstrap rule (explicit flag or the agreed seed)
 //! - `leader`: the leader's periodic duties (store expiry, lease expiry, learner promotion)
 //! - `liveness`: store liveness by the leader's own clock on receipt of heartbeats
@@ -14,6 +15,7 @@
 pub mod cli;
 pub mod discovery;
 pub mod http;
+pub mod jobs;
 pub mod join;
 pub mod leader;
 pub mod liveness;

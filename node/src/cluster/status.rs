@@ -31,6 +31,51 @@ pub struct ClusterStatus {
     /// The store registry (absent when read over the admin RPC, which does not carry it).
     #[serde(default)]
     pub stores: Vec<StoreStatus>,
+    /// The job table (rule groups and their owners, ...); absent over the admin RPC.
+    #[serde(default)]
+    pub jobs: Vec<JobStatus>,
+}
+
+/// A job of the replicated job table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// Job id.
+    pub id: String,
+    /// Kind (`rule-group`, ...).
+    pub kind: String,
+    /// What it is about (a rule group's `<file>;<group>`).
+    pub spec: String,
+    /// `pending`, `assigned` or `done`.
+    pub state: String,
+    /// The assignee (or the node that finished it).
+    pub node_id: Option<u64>,
+    /// The lease end of an assigned job (ms since the epoch).
+    pub lease_expiry_ms: Option<i64>,
+    /// Assignments so far.
+    pub attempts: u64,
+}
+
+impl JobStatus {
+    fn from_job(j: &raft::Job) -> Self {
+        let (state, node_id, lease_expiry_ms) = match &j.state {
+            raft::JobState::Pending => ("pending", None, None),
+            raft::JobState::Assigned {
+                node_id,
+                lease_expiry_ms,
+                ..
+            } => ("assigned", Some(*node_id), Some(*lease_expiry_ms)),
+            raft::JobState::Done { node_id, .. } => ("done", Some(*node_id), None),
+        };
+        JobStatus {
+            id: j.id.clone(),
+            kind: j.kind.clone(),
+            spec: j.spec.clone(),
+            state: state.to_string(),
+            node_id,
+            lease_expiry_ms,
+            attempts: j.attempts,
+        }
+    }
 }
 
 /// A member as the answering node sees it.
@@ -107,6 +152,7 @@ impl ClusterStatus {
             membership_joint: false,
             members,
             stores: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 
@@ -137,6 +183,7 @@ impl ClusterStatus {
                 live: e.is_live(now, store_max_age_ms),
             })
             .collect();
+        s.jobs = state.jobs.values().map(JobStatus::from_job).collect();
         s
     }
 
@@ -202,6 +249,18 @@ impl ClusterStatus {
                     s.node_id.map_or("-".to_string(), |n| n.to_string()),
                     if s.live { "live" } else { "stale" },
                     s.last_heartbeat_ms
+                ));
+            }
+        }
+        if !self.jobs.is_empty() {
+            out.push_str("\nJOBS\n");
+            for j in &self.jobs {
+                out.push_str(&format!(
+                    "{}  {}  {}  node {}\n",
+                    j.kind,
+                    j.spec,
+                    j.state,
+                    j.node_id.map_or("-".to_string(), |n| n.to_string()),
                 ));
             }
         }

@@ -57,6 +57,10 @@ impl Component for ClusterMember {
             self.node.clone(),
             self.secret.clone(),
         ));
+        routes.add_service(crate::cluster::jobs::JobReportService::server(
+            self.node.clone(),
+            self.secret.clone(),
+        ));
     }
 
     fn http(&self) -> axum::Router {

@@ -106,9 +106,9 @@ pub struct NodeArgs {
     #[arg(long = "cluster.bootstrap")]
     pub bootstrap: bool,
     /// Roles to run, a comma list of query, store, compact, rule, sidecar. Query, store and
-    /// sidecar (with the --prometheus.url, --tsdb.path, ... flags below) work today; compact and
-    /// rule are accepted and do nothing yet. Store and sidecar both serve the StoreAPI on the
-    /// one gRPC port, so a node runs one of them.
+    /// sidecar (with the --prometheus.url, --tsdb.path, ... flags below) and rule (with
+    /// --rule-file, ...) work today; compact is accepted and does nothing yet. Store and sidecar
+    /// both serve the StoreAPI on the one gRPC port, so a node runs one of them.
     #[arg(long = "role", value_delimiter = ',', value_parser = parse_role, default_value = "query,store,compact,rule")]
     pub roles: Vec<Role>,
     /// How often a store or sidecar heartbeats its registry entry.
@@ -143,6 +143,9 @@ pub struct NodeArgs {
     /// The sidecar role's flags (used with --role sidecar).
     #[command(flatten)]
     pub sidecar: SidecarFlags,
+    /// The rule role's flags (used with --role rule).
+    #[command(flatten)]
+    pub rule: crate::rule::cluster::RuleNodeFlags,
 }
 
 /// Runs the node until SIGINT or SIGTERM.

@@ -71,7 +71,18 @@ pub fn component(
                 registry,
             )?)
         }
-        Role::Compact | Role::Rule => {
+        Role::Rule => {
+            let secret = crate::cluster::load_secret(args.secret_file.as_deref(), args.insecure)?;
+            Arc::new(crate::rule::cluster::RuleRole::new(
+                args.rule.clone(),
+                &args.objstore,
+                args.sync_interval,
+                node.clone(),
+                secret,
+                registry,
+            )?)
+        }
+        Role::Compact => {
             tracing::info!(role = %role, "role accepted; it does nothing yet");
             return Ok(None);
         }

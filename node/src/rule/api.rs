@@ -211,6 +211,14 @@ async fn reload(State(m): State<Arc<Manager>>) -> Response {
     }
 }
 
+/// `/api/v1/rules` and `/api/v1/alerts` alone, for a node whose other roles serve the rest.
+pub fn rule_routes(manager: Arc<Manager>) -> Router {
+    Router::new()
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
+        .with_state(manager)
+}
+
 /// The ruler's whole HTTP router; `/metrics` exposes `registry`.
 pub fn router(
     manager: Arc<Manager>,

@@ -90,8 +90,14 @@ pub struct RuleArgs {
     #[arg(long = "label", value_parser = parse_label_flag)]
     pub labels: Vec<(String, String)>,
     /// Minimum time before a firing alert is sent again.
-    #[arg(long = "resend-delay", default_value = "1m", value_parser = parse_duration_flag)]
+    #[arg(long = "resend-delay", alias = "rules.alert.resend-delay", default_value = "1m", value_parser = parse_duration_flag)]
     pub resend_delay: Duration,
+    /// Max time to tolerate an outage of the ruler and still restore alerts' `for` state.
+    #[arg(long = "for-outage-tolerance", alias = "rules.alert.for-outage-tolerance", default_value = "1h", value_parser = parse_duration_flag)]
+    pub for_outage_tolerance: Duration,
+    /// Minimum time an alert pends after a `for` state restore (and the least `for` restored).
+    #[arg(long = "for-grace-period", alias = "rules.alert.for-grace-period", default_value = "10m", value_parser = parse_duration_flag)]
+    pub for_grace_period: Duration,
     /// How long the ruler's own results are kept in memory for its query API and StoreAPI
     /// (and read back from --data-dir's blocks after a restart).
     #[arg(long = "tsdb.retention", default_value = "48h", value_parser = parse_duration_flag)]
@@ -120,6 +126,14 @@ pub struct RuleArgs {
 }
 
 impl RuleArgs {
+    /// `--for-outage-tolerance` and `--for-grace-period`.
+    pub fn restore_options(&self) -> super::for_state::RestoreOptions {
+        super::for_state::RestoreOptions {
+            outage_tolerance: self.for_outage_tolerance,
+            grace_period: self.for_grace_period,
+        }
+    }
+
     fn flag_values(&self) -> Vec<(String, String)> {
         let d = |d: Duration| crate::http::params::format_prometheus_duration(d.as_millis() as i64);
         vec![
@@ -283,6 +297,9 @@ pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
         results.clone(),
         metrics,
     );
+    let for_state = super::for_state::FileForState::open(&args.objstore.data_dir.join("rules"))
+        .context("opening the alert for-state under --data-dir")?;
+    manager.set_for_state(Arc::new(for_state), args.restore_options());
     // A bad rule file at start is fatal, with promtool's messages.
     manager.reload().await.context("loading --rule-file")?;
     let grpc_listener = tokio::net::TcpListener::bind(&args.grpc_address)

@@ -5,12 +5,14 @@
 use super::alert::LabelMap;
 use super::backend::QueryBackend;
 use super::file;
+use super::for_state::{self, ForStateStore, GroupForState, RestoreOptions};
 use super::glob;
 use super::group::{next_eval_ms, EvalCtx, Group};
 use super::metrics::RuleMetrics;
 use super::notify::Notifier;
 use super::results::Results;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -18,6 +20,14 @@ use tokio::sync::Mutex as AsyncMutex;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("error loading rules: {}", .0.join("; "))]
 pub struct LoadError(pub Vec<String>);
+
+/// Decides before each iteration whether this process evaluates a group (in a cluster, only
+/// the group's current owner does).
+pub trait GroupGate: Send + Sync {
+    /// `None`: skip this iteration; `Some(restore)`: evaluate, restoring the saved `for` state
+    /// after it when `restore` (the first iteration after taking the group over).
+    fn admit(&self, key: &str) -> Option<bool>;
+}
 
 /// What the manager is configured with.
 #[derive(Debug, Clone)]
@@ -50,6 +60,12 @@ pub struct Manager {
     running: AsyncMutex<Vec<Running>>,
     /// The groups' current state, refreshed after every iteration, for the API.
     snapshot: Mutex<Vec<Group>>,
+    /// Where `for` state is saved after each iteration and restored from at start.
+    for_state: OnceLock<(Arc<dyn ForStateStore>, RestoreOptions)>,
+    /// Whether the first load (the one that restores `for` state) has happened.
+    loaded: AtomicBool,
+    /// Which groups this process evaluates; all when unset.
+    gate: OnceLock<Arc<dyn GroupGate>>,
 }
 
 /// Reads every file the globs name; every problem of every file is reported.
@@ -110,7 +126,17 @@ impl Manager {
             metrics,
             running: AsyncMutex::new(Vec::new()),
             snapshot: Mutex::new(Vec::new()),
+            for_state: OnceLock::new(),
+            loaded: AtomicBool::new(false),
+            gate: OnceLock::new(),
         })
+    }
+
+    /// Saves every group's alerts to `store` after each iteration, and restores them at the
+    /// first iteration of the first load (Prometheus restores on start-up only). Call before
+    /// the first [`Manager::reload`]; a second call is ignored.
+    pub fn set_for_state(&self, store: Arc<dyn ForStateStore>, opts: RestoreOptions) {
+        let _ = self.for_state.set((store, opts));
     }
 
     /// The groups as of their last iteration.
@@ -121,9 +147,21 @@ impl Manager {
             .clone()
     }
 
+    /// Evaluates only the groups `gate` admits, restoring `for` state when it says so (instead
+    /// of at start-up). Call before the first [`Manager::reload`]; a second call is ignored.
+    pub fn set_gate(&self, gate: Arc<dyn GroupGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// The keys of the loaded groups.
+    pub fn group_keys(&self) -> Vec<String> {
+        self.groups().iter().map(Group::key).collect()
+    }
+
     /// Re-reads the rule files and swaps the running groups; on error the old ones go on.
     pub async fn reload(self: &Arc<Self>) -> Result<(), LoadError> {
         let mut new = load_groups(&self.opts.rule_files, self.opts.eval_interval)?;
+        let restore = !self.loaded.swap(true, Ordering::SeqCst);
         let mut running = self.running.lock().await;
         let old: Vec<Running> = std::mem::take(&mut *running);
         let mut old_groups = Vec::new();
@@ -155,7 +193,7 @@ impl Manager {
                 .set(g.rules.len() as f64);
             let group = Arc::new(AsyncMutex::new(g));
             let (stop, stop_rx) = tokio::sync::watch::channel(false);
-            let task = tokio::spawn(self.clone().run_group(group.clone(), stop_rx));
+            let task = tokio::spawn(self.clone().run_group(group.clone(), stop_rx, restore));
             running.push(Running { group, stop, task });
         }
         tracing::info!(groups = running.len(), "rules loaded");
@@ -175,6 +213,7 @@ impl Manager {
         self: Arc<Self>,
         group: Arc<AsyncMutex<Group>>,
         mut stop: tokio::sync::watch::Receiver<bool>,
+        mut restore: bool,
     ) {
         let (key, interval) = {
             let g = group.lock().await;
@@ -188,6 +227,17 @@ impl Manager {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
+            let restore_now = match self.gate.get() {
+                None => std::mem::take(&mut restore),
+                Some(gate) => match gate.admit(&key) {
+                    Some(r) => r,
+                    // Not ours now: no iteration, none counted as missed.
+                    None => {
+                        next = next_eval_ms(&key, interval_ms, now_ms().max(next) + 1);
+                        continue;
+                    }
+                },
+            };
             let ctx = EvalCtx {
                 external_labels: &self.opts.external_labels,
                 external_url: &self.opts.external_url,
@@ -195,6 +245,7 @@ impl Manager {
             };
             let mut g = group.lock().await;
             let it = g.eval(next, self.backend.as_ref(), &ctx).await;
+            self.keep_for_state(&mut g, next, restore_now);
             let m = &self.metrics;
             m.iterations.with_label_values(&[&key]).inc();
             m.evaluations
@@ -231,6 +282,26 @@ impl Manager {
                 tracing::warn!(group = %key, missed, "rule group evaluation slower than its interval");
             }
         }
+    }
+}
+
+impl Manager {
+    /// Restores the group's saved `for` state after its first iteration (when `restore`),
+    /// then saves its current state.
+    fn keep_for_state(&self, g: &mut Group, ts: i64, restore: bool) {
+        let Some((store, opts)) = self.for_state.get() else {
+            return;
+        };
+        let key = g.key();
+        if restore {
+            if let Some(saved) = store.load(&key) {
+                let n = for_state::restore(g, &saved, ts, opts);
+                if n > 0 {
+                    tracing::info!(group = %key, alerts = n, "restored alert for-state");
+                }
+            }
+        }
+        store.save(&key, GroupForState::capture(g));
     }
 }
 

@@ -6,24 +6,31 @@
 //! - `template`, `funcs`: Go text/template subset and Prometheus' template functions
 //! - `alert`, `recording`: the two kinds of rules' evaluation; `group`: one group's iteration
 //! - `backend`: where queries go (`--query` over HTTP, or the embedded engine)
+//! - `for_state`: alert `for` state saved per iteration and restored on start (or takeover)
 //! - `manager`: group scheduling and reload; `glob`: `--rule-file` patterns
 //! - `notify`: Alertmanager v2 client; `alertmanagers`: where they are (URLs, DNS, config file); `results`: the ruler's own series; `metrics`
 //! - `tsdb`: the results as blocks in `--data-dir`, uploaded to the bucket
 //! - `labelled`, `grpc`: StoreAPI over the results, Thanos' Rules API (`--grpc-address`)
+//! - `cluster`, `assign`, `lease`: the rule role of `strata node`: groups as Raft jobs, the
+//!   leader's assignment, the owner's leases and `for` state hand-over
 //! - `api`: `/api/v1/rules`, `/api/v1/alerts`, `/-/reload`; `cli`: `strata rule`
 
 pub mod alert;
 pub mod alertmanagers;
 pub mod api;
+pub mod assign;
 pub mod backend;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod file;
+pub mod for_state;
 pub mod funcs;
 pub mod glob;
 pub mod group;
 pub mod grpc;
 pub mod labelled;
+pub mod lease;
 pub mod manager;
 pub mod metrics;
 pub mod notify;

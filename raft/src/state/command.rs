@@ -130,6 +130,18 @@ pub enum Command {
         /// Completion time.
         now_ms: i64,
     },
+    /// Records a running job's progress; refused unless the token is current and its lease
+    /// unexpired.
+    ReportJobProgress {
+        /// The token the assignee holds.
+        token: FencingToken,
+        /// The assignee.
+        node_id: NodeId,
+        /// Opaque progress description (replaces the previous one).
+        progress: String,
+        /// Report time.
+        now_ms: i64,
+    },
     /// Returns every assigned job whose lease ended at or before `now_ms` to pending.
     ExpireLeases {
         /// The leader's time.
@@ -169,6 +181,7 @@ impl Command {
             Command::AssignJob { .. } => "assign_job",
             Command::RenewLease { .. } => "renew_lease",
             Command::CompleteJob { .. } => "complete_job",
+            Command::ReportJobProgress { .. } => "report_job_progress",
             Command::ExpireLeases { .. } => "expire_leases",
             Command::DeleteJob { .. } => "delete_job",
             Command::Unknown => "unknown",

@@ -74,6 +74,10 @@ pub struct Job {
     pub attempts: u64,
     /// Where it stands.
     pub state: JobState,
+    /// The assignee's latest progress report (opaque; e.g. a rule group's alert `for` state),
+    /// kept across re-assignments so that the next assignee resumes from it.
+    #[serde(default)]
+    pub progress: String,
 }
 
 impl ClusterState {
@@ -98,6 +102,7 @@ impl ClusterState {
                 created_at_ms: now_ms,
                 attempts: 0,
                 state: JobState::Pending,
+                progress: String::new(),
             },
         );
         Ok(Response::Ok)
@@ -209,7 +214,7 @@ impl ClusterState {
         }
     }
 
-    fn job_mut(&mut self, job_id: &str) -> Result<&mut Job, Rejection> {
+    pub(super) fn job_mut(&mut self, job_id: &str) -> Result<&mut Job, Rejection> {
         self.jobs
             .get_mut(job_id)
             .ok_or_else(|| Rejection::UnknownJob {
@@ -219,7 +224,7 @@ impl ClusterState {
 }
 
 /// The token must be the job's current one, held by `node_id`, with its lease unexpired.
-fn check_token(
+pub(super) fn check_token(
     job: &Job,
     token: &FencingToken,
     node_id: NodeId,

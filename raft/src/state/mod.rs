@@ -5,6 +5,7 @@
 
 mod command;
 mod jobs;
+mod progress;
 mod registry;
 mod role;
 #[cfg(test)]
@@ -108,6 +109,12 @@ impl ClusterState {
                 result,
                 now_ms,
             } => self.complete_job(token, *node_id, result, *now_ms),
+            Command::ReportJobProgress {
+                token,
+                node_id,
+                progress,
+                now_ms,
+            } => self.report_job_progress(token, *node_id, progress, *now_ms),
             Command::ExpireLeases { now_ms } => Ok(self.expire_leases(*now_ms)),
             Command::DeleteJob { job_id } => self.delete_job(job_id),
             Command::Unknown => unreachable_unknown(),
