@@ -320,17 +320,15 @@ fn prometheus_loads_the_rules_while_scraping_a_node() {
         "only {from_node} rule selectors read the node's metrics"
     );
     // And the node exposes the families of every process and of its roles (a label-vector
-    // family has series only once used: the query above used these).
+    // family has series only once used: the query above used these). A node of one makes no
+    // gRPC call (its query role reads its own blocks, Raft has no peer), so the gRPC families
+    // are checked where calls happen, in self_metrics.rs.
     for f in [
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
         "process_open_fds",
         "process_start_time_seconds",
         "strata_build_info",
-        "grpc_server_handled_total",
-        "grpc_client_handled_total",
-        "grpc_server_handling_seconds",
-        "grpc_client_handling_seconds",
         "prometheus_engine_queries",
         "prometheus_engine_queries_concurrent_max",
         "prometheus_engine_query_duration_seconds",

@@ -143,12 +143,14 @@ fn query_store_and_node_expose_self_metrics_that_grow_with_use() {
         .sum("strata_objstore_bucket_operations_total", &[])
         .unwrap_or_else(|| store_after.fail("store", "strata_objstore_bucket_operations_total"));
     assert!(reads > 0.0, "store bucket operations: {reads}");
-    for family in [
-        "strata_objstore_bucket_operation_failures_total",
-        "strata_objstore_bucket_operation_duration_seconds_count",
-    ] {
-        assert!(store_after.sum(family, &[]).is_some(), "store: {family}");
-    }
+    // Failures have series only once one happened; durations are there.
+    let timed = store_after
+        .sum(
+            "strata_objstore_bucket_operation_duration_seconds_count",
+            &[],
+        )
+        .unwrap_or(0.0);
+    assert!(timed > 0.0, "store bucket operations timed: {timed}");
 
     // The querier called the store as a client, and timed its queries in the engine.
     grew(
