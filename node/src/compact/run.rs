@@ -16,7 +16,7 @@ use tokio::sync::watch;
 /// Runs `strata compact`.
 pub async fn run(args: CompactArgs) -> anyhow::Result<ExitCode> {
     let bucket = args.objstore.open()?;
-    let registry = prometheus::Registry::new();
+    let registry = crate::server::self_metrics::registry().context("registering self metrics")?;
     let metrics = CompactMetrics::register(&registry).context("registering compactor metrics")?;
     let http_listener = tokio::net::TcpListener::bind(&args.http_address)
         .await
@@ -31,6 +31,7 @@ pub async fn run(args: CompactArgs) -> anyhow::Result<ExitCode> {
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/-/ready", get(|| async { "Strata is Ready.\n" }))
         .route("/metrics", get(metrics_handler))
+        .layer(axum::middleware::from_fn(crate::http::metrics::instrument))
         .with_state(registry);
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(crate::http::serve(http_listener, router, async move {

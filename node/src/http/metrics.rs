@@ -1,16 +1,21 @@
 //! HTTP request metrics (Thanos' names: `http_requests_total`, `http_request_duration_seconds`
-//! by handler and code) and the `/metrics` endpoint.
+//! by handler, code and method) and the `/metrics` endpoint.
+//!
+//! The metrics are one set per process ([`HTTP`]), recorded by [`instrument`] around every
+//! route of the process' one HTTP server and registered by `crate::server::self_metrics`.
 
-use super::ApiState;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
-use std::sync::Arc;
+use std::sync::LazyLock;
 use std::time::Instant;
+
+/// This process' HTTP request metrics.
+pub static HTTP: LazyLock<Result<HttpMetrics, prometheus::Error>> = LazyLock::new(HttpMetrics::new);
 
 /// Counters and durations of HTTP requests.
 #[derive(Clone, Debug)]
@@ -20,8 +25,7 @@ pub struct HttpMetrics {
 }
 
 impl HttpMetrics {
-    /// Registers the metrics in `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    fn new() -> Result<Self, prometheus::Error> {
         let requests = IntCounterVec::new(
             Opts::new("http_requests_total", "Tracks the number of HTTP requests."),
             &["code", "handler", "method"],
@@ -36,14 +40,19 @@ impl HttpMetrics {
             ]),
             &["code", "handler", "method"],
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
         Ok(HttpMetrics { requests, duration })
+    }
+
+    /// Registers the metrics in `registry`.
+    pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.requests.clone()))?;
+        registry.register(Box::new(self.duration.clone()))
     }
 }
 
-/// Middleware recording every request under its route pattern (unknown paths as `other`).
-pub async fn instrument(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+/// Middleware recording every request under its route pattern (unknown paths as `other`, so
+/// that scanners cannot grow the label set).
+pub async fn instrument(req: Request, next: Next) -> Response {
     let handler = req
         .extensions()
         .get::<MatchedPath>()
@@ -53,12 +62,13 @@ pub async fn instrument(State(st): State<Arc<ApiState>>, req: Request, next: Nex
     let started = Instant::now();
     let response = next.run(req).await;
     let code = response.status().as_u16().to_string();
-    let labels = [code.as_str(), handler.as_str(), method.as_str()];
-    st.metrics.requests.with_label_values(&labels).inc();
-    st.metrics
-        .duration
-        .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    if let Ok(m) = HTTP.as_ref() {
+        let labels = [code.as_str(), handler.as_str(), method.as_str()];
+        m.requests.with_label_values(&labels).inc();
+        m.duration
+            .with_label_values(&labels)
+            .observe(started.elapsed().as_secs_f64());
+    }
     response
 }
 

@@ -32,7 +32,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-pub use metrics::HttpMetrics;
 use promql::{Engine, QueryError, Queryable};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +85,9 @@ pub struct QueryLimits {
 impl QueryLimits {
     /// Limits with `timeout` and `max_concurrent` permits.
     pub fn new(timeout: Duration, max_concurrent: usize) -> Self {
+        if let Ok(m) = crate::server::self_metrics::ENGINE.as_ref() {
+            m.concurrent_max.set(max_concurrent.max(1) as i64);
+        }
         QueryLimits {
             timeout,
             concurrency: Arc::new(Semaphore::new(max_concurrent.max(1))),
@@ -103,8 +105,6 @@ pub struct ApiState {
     pub limits: QueryLimits,
     /// `/api/v1/status/flags`: flag name and value as the command line has them.
     pub flags: Vec<(String, String)>,
-    /// Request metrics.
-    pub metrics: HttpMetrics,
     /// The registry `/metrics` exposes.
     pub registry: prometheus::Registry,
     /// Origins allowed by `--web.cors.origin`.
@@ -144,10 +144,6 @@ pub fn api_routes(state: Arc<ApiState>) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            metrics::instrument,
-        ))
         .layer(axum::extract::DefaultBodyLimit::max(FORM_LIMIT))
         .with_state(state)
 }

@@ -179,6 +179,9 @@ where
     F: FnOnce(Arc<promql::Engine>, Arc<dyn super::SeriesSource>, QueryControl) -> Fut,
     Fut: std::future::Future<Output = Result<QueryResult, QueryError>>,
 {
+    let engine_metrics = crate::server::self_metrics::ENGINE.as_ref().ok();
+    let _running = engine_metrics.map(|m| Running::new(&m.queries));
+    let queued = Instant::now();
     let semaphore = st.limits.concurrency.clone();
     let permit = match semaphore.clone().try_acquire_owned() {
         Ok(p) => p,
@@ -187,6 +190,14 @@ where
             .map_err(|_| QueryError::Timeout("query queue"))?
             .map_err(|_| QueryError::Canceled("query queue"))?,
     };
+    let observe = |slice: &str, since: Instant| {
+        if let Some(m) = engine_metrics {
+            m.duration
+                .with_label_values(&[slice])
+                .observe(since.elapsed().as_secs_f64());
+        }
+    };
+    observe("queue_time", queued);
     // Prometheus checks its context once more as execution starts. (With a free slot and an
     // expired context its queue picks "query queue" or this at random; this is deterministic.)
     if Instant::now() >= deadline {
@@ -204,13 +215,32 @@ where
     };
     // Dropping this future (the client went away) drops the engine's future, which sets the
     // cancel flag its threads watch.
+    let evaluating = Instant::now();
     let result = tokio::time::timeout_at(deadline, run(st.engine.clone(), source.clone(), ctl))
         .await
         .unwrap_or(Err(QueryError::Timeout("expression evaluation")));
+    observe("inner_eval", evaluating);
     result.map(|mut r| {
         r.warnings.extend(source.take_warnings());
         r
     })
+}
+
+/// Counts a query in `prometheus_engine_queries` while it waits or runs (Prometheus counts
+/// both); the drop uncounts it whichever way the query ends.
+struct Running(prometheus::IntGauge);
+
+impl Running {
+    fn new(g: &prometheus::IntGauge) -> Self {
+        g.inc();
+        Running(g.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn now_ms() -> i64 {

@@ -196,7 +196,7 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         );
     }
 
-    let registry = prometheus::Registry::new();
+    let registry = crate::server::self_metrics::registry().context("registering self metrics")?;
     let node_http = Arc::new(NodeHttp {
         node: node.clone(),
         store_max_age_ms: i64::try_from(args.store_expiry.as_millis()).unwrap_or(i64::MAX),

@@ -21,7 +21,7 @@ pub use role::QueryRole;
 
 use crate::flags::{EndpointFlags, ObjstoreFlags};
 use crate::http::params::{format_prometheus_duration, parse_prometheus_duration};
-use crate::http::{self, ApiState, HttpMetrics, QueryLimits};
+use crate::http::{self, ApiState, QueryLimits};
 use crate::server::{Listeners, Server};
 use anyhow::Context as _;
 use blocks::{run_sync_loop, BlockSet};
@@ -145,7 +145,7 @@ impl QueryArgs {
 /// Runs the querier until SIGINT or SIGTERM: the query role alone, its StoreAPI on
 /// `--grpc-address`.
 pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let registry = prometheus::Registry::new();
+    let registry = crate::server::self_metrics::registry().context("registering self metrics")?;
     let embedded = build(&args, registry.clone(), None)?;
     let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;
     tracing::info!(http = %listeners.http_addr()?, grpc = %listeners.grpc_addr()?, "querier listening");
@@ -221,7 +221,6 @@ pub fn build(
         engine: Arc::new(engine),
         limits: QueryLimits::new(args.timeout, args.max_concurrent),
         flags: args.flag_values(),
-        metrics: HttpMetrics::register(&registry).context("registering HTTP metrics")?,
         registry,
         cors: Arc::new(cors),
         replica_labels: args.endpoints.replica_labels.clone(),

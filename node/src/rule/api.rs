@@ -7,7 +7,7 @@ use super::group::{Group, Health, RuleState};
 use super::manager::Manager;
 use super::notify::rfc3339;
 use super::results::Results;
-use crate::http::{self, ApiState, HttpMetrics, QueryLimits, SeriesSource};
+use crate::http::{self, ApiState, QueryLimits, SeriesSource};
 use async_trait::async_trait;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -236,7 +236,6 @@ pub fn router(
         })),
         limits: QueryLimits::new(Duration::from_secs(120), 20),
         flags,
-        metrics: HttpMetrics::register(&registry)?,
         registry,
         cors: Arc::new(http::cors::CorsOrigin::new(".*")?),
         replica_labels: Vec::new(),
@@ -256,7 +255,10 @@ pub fn router(
                 async move { http::metrics::encode(&registry) }
             }),
         );
-    Ok(own.merge(probes).merge(http::api_routes(state)))
+    Ok(own
+        .merge(probes)
+        .merge(http::api_routes(state))
+        .layer(axum::middleware::from_fn(http::metrics::instrument)))
 }
 
 #[cfg(test)]

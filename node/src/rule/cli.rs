@@ -263,7 +263,7 @@ fn alertmanagers(args: &RuleArgs) -> anyhow::Result<Alertmanagers> {
 
 /// Runs the ruler until SIGINT or SIGTERM.
 pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
-    let registry = prometheus::Registry::new();
+    let registry = crate::server::self_metrics::registry().context("registering self metrics")?;
     let metrics = RuleMetrics::register(&registry).context("registering rule metrics")?;
     let external_labels: LabelMap = args.labels.iter().cloned().collect();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

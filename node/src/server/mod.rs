@@ -10,8 +10,14 @@
 //! hands over leadership through it). Adding a role is one new component plus one enum arm.
 //!
 //! - `probes`: the process-wide HTTP routes
+//! - `self_metrics`: the families every process exposes about itself (`registry()`)
+//! - `process_metrics`, `grpc_metrics`: process metrics from `/proc`, gRPC server and client
+//!   metrics (the server's as a tower layer)
 
+pub mod grpc_metrics;
 mod probes;
+pub mod process_metrics;
+pub mod self_metrics;
 #[cfg(test)]
 mod tests;
 
@@ -134,12 +140,15 @@ impl Server {
         }
         let router = router
             .merge(probes::routes(self.components.clone(), self.registry))
-            .fallback(probes::not_found);
+            .fallback(probes::not_found)
+            .layer(axum::middleware::from_fn(crate::http::metrics::instrument));
 
         let (servers_tx, servers_rx) = watch::channel(false);
         let grpc = {
             let mut stop = servers_rx.clone();
-            let server = tonic::transport::Server::builder().add_routes(routes.routes());
+            let server = tonic::transport::Server::builder()
+                .layer(grpc_metrics::GrpcMetricsLayer)
+                .add_routes(routes.routes());
             let incoming = crate::node::grpc::incoming(listeners.grpc);
             tokio::spawn(
                 async move {

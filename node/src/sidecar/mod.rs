@@ -125,7 +125,7 @@ fn now_ms() -> i64 {
 /// Runs the sidecar until SIGINT or SIGTERM.
 pub async fn run_cli(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let limit_min = parse_min_time(&args.min_time, now_ms()).map_err(anyhow::Error::msg)?;
-    let registry = ::prometheus::Registry::new();
+    let registry = crate::server::self_metrics::registry().context("registering self metrics")?;
     let bucket = if args.objstore_config_file.is_some() || args.objstore_config.is_some() {
         let metrics = BucketMetrics::register(&registry).context("registering bucket metrics")?;
         let b = open_from_flags(

@@ -31,7 +31,7 @@ pub struct StoreArgs {
 
 /// Runs the store gateway until SIGINT or SIGTERM.
 pub async fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
-    let registry = prometheus::Registry::new();
+    let registry = crate::server::self_metrics::registry().context("registering self metrics")?;
     let bucket = args.objstore.open_existing_in(&registry)?;
     let role = StoreRole::with_gateway(bucket, &args.objstore.data_dir, &registry, &args.gateway)?;
     let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;

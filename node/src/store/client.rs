@@ -5,6 +5,7 @@
 //! lives as long as the address is a store source.
 
 use super::convert::{decode_chunks, labels_from_pb, matcher_to_pb, ConvertError};
+use crate::server::grpc_metrics::{client_call, Call};
 use promql::SeriesData;
 use proto::thanos::info::info_client::InfoClient;
 use proto::thanos::store_client::StoreClient;
@@ -120,6 +121,16 @@ impl StoreEndpoint {
         }
     }
 
+    /// Records a unary call's outcome and maps its error.
+    fn observed<T>(
+        &self,
+        call: Option<Call>,
+        r: Result<tonic::Response<T>, tonic::Status>,
+    ) -> Result<tonic::Response<T>, ClientError> {
+        finish(call, r.as_ref().map_or_else(|s| s.code(), |_| Code::Ok));
+        r.map_err(|s| self.rpc(s))
+    }
+
     fn store(&self) -> StoreClient<Channel> {
         StoreClient::new(self.channel.clone()).max_decoding_message_size(MAX_FRAME_BYTES)
     }
@@ -129,9 +140,19 @@ impl StoreEndpoint {
     pub async fn info(&self) -> Result<StoreMeta, ClientError> {
         let timeout = |_| self.rpc(tonic::Status::deadline_exceeded("Info timed out"));
         let mut client = InfoClient::new(self.channel.clone());
-        let modern = tokio::time::timeout(INFO_TIMEOUT, client.info(pb::info::InfoRequest {}))
-            .await
-            .map_err(timeout)?;
+        let call = client_call("thanos.info.Info", "Info");
+        let modern =
+            match tokio::time::timeout(INFO_TIMEOUT, client.info(pb::info::InfoRequest {})).await {
+                Ok(m) => m,
+                Err(e) => {
+                    finish(call, Code::DeadlineExceeded);
+                    return Err(timeout(e));
+                }
+            };
+        finish(
+            call,
+            modern.as_ref().map_or_else(|s| s.code(), |_| Code::Ok),
+        );
         match modern {
             Ok(r) => {
                 let r = r.into_inner();
@@ -152,11 +173,17 @@ impl StoreEndpoint {
                 })
             }
             Err(s) if s.code() == Code::Unimplemented => {
-                let r = tokio::time::timeout(INFO_TIMEOUT, self.store().info(pb::InfoRequest {}))
-                    .await
-                    .map_err(timeout)?
-                    .map_err(|s| self.rpc(s))?
-                    .into_inner();
+                let call = client_call("thanos.Store", "Info");
+                let mut store = self.store();
+                let legacy = store.info(pb::InfoRequest {});
+                let r = match tokio::time::timeout(INFO_TIMEOUT, legacy).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        finish(call, Code::DeadlineExceeded);
+                        return Err(timeout(e));
+                    }
+                };
+                let r = self.observed(call, r)?.into_inner();
                 Ok(StoreMeta {
                     label_sets: r
                         .label_sets
@@ -188,16 +215,25 @@ impl StoreEndpoint {
             skip_chunks,
             ..Default::default()
         };
-        let mut stream = self
-            .store()
-            .series(req)
-            .await
-            .map_err(|s| self.rpc(s))?
-            .into_inner();
+        // Handled once the stream ends or fails; dropped mid-stream (the query was cancelled),
+        // the call counts as Canceled.
+        let call = client_call("thanos.Store", "Series");
+        let (call, opened) = match self.store().series(req).await {
+            Ok(s) => (call, s),
+            Err(s) => {
+                finish(call, s.code());
+                return Err(self.rpc(s));
+            }
+        };
+        let mut stream = opened.into_inner();
+        let mut call = call;
         let mut answer = SeriesAnswer::default();
         // A series may span consecutive frames: gather its chunks until the labels change.
         let mut current: Option<(Labels, Vec<pb::AggrChunk>)> = None;
-        while let Some(frame) = stream.message().await.map_err(|s| self.rpc(s))? {
+        while let Some(frame) = stream.message().await.map_err(|s| {
+            finish(call.take(), s.code());
+            self.rpc(s)
+        })? {
             let series = match frame.result {
                 Some(series_response::Result::Series(s)) => vec![s],
                 Some(series_response::Result::Batch(b)) => b.series,
@@ -220,6 +256,7 @@ impl StoreEndpoint {
                 }
             }
         }
+        finish(call, Code::Ok);
         if let Some(done) = current.take() {
             self.finish(done, mint, maxt, skip_chunks, &mut answer)?;
         }
@@ -265,12 +302,9 @@ impl StoreEndpoint {
             matchers: matchers.iter().map(matcher_to_pb).collect(),
             ..Default::default()
         };
-        let r = self
-            .store()
-            .label_names(req)
-            .await
-            .map_err(|s| self.rpc(s))?
-            .into_inner();
+        let call = client_call("thanos.Store", "LabelNames");
+        let r = self.store().label_names(req).await;
+        let r = self.observed(call, r)?.into_inner();
         Ok((r.names, r.warnings))
     }
 
@@ -289,13 +323,17 @@ impl StoreEndpoint {
             matchers: matchers.iter().map(matcher_to_pb).collect(),
             ..Default::default()
         };
-        let r = self
-            .store()
-            .label_values(req)
-            .await
-            .map_err(|s| self.rpc(s))?
-            .into_inner();
+        let call = client_call("thanos.Store", "LabelValues");
+        let r = self.store().label_values(req).await;
+        let r = self.observed(call, r)?.into_inner();
         Ok((r.values, r.warnings))
+    }
+}
+
+/// Records `call` (if metered) as handled with `code`.
+fn finish(call: Option<Call>, code: Code) {
+    if let Some(c) = call {
+        c.finish(code);
     }
 }
 
