@@ -2,7 +2,7 @@
 //! one shape whether it comes from the local node or from a peer's `Status` RPC.
 
 use proto::raft_v1 as pb;
-use raft::{now_ms, ClusterState, RaftNode};
+use raft::{now_ms, ClusterState, JobState, RaftNode};
 use serde::{Deserialize, Serialize};
 
 /// One node's view of the cluster.
@@ -31,6 +31,72 @@ pub struct ClusterStatus {
     /// The store registry (absent when read over the admin RPC, which does not carry it).
     #[serde(default)]
     pub stores: Vec<StoreStatus>,
+    /// The job table (absent over the admin RPC, like the stores).
+    #[serde(default)]
+    pub jobs: Vec<JobStatus>,
+}
+
+/// A job of the job table, as operators see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// Job id.
+    pub id: String,
+    /// Kind ("compact", "downsample", "compact-sweep", "rule-group", ...).
+    pub kind: String,
+    /// "pending", "assigned" or "done".
+    pub state: String,
+    /// The assignee (or who finished it).
+    pub owner: Option<u64>,
+    /// Assignments so far.
+    pub attempts: u64,
+    /// The fencing token's term and attempt, when assigned or done.
+    pub token: Option<String>,
+    /// When the lease ends (ms since the epoch), when assigned.
+    pub lease_expiry_ms: Option<i64>,
+    /// The worker's result, when done.
+    pub result: Option<String>,
+}
+
+impl JobStatus {
+    fn of(job: &raft::Job) -> Self {
+        let token = |t: &raft::FencingToken| format!("term {} attempt {}", t.term, t.attempt);
+        let (state, owner, tok, lease, result) = match &job.state {
+            JobState::Pending => ("pending", None, None, None, None),
+            JobState::Assigned {
+                node_id,
+                token: t,
+                lease_expiry_ms,
+            } => (
+                "assigned",
+                Some(*node_id),
+                Some(token(t)),
+                Some(*lease_expiry_ms),
+                None,
+            ),
+            JobState::Done {
+                node_id,
+                token: t,
+                result,
+                ..
+            } => (
+                "done",
+                Some(*node_id),
+                Some(token(t)),
+                None,
+                Some(result.clone()),
+            ),
+        };
+        JobStatus {
+            id: job.id.clone(),
+            kind: job.kind.clone(),
+            state: state.to_string(),
+            owner,
+            attempts: job.attempts,
+            token: tok,
+            lease_expiry_ms: lease,
+            result,
+        }
+    }
 }
 
 /// A member as the answering node sees it.
@@ -107,6 +173,7 @@ impl ClusterStatus {
             membership_joint: false,
             members,
             stores: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 
@@ -137,6 +204,7 @@ impl ClusterStatus {
                 live: e.is_live(now, store_max_age_ms),
             })
             .collect();
+        s.jobs = state.jobs.values().map(JobStatus::of).collect();
         s
     }
 
@@ -202,6 +270,20 @@ impl ClusterStatus {
                     s.node_id.map_or("-".to_string(), |n| n.to_string()),
                     if s.live { "live" } else { "stale" },
                     s.last_heartbeat_ms
+                ));
+            }
+        }
+        if !self.jobs.is_empty() {
+            out.push_str("\nJOBS\n");
+            let now = now_ms();
+            for j in &self.jobs {
+                let owner = j.owner.map_or("-".to_string(), |n| format!("node {n}"));
+                let lease = j.lease_expiry_ms.map_or(String::new(), |e| {
+                    format!("  lease {} ms left", e.saturating_sub(now))
+                });
+                out.push_str(&format!(
+                    "{}  {}  {}  {}  attempts {}{}\n",
+                    j.id, j.kind, j.state, owner, j.attempts, lease
                 ));
             }
         }

@@ -105,9 +105,9 @@ pub struct NodeArgs {
     /// Bootstrap a new single-node cluster with this node (see "Joining and bootstrapping").
     #[arg(long = "cluster.bootstrap")]
     pub bootstrap: bool,
-    /// Roles to run, a comma list of query, store, compact, rule, sidecar. Query, store and
-    /// sidecar (with the --prometheus.url, --tsdb.path, ... flags below) work today; compact and
-    /// rule are accepted and do nothing yet. Store and sidecar both serve the StoreAPI on the
+    /// Roles to run, a comma list of query, store, compact, rule, sidecar. Query, store,
+    /// compact and sidecar (with the --prometheus.url, --tsdb.path, ... flags below) work
+    /// today; rule is accepted and does nothing yet. Store and sidecar both serve the StoreAPI on the
     /// one gRPC port, so a node runs one of them.
     #[arg(long = "role", value_delimiter = ',', value_parser = parse_role, default_value = "query,store,compact,rule")]
     pub roles: Vec<Role>,
@@ -143,6 +143,9 @@ pub struct NodeArgs {
     /// The sidecar role's flags (used with --role sidecar).
     #[command(flatten)]
     pub sidecar: SidecarFlags,
+    /// The compact role's flags (used with --role compact; `strata compact`'s names).
+    #[command(flatten)]
+    pub compact: crate::compact::CompactFlags,
 }
 
 /// Runs the node until SIGINT or SIGTERM.

@@ -8,6 +8,7 @@ use anyhow::bail;
 use raft::{RaftNode, Role};
 
 use super::{query_args, registry_stores, NodeArgs};
+use crate::compact::CompactRole;
 use crate::query::{self, QueryRole};
 use crate::server::Component;
 use crate::sidecar::Sidecar;
@@ -71,7 +72,18 @@ pub fn component(
                 registry,
             )?)
         }
-        Role::Compact | Role::Rule => {
+        Role::Compact => {
+            let secret = crate::cluster::load_secret(args.secret_file.as_deref(), args.insecure)?;
+            Arc::new(CompactRole::cluster(
+                args.objstore.open()?,
+                &args.compact,
+                &args.objstore.data_dir,
+                node.clone(),
+                secret,
+                registry,
+            )?)
+        }
+        Role::Rule => {
             tracing::info!(role = %role, "role accepted; it does nothing yet");
             return Ok(None);
         }

@@ -60,8 +60,9 @@ pub trait Component: Send + Sync + 'static {
 pub struct Listeners {
     /// The HTTP listener (`--http-address`).
     pub http: TcpListener,
-    /// The gRPC listener (`--grpc-address`).
-    pub grpc: TcpListener,
+    /// The gRPC listener (`--grpc-address`); none for a process without gRPC (`strata
+    /// compact`, as `thanos compact`).
+    pub grpc: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -73,7 +74,18 @@ impl Listeners {
         let http = TcpListener::bind(http_address)
             .await
             .with_context(|| format!("listening on --http-address {http_address}"))?;
-        Ok(Listeners { http, grpc })
+        Ok(Listeners {
+            http,
+            grpc: Some(grpc),
+        })
+    }
+
+    /// Binds the HTTP address only.
+    pub async fn http_only(http_address: &str) -> anyhow::Result<Self> {
+        let http = TcpListener::bind(http_address)
+            .await
+            .with_context(|| format!("listening on --http-address {http_address}"))?;
+        Ok(Listeners { http, grpc: None })
     }
 
     /// The bound HTTP address.
@@ -83,7 +95,11 @@ impl Listeners {
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.grpc.local_addr().context("reading the gRPC address")
+        self.grpc
+            .as_ref()
+            .context("this process serves no gRPC")?
+            .local_addr()
+            .context("reading the gRPC address")
     }
 }
 
@@ -137,10 +153,10 @@ impl Server {
             .fallback(probes::not_found);
 
         let (servers_tx, servers_rx) = watch::channel(false);
-        let grpc = {
+        let grpc = listeners.grpc.map(|listener| {
             let mut stop = servers_rx.clone();
             let server = tonic::transport::Server::builder().add_routes(routes.routes());
-            let incoming = crate::node::grpc::incoming(listeners.grpc);
+            let incoming = crate::node::grpc::incoming(listener);
             tokio::spawn(
                 async move {
                     server
@@ -151,7 +167,7 @@ impl Server {
                 }
                 .in_current_span(),
             )
-        };
+        });
         let http = {
             let mut stop = servers_rx;
             tokio::spawn(
@@ -177,10 +193,12 @@ impl Server {
             }
         }
         let _ = servers_tx.send(true);
-        match grpc.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "gRPC server failed"),
-            Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
+        if let Some(grpc) = grpc {
+            match grpc.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "gRPC server failed"),
+                Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
+            }
         }
         let served = http.await.context("HTTP server task")?;
         if let Some(e) = failure {
