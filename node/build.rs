@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/strata/node/v1/registry.proto",
         "proto/strata/node/v1/jobs.proto",
+        "proto/strata/jobs/v1/jobs.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure().compile_fds(fds)?;

@@ -35,7 +35,7 @@ fn owner(c: &Cluster, i: usize, group: &str) -> Option<u64> {
     let j = jobs.iter().find(|j| {
         j["kind"] == "rule-group" && j["spec"].as_str().is_some_and(|s| s.ends_with(&suffix))
     })?;
-    (j["state"] == "assigned").then(|| j["node_id"].as_u64())?
+    (j["state"] == "assigned").then(|| j["owner"].as_u64())?
 }
 
 fn alert(http: &str) -> Option<Value> {

@@ -21,6 +21,7 @@
 //! Virtual time makes timers of different nodes coincide exactly, which real clocks never do;
 //! [`phase`] keeps the nodes' Raft ticks apart so that this does not livelock elections.
 
+pub mod compact;
 pub mod driver;
 pub mod invariants;
 pub mod net;

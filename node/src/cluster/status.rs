@@ -2,7 +2,7 @@
 //! one shape whether it comes from the local node or from a peer's `Status` RPC.
 
 use proto::raft_v1 as pb;
-use raft::{now_ms, ClusterState, RaftNode};
+use raft::{now_ms, ClusterState, JobState, RaftNode};
 use serde::{Deserialize, Serialize};
 
 /// One node's view of the cluster.
@@ -31,49 +31,73 @@ pub struct ClusterStatus {
     /// The store registry (absent when read over the admin RPC, which does not carry it).
     #[serde(default)]
     pub stores: Vec<StoreStatus>,
-    /// The job table (rule groups and their owners, ...); absent over the admin RPC.
+    /// The job table (absent over the admin RPC, like the stores).
     #[serde(default)]
     pub jobs: Vec<JobStatus>,
 }
 
-/// A job of the replicated job table.
+/// A job of the job table, as operators see it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobStatus {
     /// Job id.
     pub id: String,
-    /// Kind (`rule-group`, ...).
+    /// Kind ("compact", "downsample", "compact-sweep", "rule-group", ...).
     pub kind: String,
-    /// What it is about (a rule group's `<file>;<group>`).
+    /// What it is about (a rule group's `<file>;<group>`, a compaction's description).
     pub spec: String,
-    /// `pending`, `assigned` or `done`.
+    /// "pending", "assigned" or "done".
     pub state: String,
-    /// The assignee (or the node that finished it).
-    pub node_id: Option<u64>,
-    /// The lease end of an assigned job (ms since the epoch).
-    pub lease_expiry_ms: Option<i64>,
+    /// The assignee (or who finished it).
+    pub owner: Option<u64>,
     /// Assignments so far.
     pub attempts: u64,
+    /// The fencing token's term and attempt, when assigned or done.
+    pub token: Option<String>,
+    /// When the lease ends (ms since the epoch), when assigned.
+    pub lease_expiry_ms: Option<i64>,
+    /// The worker's result, when done.
+    pub result: Option<String>,
 }
 
 impl JobStatus {
-    fn from_job(j: &raft::Job) -> Self {
-        let (state, node_id, lease_expiry_ms) = match &j.state {
-            raft::JobState::Pending => ("pending", None, None),
-            raft::JobState::Assigned {
+    fn of(job: &raft::Job) -> Self {
+        let token = |t: &raft::FencingToken| format!("term {} attempt {}", t.term, t.attempt);
+        let (state, owner, tok, lease, result) = match &job.state {
+            JobState::Pending => ("pending", None, None, None, None),
+            JobState::Assigned {
                 node_id,
+                token: t,
                 lease_expiry_ms,
+            } => (
+                "assigned",
+                Some(*node_id),
+                Some(token(t)),
+                Some(*lease_expiry_ms),
+                None,
+            ),
+            JobState::Done {
+                node_id,
+                token: t,
+                result,
                 ..
-            } => ("assigned", Some(*node_id), Some(*lease_expiry_ms)),
-            raft::JobState::Done { node_id, .. } => ("done", Some(*node_id), None),
+            } => (
+                "done",
+                Some(*node_id),
+                Some(token(t)),
+                None,
+                Some(result.clone()),
+            ),
         };
         JobStatus {
-            id: j.id.clone(),
-            kind: j.kind.clone(),
-            spec: j.spec.clone(),
+            id: job.id.clone(),
+            kind: job.kind.clone(),
+            spec: job.spec.clone(),
             state: state.to_string(),
-            node_id,
-            lease_expiry_ms,
-            attempts: j.attempts,
+            owner,
+            attempts: job.attempts,
+            token: tok,
+            lease_expiry_ms: lease,
+            result,
         }
     }
 }
@@ -183,7 +207,7 @@ impl ClusterStatus {
                 live: e.is_live(now, store_max_age_ms),
             })
             .collect();
-        s.jobs = state.jobs.values().map(JobStatus::from_job).collect();
+        s.jobs = state.jobs.values().map(JobStatus::of).collect();
         s
     }
 
@@ -254,13 +278,15 @@ impl ClusterStatus {
         }
         if !self.jobs.is_empty() {
             out.push_str("\nJOBS\n");
+            let now = now_ms();
             for j in &self.jobs {
+                let owner = j.owner.map_or("-".to_string(), |n| format!("node {n}"));
+                let lease = j.lease_expiry_ms.map_or(String::new(), |e| {
+                    format!("  lease {} ms left", e.saturating_sub(now))
+                });
                 out.push_str(&format!(
-                    "{}  {}  {}  node {}\n",
-                    j.kind,
-                    j.spec,
-                    j.state,
-                    j.node_id.map_or("-".to_string(), |n| n.to_string()),
+                    "{}  {}  {}  {}  attempts {}{}\n",
+                    j.id, j.kind, j.state, owner, j.attempts, lease
                 ));
             }
         }

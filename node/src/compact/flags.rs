@@ -1,6 +1,7 @@
 //! Flags of `strata compact`, with Thanos' names and defaults.
 
 use crate::flags::{parse_duration, ObjstoreFlags};
+use std::path::Path;
 use std::time::Duration;
 use storage::compact::planner::DEFAULT_RANGES;
 use storage::compact::retention::Retention;
@@ -18,7 +19,16 @@ pub struct CompactArgs {
     /// Keep running: a pass every --wait-interval. Without it, one pass and exit.
     #[arg(short = 'w', long = "wait")]
     pub wait: bool,
-    /// Time between passes with --wait.
+    /// What to compact and how (shared with `strata node --role compact`).
+    #[command(flatten)]
+    pub compact: CompactFlags,
+}
+
+/// The compactor's flags shared by `strata compact` and `strata node --role compact`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompactFlags {
+    /// Time between passes with --wait (under `strata node`: between the leader's plans when
+    /// no job finished meanwhile, and the period of the sweep job).
     #[arg(long = "wait-interval", default_value = "5m", value_parser = parse_duration)]
     pub wait_interval: Duration,
     /// Blocks younger than this (by ULID time) are left alone, so uploads and an eventually
@@ -41,7 +51,7 @@ pub struct CompactArgs {
     /// 5m and 5m blocks spanning 10 d to 1h after compacting).
     #[arg(long = "downsampling.disable")]
     pub downsampling_disable: bool,
-    /// Groups compacted at the same time.
+    /// Groups compacted at the same time (under `strata node`: jobs run at once per node).
     #[arg(long = "compact.concurrency", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// External label telling HA replicas apart: blocks equal without it form one group, and
@@ -49,6 +59,10 @@ pub struct CompactArgs {
     /// Repeatable.
     #[arg(long = "deduplication.replica-label", value_name = "LABEL")]
     pub replica_labels: Vec<String>,
+    /// Under `strata node`: how long a job's assignment lasts unless its worker renews it
+    /// (every third of it); a job whose worker is lost is reassigned after this.
+    #[arg(long = "compact.job-lease", default_value = "30s", value_parser = parse_duration)]
+    pub job_lease: Duration,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -58,9 +72,16 @@ fn ms(d: Duration) -> i64 {
 impl CompactArgs {
     /// The library's configuration from the flags.
     pub fn config(&self) -> CompactorConfig {
+        self.compact.config(&self.objstore.data_dir)
+    }
+}
+
+impl CompactFlags {
+    /// The library's configuration, with scratch space under `data_dir`.
+    pub fn config(&self, data_dir: &Path) -> CompactorConfig {
         CompactorConfig {
             downsample: !self.downsampling_disable,
-            scratch_dir: self.objstore.data_dir.join("compact"),
+            scratch_dir: data_dir.join("compact"),
             consistency_delay_ms: ms(self.consistency_delay),
             delete_delay_ms: ms(self.delete_delay),
             retention: Retention {
@@ -73,6 +94,11 @@ impl CompactArgs {
             ranges: DEFAULT_RANGES.to_vec(),
             partial_upload_threshold_ms: storage::compact::cleaner::PARTIAL_UPLOAD_THRESHOLD_MS,
         }
+    }
+
+    /// The job lease in ms (at least 1 s: a shorter one could not be renewed in time).
+    pub fn job_lease_ms(&self) -> i64 {
+        ms(self.job_lease).max(1000)
     }
 }
 
@@ -96,8 +122,9 @@ mod tests {
         assert_eq!(c.retention, Retention::default());
         assert_eq!(c.concurrency, 1);
         assert!(!cli.args.wait);
-        assert_eq!(cli.args.wait_interval, Duration::from_secs(300));
+        assert_eq!(cli.args.compact.wait_interval, Duration::from_secs(300));
         assert_eq!(cli.args.http_address, "0.0.0.0:10902");
+        assert_eq!(cli.args.compact.job_lease_ms(), 30_000);
         let cli = Cli::try_parse_from([
             "strata",
             "--retention.resolution-raw=30d",

@@ -1,7 +1,9 @@
 //! The compactor's metrics, named after Thanos' `thanos_compact_*` with Strata's prefix.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use raft::{ClusterState, JobState};
 use storage::bucket::marks::{DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME};
+use storage::compact::jobs::{JobResult, JobSpec, KIND_COMPACT};
 use storage::compact::PassReport;
 
 /// Counters of passes, compactions, marks and cleanup.
@@ -21,6 +23,10 @@ pub struct CompactMetrics {
     partial: IntCounter,
     halted: IntGauge,
     last_success: IntGauge,
+    jobs: IntGaugeVec,
+    jobs_finished: IntCounterVec,
+    jobs_started: IntCounter,
+    todo_compactions: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
@@ -50,7 +56,36 @@ impl CompactMetrics {
             "Unix time of the end of the last pass that completed.",
         )?;
         registry.register(Box::new(last_success.clone()))?;
+        let jobs = IntGaugeVec::new(
+            Opts::new(
+                "strata_compact_jobs",
+                "Compactor jobs in the cluster's job table by state (planned, running, done, failed).",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(jobs.clone()))?;
+        let jobs_finished = IntCounterVec::new(
+            Opts::new(
+                "strata_compact_jobs_finished_total",
+                "Jobs this node ran to an end, by kind and outcome (done, obsolete, failed, refused, abandoned).",
+            ),
+            &["kind", "status"],
+        )?;
+        registry.register(Box::new(jobs_finished.clone()))?;
+        let todo_compactions = IntGauge::new(
+            "strata_compact_todo_compactions",
+            "Compactions the last plan found to do (the bucket's backlog).",
+        )?;
+        registry.register(Box::new(todo_compactions.clone()))?;
         Ok(CompactMetrics {
+            jobs,
+            jobs_finished,
+            todo_compactions,
+            jobs_started: counter(
+                registry,
+                "strata_compact_jobs_started_total",
+                "Jobs this node started running.",
+            )?,
             iterations: counter(
                 registry,
                 "strata_compact_iterations_total",
@@ -138,6 +173,74 @@ impl CompactMetrics {
         self.partial.inc_by(r.partial_removed as u64);
         self.halted.set(0);
         self.last_success.set(end_unix_s);
+    }
+
+    /// Adds what one job did (no pass counted).
+    pub fn record_job(&self, r: &PassReport) {
+        self.compactions.inc_by(r.compactions as u64);
+        self.vertical.inc_by(r.vertical_compactions as u64);
+        self.downsampled.inc_by(r.downsampled as u64);
+        for (reason, n) in &r.marked_for_deletion {
+            self.marked
+                .with_label_values(&[DELETION_MARK_FILENAME, reason])
+                .inc_by(*n as u64);
+        }
+        for (reason, n) in &r.marked_no_compact {
+            self.marked
+                .with_label_values(&[NO_COMPACT_MARK_FILENAME, reason.as_str()])
+                .inc_by(*n as u64);
+        }
+        self.garbage_collected
+            .inc_by(r.marked_for_deletion.values().sum::<usize>() as u64);
+        self.cleaned.inc_by(r.deleted as u64);
+        self.cleanup_failures.inc_by(r.delete_failures as u64);
+        self.partial.inc_by(r.partial_removed as u64);
+        if r.index_written {
+            self.last_success.set(crate::compact::run::unix_now_s());
+        }
+    }
+
+    /// Counts a job started here.
+    pub fn job_started(&self) {
+        self.jobs_started.inc();
+    }
+
+    /// Counts a job that ended here with `status`.
+    pub fn job_finished(&self, kind: &str, status: &str) {
+        self.jobs_finished.with_label_values(&[kind, status]).inc();
+    }
+
+    /// The job table's compactor jobs by state.
+    pub fn observe_jobs(&self, state: &ClusterState) {
+        let mut counts = [0i64; 4];
+        for job in state.jobs.values() {
+            if !storage::compact::jobs::KINDS.contains(&job.kind.as_str()) {
+                continue;
+            }
+            let i = match &job.state {
+                JobState::Pending => 0,
+                JobState::Assigned { .. } => 1,
+                JobState::Done { result, .. } => {
+                    let failed =
+                        JobResult::decode(result).map_or(true, |r| r.status == JobResult::FAILED);
+                    if failed {
+                        3
+                    } else {
+                        2
+                    }
+                }
+            };
+            counts[i] += 1;
+        }
+        for (state, n) in ["planned", "running", "done", "failed"].iter().zip(counts) {
+            self.jobs.with_label_values(&[state]).set(n);
+        }
+    }
+
+    /// The last plan's compactions (the backlog).
+    pub fn set_backlog(&self, jobs: &[JobSpec]) {
+        let n = jobs.iter().filter(|j| j.kind() == KIND_COMPACT).count();
+        self.todo_compactions.set(n as i64);
     }
 
     /// Counts a pass that could not start.

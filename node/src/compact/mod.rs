@@ -15,14 +15,24 @@
 //!   `strata_compact_aborted_partial_uploads_deletion_attempts_total`,
 //!   `strata_compact_halted` (always 0: Strata marks a bad block and goes on instead of halting),
 //!   `strata_compact_last_successful_run_timestamp_seconds`.
-//! - `run`: the pass loop (`--wait`), the HTTP server (`/metrics`, `/-/healthy`, `/-/ready`)
+//!   Under Raft also `strata_compact_jobs{state="planned|running|done|failed"}` (the job
+//!   table), `strata_compact_jobs_started_total`, `strata_compact_jobs_finished_total{kind,
+//!   status}`, `strata_compact_todo_compactions` (the last plan's backlog).
+//! - `run`: the compact role as a server component: standalone passes, or the cluster's
+//!   planner and worker
+//! - `leader`: the Raft leader's planning and assignment of jobs
+//! - `worker`: running this node's assigned jobs under renewed leases
+//! - `report`: lease renewals and completions forwarded to the leader (`JobReports`)
 //!
-//! Unfinished: `--selector.relabel-config`, the Raft-coordinated compact role; the querier
-//! does not read downsampled blocks yet (`max_source_resolution`).
+//! Unfinished: `--selector.relabel-config`; the leader plans from a listing (the fetcher), not
+//! the bucket index, which lacks the compaction sources planning needs.
 
 pub mod flags;
+pub mod leader;
 pub mod metrics;
+pub mod report;
 pub mod run;
+pub mod worker;
 
-pub use flags::CompactArgs;
-pub use run::run;
+pub use flags::{CompactArgs, CompactFlags};
+pub use run::{run, CompactRole};

@@ -1,15 +1,22 @@
-//! The compactor's process: one pass (or a pass every `--wait-interval` with `--wait`), with
-//! `/metrics`, `/-/healthy` and `/-/ready` served meanwhile.
+//! The compact role as a component of a process (`crate::server`): `strata compact` runs it
+//! alone (one pass, or a pass every `--wait-interval` with `--wait`; `/metrics`, `/-/healthy`,
+//! `/-/ready` from the common server), `strata node --role compact` runs it under Raft (the
+//! leader plans and assigns jobs, every compact-role node works on its own).
 
-use super::flags::CompactArgs;
+use super::flags::{CompactArgs, CompactFlags};
+use super::leader::{LeaderConfig, Planner};
 use super::metrics::CompactMetrics;
+use super::report::{ReportService, Reporter};
+use super::worker::Worker;
+use crate::server::{BoxFuture, Component, Listeners, Server};
 use anyhow::Context as _;
-use axum::extract::State;
-use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
+use raft::{ClusterSecret, RaftNode};
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use storage::bucket::Bucket;
 use storage::compact::{Compactor, PassReport};
 use tokio::sync::watch;
 
@@ -17,82 +24,234 @@ use tokio::sync::watch;
 pub async fn run(args: CompactArgs) -> anyhow::Result<ExitCode> {
     let bucket = args.objstore.open()?;
     let registry = crate::server::self_metrics::registry().context("registering self metrics")?;
-    let metrics = CompactMetrics::register(&registry).context("registering compactor metrics")?;
-    let http_listener = tokio::net::TcpListener::bind(&args.http_address)
-        .await
-        .with_context(|| format!("listening on --http-address {}", args.http_address))?;
+    let listeners = Listeners::http_only(&args.http_address).await?;
     tracing::info!(
-        http = %http_listener.local_addr().context("reading the HTTP address")?,
+        http = %listeners.http_addr()?,
         bucket = %bucket.describe(),
         "compactor starting"
     );
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let router = Router::new()
-        .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
-        .route("/-/ready", get(|| async { "Strata is Ready.\n" }))
-        .route("/metrics", get(metrics_handler))
-        .layer(axum::middleware::from_fn(crate::http::metrics::instrument))
-        .with_state(registry);
-    let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(crate::http::serve(http_listener, router, async move {
-        let _ = http_stop.changed().await;
-    }));
-    let signal_tx = stop_tx.clone();
-    tokio::spawn(async move {
-        crate::query::wait_for_signal().await;
-        tracing::info!("signal received: stopping after the current pass step");
-        let _ = signal_tx.send(true);
-    });
-
-    // Drawn only when stderr is a terminal; logs carry the same progress otherwise.
-    let bar = crate::progress::items(0, "compacting groups");
-    let shown = bar.clone();
-    let compactor =
-        Compactor::new(bucket, args.config()).with_progress(Arc::new(move |done, total| {
-            shown.set_length(total as u64);
-            shown.set_position(done as u64);
-        }));
-    let mut code = ExitCode::SUCCESS;
-    loop {
-        let pass = compactor.run_pass();
-        let outcome = tokio::select! {
-            r = pass => Some(r),
-            _ = stop_rx.changed() => None,
-        };
-        match outcome {
-            None => break,
-            Some(Ok(report)) => {
-                log_report(&report);
-                metrics.record(&report, unix_now_s());
-            }
-            Some(Err(e)) => {
-                metrics.record_failure();
-                tracing::error!(error = %e, "compaction pass failed");
-                if !args.wait {
-                    code = ExitCode::FAILURE;
-                }
-            }
-        }
-        if !args.wait {
-            break;
-        }
+    let (done_tx, mut done_rx) = watch::channel(false);
+    let role = Arc::new(CompactRole::standalone(bucket, &args, &registry, done_tx)?);
+    let failed = role.failed.clone();
+    let shutdown = async move {
         tokio::select! {
-            _ = tokio::time::sleep(args.wait_interval) => {}
-            _ = stop_rx.changed() => break,
+            () = crate::server::signal() => {}
+            _ = done_rx.wait_for(|d| *d) => {}
         }
-    }
-    bar.finish_and_clear();
-    let _ = stop_tx.send(true);
-    match http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
-        Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
-    }
-    Ok(code)
+    };
+    Server::new(registry)
+        .with(role)
+        .run(listeners, shutdown)
+        .await?;
+    Ok(if failed.load(Ordering::SeqCst) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-async fn metrics_handler(State(registry): State<prometheus::Registry>) -> Response {
-    crate::http::metrics::encode(&registry)
+enum Mode {
+    /// One pass (or one every interval), then `done` turns true.
+    Standalone {
+        wait: bool,
+        interval: Duration,
+        done: watch::Sender<bool>,
+    },
+    /// Under Raft.
+    Cluster {
+        node: RaftNode,
+        secret: ClusterSecret,
+        leader: LeaderConfig,
+        lease_ms: i64,
+    },
+}
+
+/// The compact role.
+pub struct CompactRole {
+    compactor: Compactor,
+    metrics: CompactMetrics,
+    mode: Mode,
+    failed: Arc<AtomicBool>,
+}
+
+impl CompactRole {
+    /// `strata compact`'s compactor.
+    fn standalone(
+        bucket: Arc<dyn Bucket>,
+        args: &CompactArgs,
+        registry: &prometheus::Registry,
+        done: watch::Sender<bool>,
+    ) -> anyhow::Result<Self> {
+        let metrics =
+            CompactMetrics::register(registry).context("registering compactor metrics")?;
+        // Drawn only when stderr is a terminal; logs carry the same progress otherwise.
+        let bar = crate::progress::items(0, "compacting groups");
+        let compactor =
+            Compactor::new(bucket, args.config()).with_progress(Arc::new(move |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                if done == total {
+                    bar.finish_and_clear();
+                }
+            }));
+        Ok(CompactRole {
+            compactor,
+            metrics,
+            mode: Mode::Standalone {
+                wait: args.wait,
+                interval: args.compact.wait_interval,
+                done,
+            },
+            failed: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The compact role of `strata node`: planner (acting while this node leads) and worker.
+    pub fn cluster(
+        bucket: Arc<dyn Bucket>,
+        flags: &CompactFlags,
+        data_dir: &Path,
+        node: RaftNode,
+        secret: ClusterSecret,
+        registry: &prometheus::Registry,
+    ) -> anyhow::Result<Self> {
+        let metrics =
+            CompactMetrics::register(registry).context("registering compactor metrics")?;
+        let compactor = Compactor::new(bucket, flags.config(data_dir));
+        let lease_ms = flags.job_lease_ms();
+        let leader = LeaderConfig {
+            plan_interval: flags.wait_interval,
+            lease_ms,
+            concurrency: usize::from(flags.concurrency),
+            keep_done: flags.wait_interval.max(Duration::from_secs(60)) * 10,
+            keep_failed: flags.wait_interval,
+        };
+        Ok(CompactRole {
+            compactor,
+            metrics,
+            mode: Mode::Cluster {
+                node,
+                secret,
+                leader,
+                lease_ms,
+            },
+            failed: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    async fn run_standalone(
+        &self,
+        wait: bool,
+        interval: Duration,
+        done: &watch::Sender<bool>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let outcome = tokio::select! {
+                r = self.compactor.run_pass() => Some(r),
+                _ = stop.changed() => None,
+            };
+            match outcome {
+                None => break,
+                Some(Ok(report)) => {
+                    log_report(&report);
+                    self.metrics.record(&report, unix_now_s());
+                }
+                Some(Err(e)) => {
+                    self.metrics.record_failure();
+                    tracing::error!(error = %e, "compaction pass failed");
+                    if !wait {
+                        self.failed.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            if !wait {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        let _ = done.send(true);
+    }
+
+    async fn run_cluster(
+        &self,
+        node: &RaftNode,
+        secret: &ClusterSecret,
+        leader: &LeaderConfig,
+        lease_ms: i64,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut planner = Planner::new(
+            self.compactor.clone(),
+            node.clone(),
+            leader.clone(),
+            self.metrics.clone(),
+        );
+        let worker = Worker {
+            compactor: self.compactor.clone(),
+            reporter: Reporter {
+                node: node.clone(),
+                secret: secret.clone(),
+            },
+            lease_ms,
+            metrics: self.metrics.clone(),
+            running: Arc::new(Mutex::new(Default::default())),
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            worker.tick(&stop);
+            tokio::select! {
+                () = planner.tick() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+impl Component for CompactRole {
+    fn name(&self) -> &str {
+        "compact"
+    }
+
+    fn grpc(&self, routes: &mut tonic::service::RoutesBuilder) {
+        if let Mode::Cluster { node, secret, .. } = &self.mode {
+            routes.add_service(ReportService::server(node.clone(), secret.clone()));
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> BoxFuture<anyhow::Result<()>> {
+        Box::pin(async move {
+            match &self.mode {
+                Mode::Standalone {
+                    wait,
+                    interval,
+                    done,
+                } => self.run_standalone(*wait, *interval, done, stop).await,
+                Mode::Cluster {
+                    node,
+                    secret,
+                    leader,
+                    lease_ms,
+                } => {
+                    self.run_cluster(node, secret, leader, *lease_ms, stop)
+                        .await
+                }
+            }
+            Ok(())
+        })
+    }
 }
 
 fn log_report(r: &PassReport) {
@@ -114,7 +273,8 @@ fn log_report(r: &PassReport) {
     );
 }
 
-fn unix_now_s() -> i64 {
+/// Unix time in seconds.
+pub(crate) fn unix_now_s() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

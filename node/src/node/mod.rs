@@ -105,10 +105,10 @@ pub struct NodeArgs {
     /// Bootstrap a new single-node cluster with this node (see "Joining and bootstrapping").
     #[arg(long = "cluster.bootstrap")]
     pub bootstrap: bool,
-    /// Roles to run, a comma list of query, store, compact, rule, sidecar. Query, store and
-    /// sidecar (with the --prometheus.url, --tsdb.path, ... flags below) and rule (with
-    /// --rule-file, ...) work today; compact is accepted and does nothing yet. Store and sidecar
-    /// both serve the StoreAPI on the one gRPC port, so a node runs one of them.
+    /// Roles to run, a comma list of query, store, compact, rule, sidecar. Query, store,
+    /// compact, rule (with --rule-file, ...) and sidecar (with the --prometheus.url,
+    /// --tsdb.path, ... flags below) work today. Store and sidecar both serve the StoreAPI on
+    /// the one gRPC port, so a node runs one of them.
     #[arg(long = "role", value_delimiter = ',', value_parser = parse_role, default_value = "query,store,compact,rule")]
     pub roles: Vec<Role>,
     /// How often a store or sidecar heartbeats its registry entry.
@@ -146,6 +146,9 @@ pub struct NodeArgs {
     /// The rule role's flags (used with --role rule).
     #[command(flatten)]
     pub rule: crate::rule::cluster::RuleNodeFlags,
+    /// The compact role's flags (used with --role compact; `strata compact`'s names).
+    #[command(flatten)]
+    pub compact: crate::compact::CompactFlags,
 }
 
 /// Runs the node until SIGINT or SIGTERM.

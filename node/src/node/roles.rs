@@ -8,6 +8,7 @@ use anyhow::bail;
 use raft::{RaftNode, Role};
 
 use super::{query_args, registry_stores, NodeArgs};
+use crate::compact::CompactRole;
 use crate::query::{self, QueryRole};
 use crate::server::Component;
 use crate::sidecar::Sidecar;
@@ -83,8 +84,15 @@ pub fn component(
             )?)
         }
         Role::Compact => {
-            tracing::info!(role = %role, "role accepted; it does nothing yet");
-            return Ok(None);
+            let secret = crate::cluster::load_secret(args.secret_file.as_deref(), args.insecure)?;
+            Arc::new(CompactRole::cluster(
+                args.objstore.open()?,
+                &args.compact,
+                &args.objstore.data_dir,
+                node.clone(),
+                secret,
+                registry,
+            )?)
         }
         Role::Unknown(name) => bail!("unknown role {name:?}"),
     }))

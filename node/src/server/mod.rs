@@ -66,8 +66,9 @@ pub trait Component: Send + Sync + 'static {
 pub struct Listeners {
     /// The HTTP listener (`--http-address`).
     pub http: TcpListener,
-    /// The gRPC listener (`--grpc-address`).
-    pub grpc: TcpListener,
+    /// The gRPC listener (`--grpc-address`); none for a process without gRPC (`strata
+    /// compact`, as `thanos compact`).
+    pub grpc: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -79,7 +80,18 @@ impl Listeners {
         let http = TcpListener::bind(http_address)
             .await
             .with_context(|| format!("listening on --http-address {http_address}"))?;
-        Ok(Listeners { http, grpc })
+        Ok(Listeners {
+            http,
+            grpc: Some(grpc),
+        })
+    }
+
+    /// Binds the HTTP address only.
+    pub async fn http_only(http_address: &str) -> anyhow::Result<Self> {
+        let http = TcpListener::bind(http_address)
+            .await
+            .with_context(|| format!("listening on --http-address {http_address}"))?;
+        Ok(Listeners { http, grpc: None })
     }
 
     /// The bound HTTP address.
@@ -89,7 +101,11 @@ impl Listeners {
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.grpc.local_addr().context("reading the gRPC address")
+        self.grpc
+            .as_ref()
+            .context("this process serves no gRPC")?
+            .local_addr()
+            .context("reading the gRPC address")
     }
 }
 
@@ -144,12 +160,12 @@ impl Server {
             .layer(axum::middleware::from_fn(crate::http::metrics::instrument));
 
         let (servers_tx, servers_rx) = watch::channel(false);
-        let grpc = {
+        let grpc = listeners.grpc.map(|listener| {
             let mut stop = servers_rx.clone();
             let server = tonic::transport::Server::builder()
                 .layer(grpc_metrics::GrpcMetricsLayer)
                 .add_routes(routes.routes());
-            let incoming = crate::node::grpc::incoming(listeners.grpc);
+            let incoming = crate::node::grpc::incoming(listener);
             tokio::spawn(
                 async move {
                     server
@@ -160,7 +176,7 @@ impl Server {
                 }
                 .in_current_span(),
             )
-        };
+        });
         let http = {
             let mut stop = servers_rx;
             tokio::spawn(
@@ -186,10 +202,12 @@ impl Server {
             }
         }
         let _ = servers_tx.send(true);
-        match grpc.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "gRPC server failed"),
-            Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
+        if let Some(grpc) = grpc {
+            match grpc.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "gRPC server failed"),
+                Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
+            }
         }
         let served = http.await.context("HTTP server task")?;
         if let Some(e) = failure {

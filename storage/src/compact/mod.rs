@@ -10,6 +10,8 @@
 //! - `cleaner`: deleting marked blocks after the delete delay, and stale partial uploads
 //! - `index`: the bucket index (`bucket-index.json.gz`) written after each pass, and its reader
 //! - `pass`: one full pass over the bucket, wiring the above
+//! - `jobs`: a pass split into jobs with ids derived from their inputs, for a coordinator
+//! - `worker`: planning jobs from the bucket, running one, and what waits for its acceptance
 //!
 //! Downsampling (`crate::downsample`) runs in each pass after compaction.
 //! Unfinished: tombstone-driven rewrites of single blocks are not planned.
@@ -17,11 +19,13 @@
 pub mod cleaner;
 pub mod group;
 pub mod index;
+pub mod jobs;
 pub mod merge;
 pub mod pass;
 pub mod planner;
 pub mod retention;
 pub mod vertical;
+pub mod worker;
 
 #[cfg(test)]
 mod testutil;

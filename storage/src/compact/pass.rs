@@ -127,9 +127,9 @@ pub type ProgressFn = Arc<dyn Fn(usize, usize) + Send + Sync>;
 /// The standalone compactor over one bucket.
 #[derive(Clone)]
 pub struct Compactor {
-    bucket: Arc<dyn Bucket>,
-    config: CompactorConfig,
-    clock: Clock,
+    pub(super) bucket: Arc<dyn Bucket>,
+    pub(super) config: CompactorConfig,
+    pub(super) clock: Clock,
     progress: Option<ProgressFn>,
 }
 
@@ -168,7 +168,7 @@ impl Compactor {
     /// Metas, deletion marks and no-compact marks. With `for_planning` young blocks are held
     /// back (`--consistency-delay`) and marked blocks excluded; without, every block is kept
     /// (for the bucket index).
-    async fn sync(
+    pub(super) async fn sync(
         &self,
         for_planning: bool,
     ) -> Result<(Fetched, BTreeMap<Ulid, NoCompactMark>), BucketError> {
@@ -282,19 +282,30 @@ impl Compactor {
         }
 
         self.cleanup(&mut report).await;
+        report.index_written = self.write_bucket_index().await;
+        Ok(report)
+    }
+
+    /// Writes the bucket index of everything in the bucket now; whether it was written.
+    pub(super) async fn write_bucket_index(&self) -> bool {
         match self.sync(false).await {
             Ok((after, marks)) => {
                 let now_s = (self.clock)() / 1000;
                 let index =
                     BucketIndex::build(after.metas.values(), &after.deletion_marks, &marks, now_s);
                 match write_index(self.bucket.as_ref(), &index).await {
-                    Ok(()) => report.index_written = true,
-                    Err(e) => tracing::warn!(error = %e, "writing the bucket index failed"),
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "writing the bucket index failed");
+                        false
+                    }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "sync for the bucket index failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "sync for the bucket index failed");
+                false
+            }
         }
-        Ok(report)
     }
 
     /// One downsampling step for every block that qualifies, after compaction (a new 5m block
@@ -346,7 +357,12 @@ impl Compactor {
         }
     }
 
-    async fn mark_deleted(&self, id: Ulid, reason: &'static str, report: &mut PassReport) {
+    pub(super) async fn mark_deleted(
+        &self,
+        id: Ulid,
+        reason: &'static str,
+        report: &mut PassReport,
+    ) {
         match self
             .write_once(DeletionMark::new(id, (self.clock)() / 1000, reason))
             .await
@@ -361,7 +377,7 @@ impl Compactor {
         }
     }
 
-    async fn mark_no_compact(
+    pub(super) async fn mark_no_compact(
         &self,
         id: Ulid,
         reason: &str,
@@ -429,7 +445,7 @@ impl Compactor {
             }
             let ids: Vec<String> = chosen.iter().map(|m| m.ulid.to_string()).collect();
             tracing::info!(group = %key, blocks = ?ids, vertical = overlapping, "compacting blocks");
-            match self.compact_once(&key, &chosen, mode).await {
+            match self.compact_once(&key, &chosen, mode, None).await {
                 Ok(output) => {
                     report.compactions += 1;
                     report.blocks_compacted += chosen.len();
@@ -462,11 +478,12 @@ impl Compactor {
     }
 
     /// Opens the sources, merges, uploads the output (chunks, index, meta.json last).
-    async fn compact_once(
+    pub(super) async fn compact_once(
         &self,
         key: &GroupKey,
         chosen: &[BlockMeta],
         mode: MergeMode,
+        dir: Option<PathBuf>,
     ) -> Result<Option<BlockMeta>, MergeError> {
         let mut blocks = Vec::with_capacity(chosen.len());
         for m in chosen {
@@ -484,13 +501,15 @@ impl Compactor {
             mode,
         };
         // Named by a hash: label values may be longer than a file name may be.
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(key, &mut h);
-        let dir = self.config.scratch_dir.join(format!(
-            "{}@{:016x}",
-            key.resolution,
-            std::hash::Hasher::finish(&h)
-        ));
+        let dir = dir.unwrap_or_else(|| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(key, &mut h);
+            self.config.scratch_dir.join(format!(
+                "{}@{:016x}",
+                key.resolution,
+                std::hash::Hasher::finish(&h)
+            ))
+        });
         std::fs::create_dir_all(&dir).map_err(|e| {
             MergeError::Output(crate::block::FileLocation::new("", dir.display().to_string()).io(e))
         })?;
@@ -512,7 +531,7 @@ impl Compactor {
         Ok(Some(uploaded))
     }
 
-    async fn cleanup(&self, report: &mut PassReport) {
+    pub(super) async fn cleanup(&self, report: &mut PassReport) {
         // A fresh view: marks written in this pass count with their own time.
         let fetched = match MetaFetcher::new(self.bucket.clone())
             .with_filter(DeletionMarkFilter {
@@ -552,7 +571,7 @@ impl Compactor {
 
 /// Whether a source error means the block itself is broken (as opposed to a bucket or disk
 /// failure worth retrying).
-fn is_unreadable(e: &BlockError) -> bool {
+pub(super) fn is_unreadable(e: &BlockError) -> bool {
     matches!(
         e,
         BlockError::Corrupt { .. } | BlockError::Missing { .. } | BlockError::Unsupported { .. }

@@ -135,20 +135,30 @@ fn split_by_range<'a>(metas: &[&'a BlockMeta], tr: i64) -> Vec<Vec<&'a BlockMeta
 }
 
 /// Blocks whose sources are all inside another block's sources: the output of a merge is up
-/// but a crash kept its sources from being marked, or two outputs of the same sources exist.
-/// Of blocks with equal sources the newest ULID is kept.
+/// but a crash kept its sources from being marked, or two outputs of the same sources exist
+/// (a deposed worker's duplicate). Of blocks with equal sources the oldest ULID is kept.
 pub fn superseded(metas: &[BlockMeta]) -> Vec<Ulid> {
+    superseded_keeping(metas, &BTreeSet::new())
+}
+
+/// [`superseded`], except that of blocks with equal sources one in `keep` (an output whose
+/// completion a coordinator committed) wins over the others; else the oldest ULID.
+pub fn superseded_keeping(metas: &[BlockMeta], keep: &BTreeSet<Ulid>) -> Vec<Ulid> {
     let sets: BTreeMap<Ulid, BTreeSet<Ulid>> = metas
         .iter()
         .map(|m| (m.ulid, m.compaction.sources.iter().copied().collect()))
         .collect();
+    // Of equal source sets, the survivor: a kept block first, then the lowest ULID.
+    let rank = |id: &Ulid| (!keep.contains(id), *id);
     let mut out = Vec::new();
     for (id, own) in &sets {
         if own.is_empty() {
             continue;
         }
         let covered = sets.iter().any(|(other, theirs)| {
-            other != id && own.is_subset(theirs) && (own.len() < theirs.len() || other > id)
+            other != id
+                && own.is_subset(theirs)
+                && (own.len() < theirs.len() || rank(other) < rank(id))
         });
         if covered {
             out.push(*id);
@@ -258,6 +268,12 @@ mod tests {
             out,
             dup,
         ];
-        assert_eq!(superseded(&metas), vec![Ulid(1), Ulid(2), Ulid(10)]);
+        // The newer duplicate goes (a deposed worker's second output), unless it is the one
+        // whose completion was committed.
+        assert_eq!(superseded(&metas), vec![Ulid(1), Ulid(2), Ulid(11)]);
+        assert_eq!(
+            superseded_keeping(&metas, &[Ulid(11)].into()),
+            vec![Ulid(1), Ulid(2), Ulid(10)]
+        );
     }
 }

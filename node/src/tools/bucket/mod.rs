@@ -1,8 +1,9 @@
-//! `strata tools bucket`: list, inspect, verify and upload blocks.
+//! `strata tools bucket`: list, inspect, verify, mark and upload blocks.
 
 mod generate;
 mod inspect;
 mod ls;
+mod mark;
 mod upload;
 mod verify;
 
@@ -49,6 +50,21 @@ pub enum BucketCommand {
         #[arg(long = "id")]
         ids: Vec<String>,
     },
+    /// Mark blocks for deletion or as not to be compacted (Thanos' `tools bucket mark`).
+    Mark {
+        /// Where the bucket is.
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+        /// ULID of a block to mark (repeatable).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// The mark: deletion-mark.json or no-compact-mark.json.
+        #[arg(long = "marker")]
+        marker: String,
+        /// Why, recorded in the mark.
+        #[arg(long = "details", default_value = "")]
+        details: String,
+    },
     /// Write demo data (node-exporter-like series) as blocks into the bucket.
     Generate {
         /// Where the bucket is.
@@ -80,6 +96,12 @@ impl BucketCommand {
             BucketCommand::Ls { objstore, output } => ls::run(&objstore, output).await,
             BucketCommand::Inspect { objstore, output } => inspect::run(&objstore, output).await,
             BucketCommand::Verify { objstore, ids } => verify::run(&objstore, &ids).await,
+            BucketCommand::Mark {
+                objstore,
+                ids,
+                marker,
+                details,
+            } => mark::run(&objstore, &ids, &marker, &details).await,
             BucketCommand::Generate { objstore, args } => generate::run(&objstore, &args).await,
             BucketCommand::Upload {
                 objstore,
