@@ -9,7 +9,7 @@
 //! then the servers, so a component may still use the gRPC port while it stops (a leaving node
 //! hands over leadership through it). Adding a role is one new component plus one enum arm.
 //!
-//! - `probes`: the process-wide HTTP routes
+//! - `probes`: the process-wide HTTP routes (the web UI, `crate::ui`, is served next to them)
 
 mod probes;
 #[cfg(test)]
@@ -134,6 +134,7 @@ impl Server {
         }
         let router = router
             .merge(probes::routes(self.components.clone(), self.registry))
+            .merge(crate::ui::routes("/graph"))
             .fallback(probes::not_found);
 
         let (servers_tx, servers_rx) = watch::channel(false);

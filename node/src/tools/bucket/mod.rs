@@ -1,10 +1,11 @@
-//! `strata tools bucket`: list, inspect, verify and upload blocks.
+//! `strata tools bucket`: list, inspect, verify and upload blocks; browse them (`web`).
 
 mod generate;
 mod inspect;
 mod ls;
 mod upload;
 mod verify;
+mod web;
 
 use crate::flags::ObjstoreFlags;
 use std::process::ExitCode;
@@ -49,6 +50,15 @@ pub enum BucketCommand {
         #[arg(long = "id")]
         ids: Vec<String>,
     },
+    /// Serve the web UI's blocks page over the bucket (Thanos' `tools bucket web`).
+    Web {
+        /// Where the bucket is.
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+        /// Address to serve the page on.
+        #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+        http_address: String,
+    },
     /// Write demo data (node-exporter-like series) as blocks into the bucket.
     Generate {
         /// Where the bucket is.
@@ -80,6 +90,10 @@ impl BucketCommand {
             BucketCommand::Ls { objstore, output } => ls::run(&objstore, output).await,
             BucketCommand::Inspect { objstore, output } => inspect::run(&objstore, output).await,
             BucketCommand::Verify { objstore, ids } => verify::run(&objstore, &ids).await,
+            BucketCommand::Web {
+                objstore,
+                http_address,
+            } => web::run(&objstore, &http_address).await,
             BucketCommand::Generate { objstore, args } => generate::run(&objstore, &args).await,
             BucketCommand::Upload {
                 objstore,
