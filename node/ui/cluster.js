@@ -41,7 +41,7 @@ function stores(s) {
 }
 
 async function load(box) {
-  const r = await api('/api/v1/status/cluster');
+  const r = await api('/api/v1/status/cluster', {}, undefined, ['node_id', 'leader_id', 'id']);
   if (r.notServed) {
     box.replaceChildren(notServed('This process is not part of a cluster: only `strata node` runs the Raft group. Standalone commands (query, store, sidecar, compact, rule) have no cluster to show.'));
     return;

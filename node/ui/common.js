@@ -28,7 +28,7 @@ export function el(tag, attrs = {}, ...children) {
  * Calls a Prometheus-style JSON API. Resolves to {ok, data, warnings, error, errorType,
  * notServed}; notServed is true when this process does not serve the path (404).
  */
-export async function api(path, params = {}, signal = undefined) {
+export async function api(path, params = {}, signal = undefined, bigIntKeys = []) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
     if (v !== undefined && v !== null && v !== '') q.append(k, v);
@@ -43,7 +43,7 @@ export async function api(path, params = {}, signal = undefined) {
   }
   let body = null;
   try {
-    body = await resp.json();
+    body = parseJSON(await resp.text(), bigIntKeys);
   } catch (e) {
     if (resp.status === 404) return { ok: false, notServed: true, error: `${path} is not served here` };
     return { ok: false, error: `${path} answered ${resp.status} without JSON`, errorType: 'bad_response' };
@@ -62,9 +62,24 @@ export async function api(path, params = {}, signal = undefined) {
   return { ok: true, data: body.data, warnings: body.warnings || [] };
 }
 
+/**
+ * JSON.parse, with the integers under `keys` kept as strings: node ids are 64-bit and lose
+ * their low digits as JavaScript numbers.
+ */
+export function parseJSON(text, keys = []) {
+  if (keys.length) {
+    const re = new RegExp(`("(?:${keys.join('|')})"\\s*:\\s*)(-?\\d+)(?=\\s*[,}\\]])`, 'g');
+    text = text.replace(re, '$1"$2"');
+  }
+  return JSON.parse(text);
+}
+
 /** A time in ms since the epoch as "2006-01-02 15:04:05" UTC (Prometheus' URL format). */
 export function fmtTime(ms) {
   if (!Number.isFinite(ms)) return '';
+  // Outside what Date can hold: the "no bound" extremes (math.MinInt64 / MaxInt64).
+  if (ms <= -8.64e15) return '-∞';
+  if (ms >= 8.64e15) return '+∞';
   return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
 }
 

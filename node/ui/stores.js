@@ -3,12 +3,6 @@
 
 import { api, el, fmtTime, labelChips, markNav, notDone, notServed, pageBody } from './common.js';
 
-function fmtBound(ms) {
-  // Thanos reports "no bound" as the int64 extremes.
-  if (ms <= -9e15) return '-∞';
-  if (ms >= 9e15) return '+∞';
-  return fmtTime(ms);
-}
 
 function endpointRow(typ, s) {
   const healthy = s.lastError === null || s.lastError === undefined || s.lastError === '';
@@ -17,8 +11,8 @@ function endpointRow(typ, s) {
     el('td', { class: `state ${healthy ? 'up' : 'down'}` }, healthy ? 'UP' : 'DOWN'),
     el('td', {}, typ),
     el('td', {}, (s.labelSets || []).map((ls) => el('div', {}, labelChips(ls)))),
-    el('td', { class: 'mono' }, fmtBound(s.minTime)),
-    el('td', { class: 'mono' }, fmtBound(s.maxTime)),
+    el('td', { class: 'mono' }, fmtTime(s.minTime)),
+    el('td', { class: 'mono' }, fmtTime(s.maxTime)),
     el('td', { class: 'mono' }, s.lastCheck ? s.lastCheck.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : ''),
     el('td', { class: 'error' }, healthy ? '' : s.lastError));
 }
