@@ -20,14 +20,17 @@ function svg(tag, attrs = {}) {
   return e;
 }
 
-/** About `n` round numbers covering [lo, hi]. */
+/** About `n` round numbers spanning [lo, hi]. */
 export function valueTicks(lo, hi, n = 6) {
   if (lo === hi) { lo -= 1; hi += 1; }
   const raw = (hi - lo) / n;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((f) => f * mag).find((s) => s >= raw) || 10 * mag;
   const ticks = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+  // From the last round number at or below lo to the first at or above hi, so the axis
+  // ends on labelled values.
+  const first = Math.floor(lo / step + 1e-9) * step;
+  for (let v = first; v < hi + step * (1 - 1e-9); v += step) ticks.push(Number(v.toPrecision(12)));
   return ticks;
 }
 

@@ -25,7 +25,7 @@ function members(s) {
       el('td', { class: 'mono' }, m.http_address ? el('a', { href: `http://${m.http_address}/cluster` }, m.http_address) : ''),
       el('td', {}, m.roles.join(', ')), el('td', {}, m.raft_role), el('td', {}, m.version),
       el('td', { class: 'num' }, dash(m.matched_index)), el('td', { class: 'num' }, dash(m.lag)),
-      el('td', { class: 'mono' }, fmtTime(m.joined_at_ms)))));
+      el('td', { class: 'mono' }, m.joined_at_ms > 0 ? fmtTime(m.joined_at_ms) : '–'))));
 }
 
 function stores(s) {

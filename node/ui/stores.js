@@ -6,13 +6,15 @@ import { api, el, fmtTime, labelChips, markNav, notDone, notServed, pageBody } f
 
 function endpointRow(typ, s) {
   const healthy = s.lastError === null || s.lastError === undefined || s.lastError === '';
+  const known = healthy || s.minTime !== 0 || s.maxTime !== 0;
   return el('tr', { class: healthy ? 'healthy' : 'unhealthy', 'data-endpoint': s.name },
     el('td', { class: 'mono' }, s.name),
     el('td', { class: `state ${healthy ? 'up' : 'down'}` }, healthy ? 'UP' : 'DOWN'),
     el('td', {}, typ),
     el('td', {}, (s.labelSets || []).map((ls) => el('div', {}, labelChips(ls)))),
-    el('td', { class: 'mono' }, fmtTime(s.minTime)),
-    el('td', { class: 'mono' }, fmtTime(s.maxTime)),
+    // An endpoint that never answered Info has no time range (zeros), not one at 1970.
+    el('td', { class: 'mono' }, known ? fmtTime(s.minTime) : '–'),
+    el('td', { class: 'mono' }, known ? fmtTime(s.maxTime) : '–'),
     el('td', { class: 'mono' }, s.lastCheck ? s.lastCheck.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : ''),
     el('td', { class: 'error' }, healthy ? '' : s.lastError));
 }
