@@ -7,6 +7,7 @@
 //! - `node`: `strata node`, the roles under the Raft cluster
 //! - `query`, `store`, `sidecar`: the roles and their standalone commands
 //! - `cluster`: Raft membership, the store registry, `strata cluster`
+//! - `ui`: the web UI every process serves
 //! - `http`: Prometheus' HTTP API; `flags`: flags shared by commands; `tools`: `strata tools`
 
 pub mod cluster;
@@ -23,3 +24,4 @@ pub mod server;
 pub mod sidecar;
 pub mod store;
 pub mod tools;
+pub mod ui;

@@ -220,7 +220,10 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     };
     let mut server = Server::new(registry.clone())
         .with_routes(node.grpc_routes())
-        .with(Arc::new(member));
+        .with(Arc::new(member))
+        .with(Arc::new(crate::ui::blocks_api::BlocksApi::new(
+            args.objstore.open()?,
+        )));
     for role in &roles {
         if let Some(c) = roles::component(role, &roles, &args, &node, &registry)? {
             server = server.with(c);

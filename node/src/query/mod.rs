@@ -150,10 +150,12 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;
     tracing::info!(http = %listeners.http_addr()?, grpc = %listeners.grpc_addr()?, "querier listening");
     let role = QueryRole::new(embedded, args.sync_interval, true);
-    Server::new(registry)
-        .with(Arc::new(role))
-        .run(listeners, crate::server::signal())
-        .await?;
+    let mut server = Server::new(registry).with(Arc::new(role));
+    if !args.endpoints.any() {
+        let bucket = args.objstore.open_existing()?;
+        server = server.with(Arc::new(crate::ui::blocks_api::BlocksApi::new(bucket)));
+    }
+    server.run(listeners, crate::server::signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

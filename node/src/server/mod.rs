@@ -9,7 +9,8 @@
 //! then the servers, so a component may still use the gRPC port while it stops (a leaving node
 //! hands over leadership through it). Adding a role is one new component plus one enum arm.
 //!
-//! - `probes`: the process-wide HTTP routes
+//! - `probes`: the process-wide HTTP routes (the web UI, `crate::ui`, is served next
+//!   to them)
 //! - `self_metrics`: the families every process exposes about itself (`registry()`)
 //! - `process_metrics`, `grpc_metrics`: process metrics from `/proc`, gRPC server and client
 //!   metrics (the server's as a tower layer)
@@ -156,6 +157,7 @@ impl Server {
         }
         let router = router
             .merge(probes::routes(self.components.clone(), self.registry))
+            .merge(crate::ui::routes("/graph"))
             .fallback(probes::not_found)
             .layer(axum::middleware::from_fn(crate::http::metrics::instrument));
 

@@ -33,11 +33,13 @@ pub struct StoreArgs {
 pub async fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let registry = crate::server::self_metrics::registry().context("registering self metrics")?;
     let bucket = args.objstore.open_existing_in(&registry)?;
+    let blocks = crate::ui::blocks_api::BlocksApi::new(bucket.clone());
     let role = StoreRole::with_gateway(bucket, &args.objstore.data_dir, &registry, &args.gateway)?;
     let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;
     tracing::info!(grpc = %listeners.grpc_addr()?, http = %listeners.http_addr()?, "store listening");
     Server::new(registry)
         .with(Arc::new(role))
+        .with(Arc::new(blocks))
         .run(listeners, crate::server::signal())
         .await?;
     tracing::info!("stopped");

@@ -1,4 +1,4 @@
-//! `strata tools bucket`: list, inspect, verify, mark and upload blocks.
+//! `strata tools bucket`: list, inspect, verify, mark and upload blocks; browse them (`web`).
 
 mod generate;
 mod inspect;
@@ -6,6 +6,7 @@ mod ls;
 mod mark;
 mod upload;
 mod verify;
+mod web;
 
 use crate::flags::ObjstoreFlags;
 use std::process::ExitCode;
@@ -65,6 +66,15 @@ pub enum BucketCommand {
         #[arg(long = "details", default_value = "")]
         details: String,
     },
+    /// Serve the web UI's blocks page over the bucket (Thanos' `tools bucket web`).
+    Web {
+        /// Where the bucket is.
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+        /// Address to serve the page on.
+        #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+        http_address: String,
+    },
     /// Write demo data (node-exporter-like series) as blocks into the bucket.
     Generate {
         /// Where the bucket is.
@@ -102,6 +112,10 @@ impl BucketCommand {
                 marker,
                 details,
             } => mark::run(&objstore, &ids, &marker, &details).await,
+            BucketCommand::Web {
+                objstore,
+                http_address,
+            } => web::run(&objstore, &http_address).await,
             BucketCommand::Generate { objstore, args } => generate::run(&objstore, &args).await,
             BucketCommand::Upload {
                 objstore,
