@@ -15,7 +15,8 @@
 #
 # Knobs (environment): SERIES=10000 HOURS=24 REPS=5 CACHE=bench/.cache PROM_PORT=19190
 # STRATA_PORT=19902 START=1704067200 (2 h aligned) MODE=embedded|storeapi STORE_GRPC=19903
-# STORE_HTTP=19904 STRATA_GRPC=19905. A smoke run:
+# STORE_HTTP=19904 STRATA_GRPC=19905 RUN=$CACHE/run-<series>x<hours>h (the servers' working
+# copies; give each concurrent user of a shared CACHE its own). A smoke run:
 #   SERIES=200 HOURS=4 REPS=2 bench/query_bench.sh
 set -euo pipefail
 
@@ -35,7 +36,7 @@ END=$((START + HOURS * 3600))
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 STRATA_BIN="${STRATA_BIN:-$TARGET/release/strata}"
 BLOCKS="$CACHE/blocks-${SERIES}x${HOURS}h"
-RUN="$CACHE/run-${SERIES}x${HOURS}h"
+RUN="${RUN:-$CACHE/run-${SERIES}x${HOURS}h}"
 
 log() { echo "[query_bench] $*" >&2; }
 
@@ -122,8 +123,11 @@ EOF
 
 stage_run() {
     log "running the suite: $REPS runs per case, data ends at $END"
+    echo "mode: $MODE; load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$RUN/load.txt"
     python3 "$ROOT/bench/run_suite.py" --prometheus-port "$PROM_PORT" --strata-port "$STRATA_PORT" \
         --end "$END" --hours "$HOURS" --reps "$REPS" | tee "$RUN/results.txt"
+    cat "$RUN/load.txt" >>"$RUN/results.txt"
+    echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RUN/results.txt"
     echo "strata RSS: $(ps -o rss= -p "$(cat "$RUN/strata.pid")") KiB, prometheus RSS:" \
         "$(ps -o rss= -p "$(cat "$RUN/prometheus.pid")") KiB" | tee -a "$RUN/results.txt"
     if [[ -f "$RUN/store.pid" ]]; then
