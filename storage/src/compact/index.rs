@@ -9,7 +9,7 @@
 //! "block_deletion_marks":[{"block_id","deletion_time"}],
 //! "no_compact_marks":[{"block_id","no_compact_time","reason"}]}`.
 
-use crate::block::meta::BlockMeta;
+use crate::block::meta::{BlockMeta, Downsample, ThanosMeta};
 use crate::bucket::fetcher::Fetched;
 use crate::bucket::marks::{DeletionMark, NoCompactMark};
 use crate::bucket::{Bucket, BucketError};
@@ -114,7 +114,40 @@ impl IndexBlock {
     }
 }
 
+impl IndexBlock {
+    /// A meta.json standing in for the block's until it is read: what the index knows (time
+    /// range, level, external labels, resolution, source), no file list or stats. Readers
+    /// filter and plan on it and read the real meta.json when they open the block.
+    pub fn to_meta(&self) -> BlockMeta {
+        let mut meta = BlockMeta::new_level1(self.block_id, self.min_time, self.max_time);
+        meta.compaction.level = self.level;
+        meta.thanos = Some(ThanosMeta {
+            version: 1,
+            labels: self.labels.clone(),
+            downsample: Downsample {
+                resolution: self.resolution,
+            },
+            source: self.source.clone(),
+            ..ThanosMeta::default()
+        });
+        meta
+    }
+}
+
 impl BucketIndex {
+    /// Its deletion marks as the fetcher holds them, by block.
+    pub fn deletion_marks(&self) -> BTreeMap<Ulid, DeletionMark> {
+        self.block_deletion_marks
+            .iter()
+            .map(|m| (m.block_id, DeletionMark::new(m.block_id, m.deletion_time, "")))
+            .collect()
+    }
+
+    /// Its age at `now_ms`, in ms (negative when written "in the future" by a skewed clock).
+    pub fn age_ms(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(self.updated_at.saturating_mul(1000))
+    }
+
     /// The index of `metas` and marks, stamped `updated_at` (unix seconds).
     pub fn build<'a>(
         metas: impl IntoIterator<Item = &'a BlockMeta>,

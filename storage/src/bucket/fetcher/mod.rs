@@ -12,8 +12,10 @@
 //! One recursive listing per fetch finds every block, its meta.json and its deletion mark.
 //! meta.json and marks never change once written, so a fetcher keeps what it parsed and reads
 //! only objects that are new since the last fetch: a sync of an unchanged bucket is its listing
-//! alone, not one GET per block (Thanos' LIST/GET storm).
+//! alone, not one GET per block (Thanos' LIST/GET storm). With [`Discovery::Index`] a fetch is
+//! one GET of the compactor's bucket index instead, falling back to the listing (`discovery`).
 
+pub mod discovery;
 pub mod filters;
 pub mod relabel;
 
@@ -27,6 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use ulid::Ulid;
 
+pub use discovery::{Discovered, Discovery, FallbackReason};
 pub use filters::{
     Clock, ConsistencyDelayFilter, DeletionMarkFilter, ExternalLabelsFilter, ResolutionFilter,
     TimeRangeFilter,
@@ -52,6 +55,10 @@ pub struct Fetched {
     /// filter dropped the block (the compactor's cleaner needs them all). Unreadable marks are
     /// logged and left out, as in Thanos.
     pub deletion_marks: BTreeMap<Ulid, DeletionMark>,
+    /// Whether the blocks came from a listing or the bucket index. From the index, `metas`
+    /// are stand-ins without file lists ([`crate::compact::index::IndexBlock::to_meta`]) and
+    /// `partial`/`failed` are empty.
+    pub discovered: Discovered,
 }
 
 impl Fetched {
@@ -86,6 +93,9 @@ pub struct MetaFetcher {
     bucket: Arc<dyn Bucket>,
     filters: Vec<Arc<dyn MetaFilter>>,
     cache: Arc<Mutex<ParsedCache>>,
+    discovery: Discovery,
+    /// How the last fetch found its blocks, so that a change is logged once.
+    last: Arc<Mutex<Option<Discovered>>>,
 }
 
 impl MetaFetcher {
@@ -95,7 +105,15 @@ impl MetaFetcher {
             bucket,
             filters: Vec::new(),
             cache: Arc::default(),
+            discovery: Discovery::Listing,
+            last: Arc::default(),
         }
+    }
+
+    /// Discovers blocks as `discovery` says (the default lists the bucket).
+    pub fn with_discovery(mut self, discovery: Discovery) -> Self {
+        self.discovery = discovery;
+        self
     }
 
     /// Adds a filter, applied after the ones already added.
@@ -107,11 +125,47 @@ impl MetaFetcher {
     /// One fetch. A bucket failure fails the whole fetch (so a flaky listing never looks like
     /// missing blocks); a damaged meta.json only lands its block in `failed`.
     pub async fn fetch(&self) -> Result<Fetched, BucketError> {
-        let mut out = read_cached(self.bucket.as_ref(), &self.cache).await?;
+        let bucket = self.bucket.as_ref();
+        let mut out = match &self.discovery {
+            Discovery::Listing => read_cached(bucket, &self.cache).await?,
+            Discovery::Index {
+                max_stale_ms,
+                clock,
+            } => match discovery::from_index(bucket, *max_stale_ms, clock()).await? {
+                Ok(fetched) => fetched,
+                Err((reason, detail)) => {
+                    self.note(Discovered::Fallback(reason), &detail);
+                    let mut fetched = read_cached(bucket, &self.cache).await?;
+                    fetched.discovered = Discovered::Fallback(reason);
+                    fetched
+                }
+            },
+        };
+        self.note(out.discovered, "");
         for f in &self.filters {
             f.filter(self.bucket.as_ref(), &mut out).await?;
         }
         Ok(out)
+    }
+}
+
+impl MetaFetcher {
+    /// Logs how blocks are discovered when it changes (not every sync).
+    fn note(&self, now: Discovered, detail: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == Some(now) {
+            return;
+        }
+        *last = Some(now);
+        match now {
+            Discovered::Listing => {}
+            Discovered::Index => tracing::info!("reading blocks from the bucket index"),
+            Discovered::Fallback(reason) => tracing::warn!(
+                reason = reason.as_str(),
+                detail,
+                "bucket index not usable; listing the bucket instead"
+            ),
+        }
     }
 }
 
@@ -252,6 +306,18 @@ async fn read_marks(bucket: &dyn Bucket, ids: Vec<Ulid>) -> Result<Vec<DeletionM
     Ok(out)
 }
 
+/// Block `id`'s meta.json, for a reader that knows the block from the bucket index and opens
+/// it: a missing, unreadable or mismatched file is an error naming the block.
+pub async fn read_meta(bucket: &dyn Bucket, id: Ulid) -> Result<BlockMeta, BlockError> {
+    let loc = FileLocation::new(&id.to_string(), META_FILENAME);
+    match read_one(bucket, id).await {
+        Ok(One::Meta(m)) => Ok(*m),
+        Ok(One::Partial) => Err(loc.missing()),
+        Ok(One::Failed(e)) => Err(e),
+        Err(e) => Err(loc.io(e)),
+    }
+}
+
 async fn read_one(bucket: &dyn Bucket, id: Ulid) -> Result<One, BucketError> {
     let block = id.to_string();
     let data = match bucket.get(&format!("{block}/{META_FILENAME}")).await {
@@ -271,3 +337,7 @@ async fn read_one(bucket: &dyn Bucket, id: Ulid) -> Result<One, BucketError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "discovery_tests.rs"]
+mod discovery_tests;
