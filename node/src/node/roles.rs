@@ -46,7 +46,13 @@ pub fn component(
             let qargs = query_args(args);
             let stores = registry_stores(node, roles.contains(&Role::Store));
             let embedded = query::build(&qargs, registry.clone(), Some(stores))?;
-            Arc::new(QueryRole::new(embedded, qargs.sync_interval, false))
+            let role = QueryRole::new(embedded, qargs.sync_interval, false);
+            // The rule role answers /api/v1/rules and /api/v1/alerts with the groups it holds.
+            Arc::new(if roles.contains(&Role::Rule) {
+                role.without_rules_api()
+            } else {
+                role
+            })
         }
         Role::Store => {
             // A node that only reads the bucket must not conjure up an empty one from a typo.
