@@ -109,7 +109,12 @@ fn backend(
 ) -> anyhow::Result<(Arc<dyn QueryBackend>, Blocks)> {
     // Without rule files nothing is queried: the role must not open (or need) a bucket then.
     if !flags.query.is_empty() || flags.rule_files.is_empty() {
-        let b = HttpBackend::new(&flags.query, flags.query_timeout)
+        let targets = super::backend::QueryTargets {
+            specs: flags.query.clone(),
+            sd_files: Vec::new(),
+            dns_interval: Duration::from_secs(30),
+        };
+        let b = HttpBackend::new(&targets, flags.query_timeout)
             .context("building the HTTP client of --query")?;
         return Ok((Arc::new(b), None));
     }
@@ -155,7 +160,13 @@ impl RuleRole {
         let notifier = Arc::new(
             Notifier::new(
                 NotifyOptions {
-                    alertmanagers: flags.alertmanagers.clone(),
+                    alertmanagers: Arc::new(
+                        super::alertmanagers::Alertmanagers::from_urls(
+                            &flags.alertmanagers,
+                            Duration::from_secs(30),
+                        )
+                        .context("--alertmanagers.url")?,
+                    ),
                     external_labels: external_labels.clone(),
                     drop_labels: flags.alert_label_drop.clone(),
                     external_url: flags.alert_query_url.clone(),
