@@ -765,8 +765,11 @@ fn sample_limit_of_one_million_bounds_memory() {
     let (t, n) = (demo.end, demo.instances);
     let mut cases = Cases::new(&mut q);
     // Prometheus (same limit): 200, 175,257 series of 229,240 points, peak RSS 5.8 GB, 74 s.
-    // The answer is checked for what must hold (every step counts all 80 CPU series); the
-    // engine may instead refuse it with the 422.
+    // Strata holds only the points present too (a sparse result), so it answers within the
+    // limit; the answer is checked for what must hold (every step counts all 80 CPU series).
+    // A debug build on a loaded machine may need longer than the 60 s timeout (the 6 h case
+    // of `default_sample_limit_bounds_memory` requires the answer), so Prometheus' 503 passes
+    // too; the 422 does not.
     cases.case("count_values_24h_at_15s", |q| {
         let a = post_form(
             q.port,
@@ -777,8 +780,8 @@ fn sample_limit_of_one_million_bounds_memory() {
                 t - 86_400
             ),
         )?;
-        if a.status == 422 {
-            return expect_error_with(&a, 422, "execution", TOO_MANY_SAMPLES);
+        if a.status == 503 {
+            return expect_error(&a, 503, "timeout").map(|_| ());
         }
         check_count_values(&a, 8 * n)
     });
@@ -830,6 +833,20 @@ fn default_sample_limit_bounds_memory() {
     );
     let (t, n) = (demo.end, demo.instances);
     let mut cases = Cases::new(&mut q);
+    // Prometheus: 200 in 2.6 s, peak RSS 2 GB (BENCHMARKS.md). Each distinct value is a
+    // series with a few points of 1441 steps: answered, within the suite's RSS bound.
+    cases.case("count_values_6h_at_15s", |q| {
+        let a = post_form(
+            q.port,
+            "/api/v1/query_range",
+            &format!(
+                "query={}&start={}&end={t}&step=15",
+                enc("count_values(\"v\", node_cpu_seconds_total)"),
+                t - 6 * 3600
+            ),
+        )?;
+        check_count_values(&a, 8 * n)
+    });
     // 3e10 steps: Prometheus 2.42 runs out of memory; a correct answer (rate of a constant is
     // 0) or the 422 is required.
     cases.case("rate_1y_subquery_at_1ms", |q| {
@@ -1051,4 +1068,70 @@ fn querier_refuses_missing_bucket(
     let _ = child.kill();
     let _ = child.wait();
     outcome
+}
+
+/// A selector with `n` regex matchers (each compiled while parsing): a few MiB of input that
+/// takes seconds to parse, without nesting (so no depth bound refuses it).
+fn many_regex_matchers(n: usize) -> String {
+    let m: Vec<String> = (0..n).map(|i| format!("l{i}=~\"x{i}.*y|z+\"")).collect();
+    format!("up{{{}}}", m.join(","))
+}
+
+/// Huge parses (query, `match[]`) run off the async runtime: `/-/healthy` keeps answering
+/// while more of them run at once than the runtime has worker threads, and each is answered
+/// (or refused) in Prometheus' shape.
+#[test]
+fn huge_parses_keep_health() {
+    let demo = generate_demo(2, 2);
+    let mut q = Querier::start(
+        demo.tmp.path(),
+        &[data_flag(&demo).as_str(), "--query.timeout=20s"],
+    );
+    let t = demo.end;
+    let rt = runtime();
+    let mut cases = Cases::new(&mut q);
+    cases.case("parses_run_while_health_answers", |q| {
+        let port = q.port;
+        // 4,000 matchers kept a series request busy for over 120 s in a debug build (where the
+        // time goes is not yet known: parse, matcher compilation or selection).
+        let selector = enc(&many_regex_matchers(500));
+        // promql-parser's time grows with the square of a chain's length (10,000 terms take
+        // 29 s in a debug build, see BENCHMARKS.md); 3,000 keep the case short.
+        let chain = enc(&vec!["1"; 3_000].join("+"));
+        let requests: Vec<(&str, String)> = vec![
+            ("/api/v1/series", format!("match[]={selector}")),
+            ("/api/v1/series", format!("match[]={selector}")),
+            ("/api/v1/labels", format!("match[]={selector}")),
+            ("/api/v1/query", format!("query={selector}&time={t}")),
+            ("/api/v1/query", format!("query={chain}&time={t}")),
+        ];
+        let running: Vec<_> = requests
+            .into_iter()
+            .map(|(path, body)| rt.spawn_blocking(move || (path, post_form(port, path, &body))))
+            .collect();
+        let mut probes = 0;
+        while !running.iter().all(|h| h.is_finished()) {
+            let a = health(port).map_err(|e| format!("health probe {probes}: {e}"))?;
+            if a.status != 200 {
+                return Err(format!("health probe {probes} answered {}", a.status));
+            }
+            probes += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for h in running {
+            let (path, a) = rt.block_on(h).map_err(|e| e.to_string())?;
+            let a = a.map_err(|e| format!("{path}: {e}"))?;
+            // Answered (no series match), or timed out in Prometheus' shape.
+            if a.status == 503 {
+                expect_error(&a, 503, "timeout").map_err(|e| format!("{path}: {e}"))?;
+            } else {
+                expect_success(&a).map_err(|e| format!("{path}: {e}"))?;
+            }
+        }
+        if probes == 0 {
+            return Err("the parses ended before any health probe".into());
+        }
+        q.wait_cpu_idle(Duration::from_secs(120))
+    });
+    cases.finish();
 }

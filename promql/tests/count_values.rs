@@ -9,9 +9,12 @@ use storage::labels::Labels;
 const SCRAPE_MS: i64 = 15_000;
 const LOOKBACK_MS: i64 = 300_000;
 
+/// Series as appended: labels and samples.
+type Raw = Vec<(Labels, Vec<(i64, f64)>)>;
+
 /// Six series over two hours; values repeat across series at some steps and differ from step
 /// to step, and series 5 has a gap from 30 to 60 minutes (longer than the lookback).
-fn six_series() -> (MemoryQueryable, Vec<(Labels, Vec<(i64, f64)>)>) {
+fn six_series() -> (MemoryQueryable, Raw) {
     let mut q = MemoryQueryable::new();
     let mut raw = Vec::new();
     for i in 0..6i64 {
@@ -55,13 +58,7 @@ fn answer(v: &Value) -> Answer {
 
 /// `count_values [by (grp)] ("v", m)` computed directly: at each step, each series' latest
 /// sample within the lookback, counted per (group, formatted value).
-fn reference(
-    raw: &[(Labels, Vec<(i64, f64)>)],
-    by_grp: bool,
-    start: i64,
-    end: i64,
-    step: i64,
-) -> Answer {
+fn reference(raw: &Raw, by_grp: bool, start: i64, end: i64, step: i64) -> Answer {
     let mut out = Answer::new();
     let mut t = start;
     while t <= end {
