@@ -31,7 +31,9 @@ pub async fn run(args: CompactArgs) -> anyhow::Result<ExitCode> {
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/-/ready", get(|| async { "Strata is Ready.\n" }))
         .route("/metrics", get(metrics_handler))
-        .with_state(registry);
+        .with_state(registry)
+        .merge(crate::ui::routes("/blocks"))
+        .merge(crate::ui::blocks_api::BlocksApi::new(bucket.clone()).router());
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(crate::http::serve(http_listener, router, async move {
         let _ = http_stop.changed().await;

@@ -185,7 +185,8 @@ pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(address = %args.grpc_address, "--grpc-address is accepted but the ruler serves no gRPC yet");
     }
     let notify_task = tokio::spawn(notifier.run(stop_rx.clone()));
-    let router = api::router(manager.clone(), results, registry, args.flag_values())?;
+    let router = api::router(manager.clone(), results, registry, args.flag_values())?
+        .merge(crate::ui::routes("/alerts"));
     let listener = tokio::net::TcpListener::bind(&args.http_address)
         .await
         .with_context(|| format!("listening on --http-address {}", args.http_address))?;
