@@ -220,13 +220,18 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
     };
     let mut server = Server::new(registry.clone())
         .with_routes(node.grpc_routes())
-        .with(Arc::new(member))
-        .with(Arc::new(crate::ui::blocks_api::BlocksApi::new(
-            args.objstore.open()?,
-        )));
+        .with(Arc::new(member));
     for role in &roles {
         if let Some(c) = roles::component(role, &roles, &args, &node, &registry)? {
             server = server.with(c);
+        }
+    }
+    // The blocks page's API, over the bucket as the roles left it: a reader opens it only if
+    // it exists, and the roles that need it have already refused a missing one.
+    match args.objstore.open_existing() {
+        Ok(bucket) => server = server.with(Arc::new(crate::ui::blocks_api::BlocksApi::new(bucket))),
+        Err(e) => {
+            tracing::debug!(error = %format!("{e:#}"), "no bucket: /api/v1/blocks is not served")
         }
     }
     let shutdown = async {

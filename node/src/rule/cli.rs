@@ -316,7 +316,8 @@ pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
     let (db_stop_tx, db_stop_rx) = tokio::sync::watch::channel(false);
     let db_task = tokio::spawn(db.clone().run(db_stop_rx));
     let notify_task = tokio::spawn(notifier.run(stop_rx.clone()));
-    let router = api::router(manager.clone(), results, registry, args.flag_values())?;
+    let router = api::router(manager.clone(), results, registry, args.flag_values())?
+        .merge(crate::ui::routes("/alerts"));
     let listener = tokio::net::TcpListener::bind(&args.http_address)
         .await
         .with_context(|| format!("listening on --http-address {}", args.http_address))?;
