@@ -440,7 +440,9 @@ const INLINE_MAX_WORK: usize = 64 * 1024;
 /// no subquery (whose inner steps multiply the work), and little data.
 fn runs_inline(expr: &ParsedExpr, data: &load::Loaded, grid: &Grid) -> bool {
     depth::depth(expr) <= INLINE_MAX_DEPTH
-        && !depth::any_node(expr, |e| matches!(e, promql_parser::parser::Expr::Subquery(_)))
+        && !depth::any_node(expr, |e| {
+            matches!(e, promql_parser::parser::Expr::Subquery(_))
+        })
         && data.work(grid.n) <= INLINE_MAX_WORK
 }
 
@@ -510,7 +512,11 @@ mod inline_tests {
     fn only_small_shallow_queries_without_subqueries_run_inline() {
         let none = load::Loaded::default();
         assert!(runs_inline(&expr("sum(rate(up[5m]))"), &none, &grid(1)));
-        assert!(!runs_inline(&expr("max_over_time(up[1h:1m])"), &none, &grid(1)));
+        assert!(!runs_inline(
+            &expr("max_over_time(up[1h:1m])"),
+            &none,
+            &grid(1)
+        ));
         let deep = format!("{}up{}", "abs(".repeat(40), ")".repeat(40));
         assert!(!runs_inline(&expr(&deep), &none, &grid(1)));
     }

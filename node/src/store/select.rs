@@ -142,7 +142,10 @@ pub async fn load_chunks(group: &[Selected]) -> Result<Vec<Vec<AggrChunk>>, Bloc
     let mut slots: Vec<(usize, usize)> = Vec::with_capacity(chunk_count(group));
     for (si, (_, chunks)) in group.iter().enumerate() {
         for c in chunks {
-            let at = match per_block.iter().position(|(b, ..)| Arc::ptr_eq(*b, &c.block)) {
+            let at = match per_block
+                .iter()
+                .position(|(b, ..)| Arc::ptr_eq(*b, &c.block))
+            {
                 Some(at) => at,
                 None => {
                     per_block.push((&c.block, Vec::new(), Vec::new()));

@@ -246,8 +246,7 @@ impl Frames {
                 series: std::mem::take(&mut self.batch),
             };
             self.batch_bytes = 0;
-            self.out
-                .push(frame(series_response::Result::Batch(full)));
+            self.out.push(frame(series_response::Result::Batch(full)));
         }
     }
 

@@ -242,7 +242,11 @@ async fn streamed_answers_equal_answers_framed_at_once_in_every_framing() {
     let streamed = service(dir.path(), TimeWindow::unbounded(), SeriesLimits::default())
         .await
         .with_streaming(0, 2);
-    for (mint, maxt) in [(i64::MIN, i64::MAX), (2_000_000, 9_000_000), (14_000_000, 14_500_000)] {
+    for (mint, maxt) in [
+        (i64::MIN, i64::MAX),
+        (2_000_000, 9_000_000),
+        (14_000_000, 14_500_000),
+    ] {
         for batch in [0, 2] {
             let mut req = all_of_m(mint, maxt, false);
             req.response_batch_size = batch;
@@ -256,7 +260,11 @@ async fn streamed_answers_equal_answers_framed_at_once_in_every_framing() {
                 assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
             }
             let want_frames = if batch == 0 { 3 } else { 2 };
-            assert_eq!((frames_a, frames_b), (want_frames, want_frames), "batch {batch}");
+            assert_eq!(
+                (frames_a, frames_b),
+                (want_frames, want_frames),
+                "batch {batch}"
+            );
         }
     }
 }

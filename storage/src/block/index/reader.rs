@@ -305,7 +305,8 @@ impl IndexReader {
                 j += 1;
             }
             let last = u64::from(refs[j - 1]) * SERIES_ALIGN;
-            let in_section = self.toc.series != 0 && start >= self.toc.series && last < self.series_end;
+            let in_section =
+                self.toc.series != 0 && start >= self.toc.series && last < self.series_end;
             if j - i == 1 || !in_section {
                 // One entry, or refs outside the section: the one-entry path names the problem.
                 for &r in &refs[i..j] {

@@ -532,7 +532,9 @@ async fn series_many_reads_neighbouring_entries_together_and_equals_series() {
     let mut series = many_series();
     // Long entries (over the 512-byte first read), one of them the last of the index.
     for (i, at) in [(0usize, 40usize), (1, 299)] {
-        series[at].1 = (0..300).map(|k| cm(k * 10, k * 10 + 5, 8 + (i as u64 * 1000 + k as u64) * 64)).collect();
+        series[at].1 = (0..300)
+            .map(|k| cm(k * 10, k * 10 + 5, 8 + (i as u64 * 1000 + k as u64) * 64))
+            .collect();
     }
     let bytes = write_index(dir.path(), &series);
     let source = Arc::new(CountingSource {
@@ -574,7 +576,10 @@ async fn series_many_names_a_corrupt_entry_or_a_bad_ref() {
     let r = open_bytes(bad).await.unwrap();
     let e = r.series_many(&[5, 8, 11]).await.unwrap_err();
     assert_names_index_and_offset(&e);
-    assert!(r.series_many(&[8, 11]).await.is_ok(), "other series stay readable");
+    assert!(
+        r.series_many(&[8, 11]).await.is_ok(),
+        "other series stay readable"
+    );
 
     let r = open_bytes(good).await.unwrap();
     assert_names_index_and_offset(&r.series_many(&[1, 5]).await.unwrap_err());
