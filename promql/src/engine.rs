@@ -411,6 +411,23 @@ impl Engine {
         .await
         .map_err(|_| QueryError::Timeout("query queue"))??;
         let options = self.options.clone();
+        if runs_inline(&expr, &data, &grid) {
+            // Small and shallow: evaluated here, as starting a thread costs more than the
+            // evaluation, and on a busy machine a new thread waits for a CPU slot of its own.
+            let ev = Evaluator {
+                data: &data,
+                lookback: options.lookback_delta_ms,
+                query_start: grid.start,
+                query_end: end,
+                max_samples: options.max_samples,
+                deadline: ctl.deadline,
+                cancel: Some(&ctl.cancel),
+                held: crate::eval::held::Held::new(options.max_samples),
+            };
+            let r = ev.eval(&expr, &grid);
+            guard.disarm();
+            return r;
+        }
         let QueryControl {
             deadline: eval_deadline,
             cancel,
@@ -437,6 +454,25 @@ impl Engine {
         }
         r.map_err(|_| QueryError::Timeout("expression evaluation"))?
     }
+}
+
+/// Deepest expression evaluated on the caller's thread (an async runtime's, with a stack of
+/// a few MiB: debug builds need up to about 16 KiB per level).
+const INLINE_MAX_DEPTH: usize = 32;
+
+/// Most work (see [`load::Loaded::work`]) evaluated on the caller's thread: well under a
+/// millisecond, and below the size at which evaluation splits across cores. In practice
+/// instant queries over a few thousand samples.
+const INLINE_MAX_WORK: usize = 64 * 1024;
+
+/// Whether `expr` over `data` is small enough to evaluate without a query thread: shallow,
+/// no subquery (whose inner steps multiply the work), and little data.
+fn runs_inline(expr: &ParsedExpr, data: &load::Loaded, grid: &Grid) -> bool {
+    depth::depth(expr) <= INLINE_MAX_DEPTH
+        && !depth::any_node(expr, |e| {
+            matches!(e, promql_parser::parser::Expr::Subquery(_))
+        })
+        && data.work(grid.n) <= INLINE_MAX_WORK
 }
 
 fn type_name(t: ValueType) -> &'static str {
@@ -481,5 +517,76 @@ mod hostile_input_tests {
         assert!(super::parse(&q).is_err());
         let q = format!("ch[5m:{}s]", "4".repeat(30));
         assert!(super::parse(&q).is_err());
+    }
+}
+
+#[cfg(test)]
+mod inline_tests {
+    use super::*;
+    use crate::memory::MemoryQueryable;
+
+    fn expr(q: &str) -> ParsedExpr {
+        parse(q).expect(q)
+    }
+
+    fn grid(n: usize) -> Grid {
+        Grid {
+            start: 0,
+            step: 60_000,
+            n,
+        }
+    }
+
+    #[test]
+    fn only_small_shallow_queries_without_subqueries_run_inline() {
+        let none = load::Loaded::default();
+        assert!(runs_inline(&expr("sum(rate(up[5m]))"), &none, &grid(1)));
+        assert!(!runs_inline(
+            &expr("max_over_time(up[1h:1m])"),
+            &none,
+            &grid(1)
+        ));
+        let deep = format!("{}up{}", "abs(".repeat(40), ")".repeat(40));
+        assert!(!runs_inline(&expr(&deep), &none, &grid(1)));
+    }
+
+    #[tokio::test]
+    async fn work_bounds_what_runs_inline_and_both_paths_answer_alike() {
+        // 100 series of 100 samples: 10,100 units per step once all are loaded.
+        let mut q = MemoryQueryable::new();
+        for i in 0..100i64 {
+            let labels = Labels::from_pairs([("__name__", "m"), ("i", &*i.to_string())]);
+            let samples: Vec<(i64, f64)> = (0..100).map(|k| (k * 15_000, (k * i) as f64)).collect();
+            q.append(labels, &samples);
+        }
+        let data = load::load(&q, &expr("m"), 0, 1_485_000, 300_000, 1 << 30)
+            .await
+            .expect("load");
+        assert!(runs_inline(&expr("m"), &data, &grid(1)));
+        assert!(!runs_inline(&expr("m"), &data, &grid(10)));
+        // Instant queries (inline) answer as the points of a range query over all the data
+        // (on a query thread).
+        let e = Engine::default();
+        let query = "sum(rate(m[5m]))";
+        let range = e
+            .range_query(&q, query, 0, 1_485_000, 15_000)
+            .await
+            .expect("range");
+        let Value::Matrix(m) = range.value else {
+            panic!("range value {:?}", range.value);
+        };
+        assert_eq!(m.len(), 1);
+        let mut compared = 0;
+        for &(t, v) in m[0].points.iter().step_by(7) {
+            let instant = e.instant_query(&q, query, t).await.expect("instant");
+            let Value::Vector(got) = instant.value else {
+                panic!("instant value {:?}", instant.value);
+            };
+            assert_eq!(got.len(), 1, "at {t}");
+            assert_eq!(got[0].v.to_bits(), v.to_bits(), "at {t}");
+            compared += 1;
+        }
+        assert!(compared > 10, "{compared}");
+        assert!(m[0].points.iter().any(|p| p.1 > 0.0));
     }
 }

@@ -23,6 +23,10 @@ const MAX_FRAME_BYTES: usize = 64 << 20;
 /// How long dialling a store may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Series per frame asked of stores (Thanos' `response_batch_size`): fewer, larger messages.
+/// Stores that do not batch ignore it.
+const RESPONSE_BATCH_SIZE: i64 = 64;
+
 /// How long an Info call may take.
 const INFO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -213,6 +217,7 @@ impl StoreEndpoint {
             max_time: maxt,
             matchers: matchers.iter().map(matcher_to_pb).collect(),
             skip_chunks,
+            response_batch_size: RESPONSE_BATCH_SIZE,
             ..Default::default()
         };
         // Handled once the stream ends or fails; dropped mid-stream (the query was cancelled),

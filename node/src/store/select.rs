@@ -54,6 +54,24 @@ fn served_labels(block: &StoreBlock, labels: Labels) -> Labels {
     }
 }
 
+/// The selected series refs of one block with their labels and chunk metas (one range read
+/// per run of neighbouring index entries).
+async fn block_series(
+    block: &StoreBlock,
+    matchers: &[Matcher],
+) -> Result<Option<(Arc<Block>, Vec<(u32, Labels, Vec<ChunkMeta>)>)>, BlockError> {
+    let Some((opened, refs)) = postings(block, matchers).await? else {
+        return Ok(None);
+    };
+    let entries = opened.index().series_many(&refs).await?;
+    let found = refs
+        .into_iter()
+        .zip(entries)
+        .map(|(r, (labels, metas))| (r, labels, metas))
+        .collect();
+    Ok(Some((opened, found)))
+}
+
 /// The series of `blocks` the matchers select with a chunk in `[mint, maxt]`, sorted by labels;
 /// a series stored in several blocks appears once with all its chunks.
 pub async fn select_series(
@@ -62,13 +80,15 @@ pub async fn select_series(
     mint: i64,
     maxt: i64,
 ) -> Result<Vec<Selected>, BlockError> {
+    // Blocks concurrently: over a remote bucket their index reads overlap.
+    let per_block =
+        futures::future::try_join_all(blocks.iter().map(|b| block_series(b, matchers))).await?;
     let mut by_labels: BTreeMap<Labels, Vec<SourceChunk>> = BTreeMap::new();
-    for b in blocks {
-        let Some((opened, refs)) = postings(b, matchers).await? else {
+    for (b, found) in blocks.iter().zip(per_block) {
+        let Some((opened, found)) = found else {
             continue;
         };
-        for r in refs {
-            let (labels, metas) = opened.index().series(r).await?;
+        for (r, labels, metas) in found {
             let chunks: Vec<SourceChunk> = metas
                 .into_iter()
                 .filter(|m| m.max_time >= mint && m.min_time <= maxt)
@@ -95,61 +115,86 @@ pub async fn matching_labels(
     blocks: &[Arc<StoreBlock>],
     matchers: &[Matcher],
 ) -> Result<BTreeSet<Labels>, BlockError> {
+    let per_block =
+        futures::future::try_join_all(blocks.iter().map(|b| block_series(b, matchers))).await?;
     let mut out = BTreeSet::new();
-    for b in blocks {
-        let Some((opened, refs)) = postings(b, matchers).await? else {
-            continue;
-        };
-        for r in refs {
-            let (labels, _) = opened.index().series(r).await?;
+    for (b, found) in blocks.iter().zip(per_block) {
+        for (_, labels, _) in found.map(|(_, f)| f).unwrap_or_default() {
             out.insert(served_labels(b, labels));
         }
     }
     Ok(out)
 }
 
-/// Reads a series' chunks as stored, sorted by min time. Chunks with deleted samples
-/// (tombstones) are re-encoded without them; Thanos ignores tombstones, Strata's embedded
-/// querier honours them, and the two modes must answer alike.
-pub async fn load_chunks(chunks: &[SourceChunk]) -> Result<Vec<AggrChunk>, BlockError> {
-    let mut out = Vec::with_capacity(chunks.len());
-    let mut i = 0;
-    while i < chunks.len() {
-        // One read per run of chunks from the same block and series.
-        let mut j = i + 1;
-        while j < chunks.len()
-            && Arc::ptr_eq(&chunks[j].block, &chunks[i].block)
-            && chunks[j].series_ref == chunks[i].series_ref
-        {
-            j += 1;
+/// Total chunks of `selected`.
+pub fn chunk_count(selected: &[Selected]) -> usize {
+    selected.iter().map(|(_, c)| c.len()).sum()
+}
+
+/// Reads the chunks of every series of `group` as stored, each series' sorted by min time.
+/// The chunks of one block are read together (neighbours in one range read) rather than
+/// series by series. Chunks with deleted samples (tombstones) are re-encoded without them;
+/// Thanos ignores tombstones, Strata's embedded querier honours them, and the two modes must
+/// answer alike.
+pub async fn load_chunks(group: &[Selected]) -> Result<Vec<Vec<AggrChunk>>, BlockError> {
+    // Per block (a query touches a few): the (series, chunk) slots and their refs, in order.
+    let mut per_block: Vec<(&Arc<Block>, Vec<&SourceChunk>, Vec<u64>)> = Vec::new();
+    let mut slots: Vec<(usize, usize)> = Vec::with_capacity(chunk_count(group));
+    for (si, (_, chunks)) in group.iter().enumerate() {
+        for c in chunks {
+            let at = match per_block
+                .iter()
+                .position(|(b, ..)| Arc::ptr_eq(*b, &c.block))
+            {
+                Some(at) => at,
+                None => {
+                    per_block.push((&c.block, Vec::new(), Vec::new()));
+                    per_block.len() - 1
+                }
+            };
+            slots.push((si, at));
+            per_block[at].1.push(c);
+            per_block[at].2.push(c.meta.chunk_ref);
         }
-        let run = &chunks[i..j];
-        let block = &run[0].block;
-        let refs: Vec<u64> = run.iter().map(|c| c.meta.chunk_ref).collect();
-        let read = block.chunks().chunks(&refs).await?;
-        let deleted = block.tombstones().get(u64::from(run[0].series_ref));
-        for (c, chunk) in run.iter().zip(read) {
-            let overlaps_deletion = deleted.is_some_and(|d| {
-                d.as_slice()
-                    .iter()
-                    .any(|iv| iv.min_time <= c.meta.max_time && iv.max_time >= c.meta.min_time)
-            });
-            match deleted.filter(|_| overlaps_deletion) {
-                None => out.push(chunk_to_pb(&chunk, c.meta.min_time, c.meta.max_time)),
-                Some(d) => {
-                    let trimmed = trim_deleted(&chunk, d).map_err(|e| {
-                        FileLocation::new(block.meta().ulid.to_string(), "chunks")
-                            .corrupt_at(c.meta.chunk_ref, format!("applying tombstones: {e}"))
-                    })?;
-                    if let Some((chunk, mint, maxt)) = trimmed {
-                        out.push(chunk_to_pb(&chunk, mint, maxt));
-                    }
+    }
+    let mut out: Vec<Vec<AggrChunk>> = group
+        .iter()
+        .map(|(_, c)| Vec::with_capacity(c.len()))
+        .collect();
+    let mut read_of_block = Vec::with_capacity(per_block.len());
+    for (block, _, refs) in &per_block {
+        read_of_block.push(block.chunks().chunks(refs).await?.into_iter());
+    }
+    // Slots were assigned in series order, so taking each block's chunks in turn matches them.
+    let mut source_of_block: Vec<std::slice::Iter<'_, &SourceChunk>> =
+        per_block.iter().map(|(_, s, _)| s.iter()).collect();
+    for (si, at) in slots {
+        let (Some(chunk), Some(c)) = (read_of_block[at].next(), source_of_block[at].next()) else {
+            continue;
+        };
+        let block = per_block[at].0;
+        let deleted = block.tombstones().get(u64::from(c.series_ref));
+        let overlaps_deletion = deleted.is_some_and(|d| {
+            d.as_slice()
+                .iter()
+                .any(|iv| iv.min_time <= c.meta.max_time && iv.max_time >= c.meta.min_time)
+        });
+        match deleted.filter(|_| overlaps_deletion) {
+            None => out[si].push(chunk_to_pb(&chunk, c.meta.min_time, c.meta.max_time)),
+            Some(d) => {
+                let trimmed = trim_deleted(&chunk, d).map_err(|e| {
+                    FileLocation::new(block.meta().ulid.to_string(), "chunks")
+                        .corrupt_at(c.meta.chunk_ref, format!("applying tombstones: {e}"))
+                })?;
+                if let Some((chunk, mint, maxt)) = trimmed {
+                    out[si].push(chunk_to_pb(&chunk, mint, maxt));
                 }
             }
         }
-        i = j;
     }
-    out.sort_by_key(|c| (c.min_time, c.max_time));
+    for chunks in &mut out {
+        chunks.sort_by_key(|c| (c.min_time, c.max_time));
+    }
     Ok(out)
 }
 

@@ -16,7 +16,9 @@
 
 use super::catalog::{Catalog, StoreBlock};
 use super::convert::{labels_to_pb, matchers_from_pb};
-use super::select::{load_chunks, matching_labels, select_series, split_series, Selected};
+use super::select::{
+    chunk_count, load_chunks, matching_labels, select_series, split_series, Selected,
+};
 use proto::thanos::info::info_server::{Info, InfoServer};
 use proto::thanos::info::{self as infopb};
 use proto::thanos::store_server::{Store, StoreServer};
@@ -35,8 +37,16 @@ pub const DEFAULT_FRAME_BYTES: usize = 1 << 20;
 /// Largest request the services accept (matchers and label lists are small).
 const MAX_REQUEST_BYTES: usize = 4 << 20;
 
-/// Frames buffered ahead of a slow client.
-const STREAM_BUFFER: usize = 4;
+/// Frames buffered ahead of a slow client. Enough that gRPC usually finds several ready and
+/// writes them together rather than one write (and one wake-up) per frame.
+const STREAM_BUFFER: usize = 32;
+
+/// Answers of at most this many chunks (about 120 samples each) are read before the stream
+/// starts and sent without a task of their own; larger ones stream a group at a time.
+const INLINE_CHUNKS: usize = 8192;
+
+/// Chunks read together per group when streaming (neighbours in one range read each).
+const GROUP_CHUNKS: usize = 2048;
 
 /// Thanos' assumption for the samples limit: a chunk holds at most 120 samples.
 pub const MAX_SAMPLES_PER_CHUNK: u64 = 120;
@@ -80,6 +90,10 @@ pub struct StoreService {
     catalog: Arc<Catalog>,
     frame_bytes: usize,
     limits: SeriesLimits,
+    /// Answers of at most this many chunks are framed before the stream starts.
+    inline_chunks: usize,
+    /// Chunks read together per group when streaming.
+    group_chunks: usize,
 }
 
 impl StoreService {
@@ -89,7 +103,18 @@ impl StoreService {
             catalog,
             frame_bytes: frame_bytes.max(1),
             limits: SeriesLimits::default(),
+            inline_chunks: INLINE_CHUNKS,
+            group_chunks: GROUP_CHUNKS,
         }
+    }
+
+    /// The same service framing answers over `inline_chunks` chunks while streaming, reading
+    /// `group_chunks` chunks at a time (tests use small sizes to exercise the streaming path).
+    #[cfg(test)]
+    fn with_streaming(mut self, inline_chunks: usize, group_chunks: usize) -> Self {
+        self.inline_chunks = inline_chunks;
+        self.group_chunks = group_chunks.max(1);
+        self
     }
 
     /// The same service with per-request limits.
@@ -172,6 +197,7 @@ fn truncate<T>(mut v: Vec<T>, limit: i64) -> Vec<T> {
 }
 
 /// How the selected series become frames.
+#[derive(Clone, Copy)]
 struct Framing {
     skip_chunks: bool,
     frame_bytes: usize,
@@ -179,72 +205,135 @@ struct Framing {
     batch: usize,
 }
 
-/// Sends `selected` on `tx` in order; stops at the first error (sent as the stream's status)
-/// or when the client goes away.
+/// Frames of a Series answer, built in order: series alone, or gathered into batches.
+struct Frames {
+    framing: Framing,
+    batch: Vec<pb::Series>,
+    batch_bytes: usize,
+    out: Vec<SeriesResponse>,
+}
+
+impl Frames {
+    fn new(framing: Framing) -> Self {
+        Frames {
+            framing,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            out: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, s: pb::Series) {
+        if self.framing.batch == 0 {
+            self.out.push(frame(series_response::Result::Series(s)));
+            return;
+        }
+        use prost::Message as _;
+        let len = s.encoded_len();
+        if !self.batch.is_empty()
+            && (self.batch.len() >= self.framing.batch
+                || self.batch_bytes + len > self.framing.frame_bytes)
+        {
+            self.flush_batch();
+        }
+        self.batch_bytes += len;
+        self.batch.push(s);
+    }
+
+    fn flush_batch(&mut self) {
+        if !self.batch.is_empty() {
+            let full = SeriesBatch {
+                series: std::mem::take(&mut self.batch),
+            };
+            self.batch_bytes = 0;
+            self.out.push(frame(series_response::Result::Batch(full)));
+        }
+    }
+
+    /// The frames complete so far (a batch still filling stays).
+    fn take(&mut self) -> Vec<SeriesResponse> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Every frame, the last batch included.
+    fn finish(mut self) -> Vec<SeriesResponse> {
+        self.flush_batch();
+        self.out
+    }
+}
+
+fn frame(r: series_response::Result) -> SeriesResponse {
+    SeriesResponse { result: Some(r) }
+}
+
+/// Adds the frames of `group` (chunks read together) to `frames`.
+async fn frame_group(
+    group: &[Selected],
+    frames: &mut Frames,
+) -> Result<(), storage::block::BlockError> {
+    if frames.framing.skip_chunks {
+        for (labels, _) in group {
+            frames.push(pb::Series {
+                labels: labels_to_pb(labels),
+                chunks: Vec::new(),
+            });
+        }
+        return Ok(());
+    }
+    let chunks = load_chunks(group).await?;
+    for ((labels, _), c) in group.iter().zip(chunks) {
+        for s in split_series(labels, c, frames.framing.frame_bytes) {
+            frames.push(s);
+        }
+    }
+    Ok(())
+}
+
+/// Consecutive groups of `selected` of at most `size` chunks each (a series with more travels
+/// alone).
+fn groups(selected: &[Selected], size: usize) -> impl Iterator<Item = &[Selected]> {
+    let mut rest = selected;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut chunks = 0;
+        let mut n = 0;
+        while n < rest.len() && (n == 0 || chunks + rest[n].1.len() <= size) {
+            chunks += rest[n].1.len();
+            n += 1;
+        }
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        Some(group)
+    })
+}
+
+/// Sends `selected` on `tx` in order, reading chunks a group at a time; stops at the first
+/// error (sent as the stream's status) or when the client goes away.
 async fn stream_series(
     selected: Vec<Selected>,
     framing: Framing,
+    group_chunks: usize,
     tx: mpsc::Sender<Result<SeriesResponse, Status>>,
 ) {
-    let mut batch: Vec<pb::Series> = Vec::new();
-    let mut batch_bytes = 0usize;
-    for (labels, chunks) in selected {
-        let parts = if framing.skip_chunks {
-            vec![pb::Series {
-                labels: labels_to_pb(&labels),
-                chunks: Vec::new(),
-            }]
-        } else {
-            match load_chunks(&chunks).await {
-                Ok(c) => split_series(&labels, c, framing.frame_bytes),
-                Err(e) => {
-                    let _ = tx.send(Err(internal(e))).await;
-                    return;
-                }
-            }
-        };
-        for s in parts {
-            let msg = if framing.batch == 0 {
-                series_response::Result::Series(s)
-            } else {
-                use prost::Message as _;
-                let len = s.encoded_len();
-                if !batch.is_empty()
-                    && (batch.len() >= framing.batch || batch_bytes + len > framing.frame_bytes)
-                {
-                    let full = SeriesBatch {
-                        series: std::mem::take(&mut batch),
-                    };
-                    batch_bytes = 0;
-                    if !send(&tx, series_response::Result::Batch(full)).await {
-                        return;
-                    }
-                }
-                batch_bytes += len;
-                batch.push(s);
-                continue;
-            };
-            if !send(&tx, msg).await {
+    let mut frames = Frames::new(framing);
+    for group in groups(&selected, group_chunks) {
+        if let Err(e) = frame_group(group, &mut frames).await {
+            let _ = tx.send(Err(internal(e))).await;
+            return;
+        }
+        for f in frames.take() {
+            if tx.send(Ok(f)).await.is_err() {
                 return;
             }
         }
     }
-    if !batch.is_empty() {
-        send(
-            &tx,
-            series_response::Result::Batch(SeriesBatch { series: batch }),
-        )
-        .await;
+    for f in frames.finish() {
+        if tx.send(Ok(f)).await.is_err() {
+            return;
+        }
     }
-}
-
-async fn send(
-    tx: &mpsc::Sender<Result<SeriesResponse, Status>>,
-    r: series_response::Result,
-) -> bool {
-    tx.send(Ok(SeriesResponse { result: Some(r) }))
-        .await
-        .is_ok()
 }
 
 #[tonic::async_trait]
@@ -270,7 +359,8 @@ impl Store for StoreService {
         }))
     }
 
-    type SeriesStream = ReceiverStream<Result<SeriesResponse, Status>>;
+    type SeriesStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<SeriesResponse, Status>> + Send>>;
 
     async fn series(
         &self,
@@ -305,21 +395,40 @@ impl Store for StoreService {
             frame_bytes: self.frame_bytes,
             batch: usize::try_from(r.response_batch_size).unwrap_or(0),
         };
-        let warnings = self.catalog.skip_warnings(mint, maxt);
+        // Warnings first (Thanos sends them as they arise): a skipped block the range needed.
+        let warnings: Vec<SeriesResponse> = self
+            .catalog
+            .skip_warnings(mint, maxt)
+            .into_iter()
+            .map(|w| frame(series_response::Result::Warning(w)))
+            .collect();
+        if framing.skip_chunks || chunk_count(&selected) <= self.inline_chunks {
+            // A small answer is read and framed right here and handed over whole: no task, no
+            // hand-off per frame, and gRPC writes it in a few large writes.
+            let mut frames = Frames::new(framing);
+            frame_group(&selected, &mut frames)
+                .await
+                .map_err(internal)?;
+            let all: Vec<Result<SeriesResponse, Status>> = warnings
+                .into_iter()
+                .chain(frames.finish())
+                .map(Ok)
+                .collect();
+            let stream: Self::SeriesStream = Box::pin(tokio_stream::iter(all));
+            return Ok(Response::new(stream));
+        }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let group_chunks = self.group_chunks;
         tokio::spawn(async move {
-            // Warnings first (Thanos sends them as they arise): a skipped block the range needed.
             for w in warnings {
-                let frame = SeriesResponse {
-                    result: Some(series_response::Result::Warning(w)),
-                };
-                if tx.send(Ok(frame)).await.is_err() {
+                if tx.send(Ok(w)).await.is_err() {
                     return;
                 }
             }
-            stream_series(selected, framing, tx).await
+            stream_series(selected, framing, group_chunks, tx).await
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let stream: Self::SeriesStream = Box::pin(ReceiverStream::new(rx));
+        Ok(Response::new(stream))
     }
 
     async fn label_names(

@@ -214,3 +214,57 @@ async fn the_time_window_clamps_info_and_every_answer() {
     .await;
     assert!(none.catalog.snapshot().is_empty());
 }
+
+/// Every frame of a Series call (batches flattened), with how many frames carried them.
+async fn frames(svc: &StoreService, req: pb::SeriesRequest) -> (Vec<pb::Series>, usize) {
+    let mut stream = Store::series(svc, Request::new(req))
+        .await
+        .expect("series")
+        .into_inner();
+    let (mut out, mut n) = (Vec::new(), 0);
+    while let Some(frame) = stream.next().await {
+        n += 1;
+        match frame.expect("frame").result {
+            Some(series_response::Result::Series(s)) => out.push(s),
+            Some(series_response::Result::Batch(b)) => out.extend(b.series),
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    (out, n)
+}
+
+#[tokio::test]
+async fn streamed_answers_equal_answers_framed_at_once_in_every_framing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let at_once = service(tmp.path(), TimeWindow::unbounded(), SeriesLimits::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Streamed two chunks at a time: every series alone in its group.
+    let streamed = service(dir.path(), TimeWindow::unbounded(), SeriesLimits::default())
+        .await
+        .with_streaming(0, 2);
+    for (mint, maxt) in [
+        (i64::MIN, i64::MAX),
+        (2_000_000, 9_000_000),
+        (14_000_000, 14_500_000),
+    ] {
+        for batch in [0, 2] {
+            let mut req = all_of_m(mint, maxt, false);
+            req.response_batch_size = batch;
+            let (a, frames_a) = frames(&at_once, req.clone()).await;
+            let (b, frames_b) = frames(&streamed, req).await;
+            assert_eq!(a, b, "range [{mint}, {maxt}], batch {batch}");
+            assert_eq!(a.len(), 3, "range [{mint}, {maxt}]");
+            assert!(a.iter().all(|s| !s.chunks.is_empty()));
+            for s in &a {
+                let times: Vec<i64> = s.chunks.iter().map(|c| c.min_time).collect();
+                assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+            }
+            let want_frames = if batch == 0 { 3 } else { 2 };
+            assert_eq!(
+                (frames_a, frames_b),
+                (want_frames, want_frames),
+                "batch {batch}"
+            );
+        }
+    }
+}

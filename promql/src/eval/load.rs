@@ -31,6 +31,16 @@ fn key(vs: &VectorSelector) -> usize {
 }
 
 impl Loaded {
+    /// An upper bound of evaluation work over `steps` steps: every step may look at every
+    /// loaded sample of every series (a range function's window can cover them all).
+    pub fn work(&self, steps: usize) -> usize {
+        self.map
+            .values()
+            .flatten()
+            .map(|s| (s.samples.len() + 1).saturating_mul(steps))
+            .fold(0usize, usize::saturating_add)
+    }
+
     /// The series loaded for `vs` (none if it was never planned).
     pub fn get(&self, vs: &VectorSelector) -> &[LoadedSeries] {
         self.map.get(&key(vs)).map_or(&[], Vec::as_slice)

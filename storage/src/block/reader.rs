@@ -298,8 +298,7 @@ impl Block {
         // in a few range reads instead of one per series.
         let mut entries = Vec::with_capacity(refs.len());
         let mut chunk_refs = Vec::new();
-        for &r in refs {
-            let (labels, metas) = self.index.series(r).await?;
+        for (&r, (labels, metas)) in refs.iter().zip(self.index.series_many(refs).await?) {
             let wanted: Vec<ChunkMeta> = metas
                 .into_iter()
                 .filter(|m| m.max_time >= mint && m.min_time <= maxt)

@@ -502,3 +502,86 @@ proptest! {
         });
     }
 }
+
+/// A range source that counts its reads.
+#[derive(Debug)]
+struct CountingSource {
+    inner: InMemory,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl crate::block::source::RangeSource for CountingSource {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    async fn read_range(
+        &self,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_range(range).await
+    }
+}
+
+#[tokio::test]
+async fn series_many_reads_neighbouring_entries_together_and_equals_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut series = many_series();
+    // Long entries (over the 512-byte first read), one of them the last of the index.
+    for (i, at) in [(0usize, 40usize), (1, 299)] {
+        series[at].1 = (0..300)
+            .map(|k| cm(k * 10, k * 10 + 5, 8 + (i as u64 * 1000 + k as u64) * 64))
+            .collect();
+    }
+    let bytes = write_index(dir.path(), &series);
+    let source = Arc::new(CountingSource {
+        inner: InMemory(Bytes::from(bytes)),
+        reads: Default::default(),
+    });
+    let r = IndexReader::open(source.clone(), loc()).await.unwrap();
+    let all = r.all_postings().await.unwrap();
+    let subsets: Vec<Vec<u32>> = vec![
+        all.clone(),
+        all.iter().copied().step_by(3).collect(),
+        all.iter().copied().rev().collect(),
+        vec![all[299], all[0], all[40], all[41]],
+        Vec::new(),
+    ];
+    for refs in subsets {
+        let mut want = Vec::new();
+        for &s in &refs {
+            want.push(r.series(s).await.unwrap());
+        }
+        assert_eq!(r.series_many(&refs).await.unwrap(), want, "refs {refs:?}");
+    }
+    // Ascending refs: a few reads for all 300 entries (plus the two long ones read again).
+    let before = source.reads.load(std::sync::atomic::Ordering::Relaxed);
+    let got = r.series_many(&all).await.unwrap();
+    let reads = source.reads.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(got.len(), 300);
+    assert_eq!(got[40], series[40]);
+    assert_eq!(got[299], series[299]);
+    assert!(reads <= 4, "{reads} reads for 300 neighbouring entries");
+}
+
+#[tokio::test]
+async fn series_many_names_a_corrupt_entry_or_a_bad_ref() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_index(dir.path(), &reference_series());
+    let mut bad = good.clone();
+    bad[0x50 + 5] ^= 0x10;
+    let r = open_bytes(bad).await.unwrap();
+    let e = r.series_many(&[5, 8, 11]).await.unwrap_err();
+    assert_names_index_and_offset(&e);
+    assert!(
+        r.series_many(&[8, 11]).await.is_ok(),
+        "other series stay readable"
+    );
+
+    let r = open_bytes(good).await.unwrap();
+    assert_names_index_and_offset(&r.series_many(&[1, 5]).await.unwrap_err());
+    assert_names_index_and_offset(&r.series_many(&[5, u32::MAX]).await.unwrap_err());
+}
