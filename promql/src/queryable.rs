@@ -116,24 +116,6 @@ pub trait Queryable: Send + Sync {
     ) -> Result<Vec<String>, QueryError>;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_budget_refuses_the_charge_that_would_overdraw_it_and_keeps_the_rest() {
-        let b = SampleBudget::new(10);
-        assert!(b.charge(6).is_ok());
-        assert_eq!(
-            b.charge(5),
-            Err(QueryError::TooManySamples("query execution"))
-        );
-        assert!(b.charge(4).is_ok());
-        assert!(b.charge(1).is_err());
-        assert!(SampleBudget::unlimited().charge(usize::MAX).is_ok());
-    }
-}
-
 /// A shared source is a source: wrappers such as `dedup::Deduplicated` can hold an `Arc` of a
 /// trait object without a forwarding type of their own.
 #[async_trait]
@@ -187,5 +169,23 @@ impl<Q: Queryable + ?Sized> Queryable for std::sync::Arc<Q> {
         maxt: i64,
     ) -> Result<Vec<String>, QueryError> {
         (**self).label_values(name, matchers, mint, maxt).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_refuses_the_charge_that_would_overdraw_it_and_keeps_the_rest() {
+        let b = SampleBudget::new(10);
+        assert!(b.charge(6).is_ok());
+        assert_eq!(
+            b.charge(5),
+            Err(QueryError::TooManySamples("query execution"))
+        );
+        assert!(b.charge(4).is_ok());
+        assert!(b.charge(1).is_err());
+        assert!(SampleBudget::unlimited().charge(usize::MAX).is_ok());
     }
 }
