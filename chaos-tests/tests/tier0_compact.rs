@@ -26,7 +26,10 @@ fn compaction_jobs_keep_leases_exclusive_and_lose_no_sample_for_every_seed() {
     for seed in &seeds {
         let started = std::time::Instant::now();
         let r = run_compaction_seed(*seed, steps, 10 * steps);
-        eprintln!("seed {seed}: {:.2}s: {r:?}", started.elapsed().as_secs_f64());
+        eprintln!(
+            "seed {seed}: {:.2}s: {r:?}",
+            started.elapsed().as_secs_f64()
+        );
         match r {
             Ok(f) => {
                 total.compactions += f.compactions;

@@ -749,7 +749,8 @@ impl Sim {
             }
         }
         if let Some(j) = self.state.jobs.values().find(|j| {
-            j.kind != storage::compact::jobs::KIND_SWEEP && !matches!(j.state, JobState::Done { .. })
+            j.kind != storage::compact::jobs::KIND_SWEEP
+                && !matches!(j.state, JobState::Done { .. })
         }) {
             return Err(self.violation(format!("job {} unfinished after settling", j.id)));
         }
@@ -829,7 +830,8 @@ pub fn run_compaction_seed(
         });
         // Sweeps come every round for ever; settled means no other job is left.
         let unfinished = sim.state.jobs.values().any(|j| {
-            j.kind != storage::compact::jobs::KIND_SWEEP && !matches!(j.state, JobState::Done { .. })
+            j.kind != storage::compact::jobs::KIND_SWEEP
+                && !matches!(j.state, JobState::Done { .. })
         });
         quiet = if compaction_left || unfinished {
             0
