@@ -57,7 +57,11 @@ pub struct CompactFlags {
     /// External label telling HA replicas apart: blocks equal without it form one group, and
     /// their overlapping blocks are merged with replica deduplication (penalty algorithm).
     /// Repeatable.
-    #[arg(long = "deduplication.replica-label", value_name = "LABEL")]
+    #[arg(
+        id = "dedup_replica_labels",
+        long = "deduplication.replica-label",
+        value_name = "LABEL"
+    )]
     pub replica_labels: Vec<String>,
     /// Under `strata node`: how long a job's assignment lasts unless its worker renews it
     /// (every third of it); a job whose worker is lost is reassigned after this.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use raft::{now_ms, ClusterState, Command, JobState, NodeId, RaftNode, Role, WriteError};
-use storage::compact::jobs::{InFlight, JobResult, JobSpec, KINDS};
+use storage::compact::jobs::{InFlight, JobResult, JobSpec, KINDS, KIND_COMPACT, KIND_SWEEP};
 use storage::compact::Compactor;
 
 use super::metrics::CompactMetrics;
@@ -127,9 +127,14 @@ impl Planner {
             }
         };
         self.metrics.set_backlog(&jobs);
+        // One sweep at a time: a new one waits until the last has finished.
+        let sweeping = state
+            .jobs
+            .values()
+            .any(|j| j.kind == KIND_SWEEP && !matches!(j.state, JobState::Done { .. }));
         for spec in jobs {
             let id = spec.id();
-            if state.jobs.contains_key(&id) {
+            if state.jobs.contains_key(&id) || (sweeping && spec.kind() == KIND_SWEEP) {
                 continue;
             }
             let cmd = Command::CreateJob {
@@ -174,7 +179,7 @@ impl Planner {
                     self.last_assignee.insert(job.id.clone(), *node_id);
                     if *lease_expiry_ms <= now {
                         self.suspects.insert(*node_id, Instant::now());
-                        todo.push(job.id.clone());
+                        todo.push((job.kind.clone(), job.id.clone()));
                     } else if let Some(l) = load.get_mut(node_id) {
                         *l += 1;
                     }
@@ -185,14 +190,16 @@ impl Planner {
                             self.suspects.entry(*prev).or_insert_with(Instant::now);
                         }
                     }
-                    todo.push(job.id.clone());
+                    todo.push((job.kind.clone(), job.id.clone()));
                 }
                 JobState::Done { .. } => {
                     self.last_assignee.remove(&job.id);
                 }
             }
         }
-        for id in todo {
+        // Compactions first, sweeps last: a sweep can wait, a backlog of merges should not.
+        todo.sort_by_key(|(kind, id)| (kind_priority(kind), id.clone()));
+        for (_, id) in todo {
             let Some(to) = pick(&load, &self.suspects, self.config.concurrency) else {
                 return;
             };
@@ -240,6 +247,14 @@ impl Planner {
                 tracing::debug!(job = %job.id, error = %e, "finished job not removed");
             }
         }
+    }
+}
+
+fn kind_priority(kind: &str) -> u8 {
+    match kind {
+        KIND_COMPACT => 0,
+        KIND_SWEEP => 2,
+        _ => 1,
     }
 }
 

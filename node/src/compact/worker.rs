@@ -29,7 +29,9 @@ pub struct Worker {
     pub lease_ms: i64,
     /// Metrics.
     pub metrics: CompactMetrics,
-    /// Tokens of jobs running here.
+    /// Tokens of jobs started here, kept until the job table no longer assigns them to this
+    /// node: a follower's table may still show a job assigned after its completion was
+    /// committed, and the job must not run twice.
     pub running: Arc<Mutex<BTreeSet<FencingToken>>>,
 }
 
@@ -41,6 +43,15 @@ impl Worker {
     /// Starts every job assigned to this node that is not running yet.
     pub fn tick(&self, stop: &watch::Receiver<bool>) {
         let state = self.reporter.node.local_state();
+        let me = self.me();
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|t| {
+                state.jobs.get(&t.job_id).is_some_and(|j| {
+                    matches!(&j.state, JobState::Assigned { node_id, token, .. } if *node_id == me && token == t)
+                })
+            });
         for job in state.jobs.values().filter(|j| is_compactor_job(&j.kind)) {
             let JobState::Assigned { node_id, token, .. } = &job.state else {
                 continue;
@@ -57,13 +68,7 @@ impl Worker {
             let w = self.clone();
             let (job, token, stop) = (job.clone(), token.clone(), stop.clone());
             let span = tracing::info_span!("job", id = %job.id, attempt = token.attempt, term = token.term);
-            tokio::spawn(async move {
-                w.run(job, token.clone(), stop).instrument(span).await;
-                w.running
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&token);
-            });
+            tokio::spawn(async move { w.run(job, token, stop).instrument(span).await });
         }
     }
 

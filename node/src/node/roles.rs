@@ -117,6 +117,18 @@ mod tests {
     }
 
     #[test]
+    fn node_flags_are_unique_with_the_compact_roles_flags() {
+        use clap::CommandFactory as _;
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: NodeArgs,
+        }
+        // clap checks that no two flags share a name or id.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn role_flag_names_the_bad_value() {
         assert_eq!(parse_role("sidecar"), Ok(Role::Sidecar));
         let e = parse_role("gateway").unwrap_err();

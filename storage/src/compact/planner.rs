@@ -144,19 +144,24 @@ pub fn superseded(metas: &[BlockMeta]) -> Vec<Ulid> {
 /// [`superseded`], except that of blocks with equal sources one in `keep` (an output whose
 /// completion a coordinator committed) wins over the others; else the oldest ULID.
 pub fn superseded_keeping(metas: &[BlockMeta], keep: &BTreeSet<Ulid>) -> Vec<Ulid> {
-    let sets: BTreeMap<Ulid, BTreeSet<Ulid>> = metas
+    // A downsampled block has its raw block's sources: only blocks of one resolution compete.
+    let sets: BTreeMap<Ulid, (i64, BTreeSet<Ulid>)> = metas
         .iter()
-        .map(|m| (m.ulid, m.compaction.sources.iter().copied().collect()))
+        .map(|m| {
+            let sources = m.compaction.sources.iter().copied().collect();
+            (m.ulid, (m.resolution(), sources))
+        })
         .collect();
     // Of equal source sets, the survivor: a kept block first, then the lowest ULID.
     let rank = |id: &Ulid| (!keep.contains(id), *id);
     let mut out = Vec::new();
-    for (id, own) in &sets {
+    for (id, (res, own)) in &sets {
         if own.is_empty() {
             continue;
         }
-        let covered = sets.iter().any(|(other, theirs)| {
+        let covered = sets.iter().any(|(other, (their_res, theirs))| {
             other != id
+                && res == their_res
                 && own.is_subset(theirs)
                 && (own.len() < theirs.len() || rank(other) < rank(id))
         });
