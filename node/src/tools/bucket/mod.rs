@@ -1,6 +1,7 @@
-//! `strata tools bucket`: list, inspect, verify and upload blocks.
+//! `strata tools bucket`: list, inspect, verify and upload blocks; write the bucket index.
 
 mod generate;
+mod index;
 mod inspect;
 mod ls;
 mod upload;
@@ -49,6 +50,13 @@ pub enum BucketCommand {
         #[arg(long = "id")]
         ids: Vec<String>,
     },
+    /// Write the bucket index (bucket-index.json.gz) that store gateways and queriers read
+    /// instead of listing the bucket; the compactor rewrites it after each pass.
+    Index {
+        /// Where the bucket is.
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+    },
     /// Write demo data (node-exporter-like series) as blocks into the bucket.
     Generate {
         /// Where the bucket is.
@@ -80,6 +88,7 @@ impl BucketCommand {
             BucketCommand::Ls { objstore, output } => ls::run(&objstore, output).await,
             BucketCommand::Inspect { objstore, output } => inspect::run(&objstore, output).await,
             BucketCommand::Verify { objstore, ids } => verify::run(&objstore, &ids).await,
+            BucketCommand::Index { objstore } => index::run(&objstore).await,
             BucketCommand::Generate { objstore, args } => generate::run(&objstore, &args).await,
             BucketCommand::Upload {
                 objstore,
