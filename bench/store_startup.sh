@@ -9,10 +9,14 @@
 #        under $CACHE/small-<blocks>x<series>/bkt (skipped when complete)
 # run    starts s3s-fs over the cache and a store node over it; prints the time until the
 #        store answers (block list read), until every block is open, the store's RSS once
-#        idle, and the bucket operations of the first sync and of one later sync
+#        idle, the bucket operations of the first sync and of one later sync, the index
+#        headers' disk use, and the RSS after a Series request touching every block (through
+#        `strata query --endpoint`, /api/v1/series over all time)
 #
 # Knobs: BLOCKS=10000 SERIES=6 BACKEND=s3|fs CACHE=bench/.cache S3_PORT=19500 GRPC=19501
-# HTTP=19502 SYNC=20s (the store's --sync-block-duration).
+# HTTP=19502 QHTTP=19503 SYNC=20s (the store's --sync-block-duration); INDEX=1 writes the
+# bucket index first (`strata tools bucket index` over the cache directory; the store then
+# reads it instead of listing), INDEX=0 removes it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,6 +28,8 @@ S3_PORT="${S3_PORT:-19500}"
 GRPC="${GRPC:-19501}"
 HTTP="${HTTP:-19502}"
 SYNC="${SYNC:-20s}"
+INDEX="${INDEX:-0}"
+QHTTP="${QHTTP:-19503}"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 STRATA_BIN="${STRATA_BIN:-$TARGET/release/strata}"
 EXAMPLES="$TARGET/release/examples"
@@ -75,6 +81,12 @@ stage_run() {
     rm -rf "$RUN"
     mkdir -p "$RUN"
     trap cleanup EXIT
+    if [[ "$INDEX" == 1 ]]; then
+        "$STRATA_BIN" tools bucket index \
+            --objstore.config="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$DATA/bkt")" >&2
+    else
+        rm -f "$DATA/bkt/bucket-index.json.gz"
+    fi
     local config
     if [[ "$BACKEND" == s3 ]]; then
         "$EXAMPLES/s3_server" "$DATA" "$S3_PORT" >"$RUN/s3.log" 2>&1 &
@@ -119,7 +131,21 @@ stage_run() {
     done
     local after
     after="$(ops)"
-    echo "backend=$BACKEND blocks=$BLOCKS series=$SERIES"
+    local disk
+    disk=$(du -sk "$RUN/store/index-headers" 2>/dev/null | cut -f1)
+    # A request touching every block, through a querier.
+    "$STRATA_BIN" query --endpoint="127.0.0.1:$GRPC" --http-address="127.0.0.1:$QHTTP" \
+        --grpc-address=127.0.0.1:0 --data-dir="$RUN/query" >"$RUN/query.log" 2>&1 &
+    echo $! >"$RUN/query.pid"
+    until curl -sf "http://127.0.0.1:$QHTTP/-/ready" >/dev/null; do sleep 0.1; done
+    local t1 series_ms nseries
+    t1=$(now_ms)
+    nseries=$(curl -sf "http://127.0.0.1:$QHTTP/api/v1/series" --data-urlencode 'match[]={__name__=~".+"}' \
+        --data-urlencode start=0 --data-urlencode end=4102444800 | grep -o '"__name__"' | wc -l)
+    series_ms=$(($(now_ms) - t1))
+    local rss_after
+    rss_after=$(ps -o rss= -p "$pid")
+    echo "backend=$BACKEND blocks=$BLOCKS series=$SERIES index=$INDEX"
     echo "ready (block list read, Info answers): ${ready} ms"
     echo "every block open (first sync done): ${all} ms"
     echo "blocks loaded: $(metric strata_store_blocks_loaded)"
@@ -127,6 +153,8 @@ stage_run() {
     echo "bucket operations, first sync: $first_ops"
     echo "bucket operations before a later sync: $before"
     echo "bucket operations after it:            $after"
+    echo "index headers on disk: ${disk:-0} KiB ($(( ${disk:-0} * 1024 / BLOCKS )) bytes per block)"
+    echo "series over every block: $nseries series in $series_ms ms; store RSS after: $rss_after KiB"
 }
 
 stages=("$@")

@@ -1,7 +1,9 @@
 //! `strata store` processes with Thanos' store-gateway flags: two stores sharded with
 //! `--selector.relabel-config` hashmod over `__block_id` serve disjoint halves whose union is
 //! what one unsharded store serves; `--min-time`/`--max-time` leave out blocks outside the
-//! window and clamp the range Info advertises.
+//! window and clamp the range Info advertises. A store reads the bucket index when it is fresh
+//! (no listing, one request per sync) and serves what a listing serves, and lists again when
+//! the index is corrupt; a wrong S3 secret stops the store with one line naming the credentials.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod query_common;
@@ -50,6 +52,14 @@ fn bucket(work: &Path) -> PathBuf {
     bucket
 }
 
+/// A FILESYSTEM bucket config for `dir`.
+fn fs_config(dir: &Path) -> String {
+    format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.display()
+    )
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -72,6 +82,13 @@ struct Store {
 
 impl Store {
     fn start(work: &Path, name: &str, bucket: &Path, extra: &[String]) -> Store {
+        let mut s = Store::spawn(work, name, &fs_config(bucket), extra);
+        s.wait_serving();
+        s
+    }
+
+    /// Starts `strata store` over the bucket config `objstore` without waiting.
+    fn spawn(work: &Path, name: &str, objstore: &str, extra: &[String]) -> Store {
         let http = free_port().expect("port");
         let grpc = format!("127.0.0.1:{}", free_port().expect("port"));
         let log = work.join(format!("{name}.log"));
@@ -80,24 +97,19 @@ impl Store {
             .arg(format!("--data-dir={}", work.join(name).display()))
             .arg(format!("--grpc-address={grpc}"))
             .arg(format!("--http-address=127.0.0.1:{http}"))
-            .arg(format!(
-                "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n",
-                bucket.display()
-            ))
+            .arg(format!("--objstore.config={objstore}"))
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start strata store");
-        let mut s = Store {
+        Store {
             child: Some(child),
             grpc,
             http,
             log,
-        };
-        s.wait_serving();
-        s
+        }
     }
 
     fn log(&self) -> String {
@@ -114,6 +126,29 @@ impl Store {
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "store not serving within 60s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The sum of the samples of `name` on /metrics whose labels contain `labels`.
+    fn sum(&self, name: &str, labels: &str) -> f64 {
+        let r = request(self.http, "GET", "/metrics", None).expect("GET /metrics");
+        r.body
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits up to 60 s until `cond` holds of the store's /metrics.
+    fn wait_metrics(&self, what: &str, cond: impl Fn(&Store) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -273,4 +308,139 @@ async fn hashmod_shards_partition_the_bucket_and_the_time_window_clamps_it() {
         .filter(|(_, lo, hi)| *hi >= min_s * 1000 && *lo <= max_s * 1000)
         .count();
     assert_eq!(chunks.len(), inside);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_bucket_index_replaces_the_listing_and_a_corrupt_one_falls_back() {
+    if !promtool_available() {
+        eprintln!("SKIPPED: promtool not on PATH");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bucket = bucket(tmp.path());
+    let listed = tokio::task::block_in_place(|| Store::start(tmp.path(), "listed", &bucket, &[]));
+    assert_eq!(
+        listed.sum(
+            "strata_store_bucket_index_fallbacks_total",
+            "reason=\"missing\""
+        ),
+        1.0
+    );
+    let want = served(&listed).await;
+    drop(listed);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["tools", "bucket", "index"])
+        .arg(format!("--objstore.config={}", fs_config(&bucket)))
+        .output()
+        .expect("strata tools bucket index");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{} blocks", COPIES * 3)),
+        "{stdout}"
+    );
+
+    let sync = ["--sync-block-duration=1s".to_string()];
+    let indexed =
+        tokio::task::block_in_place(|| Store::start(tmp.path(), "indexed", &bucket, &sync));
+    assert_eq!(
+        indexed.sum("strata_store_bucket_index_fallbacks_total", ""),
+        0.0
+    );
+    let syncs = |s: &Store| s.sum("strata_store_block_syncs_total", "result=\"success\"");
+    let ops = |s: &Store, op: &str| {
+        s.sum(
+            "strata_objstore_bucket_operations_total",
+            &format!("operation=\"{op}\""),
+        )
+    };
+    // Later syncs: one GET each (the index), no listing at all.
+    // (Opening a block whose meta.json lists no files lists its directory once; syncs list
+    // nothing.)
+    let (syncs_before, gets_before, iters_before) =
+        (syncs(&indexed), ops(&indexed, "get"), ops(&indexed, "iter"));
+    indexed.wait_metrics("two more syncs", |s| syncs(s) >= syncs_before + 2.0);
+    let (syncs_after, gets_after) = (syncs(&indexed), ops(&indexed, "get"));
+    assert_eq!(
+        ops(&indexed, "iter"),
+        iters_before,
+        "a store with a fresh index lists nothing when it syncs"
+    );
+    assert!(
+        gets_after - gets_before <= 3.0 * (syncs_after - syncs_before) + 3.0,
+        "{} GETs over {} syncs",
+        gets_after - gets_before,
+        syncs_after - syncs_before
+    );
+    assert!(
+        want == served(&indexed).await,
+        "the index serves what the listing served"
+    );
+
+    std::fs::write(bucket.join("bucket-index.json.gz"), b"not gzip").expect("corrupt the index");
+    indexed.wait_metrics("a fallback to listing", |s| {
+        s.sum(
+            "strata_store_bucket_index_fallbacks_total",
+            "reason=\"corrupt\"",
+        ) >= 1.0
+    });
+    assert!(ops(&indexed, "iter") > iters_before);
+    assert!(
+        want == served(&indexed).await,
+        "the listing serves the same after the fallback"
+    );
+    let log = indexed.log();
+    assert_eq!(
+        log.matches("bucket index not usable").count(),
+        1,
+        "the fallback is logged once, not every sync:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_s3_secret_stops_the_store_with_one_line_naming_the_credentials() {
+    let s3 = storage::testing::s3::S3Server::start()
+        .await
+        .expect("s3s-fs");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "type: S3\nconfig:\n  bucket: {}\n  endpoint: 127.0.0.1:{}\n  access_key: {}\n  secret_key: not-the-secret\n  insecure: true\n",
+        storage::testing::s3::BUCKET,
+        s3.port,
+        storage::testing::s3::ACCESS_KEY
+    );
+    let mut store = Store::spawn(tmp.path(), "wrong-secret", &config, &[]);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = store
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().expect("wait"))
+        {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the store kept running with a wrong secret:\n{}",
+            store.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    store.child = None;
+    let log = store.log();
+    assert!(!status.success(), "exit {status}:\n{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{log}");
+    assert!(
+        errors[0].contains("refused the credentials")
+            && errors[0].contains(storage::testing::s3::ACCESS_KEY)
+            && errors[0].contains("secret_key"),
+        "{}",
+        errors[0]
+    );
 }

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use storage::block::{Block, BlockError, BlockMeta};
 use storage::bucket::fetcher::{
-    filters::system_clock, DeletionMarkFilter, MetaFetcher, ResolutionFilter,
+    filters::system_clock, read_meta, DeletionMarkFilter, Discovered, Discovery, MetaFetcher,
+    ResolutionFilter,
 };
 use storage::bucket::Bucket;
 use storage::labels::Labels;
@@ -22,44 +23,38 @@ use ulid::Ulid;
 
 /// Blocks opened at once during a sync: over S3 each open is a few round trips, so enough
 /// to keep the bucket busy while one core parses what came back.
-const OPEN_CONCURRENCY: usize = 32;
-
-/// How often a sync that is still opening blocks reports what is open so far.
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Where a sync of open blocks stands: what is open now and what is still being opened.
-pub(crate) struct RefreshProgress<'a, T> {
-    /// Blocks open now: the kept ones and the ones opened so far.
-    pub(crate) open: &'a BTreeMap<Ulid, Arc<T>>,
-    /// Blocks in the bucket still being opened (a failed one leaves this set too).
-    pub(crate) opening: &'a BTreeMap<Ulid, BlockMeta>,
-}
+pub(crate) const OPEN_CONCURRENCY: usize = 32;
 
 /// One sync of a set of open blocks against the bucket's `metas`: blocks already open and still
 /// in the bucket are kept, new raw-resolution blocks are opened (newest first, a few at a time)
-/// and wrapped; downsampled blocks are skipped (only raw data is read). `progress` hears what
-/// is open once before the first block is opened and then every [`PROGRESS_EVERY`] while
-/// blocks open, so that a caller may serve what is open already. Blocks that failed to open
+/// and wrapped; downsampled blocks are skipped (only raw data is read). Blocks that failed to open
 /// come back with their errors for the caller to log and count; they are retried next sync.
+/// With `from_index`, `metas` are the bucket index's stand-ins and each block's meta.json is
+/// read before it is opened.
 pub(crate) async fn refresh_open_blocks<T>(
     bucket: &Arc<dyn Bucket>,
+    from_index: bool,
     metas: impl IntoIterator<Item = BlockMeta>,
     current: &BTreeMap<Ulid, Arc<T>>,
     wrap: impl Fn(Block) -> T,
-    progress: impl FnMut(RefreshProgress<'_, T>),
 ) -> (BTreeMap<Ulid, Arc<T>>, Vec<(Ulid, BlockError)>) {
-    let open = |meta: BlockMeta| Block::open_bucket(bucket.clone(), meta);
-    refresh_open_blocks_with(metas, current, open, wrap, progress).await
+    let open = |meta: BlockMeta| async move {
+        let meta = if from_index {
+            read_meta(bucket.as_ref(), meta.ulid).await?
+        } else {
+            meta
+        };
+        Block::open_bucket(bucket.clone(), meta).await
+    };
+    refresh_open_blocks_with(metas, current, open, wrap).await
 }
 
-/// [`refresh_open_blocks`] opening each block with `open` (the store opens blocks through
-/// local index headers).
-pub(crate) async fn refresh_open_blocks_with<T, F>(
+/// [`refresh_open_blocks`] opening each block with `open`.
+async fn refresh_open_blocks_with<T, F>(
     metas: impl IntoIterator<Item = BlockMeta>,
     current: &BTreeMap<Ulid, Arc<T>>,
     open: impl Fn(BlockMeta) -> F,
     wrap: impl Fn(Block) -> T,
-    mut progress: impl FnMut(RefreshProgress<'_, T>),
 ) -> (BTreeMap<Ulid, Arc<T>>, Vec<(Ulid, BlockError)>)
 where
     F: std::future::Future<Output = Result<Block, BlockError>>,
@@ -84,45 +79,22 @@ where
         .collect();
     // Dashboards ask for recent data first.
     to_open.sort_by_key(|m| std::cmp::Reverse((m.max_time, m.ulid)));
-    let mut opening: BTreeMap<Ulid, BlockMeta> =
-        to_open.iter().map(|m| (m.ulid, m.clone())).collect();
-    progress(RefreshProgress {
-        open: &next,
-        opening: &opening,
-    });
-    let mut opened = futures::stream::iter(to_open)
+    let results: Vec<(Ulid, Result<Block, BlockError>)> = futures::stream::iter(to_open)
         .map(|meta| {
             let id = meta.ulid;
             let opening = open(meta);
             async move { (id, opening.await) }
         })
-        .buffer_unordered(OPEN_CONCURRENCY);
+        .buffer_unordered(OPEN_CONCURRENCY)
+        .collect()
+        .await;
     let mut failed = Vec::new();
-    let mut tick = tokio::time::interval(PROGRESS_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut changed = false;
-    loop {
-        tokio::select! {
-            item = opened.next() => {
-                let Some((id, result)) = item else { break };
-                opening.remove(&id);
-                match result {
-                    Ok(block) => {
-                        next.insert(id, Arc::new(wrap(block)));
-                    }
-                    Err(e) => failed.push((id, e)),
-                }
-                changed = true;
+    for (id, result) in results {
+        match result {
+            Ok(block) => {
+                next.insert(id, Arc::new(wrap(block)));
             }
-            _ = tick.tick() => {
-                if changed {
-                    progress(RefreshProgress {
-                        open: &next,
-                        opening: &opening,
-                    });
-                    changed = false;
-                }
-            }
+            Err(e) => failed.push((id, e)),
         }
     }
     (next, failed)
@@ -202,6 +174,7 @@ struct BlockSetMetrics {
     loaded: IntGauge,
     load_failures: IntCounter,
     syncs: IntCounterVec,
+    index_fallbacks: IntCounterVec,
 }
 
 impl BlockSetMetrics {
@@ -221,13 +194,22 @@ impl BlockSetMetrics {
             ),
             &["result"],
         )?;
+        let index_fallbacks = IntCounterVec::new(
+            Opts::new(
+                "strata_query_bucket_index_fallbacks_total",
+                "Syncs that listed the bucket because the bucket index was missing, stale or corrupt.",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(loaded.clone()))?;
         registry.register(Box::new(load_failures.clone()))?;
         registry.register(Box::new(syncs.clone()))?;
+        registry.register(Box::new(index_fallbacks.clone()))?;
         Ok(BlockSetMetrics {
             loaded,
             load_failures,
             syncs,
+            index_fallbacks,
         })
     }
 }
@@ -236,9 +218,27 @@ impl BlockSetMetrics {
 /// this long, so queries in flight when the compactor marks it are not cut short.
 pub(crate) const IGNORE_DELETION_MARKS_DELAY_MS: i64 = 24 * 3600 * 1000;
 
-/// The fetcher readers use: raw blocks, not marked for deletion longer than Thanos' delay.
+/// How old a bucket index readers believe by default (`--bucket-index.max-stale-period`,
+/// Cortex's default): older, they list the bucket instead.
+pub const DEFAULT_INDEX_MAX_STALE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Block discovery through the bucket index when it is at most `max_stale` old; a zero bound
+/// always lists the bucket.
+pub fn index_discovery(max_stale: std::time::Duration) -> Discovery {
+    if max_stale.is_zero() {
+        return Discovery::Listing;
+    }
+    Discovery::Index {
+        max_stale_ms: i64::try_from(max_stale.as_millis()).unwrap_or(i64::MAX),
+        clock: system_clock(),
+    }
+}
+
+/// The fetcher readers use: the bucket index when fresh, raw blocks, not marked for deletion
+/// longer than Thanos' delay.
 pub(crate) fn reader_fetcher(bucket: Arc<dyn Bucket>) -> MetaFetcher {
     MetaFetcher::new(bucket)
+        .with_discovery(index_discovery(DEFAULT_INDEX_MAX_STALE))
         .with_filter(DeletionMarkFilter {
             delay_ms: IGNORE_DELETION_MARKS_DELAY_MS,
             clock: system_clock(),
@@ -329,6 +329,12 @@ impl BlockSet {
                 return Err(e);
             }
         };
+        if let Discovered::Fallback(reason) = fetched.discovered {
+            self.metrics
+                .index_fallbacks
+                .with_label_values(&[reason.as_str()])
+                .inc();
+        }
         let ranges: BTreeMap<Ulid, (i64, i64)> = fetched
             .metas
             .values()
@@ -336,6 +342,7 @@ impl BlockSet {
             .collect();
         let (next, failed) = refresh_open_blocks(
             &self.bucket,
+            fetched.discovered == Discovered::Index,
             fetched.metas.into_values(),
             &self.snapshot(),
             |block| {
@@ -343,7 +350,6 @@ impl BlockSet {
                 tracing::debug!(block = %block.meta().ulid, %external, "block opened");
                 LoadedBlock { block, external }
             },
-            |_| {},
         )
         .await;
         self.metrics.load_failures.inc_by(failed.len() as u64);

@@ -1,14 +1,16 @@
-//! The store role's blocks: every raw block of the bucket opened, kept in step with the bucket
-//! by periodic syncs (the store gateway's meta sync).
+//! The store role's blocks: every raw block of the bucket, kept in step with the bucket by
+//! periodic syncs (the store gateway's meta sync).
 //!
-//! Blocks come from the shared metadata fetcher (deletion marks honoured after Thanos' 24 h
-//! delay); blocks that cannot be read are skipped, counted and named in Series warnings.
+//! Blocks come from the shared metadata fetcher: the compactor's bucket index when it is fresh
+//! (one GET per sync), else a listing of the bucket; deletion marks honoured after Thanos' 24 h
+//! delay. Blocks that cannot be read are skipped, counted and named in Series warnings.
 //!
-//! Readiness: the store is ready once the first listing of the bucket has been read; blocks
-//! then open in the background (newest first, many at once) and are served as they open. A
-//! request whose time range meets a block still opening is refused as `Unavailable` rather
-//! than answered without it, so an answer is never silently partial; Info covers the opening
-//! blocks too, so that a querier does not prune the store for their range.
+//! Readiness: the store is ready, and serves every block, as soon as the block list is read; a
+//! block is opened (its meta.json read when the index stood in for it, its index header built
+//! on local disk) in the background, newest first and a bounded number at once, or by the
+//! first request that needs it, whichever comes first; a request waits for the blocks of its
+//! range, never answers without them. A block that fails to open is skipped with a warning on
+//! every answer that needed it. Info covers every block from the start.
 //!
 //! Which blocks are the store's is the fetcher's business (`flags.rs` builds it from Thanos'
 //! flags: time window, selector relabelling, consistency delay, deletion marks); the time
@@ -17,43 +19,89 @@
 //! Unfinished: downsampled blocks are skipped (no aggregate chunks over the wire yet).
 
 use super::opener::BlockOpener;
-use crate::query::blocks::{
-    reader_fetcher, refresh_open_blocks_with, skipped_at_sync, RefreshProgress,
-};
-use crate::query::skipped::SkippedBlocks;
+use crate::query::blocks::{reader_fetcher, skipped_at_sync, OPEN_CONCURRENCY};
+use crate::query::skipped::{SkippedBlock, SkippedBlocks};
+use futures::StreamExt;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
-use storage::block::{Block, BlockMeta};
+use storage::block::{Block, BlockError, BlockMeta};
 use storage::bucket::fetcher::filters::Clock;
-use storage::bucket::fetcher::{Fetched, MetaFetcher, MetaFilter, TimeRangeFilter};
-use storage::bucket::{Bucket, BucketError};
+use storage::bucket::fetcher::{
+    read_meta, Discovered, Fetched, MetaFetcher, MetaFilter, TimeRangeFilter,
+};
+use storage::bucket::{Bucket, BucketError, ErrorKind};
 use storage::labels::Labels;
 use tokio::sync::watch;
 use ulid::Ulid;
 
-/// One of the store's blocks: its metadata and external labels, opened on use through the
-/// catalog's [`BlockOpener`].
+/// One of the store's blocks: its metadata and external labels, opened on first use through
+/// the catalog's [`BlockOpener`].
 #[derive(Debug)]
 pub struct StoreBlock {
     meta: BlockMeta,
+    /// meta.json as read from the bucket: set from the start after a listing; read when the
+    /// block is first opened when the bucket index stood in for it.
+    full_meta: OnceLock<BlockMeta>,
     /// Its external labels, which the store adds to every series it serves from the block.
     pub external: Labels,
     opener: Arc<BlockOpener>,
+    /// Held while the block is being opened, so that the background and requests open it once.
+    opening: tokio::sync::Mutex<()>,
+    /// Opened successfully at least once: its index header is on local disk.
+    checked: AtomicBool,
 }
 
 impl StoreBlock {
-    /// The block's metadata.
+    /// A block known from `meta`; `from_index` when `meta` is the bucket index's stand-in.
+    fn new(meta: BlockMeta, from_index: bool, opener: Arc<BlockOpener>) -> Self {
+        let full_meta = OnceLock::new();
+        if !from_index {
+            let _ = full_meta.set(meta.clone());
+        }
+        StoreBlock {
+            external: Labels::from(&meta.external_labels()),
+            meta,
+            full_meta,
+            opener,
+            opening: tokio::sync::Mutex::new(()),
+            checked: AtomicBool::new(false),
+        }
+    }
+
+    /// The block's metadata (from the bucket index: its time range, labels and resolution).
     pub fn meta(&self) -> &BlockMeta {
         &self.meta
     }
 
-    /// The block, open (reopened from its local index header if the cache dropped it).
-    pub async fn open(&self) -> Result<Arc<Block>, storage::block::BlockError> {
-        self.opener.get(&self.meta).await
+    /// The block, open: from the opener's cache, else opened (from its local index header,
+    /// built first if missing), reading meta.json first if only the index's stand-in is known.
+    pub async fn open(&self) -> Result<Arc<Block>, BlockError> {
+        if let Some(b) = self.opener.cached(self.meta.ulid) {
+            return Ok(b);
+        }
+        let _one_at_a_time = self.opening.lock().await;
+        if let Some(b) = self.opener.cached(self.meta.ulid) {
+            return Ok(b);
+        }
+        let meta = match self.full_meta.get() {
+            Some(m) => m.clone(),
+            None => {
+                let m = read_meta(self.opener.bucket(), self.meta.ulid).await?;
+                self.full_meta.get_or_init(|| m).clone()
+            }
+        };
+        let block = self.opener.get(&meta).await?;
+        self.checked.store(true, Ordering::SeqCst);
+        Ok(block)
+    }
+
+    /// Whether the block has been opened successfully before.
+    fn is_checked(&self) -> bool {
+        self.checked.load(Ordering::SeqCst)
     }
 
     /// The block's `[minTime, maxTime)` meets `[mint, maxt]`.
@@ -142,24 +190,6 @@ impl MetaFilter for TimeWindowFilter {
     }
 }
 
-/// Blocks open and blocks still opening, published together so that a reader never sees a
-/// block in neither.
-#[derive(Default)]
-struct State {
-    open: Arc<BTreeMap<Ulid, Arc<StoreBlock>>>,
-    opening: Arc<BTreeMap<Ulid, BlockMeta>>,
-}
-
-/// Blocks of a request's time range that are still opening.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{waiting} blocks of the requested time range are still being opened ({opening} in all)")]
-pub struct StillOpening {
-    /// Of the range.
-    pub waiting: usize,
-    /// In the whole store.
-    pub opening: usize,
-}
-
 /// The store's block set.
 pub struct Catalog {
     bucket: Arc<dyn Bucket>,
@@ -167,14 +197,17 @@ pub struct Catalog {
     window: TimeWindow,
     opener: Arc<BlockOpener>,
     skipped: SkippedBlocks,
-    state: RwLock<State>,
+    /// Blocks skipped now: the last sync's and those a request failed to open since.
+    skipped_now: Mutex<BTreeMap<Ulid, SkippedBlock>>,
+    blocks: RwLock<Arc<BTreeMap<Ulid, Arc<StoreBlock>>>>,
     ready: AtomicBool,
-    /// The first sync has finished: every block then in the bucket was opened or failed.
+    /// The first sync has finished: every block then in the bucket was opened or skipped.
     synced: AtomicBool,
     loaded: IntGauge,
     opening: IntGauge,
     index_cache: IntGauge,
     syncs: IntCounterVec,
+    index_fallbacks: IntCounterVec,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -182,7 +215,6 @@ impl std::fmt::Debug for Catalog {
         f.debug_struct("Catalog")
             .field("bucket", &self.bucket.describe())
             .field("blocks", &self.snapshot().len())
-            .field("opening", &self.read().opening.len())
             .finish()
     }
 }
@@ -230,77 +262,99 @@ impl Catalog {
         )?;
         let opening = IntGauge::new(
             "strata_store_blocks_opening",
-            "Blocks found in the bucket that the store role is still opening.",
+            "Blocks the store serves that were not opened yet (their index header not built).",
         )?;
         let index_cache = IntGauge::new(
             "strata_store_index_cache_bytes",
             "Approximate index memory of the blocks the store keeps open, at the last sync.",
         )?;
+        let index_fallbacks = IntCounterVec::new(
+            Opts::new(
+                "strata_store_bucket_index_fallbacks_total",
+                "Syncs that listed the bucket because the bucket index was missing, stale or corrupt.",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(index_cache.clone()))?;
         registry.register(Box::new(loaded.clone()))?;
         registry.register(Box::new(opening.clone()))?;
         registry.register(Box::new(syncs.clone()))?;
+        registry.register(Box::new(index_fallbacks.clone()))?;
         Ok(Catalog {
             fetcher,
             window,
             opener,
             skipped: SkippedBlocks::new("strata_store_blocks_skipped", "store", registry)?,
+            skipped_now: Mutex::default(),
             bucket,
-            state: RwLock::new(State::default()),
+            blocks: RwLock::default(),
             ready: AtomicBool::new(false),
             synced: AtomicBool::new(false),
             loaded,
             opening,
             index_cache,
             syncs,
+            index_fallbacks,
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+    fn publish(&self, blocks: BTreeMap<Ulid, Arc<StoreBlock>>) {
+        self.loaded.set(blocks.len() as i64);
+        let mut g = self.blocks.write().unwrap_or_else(|p| p.into_inner());
+        *g = Arc::new(blocks);
     }
 
-    fn publish(
-        &self,
-        open: Arc<BTreeMap<Ulid, Arc<StoreBlock>>>,
-        opening: BTreeMap<Ulid, BlockMeta>,
-    ) {
-        self.loaded.set(open.len() as i64);
-        self.opening.set(opening.len() as i64);
-        let mut g = self.state.write().unwrap_or_else(|p| p.into_inner());
-        *g = State {
-            open,
-            opening: Arc::new(opening),
-        };
-    }
-
-    /// The open blocks now, by ULID.
+    /// The blocks served now, by ULID (opened or not yet).
     pub fn snapshot(&self) -> Arc<BTreeMap<Ulid, Arc<StoreBlock>>> {
-        self.read().open.clone()
+        self.blocks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Blocks overlapping `[mint, maxt]`, in ULID order; refused while a block of the range is
-    /// still opening.
-    pub fn overlapping(&self, mint: i64, maxt: i64) -> Result<Vec<Arc<StoreBlock>>, StillOpening> {
-        let (open, opening) = {
-            let g = self.read();
-            (g.open.clone(), g.opening.clone())
-        };
-        let waiting = opening
-            .values()
-            .filter(|m| m.min_time <= maxt && mint < m.max_time)
-            .count();
-        if waiting > 0 {
-            return Err(StillOpening {
-                waiting,
-                opening: opening.len(),
-            });
-        }
-        Ok(open
+    /// Served blocks not opened yet (their index header not built).
+    pub fn unopened(&self) -> usize {
+        self.snapshot().values().filter(|b| !b.is_checked()).count()
+    }
+
+    /// Blocks overlapping `[mint, maxt]`, in ULID order, each opened (by this call if nothing
+    /// opened it yet). A block that fails to open is left out, skipped and named in
+    /// [`Catalog::skip_warnings`] from then on.
+    pub async fn overlapping(&self, mint: i64, maxt: i64) -> Vec<Arc<StoreBlock>> {
+        let blocks: Vec<Arc<StoreBlock>> = self
+            .snapshot()
             .values()
             .filter(|b| b.overlaps(mint, maxt))
             .cloned()
-            .collect())
+            .collect();
+        let unchecked: Vec<Arc<StoreBlock>> =
+            blocks.iter().filter(|b| !b.is_checked()).cloned().collect();
+        let failed = open_unchecked(unchecked).await;
+        if failed.is_empty() {
+            return blocks;
+        }
+        self.skip_failed(&failed);
+        blocks
+            .into_iter()
+            .filter(|b| !failed.iter().any(|(id, _)| *id == b.meta.ulid))
+            .collect()
+    }
+
+    /// Takes blocks that failed to open out of the served set and into the skipped ones.
+    fn skip_failed(&self, failed: &[(Ulid, BlockError)]) {
+        let current = self.snapshot();
+        let mut skipped = self.skipped_now.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, e) in failed {
+            let range = current.get(id).map(|b| (b.meta.min_time, b.meta.max_time));
+            skipped.insert(*id, SkippedBlock::new(*id, e, range));
+        }
+        self.skipped.update(skipped.values().cloned().collect());
+        drop(skipped);
+        let mut next = (*current).clone();
+        for (id, _) in failed {
+            next.remove(id);
+        }
+        self.publish(next);
     }
 
     /// Warnings naming the blocks skipped at the last sync that an answer over `[mint, maxt]`
@@ -314,7 +368,7 @@ impl Catalog {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// External label sets and time range of the blocks, those still opening included; the
+    /// External label sets and time range of the blocks, those not opened yet included; the
     /// range includes skipped blocks' too, so that a query needing only those still reaches
     /// this store and gets its warning. The range is clamped to the time window.
     pub fn coverage(&self) -> Coverage {
@@ -340,25 +394,25 @@ impl Catalog {
     }
 
     fn loaded_coverage(&self) -> Coverage {
-        let (open, opening) = {
-            let g = self.read();
-            (g.open.clone(), g.opening.clone())
-        };
-        let metas = || open.values().map(|b| b.meta()).chain(opening.values());
-        let sets: BTreeSet<Labels> = open
-            .values()
-            .map(|b| b.external.clone())
-            .chain(opening.values().map(|m| Labels::from(&m.external_labels())))
-            .collect();
+        let blocks = self.snapshot();
+        let sets: BTreeSet<Labels> = blocks.values().map(|b| b.external.clone()).collect();
         Coverage {
             label_sets: sets.into_iter().filter(|l| !l.is_empty()).collect(),
-            min_time: metas().map(|m| m.min_time).min().unwrap_or(i64::MAX),
-            max_time: metas().map(|m| m.max_time).max().unwrap_or(i64::MIN),
+            min_time: blocks
+                .values()
+                .map(|b| b.meta.min_time)
+                .min()
+                .unwrap_or(i64::MAX),
+            max_time: blocks
+                .values()
+                .map(|b| b.meta.max_time)
+                .max()
+                .unwrap_or(i64::MIN),
         }
     }
 
-    /// Opens blocks that appeared in the bucket and forgets blocks that left it; blocks that
-    /// fail to open are logged, skipped and retried next sync.
+    /// Serves the blocks now in the bucket (forgetting those that left it), then opens the
+    /// ones not opened yet; blocks that fail to open are logged, skipped and retried next sync.
     pub async fn sync(&self) -> Result<(), BucketError> {
         let fetched = match self.fetcher.fetch().await {
             Ok(f) => f,
@@ -367,67 +421,117 @@ impl Catalog {
                 return Err(e);
             }
         };
-        let ranges: BTreeMap<Ulid, (i64, i64)> = fetched
-            .metas
-            .values()
-            .map(|m| (m.ulid, (m.min_time, m.max_time)))
-            .collect();
-        let opener = &self.opener;
-        let (next, failed) = refresh_open_blocks_with(
-            fetched.metas.into_values(),
-            &self.snapshot(),
-            |meta| opener.open(meta),
-            |block| {
-                let block = Arc::new(block);
-                opener.remember(block.clone());
-                StoreBlock {
-                    meta: block.meta().clone(),
-                    external: Labels::from(&block.meta().external_labels()),
-                    opener: opener.clone(),
-                }
-            },
-            |p: RefreshProgress<'_, StoreBlock>| {
-                self.publish(Arc::new(p.open.clone()), p.opening.clone());
-                if !self.ready.swap(true, Ordering::SeqCst) {
-                    tracing::info!(
-                        open = p.open.len(),
-                        opening = p.opening.len(),
-                        "store: block list read; answering for open blocks while the rest open"
-                    );
-                }
-            },
-        )
-        .await;
+        if let Discovered::Fallback(reason) = fetched.discovered {
+            self.index_fallbacks
+                .with_label_values(&[reason.as_str()])
+                .inc();
+        }
+        let (next, meta_failures) = self.served(fetched);
+        self.publish(next.clone());
+        if !self.ready.swap(true, Ordering::SeqCst) {
+            tracing::info!(
+                blocks = next.len(),
+                "store: block list read; answering while blocks open"
+            );
+        }
         // Blocks gone from the bucket (or from the store's selection) leave the cache and disk.
         self.opener.retain(&|id| next.contains_key(id));
-        self.skipped
-            .update(skipped_at_sync(&fetched.failed, &failed, &ranges));
+
+        let mut unchecked: Vec<Arc<StoreBlock>> =
+            next.values().filter(|b| !b.is_checked()).cloned().collect();
+        // Dashboards ask for recent data first.
+        unchecked.sort_by_key(|b| std::cmp::Reverse((b.meta.max_time, b.meta.ulid)));
+        self.opening.set(unchecked.len() as i64);
+        let opened_here = unchecked.len();
+        let failed = open_unchecked(unchecked).await;
+        self.opening.set(0);
+
+        let ranges: BTreeMap<Ulid, (i64, i64)> = next
+            .values()
+            .map(|b| (b.meta.ulid, (b.meta.min_time, b.meta.max_time)))
+            .collect();
+        let skipped = skipped_at_sync(&meta_failures, &failed, &ranges);
+        {
+            let mut now = self.skipped_now.lock().unwrap_or_else(|p| p.into_inner());
+            *now = skipped.iter().map(|s| (s.id, s.clone())).collect();
+        }
+        self.skipped.update(skipped);
+        let mut next = next;
+        for (id, _) in &failed {
+            next.remove(id);
+        }
         let count = next.len();
-        let was_opening = !self.read().opening.is_empty();
-        self.publish(Arc::new(next), BTreeMap::new());
+        self.publish(next);
         self.index_cache
             .set(i64::try_from(self.cached_index_bytes()).unwrap_or(i64::MAX));
         self.syncs.with_label_values(&["success"]).inc();
         if !self.synced.swap(true, Ordering::SeqCst) {
             tracing::info!(blocks = count, "store: blocks loaded; serving StoreAPI");
-        } else if was_opening {
-            tracing::info!(blocks = count, "store: new blocks opened");
+        } else if opened_here > 0 {
+            tracing::info!(
+                blocks = count,
+                opened = opened_here,
+                "store: new blocks opened"
+            );
         }
         Ok(())
     }
+
+    /// The blocks a fetch keeps, raw ones only, reusing the blocks already served (and their
+    /// open state); with the meta.json failures of the fetch.
+    fn served(
+        &self,
+        fetched: Fetched,
+    ) -> (BTreeMap<Ulid, Arc<StoreBlock>>, BTreeMap<Ulid, BlockError>) {
+        let from_index = fetched.discovered == Discovered::Index;
+        let current = self.snapshot();
+        let next = fetched
+            .metas
+            .into_values()
+            .filter(|m| {
+                let raw = m.resolution() == 0;
+                if !raw {
+                    tracing::debug!(block = %m.ulid, "skipping downsampled block");
+                }
+                raw
+            })
+            .map(|m| {
+                let block = current.get(&m.ulid).cloned().unwrap_or_else(|| {
+                    Arc::new(StoreBlock::new(m, from_index, self.opener.clone()))
+                });
+                (block.meta.ulid, block)
+            })
+            .collect();
+        (next, fetched.failed)
+    }
+}
+
+/// Opens `blocks`, [`OPEN_CONCURRENCY`] at a time; the ones that failed, with their errors.
+async fn open_unchecked(blocks: Vec<Arc<StoreBlock>>) -> Vec<(Ulid, BlockError)> {
+    let results: Vec<(Ulid, Option<BlockError>)> = futures::stream::iter(blocks)
+        .map(|b| async move { (b.meta.ulid, b.open().await.err()) })
+        .buffer_unordered(OPEN_CONCURRENCY)
+        .collect()
+        .await;
+    results
+        .into_iter()
+        .filter_map(|(id, e)| e.map(|e| (id, e)))
+        .collect()
 }
 
 /// Re-syncs `catalog` every `interval` until `stop`; retries every few seconds until the first
-/// sync succeeds.
+/// sync succeeds. The bucket refusing the credentials at the first sync is fatal, as in Thanos:
+/// retrying cannot fix a wrong secret, and an operator sees an exit sooner than a log line.
 pub async fn run_sync_loop(
     catalog: Arc<Catalog>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
-) {
+) -> Result<(), BucketError> {
     const RETRY: Duration = Duration::from_secs(5);
     loop {
         let wait = match catalog.sync().await {
             Ok(()) => interval,
+            Err(e) if e.kind == ErrorKind::Unauthorized && !catalog.is_ready() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "store: syncing blocks with the bucket failed");
                 if catalog.is_ready() {
@@ -439,7 +543,7 @@ pub async fn run_sync_loop(
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => return Ok(()),
         }
     }
 }

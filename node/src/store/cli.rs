@@ -104,8 +104,9 @@ impl Component for StoreRole {
     fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> BoxFuture<anyhow::Result<()>> {
         let sync = run_sync_loop(self.catalog.clone(), self.sync_interval, stop);
         Box::pin(async move {
-            sync.await;
-            Ok(())
+            // The error names the credentials and what to check (storage's S3 classification).
+            sync.await
+                .map_err(|e| anyhow::Error::new(e).context("store: first sync with the bucket"))
         })
     }
 }

@@ -3,6 +3,7 @@
 
 use super::catalog::{Catalog, CatalogOptions, TimeWindow, TimeWindowFilter};
 use super::server::{SeriesLimits, StoreService, DEFAULT_FRAME_BYTES};
+use crate::query::blocks::index_discovery;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub struct StoreGatewayFlags {
     /// beyond it are reopened from their header on local disk when a query needs them.
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
     pub index_cache_size: u64,
+    /// Read the blocks from the compactor's bucket index (one request per sync) while it is at
+    /// most this old; older, missing or corrupt, list the bucket. 0s always lists.
+    #[arg(long = "bucket-index.max-stale-period", default_value = "1h", value_parser = crate::flags::parse_duration)]
+    pub bucket_index_max_stale: Duration,
 }
 
 /// A size like Thanos' `250MB` or `2GiB` (powers of 1024, as Thanos' `units.Base2Bytes`).
@@ -173,7 +178,9 @@ impl StoreGatewayFlags {
     /// relabelling, consistency delay, deletion marks; then raw blocks only (downsampled
     /// blocks are not served yet).
     pub fn fetcher(&self, bucket: Arc<dyn Bucket>) -> anyhow::Result<MetaFetcher> {
-        let mut f = MetaFetcher::new(bucket).with_filter(TimeWindowFilter(self.window()?));
+        let mut f = MetaFetcher::new(bucket)
+            .with_discovery(index_discovery(self.bucket_index_max_stale))
+            .with_filter(TimeWindowFilter(self.window()?));
         let relabel = self.relabel()?;
         if !relabel.is_empty() {
             f = f.with_filter(RelabelFilter { config: relabel });
@@ -249,6 +256,7 @@ mod tests {
         assert_eq!(g.consistency_delay, Duration::ZERO);
         assert_eq!((g.request_series, g.request_samples), (0, 0));
         assert_eq!(g.index_cache_size, 250 << 20);
+        assert_eq!(g.bucket_index_max_stale, Duration::from_secs(3600));
         assert!(g.relabel().expect("no rules").is_empty());
     }
 

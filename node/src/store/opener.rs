@@ -1,5 +1,6 @@
 //! How the store opens its blocks: through index headers on local disk
-//! (`<data-dir>/<ULID>/index-header`, built once by range reads), keeping opened blocks in a
+//! (`<data-dir>/index-headers/<ULID>/index-header`, built by range reads when the block is
+//! first opened, in the background or by the first request that needs it), keeping opened blocks in a
 //! cache bounded by `--index-cache-size` (weighted by the parsed headers' memory). A block the
 //! cache dropped is reopened from its local header on next use, without reading its index from
 //! the bucket, so memory follows what queries touch rather than the bucket's size.
@@ -57,6 +58,16 @@ impl BlockOpener {
     pub async fn open(&self, meta: BlockMeta) -> Result<Block, BlockError> {
         let header = self.header_path(meta.ulid);
         Block::open_bucket_with_header(self.bucket.clone(), meta, header.as_deref()).await
+    }
+
+    /// The bucket blocks are read from.
+    pub fn bucket(&self) -> &dyn Bucket {
+        self.bucket.as_ref()
+    }
+
+    /// Block `id` if it is open now.
+    pub fn cached(&self, id: Ulid) -> Option<Arc<Block>> {
+        self.cache.get(&id)
     }
 
     /// Keeps `block` open (the cache may drop it, or others, to stay within its size).

@@ -1,7 +1,7 @@
-//! Start-up over many blocks: the store serves the blocks already open while others are still
-//! opening, refuses (Unavailable) the ranges of blocks still opening instead of answering
-//! without them, and after opening many blocks concurrently over S3 answers exactly what was
-//! written, with one request for each small index.
+//! Start-up over many blocks: the store is ready once the block list is read, a request over a
+//! block still opening waits for it instead of answering without it, and after opening many
+//! blocks concurrently over S3 answers exactly what was written, with one request for each small
+//! index; with a fresh bucket index a later sync is one request.
 
 use super::client::StoreEndpoint;
 use super::{Catalog, StoreService};
@@ -20,6 +20,7 @@ use storage::bucket::fault::FaultBucket;
 use storage::bucket::{
     open_from_flags, Bucket, BucketError, BucketMetrics, BucketOptions, ObjectInfo,
 };
+use storage::compact::index::{write_index, BucketIndex};
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 use tokio::sync::watch;
@@ -164,7 +165,7 @@ impl Bucket for HeldBlock {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_serves_open_blocks_while_others_open_and_refuses_their_ranges() {
+async fn store_is_ready_before_blocks_open_and_requests_wait_for_a_block_still_opening() {
     const BLOCKS: i64 = 40;
     let tmp = tempfile::tempdir().expect("tempdir");
     let bucket_dir = tmp.path().join("bucket");
@@ -194,18 +195,21 @@ async fn store_serves_open_blocks_while_others_open_and_refuses_their_ranges() {
     });
 
     wait_for("every block but the held one to open", || {
-        let open = catalog.snapshot().len();
-        if catalog.is_ready() && open == BLOCKS as usize - 1 {
+        let (served, unopened) = (catalog.snapshot().len(), catalog.unopened());
+        if catalog.is_ready() && served == BLOCKS as usize && unopened == 1 {
             Ok(())
         } else {
-            Err(format!("ready {}, {open} open", catalog.is_ready()))
+            Err(format!(
+                "ready {}, {served} served, {unopened} not opened",
+                catalog.is_ready()
+            ))
         }
     })
     .await;
     let store = StoreEndpoint::new(&addr).expect("endpoint");
     let up = [Matcher::equal("__name__", "up")];
 
-    // Info already covers the held block, so a querier does not prune the store for its range.
+    // Info covers the held block, so a querier does not prune the store for its range.
     let info = store.info().await.expect("info while opening");
     assert_eq!(
         (info.min_time, info.max_time),
@@ -223,28 +227,35 @@ async fn store_serves_open_blocks_while_others_open_and_refuses_their_ranges() {
         .expect("series of open blocks");
     assert_eq!(recent.series, expected(1..BLOCKS));
 
-    // A range that meets the held block is refused, not answered without it.
-    let e = store
-        .series(&up, 0, i64::MAX, false)
-        .await
-        .expect_err("the held block is still opening");
-    let text = e.to_string();
+    // A range that meets the held block waits for it rather than answering without it.
+    let mut waiting = Box::pin(catalog.overlapping(0, i64::MAX));
     assert!(
-        text.contains("Unavailable") && text.contains("1 blocks"),
-        "{text}"
+        futures::poll!(&mut waiting).is_pending(),
+        "blocks of a range with a block still opening were handed out"
     );
-    let e = store
-        .label_values("instance", &[], 0, BLOCK_MS - 1)
-        .await
-        .expect_err("the held block is still opening");
-    assert!(e.to_string().contains("still being opened"), "{e}");
+    let during = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .series(&[Matcher::equal("__name__", "up")], 0, i64::MAX, false)
+                .await
+        }
+    });
 
     release.send(true).expect("release");
+    assert_eq!(waiting.await.len(), BLOCKS as usize);
+    let answered = tokio::time::timeout(Duration::from_secs(60), during)
+        .await
+        .expect("request finishes once released")
+        .expect("request task")
+        .expect("series over the held block");
+    assert_eq!(answered.series, expected(0..BLOCKS));
     tokio::time::timeout(Duration::from_secs(60), sync)
         .await
         .expect("sync finishes once released")
         .expect("sync task")
         .expect("sync");
+    assert_eq!(catalog.unopened(), 0);
     let all = store
         .series(&up, i64::MIN, i64::MAX, false)
         .await
@@ -279,14 +290,14 @@ async fn store_over_s3_opens_many_blocks_concurrently_with_one_read_per_small_in
             .expect("upload");
     }
 
-    let counted = Arc::new(FaultBucket::new(s3_bucket));
+    let counted = Arc::new(FaultBucket::new(s3_bucket.clone()));
     let catalog = Arc::new(Catalog::new(counted.clone(), &registry).expect("catalog"));
     catalog.sync().await.expect("sync");
     assert_eq!(catalog.snapshot().len(), BLOCKS as usize);
     // Per block: meta.json (get; marks only where the listing shows one, and here there are
     // none); the whole small index and the chunk segment's header (get_range). Header, TOC,
-    // symbols and postings table used to be four reads.
-    assert_eq!(counted.calls("get"), BLOCKS as u64);
+    // symbols and postings table used to be four reads. Plus one get: the bucket index, absent.
+    assert_eq!(counted.calls("get"), BLOCKS as u64 + 1);
     assert_eq!(
         counted.calls("list"),
         1,
@@ -321,4 +332,58 @@ async fn store_over_s3_opens_many_blocks_concurrently_with_one_read_per_small_in
         .filter(|s| s.labels.get("instance") == Some("host-1"))
         .collect();
     assert_eq!(part.series, want);
+
+    // With a fresh bucket index: a sync is one request; blocks read their meta.json when they
+    // open, and the answers stay the same.
+    let fetched = storage::bucket::fetcher::MetaFetcher::new(s3_bucket.clone())
+        .fetch()
+        .await
+        .expect("fetch");
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let index = BucketIndex::build(
+        fetched.metas.values(),
+        &fetched.deletion_marks,
+        &BTreeMap::new(),
+        now_s,
+    );
+    write_index(s3_bucket.as_ref(), &index)
+        .await
+        .expect("index");
+    let counted = Arc::new(FaultBucket::new(s3_bucket));
+    let registry = prometheus::Registry::new();
+    let catalog = Arc::new(Catalog::new(counted.clone(), &registry).expect("catalog"));
+    catalog.sync().await.expect("sync over the index");
+    assert_eq!(catalog.snapshot().len(), BLOCKS as usize);
+    assert_eq!(counted.calls("list"), 0, "the index replaces the listing");
+    assert_eq!(
+        counted.calls("get"),
+        1 + BLOCKS as u64,
+        "index, then each meta.json"
+    );
+    let requests = |c: &FaultBucket| -> u64 {
+        ["get", "get_range", "list", "list_dir", "head", "exists"]
+            .iter()
+            .map(|op| c.calls(op))
+            .sum()
+    };
+    let before = requests(&counted);
+    catalog.sync().await.expect("later sync");
+    let per_sync = requests(&counted) - before;
+    assert!(per_sync <= 3, "{per_sync} bucket requests for a sync");
+    assert_eq!(per_sync, 1);
+    let addr = serve(catalog).await;
+    let store = StoreEndpoint::new(&addr).expect("endpoint");
+    let all = store
+        .series(
+            &[Matcher::equal("__name__", "up")],
+            i64::MIN,
+            i64::MAX,
+            false,
+        )
+        .await
+        .expect("series");
+    assert_eq!(all.series, expected(0..BLOCKS));
 }

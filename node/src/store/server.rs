@@ -1,8 +1,8 @@
 //! The `thanos.Store` and `thanos.info.Info` gRPC services over the store's blocks.
 //!
 //! Errors are gRPC statuses: a bad matcher or time range is `InvalidArgument`, a store whose
-//! block list is not loaded yet, or whose blocks of the request's range are still opening, is
-//! `Unavailable`, an unreadable block is `Internal` (naming the block; details in the log).
+//! block list is not loaded yet is `Unavailable`, an unreadable block is `Internal` (naming the
+//! block; details in the log).
 //! Blocks the catalog skipped as unreadable are named in warnings (a `warning` Series frame,
 //! the `warnings` of label answers) when the range needed them.
 //!
@@ -151,17 +151,15 @@ impl StoreService {
         Ok(self.catalog.window().clamp(mint, maxt).unwrap_or((1, 0)))
     }
 
-    /// The open blocks of `[mint, maxt]`; `Unavailable` while any block of the range is still
-    /// opening, so that no answer silently lacks it.
-    fn blocks(&self, mint: i64, maxt: i64) -> Result<Vec<Arc<StoreBlock>>, Status> {
+    /// The blocks of `[mint, maxt]`, opened (waiting for those not opened yet, so that no
+    /// answer silently lacks one; those that fail are skipped and named in warnings).
+    async fn blocks(&self, mint: i64, maxt: i64) -> Result<Vec<Arc<StoreBlock>>, Status> {
         self.require_ready()?;
         if mint > maxt {
             // Outside the time window.
             return Ok(Vec::new());
         }
-        self.catalog
-            .overlapping(mint, maxt)
-            .map_err(|e| Status::unavailable(format!("store is starting: {e}")))
+        Ok(self.catalog.overlapping(mint, maxt).await)
     }
 }
 
@@ -379,7 +377,7 @@ impl Store for StoreService {
             .window()
             .clamp(r.min_time, r.max_time)
             .unwrap_or((1, 0));
-        let blocks = self.blocks(mint, maxt)?;
+        let blocks = self.blocks(mint, maxt).await?;
         let selected = select_series(&blocks, &matchers, mint, maxt)
             .await
             .map_err(internal)?;
@@ -438,7 +436,7 @@ impl Store for StoreService {
         let r = request.into_inner();
         let matchers = parse_matchers(&r.matchers)?;
         let (mint, maxt) = self.label_range(r.start, r.end)?;
-        let blocks = self.blocks(mint, maxt)?;
+        let blocks = self.blocks(mint, maxt).await?;
         let mut names: BTreeSet<String> = BTreeSet::new();
         if matchers.is_empty() {
             for b in &blocks {
@@ -473,7 +471,7 @@ impl Store for StoreService {
         }
         let matchers = parse_matchers(&r.matchers)?;
         let (mint, maxt) = self.label_range(r.start, r.end)?;
-        let blocks = self.blocks(mint, maxt)?;
+        let blocks = self.blocks(mint, maxt).await?;
         let mut values: BTreeSet<String> = BTreeSet::new();
         if matchers.is_empty() {
             for b in &blocks {

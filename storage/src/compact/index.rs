@@ -139,7 +139,12 @@ impl BucketIndex {
     pub fn deletion_marks(&self) -> BTreeMap<Ulid, DeletionMark> {
         self.block_deletion_marks
             .iter()
-            .map(|m| (m.block_id, DeletionMark::new(m.block_id, m.deletion_time, "")))
+            .map(|m| {
+                (
+                    m.block_id,
+                    DeletionMark::new(m.block_id, m.deletion_time, ""),
+                )
+            })
             .collect()
     }
 

@@ -1,6 +1,8 @@
-//! `strata tools bucket`: list, inspect, verify, mark and upload blocks; browse them (`web`).
+//! `strata tools bucket`: list, inspect, verify, mark and upload blocks; browse them (`web`);
+//! write the bucket index.
 
 mod generate;
+mod index;
 mod inspect;
 mod ls;
 mod mark;
@@ -75,6 +77,13 @@ pub enum BucketCommand {
         #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
         http_address: String,
     },
+    /// Write the bucket index (bucket-index.json.gz) that store gateways and queriers read
+    /// instead of listing the bucket; the compactor rewrites it after each pass.
+    Index {
+        /// Where the bucket is.
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+    },
     /// Write demo data (node-exporter-like series) as blocks into the bucket.
     Generate {
         /// Where the bucket is.
@@ -116,6 +125,7 @@ impl BucketCommand {
                 objstore,
                 http_address,
             } => web::run(&objstore, &http_address).await,
+            BucketCommand::Index { objstore } => index::run(&objstore).await,
             BucketCommand::Generate { objstore, args } => generate::run(&objstore, &args).await,
             BucketCommand::Upload {
                 objstore,

@@ -129,10 +129,7 @@ async fn a_missing_stale_or_corrupt_index_falls_back_to_listing() {
     put_meta(b.as_ref(), &listed).await;
     let fetcher = index_fetcher(b.clone());
     let f = fetcher.fetch().await.unwrap();
-    assert_eq!(
-        f.discovered,
-        Discovered::Fallback(FallbackReason::Missing)
-    );
+    assert_eq!(f.discovered, Discovered::Fallback(FallbackReason::Missing));
     assert_eq!(ids(&f), [listed.ulid]);
 
     // Only in the index: visible while the index is fresh, not once it is stale.
@@ -154,10 +151,7 @@ async fn a_missing_stale_or_corrupt_index_falls_back_to_listing() {
         .await
         .unwrap();
     let f = fetcher.fetch().await.unwrap();
-    assert_eq!(
-        f.discovered,
-        Discovered::Fallback(FallbackReason::Corrupt)
-    );
+    assert_eq!(f.discovered, Discovered::Fallback(FallbackReason::Corrupt));
     assert_eq!(ids(&f), [listed.ulid]);
 }
 

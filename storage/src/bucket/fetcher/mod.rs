@@ -309,7 +309,7 @@ async fn read_marks(bucket: &dyn Bucket, ids: Vec<Ulid>) -> Result<Vec<DeletionM
 /// Block `id`'s meta.json, for a reader that knows the block from the bucket index and opens
 /// it: a missing, unreadable or mismatched file is an error naming the block.
 pub async fn read_meta(bucket: &dyn Bucket, id: Ulid) -> Result<BlockMeta, BlockError> {
-    let loc = FileLocation::new(&id.to_string(), META_FILENAME);
+    let loc = FileLocation::new(id.to_string(), META_FILENAME);
     match read_one(bucket, id).await {
         Ok(One::Meta(m)) => Ok(*m),
         Ok(One::Partial) => Err(loc.missing()),
