@@ -559,7 +559,8 @@ mod inline_tests {
             let samples: Vec<(i64, f64)> = (0..100).map(|k| (k * 15_000, (k * i) as f64)).collect();
             q.append(labels, &samples);
         }
-        let data = load::load(&q, &expr("m"), 0, 1_485_000, 300_000, 1 << 30)
+        let plan = load::plan(&expr("m"), 0, 1_485_000, 300_000).expect("plan");
+        let data = load::load(&q, plan, 1 << 30)
             .await
             .expect("load");
         assert!(runs_inline(&expr("m"), &data, &grid(1)));
