@@ -44,8 +44,10 @@ fn samples(metas: &[BlockMeta]) -> u64 {
 fn settled(groups: &BTreeMap<String, Vec<BlockMeta>>) -> bool {
     groups.values().all(|metas| {
         let no_overlap = metas.windows(2).all(|p| p[1].min_time >= p[0].max_time);
-        // 24 hours of 2h blocks: three 8h blocks, or two and the newest 2h blocks left.
-        no_overlap && metas.len() <= 6 && metas.iter().any(|m| m.compaction.level > 1)
+        // 24 hours of 2h blocks (13 of them) span four 8h ranges: the oldest may hold one block
+        // alone (left as is), the middle two compact to one block each, and the newest range,
+        // still filling, keeps up to five; how many depends on the hour the test runs.
+        no_overlap && metas.len() <= 8 && metas.iter().any(|m| m.compaction.level > 1)
     })
 }
 

@@ -536,6 +536,14 @@ async fn series_many_reads_neighbouring_entries_together_and_equals_series() {
             .map(|k| cm(k * 10, k * 10 + 5, 8 + (i as u64 * 1000 + k as u64) * 64))
             .collect();
     }
+    // Chunk refs ascend through the index, as a writer demands.
+    let mut next = 8u64;
+    for (_, chunks) in series.iter_mut() {
+        for c in chunks.iter_mut() {
+            c.chunk_ref = next;
+            next += 64;
+        }
+    }
     let bytes = write_index(dir.path(), &series);
     let source = Arc::new(CountingSource {
         inner: InMemory(Bytes::from(bytes)),
