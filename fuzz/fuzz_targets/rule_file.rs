@@ -34,6 +34,12 @@ mod http {
                     message: message.into(),
                 }
             }
+
+            pub fn internal(message: impl Into<String>) -> Self {
+                ApiError {
+                    message: message.into(),
+                }
+            }
         }
 
         /// node's quoting bound: at most `max` characters, then `...`.
