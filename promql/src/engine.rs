@@ -560,9 +560,7 @@ mod inline_tests {
             q.append(labels, &samples);
         }
         let plan = load::plan(&expr("m"), 0, 1_485_000, 300_000).expect("plan");
-        let data = load::load(&q, plan, 1 << 30)
-            .await
-            .expect("load");
+        let data = load::load(&q, plan, 1 << 30).await.expect("load");
         assert!(runs_inline(&expr("m"), &data, &grid(1)));
         assert!(!runs_inline(&expr("m"), &data, &grid(10)));
         // Instant queries (inline) answer as the points of a range query over all the data
