@@ -77,16 +77,19 @@ fn deep_nesting_is_answered_like_prometheus() {
     // Prometheus: 200, scalar 10000 (it parsed for seconds). Strata refuses chains of more
     // than `MAX_OPERATORS` operators before parsing: its parser's time grows with the square
     // of the chain and cannot be interrupted (issue 12 item 2).
-    cases.case("one_plus_one_10000_is_refused_beyond_the_operator_limit", |q| {
-        let e = vec!["1"; 10_000].join("+");
-        let a = query_at(q, &e, t)?;
-        expect_error(&a, 400, "bad_data")?;
-        let want = format!("too many operators: more than {MAX_OPERATORS}");
-        if !a.text().contains(&want) {
-            return Err(format!("refusal does not name the limit: {}", a.short()));
-        }
-        Ok(())
-    });
+    cases.case(
+        "one_plus_one_10000_is_refused_beyond_the_operator_limit",
+        |q| {
+            let e = vec!["1"; 10_000].join("+");
+            let a = query_at(q, &e, t)?;
+            expect_error(&a, 400, "bad_data")?;
+            let want = format!("too many operators: more than {MAX_OPERATORS}");
+            if !a.text().contains(&want) {
+                return Err(format!("refusal does not name the limit: {}", a.short()));
+            }
+            Ok(())
+        },
+    );
     cases.case("one_plus_one_at_the_operator_limit", |q| {
         let e = vec!["1"; MAX_OPERATORS + 1].join("+");
         let d = expect_success(&query_at(q, &e, t)?)?;

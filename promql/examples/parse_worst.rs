@@ -11,7 +11,10 @@ fn main() {
     let mb = 10 << 20;
     let cases: Vec<(&str, String)> = vec![
         ("1+1+... (longest accepted)", vec!["1"; terms].join("+")),
-        ("up or up or ... (longest accepted)", vec!["up"; terms].join(" or ")),
+        (
+            "up or up or ... (longest accepted)",
+            vec!["up"; terms].join(" or "),
+        ),
         ("-(-(... (longest accepted)", {
             let k = promql::depth::MAX_OPERATORS;
             format!("{}1{}", "-(".repeat(k), ")".repeat(k))
@@ -23,7 +26,10 @@ fn main() {
                 .collect::<String>()
                 + "m"
         }),
-        ("1+1+... (10,000 terms, refused)", vec!["1"; 10_000].join("+")),
+        (
+            "1+1+... (10,000 terms, refused)",
+            vec!["1"; 10_000].join("+"),
+        ),
         (
             "( x 9,999 up ) x 9,999",
             format!("{}up{}", "(".repeat(n), ")".repeat(n)),
