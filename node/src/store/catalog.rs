@@ -19,7 +19,7 @@
 
 use super::opener::BlockOpener;
 use super::resolution::{get_for, Span};
-use crate::query::blocks::{reader_fetcher, skipped_at_sync, OPEN_CONCURRENCY};
+use crate::query::blocks::{skipped_at_sync, store_fetcher, OPEN_CONCURRENCY};
 use crate::query::skipped::{SkippedBlock, SkippedBlocks};
 use futures::StreamExt;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
@@ -220,11 +220,11 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// An empty, not yet ready catalog over `bucket` with the readers' default filters and no
-    /// time window; its metrics go to `registry`.
+    /// An empty, not yet ready catalog over `bucket` with the readers' default filters (every
+    /// resolution) and no time window; its metrics go to `registry`.
     pub fn new(bucket: Arc<dyn Bucket>, registry: &Registry) -> Result<Self, prometheus::Error> {
         let options = CatalogOptions {
-            fetcher: reader_fetcher(bucket.clone()),
+            fetcher: store_fetcher(bucket.clone()),
             window: TimeWindow::unbounded(),
             header_dir: None,
             index_cache_bytes: u64::MAX,
