@@ -104,6 +104,10 @@ pub struct EndpointFlags {
     /// overrides it and `dedup=false` turns it off.
     #[arg(long = "query.replica-label", value_name = "LABEL", value_parser = parse_label_name)]
     pub replica_labels: Vec<String>,
+    /// Range queries without `max_source_resolution` read downsampled data up to step / 5
+    /// (as `max_source_resolution=auto`).
+    #[arg(long = "query.auto-downsampling")]
+    pub auto_downsampling: bool,
 }
 
 fn parse_label_name(s: &str) -> Result<String, String> {

@@ -234,17 +234,21 @@ pub fn index_discovery(max_stale: std::time::Duration) -> Discovery {
     }
 }
 
-/// The fetcher readers use: the bucket index when fresh, raw blocks, not marked for deletion
-/// longer than Thanos' delay.
+/// The fetcher the embedded querier uses: [`store_fetcher`]'s blocks, raw ones only (it reads
+/// no downsampled data).
 pub(crate) fn reader_fetcher(bucket: Arc<dyn Bucket>) -> MetaFetcher {
+    store_fetcher(bucket).with_filter(ResolutionFilter { keep: vec![0] })
+}
+
+/// The fetcher a store uses without flags: the bucket index when fresh, blocks of every
+/// resolution, not marked for deletion longer than Thanos' delay.
+pub(crate) fn store_fetcher(bucket: Arc<dyn Bucket>) -> MetaFetcher {
     MetaFetcher::new(bucket)
         .with_discovery(index_discovery(DEFAULT_INDEX_MAX_STALE))
         .with_filter(DeletionMarkFilter {
             delay_ms: IGNORE_DELETION_MARKS_DELAY_MS,
             clock: system_clock(),
         })
-        // Only raw data is read for now.
-        .with_filter(ResolutionFilter { keep: vec![0] })
 }
 
 /// One sync's blocks that could not be used: unreadable meta.json (no time range), and blocks

@@ -138,6 +138,10 @@ impl QueryArgs {
                 "query.replica-label".into(),
                 self.endpoints.replica_labels.join(","),
             ),
+            (
+                "query.auto-downsampling".into(),
+                self.endpoints.auto_downsampling.to_string(),
+            ),
         ]
     }
 }
@@ -226,6 +230,7 @@ pub fn build(
         registry,
         cors: Arc::new(cors),
         replica_labels: args.endpoints.replica_labels.clone(),
+        auto_downsampling: args.endpoints.auto_downsampling,
     });
     Ok(Embedded {
         state,

@@ -4,7 +4,7 @@
 //! The channel connects lazily and reconnects by itself, so one [`StoreEndpoint`] per address
 //! lives as long as the address is a store source.
 
-use super::convert::{decode_chunks, labels_from_pb, matcher_to_pb, ConvertError};
+use super::convert::{decode_chunks_as, labels_from_pb, matcher_to_pb, ConvertError, Resolution};
 use crate::server::grpc_metrics::{client_call, Call};
 use promql::SeriesData;
 use proto::thanos::info::info_client::InfoClient;
@@ -212,12 +212,28 @@ impl StoreEndpoint {
         maxt: i64,
         skip_chunks: bool,
     ) -> Result<SeriesAnswer, ClientError> {
+        self.series_at(matchers, mint, maxt, skip_chunks, Resolution::RAW)
+            .await
+    }
+
+    /// [`StoreEndpoint::series`] at a resolution: downsampled chunks are asked as the
+    /// aggregates `res.read` needs and decoded to samples from them.
+    pub async fn series_at(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        skip_chunks: bool,
+        res: Resolution,
+    ) -> Result<SeriesAnswer, ClientError> {
         let req = pb::SeriesRequest {
             min_time: mint,
             max_time: maxt,
             matchers: matchers.iter().map(matcher_to_pb).collect(),
             skip_chunks,
             response_batch_size: RESPONSE_BATCH_SIZE,
+            max_resolution_window: res.max_window,
+            aggregates: res.read.to_pb(),
             ..Default::default()
         };
         // Handled once the stream ends or fails; dropped mid-stream (the query was cancelled),
@@ -254,7 +270,7 @@ impl StoreEndpoint {
                     Some((l, chunks)) if *l == labels => chunks.extend(s.chunks),
                     _ => {
                         if let Some(done) = current.take() {
-                            self.finish(done, mint, maxt, skip_chunks, &mut answer)?;
+                            self.finish(done, (mint, maxt), skip_chunks, res, &mut answer)?;
                         }
                         current = Some((labels, s.chunks));
                     }
@@ -263,7 +279,7 @@ impl StoreEndpoint {
         }
         finish(call, Code::Ok);
         if let Some(done) = current.take() {
-            self.finish(done, mint, maxt, skip_chunks, &mut answer)?;
+            self.finish(done, (mint, maxt), skip_chunks, res, &mut answer)?;
         }
         Ok(answer)
     }
@@ -271,9 +287,9 @@ impl StoreEndpoint {
     fn finish(
         &self,
         (labels, chunks): (Labels, Vec<pb::AggrChunk>),
-        mint: i64,
-        maxt: i64,
+        (mint, maxt): (i64, i64),
         skip_chunks: bool,
+        res: Resolution,
         answer: &mut SeriesAnswer,
     ) -> Result<(), ClientError> {
         if skip_chunks {
@@ -283,10 +299,12 @@ impl StoreEndpoint {
             });
             return Ok(());
         }
-        let samples = decode_chunks(&chunks, mint, maxt).map_err(|source| ClientError::Decode {
-            address: self.address.clone(),
-            labels: labels.clone(),
-            source,
+        let samples = decode_chunks_as(&chunks, mint, maxt, res.read).map_err(|source| {
+            ClientError::Decode {
+                address: self.address.clone(),
+                labels: labels.clone(),
+                source,
+            }
         })?;
         if !samples.is_empty() {
             answer.series.push(SeriesData { labels, samples });

@@ -11,7 +11,6 @@ use std::time::Duration;
 use storage::bucket::fetcher::filters::system_clock;
 use storage::bucket::fetcher::{
     ConsistencyDelayFilter, DeletionMarkFilter, MetaFetcher, RelabelConfig, RelabelFilter,
-    ResolutionFilter,
 };
 use storage::bucket::Bucket;
 
@@ -175,8 +174,7 @@ impl StoreGatewayFlags {
     }
 
     /// The block fetcher with the store's filters, in Thanos' order: time window, selector
-    /// relabelling, consistency delay, deletion marks; then raw blocks only (downsampled
-    /// blocks are not served yet).
+    /// relabelling, consistency delay, deletion marks (blocks of every resolution are served).
     pub fn fetcher(&self, bucket: Arc<dyn Bucket>) -> anyhow::Result<MetaFetcher> {
         let mut f = MetaFetcher::new(bucket)
             .with_discovery(index_discovery(self.bucket_index_max_stale))
@@ -192,8 +190,7 @@ impl StoreGatewayFlags {
         .with_filter(DeletionMarkFilter {
             delay_ms: millis(self.ignore_deletion_marks_delay),
             clock: system_clock(),
-        })
-        .with_filter(ResolutionFilter { keep: vec![0] }))
+        }))
     }
 
     /// The request limits.

@@ -3,7 +3,7 @@
 //! stored; then cut into frames under the size limit.
 
 use super::catalog::StoreBlock;
-use super::convert::{chunk_to_pb, labels_to_pb, trim_deleted};
+use super::convert::{aggr_chunk_to_pb, chunk_to_pb, labels_to_pb, trim_deleted};
 use crate::query::merge::{match_external, ExternalMatch};
 use prost::Message as _;
 use proto::thanos::{AggrChunk, Series};
@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use storage::block::index::ChunkMeta;
 use storage::block::{Block, BlockError, FileLocation};
+use storage::downsample::AggrType;
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 
@@ -135,8 +136,11 @@ pub fn chunk_count(selected: &[Selected]) -> usize {
 /// The chunks of one block are read together (neighbours in one range read) rather than
 /// series by series. Chunks with deleted samples (tombstones) are re-encoded without them;
 /// Thanos ignores tombstones, Strata's embedded querier honours them, and the two modes must
-/// answer alike.
-pub async fn load_chunks(group: &[Selected]) -> Result<Vec<Vec<AggrChunk>>, BlockError> {
+/// answer alike. Chunks of downsampled blocks carry the `aggrs` aggregates instead of raw data.
+pub async fn load_chunks(
+    group: &[Selected],
+    aggrs: &[AggrType],
+) -> Result<Vec<Vec<AggrChunk>>, BlockError> {
     // Per block (a query touches a few): the (series, chunk) slots and their refs, in order.
     let mut per_block: Vec<(&Arc<Block>, Vec<&SourceChunk>, Vec<u64>)> = Vec::new();
     let mut slots: Vec<(usize, usize)> = Vec::with_capacity(chunk_count(group));
@@ -162,13 +166,27 @@ pub async fn load_chunks(group: &[Selected]) -> Result<Vec<Vec<AggrChunk>>, Bloc
         .map(|(_, c)| Vec::with_capacity(c.len()))
         .collect();
     let mut read_of_block = Vec::with_capacity(per_block.len());
-    for (block, _, refs) in &per_block {
-        read_of_block.push(block.chunks().chunks(refs).await?.into_iter());
+    let mut aggr_of_block = Vec::with_capacity(per_block.len());
+    for (block, sources, refs) in &per_block {
+        if block.meta().resolution() > 0 {
+            aggr_of_block.push(Some(
+                read_aggregates(block, sources, aggrs).await?.into_iter(),
+            ));
+            read_of_block.push(Vec::new().into_iter());
+        } else {
+            aggr_of_block.push(None);
+            read_of_block.push(block.chunks().chunks(refs).await?.into_iter());
+        }
     }
     // Slots were assigned in series order, so taking each block's chunks in turn matches them.
     let mut source_of_block: Vec<std::slice::Iter<'_, &SourceChunk>> =
         per_block.iter().map(|(_, s, _)| s.iter()).collect();
     for (si, at) in slots {
+        if let Some(read) = &mut aggr_of_block[at] {
+            source_of_block[at].next();
+            out[si].extend(read.next());
+            continue;
+        }
         let (Some(chunk), Some(c)) = (read_of_block[at].next(), source_of_block[at].next()) else {
             continue;
         };
@@ -194,6 +212,37 @@ pub async fn load_chunks(group: &[Selected]) -> Result<Vec<Vec<AggrChunk>>, Bloc
     }
     for chunks in &mut out {
         chunks.sort_by_key(|c| (c.min_time, c.max_time));
+    }
+    Ok(out)
+}
+
+/// The chunks `sources` of a downsampled block as `AggrChunk`s carrying `aggrs`; tombstones
+/// are not applied to aggregates (Thanos applies none).
+async fn read_aggregates(
+    block: &Block,
+    sources: &[&SourceChunk],
+    aggrs: &[AggrType],
+) -> Result<Vec<AggrChunk>, BlockError> {
+    let mut out = Vec::with_capacity(sources.len());
+    for c in sources {
+        let at = |reason: String| {
+            FileLocation::new(block.meta().ulid.to_string(), "chunks")
+                .corrupt_at(c.meta.chunk_ref, reason)
+        };
+        let (encoding, data) = block.chunks().chunk_record(c.meta.chunk_ref).await?;
+        if encoding != storage::downsample::CHUNK_ENC_AGGR {
+            // Thanos' populateChunk sends a plain chunk of a downsampled block as raw data.
+            let encoding = storage::chunkenc::Encoding::from_byte(encoding)
+                .map_err(|e| at(format!("chunk of a downsampled block: {e}")))?;
+            let chunk = storage::chunkenc::Chunk::new(encoding, data);
+            out.push(chunk_to_pb(&chunk, c.meta.min_time, c.meta.max_time));
+            continue;
+        }
+        let chunk = storage::downsample::AggrChunk::from_bytes(data);
+        out.push(
+            aggr_chunk_to_pb(&chunk, c.meta.min_time, c.meta.max_time, aggrs)
+                .map_err(|e| at(e.to_string()))?,
+        );
     }
     Ok(out)
 }

@@ -10,12 +10,15 @@
 //! over `--store.limits.request-series` or `-samples` (chunks × 120, as Thanos counts) fails
 //! with `ResourceExhausted` naming the limit.
 //!
+//! Series with `max_resolution_window` > 0 read downsampled blocks where they are allowed
+//! (`super::resolution`) and answer their chunks as the requested `aggregates`.
+//!
 //! Unfinished: hints (queried blocks, query stats), `without_replica_labels`, sharding
-//! (`shard_info`), aggregates of downsampled blocks, chunk hashes (always 0), a concurrency
+//! (`shard_info`), chunk hashes (always 0), a concurrency
 //! limit, and per-request metrics.
 
 use super::catalog::{Catalog, StoreBlock};
-use super::convert::{labels_to_pb, matchers_from_pb};
+use super::convert::{aggregates_from_pb, labels_to_pb, matchers_from_pb};
 use super::select::{
     chunk_count, load_chunks, matching_labels, select_series, split_series, Selected,
 };
@@ -25,6 +28,7 @@ use proto::thanos::store_server::{Store, StoreServer};
 use proto::thanos::{self as pb, series_response, SeriesBatch, SeriesResponse};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use storage::downsample::AggrType;
 use storage::matcher::Matcher;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -161,6 +165,23 @@ impl StoreService {
         }
         Ok(self.catalog.overlapping(mint, maxt).await)
     }
+
+    /// The blocks a Series request reads: [`StoreService::blocks`] at `max_resolution`.
+    async fn series_blocks(
+        &self,
+        mint: i64,
+        maxt: i64,
+        max_resolution: i64,
+    ) -> Result<Vec<Arc<StoreBlock>>, Status> {
+        self.require_ready()?;
+        if mint > maxt {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .catalog
+            .for_resolution(mint, maxt, max_resolution)
+            .await)
+    }
 }
 
 fn parse_matchers(ms: &[pb::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
@@ -195,9 +216,11 @@ fn truncate<T>(mut v: Vec<T>, limit: i64) -> Vec<T> {
 }
 
 /// How the selected series become frames.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Framing {
     skip_chunks: bool,
+    /// The aggregates sent of downsampled chunks.
+    aggrs: Vec<AggrType>,
     frame_bytes: usize,
     /// Series per `SeriesBatch` frame; 0 sends one `Series` per frame.
     batch: usize,
@@ -278,7 +301,7 @@ async fn frame_group(
         }
         return Ok(());
     }
-    let chunks = load_chunks(group).await?;
+    let chunks = load_chunks(group, &frames.framing.aggrs).await?;
     for ((labels, _), c) in group.iter().zip(chunks) {
         for s in split_series(labels, c, frames.framing.frame_bytes) {
             frames.push(s);
@@ -377,7 +400,17 @@ impl Store for StoreService {
             .window()
             .clamp(r.min_time, r.max_time)
             .unwrap_or((1, 0));
-        let blocks = self.blocks(mint, maxt).await?;
+        if r.max_resolution_window < 0 {
+            return Err(Status::invalid_argument(format!(
+                "max_resolution_window {} is negative",
+                r.max_resolution_window
+            )));
+        }
+        let aggrs = aggregates_from_pb(&r.aggregates)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let blocks = self
+            .series_blocks(mint, maxt, r.max_resolution_window)
+            .await?;
         let selected = select_series(&blocks, &matchers, mint, maxt)
             .await
             .map_err(internal)?;
@@ -390,6 +423,7 @@ impl Store for StoreService {
         );
         let framing = Framing {
             skip_chunks: r.skip_chunks,
+            aggrs,
             frame_bytes: self.frame_bytes,
             batch: usize::try_from(r.response_batch_size).unwrap_or(0),
         };
@@ -540,3 +574,7 @@ impl Info for StoreService {
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "downsampled_tests.rs"]
+mod downsampled_tests;
