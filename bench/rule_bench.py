@@ -111,9 +111,13 @@ def node_ids(http):
     return s.get("data", s).get("node_id")
 
 
-def iterations(http, group):
-    g = group_gauges(get(f"http://{http}/metrics", timeout=3), "prometheus_rule_group_iterations_total")
+def group_value(http, name, group):
+    g = group_gauges(get(f"http://{http}/metrics", timeout=3), name)
     return next((v for k, v in g.items() if k.endswith(";" + group)), 0.0)
+
+
+def iterations(http, group):
+    return group_value(http, "prometheus_rule_group_iterations_total", group)
 
 
 def wait(what, f, timeout=120, every=0.1):
@@ -127,6 +131,14 @@ def wait(what, f, timeout=120, every=0.1):
             pass
         time.sleep(every)
     raise SystemExit(f"timeout waiting for {what}")
+
+
+def secs(d):
+    """Seconds of a duration like 30s, 1m or 500ms."""
+    for suffix, mul in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if d.endswith(suffix):
+            return float(d[: -len(suffix)]) * mul
+    raise SystemExit(f"bad duration {d}")
 
 
 def failover(bin_, base, runs, interval, lease, port0):
@@ -157,9 +169,10 @@ def failover(bin_, base, runs, interval, lease, port0):
             victim = ids.index(victim_id)
             wait("g0 evaluated by its owner", lambda: iterations(http[victim], "g0") > 0 or None, 300)
             # Kill at a random phase of the interval, as a crash would.
-            time.sleep(random.uniform(0, float(interval.rstrip("s"))))
+            time.sleep(random.uniform(0, secs(interval)))
             survivors = [i for i in range(3) if i != victim]
             before = {i: iterations(http[i], "g0") for i in survivors}
+            last_old = group_value(http[victim], "prometheus_rule_group_last_evaluation_timestamp_seconds", "g0")
             procs[victim].send_signal(signal.SIGKILL)
             killed = time.time()
             new_owner = wait("g0 re-assigned", lambda: next(
@@ -169,7 +182,11 @@ def failover(bin_, base, runs, interval, lease, port0):
             n = ids.index(new_owner)
             wait("g0 evaluated by the new owner", lambda: iterations(http[n], "g0") > before[n] or None, 300, 0.05)
             first_eval = time.time() - killed
-            r = {"run": run, "assigned_s": round(assigned, 2), "first_eval_s": round(first_eval, 2)}
+            first_new = group_value(http[n], "prometheus_rule_group_last_evaluation_timestamp_seconds", "g0")
+            # Evaluations stay on the group's aligned ticks: the gap counts the missed ones.
+            missed = round((first_new - last_old) / secs(interval)) - 1
+            r = {"run": run, "assigned_s": round(assigned, 2), "first_eval_s": round(first_eval, 2),
+                 "missed": missed}
             print(json.dumps(r), flush=True)
             results.append(r)
         finally:
@@ -182,7 +199,7 @@ def failover(bin_, base, runs, interval, lease, port0):
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-    for k in ("assigned_s", "first_eval_s"):
+    for k in ("assigned_s", "first_eval_s", "missed"):
         xs = [r[k] for r in results]
         print(f"{k}: median {statistics.median(xs):.2f} max {max(xs):.2f} over {len(xs)} runs")
 

@@ -116,6 +116,7 @@ stage_prometheus() {
     cat >"$run/prometheus.yml" <<YAML
 global: {scrape_interval: 1m, evaluation_interval: $INTERVAL}
 rule_files: ["$DIR/rules.yml"]
+storage: {tsdb: {out_of_order_time_window: 1d}}
 scrape_configs: []
 YAML
     prometheus --config.file="$run/prometheus.yml" --web.listen-address="127.0.0.1:$PORT" \
