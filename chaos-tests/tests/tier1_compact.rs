@@ -1,6 +1,6 @@
 //! Tier 1, coordinated compaction: three `strata node --role compact` processes, each in its
 //! own network namespace and formed from `dns+peers:10901`, over one s3s-fs bucket (SigV4) on
-//! the test's bridge address, holding two groups (`cluster="a"`, `cluster="b"`) of 48 h of
+//! the test's bridge address, holding two groups (`cluster="a"`, `cluster="b"`) of 24 h of
 //! generated 2h blocks. Every job is held open 5 s by the node's fault point so the seeded
 //! nemesis meets running jobs: SIGKILL of a job's worker, isolation of the worker, isolation of
 //! the leader, and a bucket outage for the worker (see `chaos_tests::strata::compact`). After

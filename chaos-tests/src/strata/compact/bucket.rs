@@ -46,8 +46,8 @@ impl TestBucket {
             path: config_file.clone(),
             source,
         })?;
-        let config =
-            BucketConfig::parse(yaml, "tier-1 bucket").map_err(|e| not_ready("bucket config", e))?;
+        let config = BucketConfig::parse(yaml, "tier-1 bucket")
+            .map_err(|e| not_ready("bucket config", e))?;
         // The bare backend: a checker's read that fails must fail the check, not be retried
         // into hiding a fault still in force.
         let bucket: Arc<dyn Bucket> =

@@ -126,11 +126,7 @@ pub fn compacted(before: &Live, after: &Live) -> CheckResult {
             ));
         }
     }
-    verdict(
-        "every group was compacted",
-        details,
-        figures.join("; "),
-    )
+    verdict("every group was compacted", details, figures.join("; "))
 }
 
 /// One `job` observation: a job as one node's applied job table showed it, and the test's
@@ -203,11 +199,15 @@ impl Checker for LeasesExclusive {
                 continue;
             };
             let attempt = attempt_of(token);
-            let a = jobs.entry(&j.id).or_default().entry(token).or_insert(Assignment {
-                first_seen_ms: j.seen_ms,
-                attempt,
-                ..Assignment::default()
-            });
+            let a = jobs
+                .entry(&j.id)
+                .or_default()
+                .entry(token)
+                .or_insert(Assignment {
+                    first_seen_ms: j.seen_ms,
+                    attempt,
+                    ..Assignment::default()
+                });
             a.owners.insert(owner);
             a.first_seen_ms = a.first_seen_ms.min(j.seen_ms);
             let highest = applied.entry((*node, &j.id)).or_default();
@@ -324,7 +324,13 @@ mod tests {
         assert_eq!(LeasesExclusive.check(&stale).outcome, Outcome::Invalid);
     }
 
-    fn meta(id: u128, min: i64, max: i64, sources: &[u128], level: u32) -> storage::block::BlockMeta {
+    fn meta(
+        id: u128,
+        min: i64,
+        max: i64,
+        sources: &[u128],
+        level: u32,
+    ) -> storage::block::BlockMeta {
         let mut m = storage::block::BlockMeta::new_level1(ulid::Ulid(id), min, max);
         m.compaction.sources = sources.iter().map(|s| ulid::Ulid(*s)).collect();
         m.compaction.level = level;
@@ -355,7 +361,9 @@ mod tests {
     fn a_lost_or_doubled_sample_is_found() {
         let want: BTreeMap<String, GroupSamples> = [(
             "g".to_string(),
-            [("up".to_string(), vec![(1, 0), (2, 0)])].into_iter().collect(),
+            [("up".to_string(), vec![(1, 0), (2, 0)])]
+                .into_iter()
+                .collect(),
         )]
         .into_iter()
         .collect();

@@ -129,7 +129,10 @@ impl CompactNemesis<'_> {
                     break 'rounds;
                 }
                 let Some((job, worker)) = self.wait_running_job() else {
-                    self.note("no-job", json!({"waited_ms": self.job_wait.as_millis() as u64}));
+                    self.note(
+                        "no-job",
+                        json!({"waited_ms": self.job_wait.as_millis() as u64}),
+                    );
                     break 'rounds;
                 };
                 let result = self.strike(kind, &job, worker);
@@ -181,7 +184,13 @@ impl CompactNemesis<'_> {
         );
         let wait_reassigned = match kind {
             CompactFault::KillWorker => {
-                apply_recorded(self.cluster, self.history, &Fault::Kill { nodes: vec![victim] })?;
+                apply_recorded(
+                    self.cluster,
+                    self.history,
+                    &Fault::Kill {
+                        nodes: vec![victim],
+                    },
+                )?;
                 Some(Duration::from_secs(40))
             }
             CompactFault::IsolateWorker => {
@@ -201,7 +210,13 @@ impl CompactNemesis<'_> {
                 None
             }
         };
-        let reassigned = wait_reassigned.map(|d| self.wait_reassigned(&job.id, &token, d));
+        let victim_raft = self
+            .views
+            .fresh(Duration::MAX)
+            .get(&victim)
+            .map(|v| v.raft_id);
+        let reassigned =
+            wait_reassigned.map(|d| self.wait_reassigned(&job.id, &token, victim_raft, d));
         Ok(Applied {
             kind,
             job: job.id.clone(),
@@ -216,8 +231,13 @@ impl CompactNemesis<'_> {
         let (host, port) = self.bucket;
         let (host, port) = (host.to_string(), port.to_string());
         let value = json!({"node": victim, "s3": format!("{host}:{port}")});
-        self.history
-            .record(Actor::Nemesis, OpKind::Invoke, "bucket-outage", value.clone(), None);
+        self.history.record(
+            Actor::Nemesis,
+            OpKind::Invoke,
+            "bucket-outage",
+            value.clone(),
+            None,
+        );
         let rule = [
             "-A", "OUTPUT", "-d", &host, "-p", "tcp", "--dport", &port, "-j", "DROP",
         ];
@@ -231,13 +251,21 @@ impl CompactNemesis<'_> {
         r
     }
 
-    /// Waits until job `id` shows a token other than `token`, or is done under `token`.
-    fn wait_reassigned(&self, id: &str, token: &str, within: Duration) -> Reassign {
+    /// Waits until job `id` shows a token other than `token` held by another node than the
+    /// victim (`victim_raft`; the leader may first hand the job back to the dead node, whose
+    /// lease then lapses too), or is done under `token`.
+    fn wait_reassigned(
+        &self,
+        id: &str,
+        token: &str,
+        victim_raft: Option<u64>,
+        within: Duration,
+    ) -> Reassign {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(j) = self.views.job(id, FRESH) {
                 match j.token.as_deref() {
-                    Some(t) if t != token => {
+                    Some(t) if t != token && j.owner != victim_raft => {
                         let to = format!("{t} on raft node {}", j.owner.unwrap_or_default());
                         self.note("reassigned", json!({"job": id, "to": to}));
                         return Reassign::To(to);
@@ -251,7 +279,10 @@ impl CompactNemesis<'_> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.note("not-reassigned", json!({"job": id, "within_ms": within.as_millis() as u64}));
+        self.note(
+            "not-reassigned",
+            json!({"job": id, "within_ms": within.as_millis() as u64}),
+        );
         Reassign::Never
     }
 }

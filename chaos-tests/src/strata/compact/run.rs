@@ -69,10 +69,10 @@ impl CompactConfig {
             seed,
             time_limit: Duration::from_secs(num("TIER1_SECONDS")?.unwrap_or(default_secs)),
             faults,
-            hours: 48,
+            hours: 24,
             job_delay: Duration::from_secs(5),
             lease: Duration::from_secs(3),
-            settle_deadline: Duration::from_secs(150),
+            settle_deadline: Duration::from_secs(180),
         })
     }
 
@@ -87,7 +87,7 @@ impl CompactConfig {
             "--wait-interval=2s".into(),
             format!("--compact.job-lease={}ms", self.lease.as_millis()),
             "--compact.concurrency=1".into(),
-            // Raw 48h groups would be downsampled too; the samples checker compares raw data.
+            // The samples checker compares raw data; downsampling would add groups.
             "--downsampling.disable".into(),
         ]
     }
@@ -128,15 +128,20 @@ impl CompactOutcome {
             "blocks per group before {:?}, after {:?}; settled {}",
             self.blocks.0,
             self.blocks.1,
-            self.settled
-                .map_or("never".into(), |d| format!("{:.1}s after the last heal", d.as_secs_f64()))
+            self.settled.map_or("never".into(), |d| format!(
+                "{:.1}s after the last heal",
+                d.as_secs_f64()
+            ))
         ));
         out
     }
 }
 
 fn counts(live: &Live) -> BTreeMap<String, usize> {
-    live.groups.iter().map(|(g, m)| (g.clone(), m.len())).collect()
+    live.groups
+        .iter()
+        .map(|(g, m)| (g.clone(), m.len()))
+        .collect()
 }
 
 async fn samples_of(bucket: &TestBucket, live: &Live) -> Result<BTreeMap<String, GroupSamples>> {
@@ -175,20 +180,7 @@ pub fn run(
     let (faults, settled, after) = std::thread::scope(|s| -> Result<_> {
         let (t, h, v, st) = (&targets, &history, &views, &stop);
         s.spawn(move || watch(t, h, v, st));
-        let result = (|| {
-            let mut nemesis = CompactNemesis {
-                cluster: &mut *cluster,
-                history: &history,
-                views: &views,
-                bucket: bucket.endpoint(),
-                rng: Rng::new(cfg.seed),
-                job_wait: Duration::from_secs(30),
-            };
-            let faults = nemesis.run(&cfg.faults, cfg.time_limit)?;
-            let healed = Instant::now();
-            let after = wait_bucket_settled(bucket, rt, &views, cfg.settle_deadline)?;
-            Ok((faults, after.1.then(|| healed.elapsed()), after.0))
-        })();
+        let result = strike_and_settle(cluster, &history, &views, bucket, rt, cfg);
         stop.store(true, Ordering::Relaxed);
         result
     })?;
@@ -204,7 +196,11 @@ pub fn run(
     ];
     results.push(CheckResult::new(
         "the bucket settles after healing",
-        if settled.is_some() { Outcome::Valid } else { Outcome::Invalid },
+        if settled.is_some() {
+            Outcome::Valid
+        } else {
+            Outcome::Invalid
+        },
         format!("{} partial uploads left", after.partial),
     ));
     Ok(CompactOutcome {
@@ -216,6 +212,30 @@ pub fn run(
     })
 }
 
+/// Runs the nemesis, then waits for the bucket to settle: the faults, how long settling took
+/// after the last heal (`None`: it did not), and the last live state.
+fn strike_and_settle(
+    cluster: &mut Cluster,
+    history: &History,
+    views: &Views,
+    bucket: &TestBucket,
+    rt: &tokio::runtime::Handle,
+    cfg: &CompactConfig,
+) -> Result<(Vec<Applied>, Option<Duration>, Live)> {
+    let mut nemesis = CompactNemesis {
+        cluster,
+        history,
+        views,
+        bucket: bucket.endpoint(),
+        rng: Rng::new(cfg.seed),
+        job_wait: Duration::from_secs(30),
+    };
+    let faults = nemesis.run(&cfg.faults, cfg.time_limit)?;
+    let healed = Instant::now();
+    let (live, settled) = wait_bucket_settled(bucket, rt, views, cfg.settle_deadline)?;
+    Ok((faults, settled.then(|| healed.elapsed()), live))
+}
+
 /// Every killed or isolated worker's job went to another token (or had just finished).
 fn reassignments(faults: &[Applied]) -> CheckResult {
     let name = "a struck worker's job is reassigned";
@@ -223,7 +243,15 @@ fn reassignments(faults: &[Applied]) -> CheckResult {
     let details: Vec<String> = waited
         .iter()
         .filter(|a| a.reassigned == Some(Reassign::Never))
-        .map(|a| format!("{} on {}: job {} ({}) never reassigned", a.kind.name(), a.victim, a.job, a.token))
+        .map(|a| {
+            format!(
+                "{} on {}: job {} ({}) never reassigned",
+                a.kind.name(),
+                a.victim,
+                a.job,
+                a.token
+            )
+        })
         .collect();
     let moved = waited
         .iter()
@@ -237,7 +265,11 @@ fn reassignments(faults: &[Applied]) -> CheckResult {
         details: details.clone(),
         ..CheckResult::new(
             name,
-            if details.is_empty() { Outcome::Valid } else { Outcome::Invalid },
+            if details.is_empty() {
+                Outcome::Valid
+            } else {
+                Outcome::Invalid
+            },
             summary,
         )
     }

@@ -40,7 +40,10 @@ pub struct Views(Arc<Mutex<BTreeMap<NodeId, NodeView>>>);
 
 impl Views {
     fn set(&self, id: NodeId, v: NodeView) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id, v);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, v);
     }
 
     /// Views answered within `fresh`.
@@ -64,7 +67,9 @@ impl Views {
     /// The harness node whose Raft id is `raft_id`.
     pub fn node_of(&self, raft_id: u64) -> Option<NodeId> {
         let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        g.iter().find(|(_, v)| v.raft_id == raft_id).map(|(k, _)| *k)
+        g.iter()
+            .find(|(_, v)| v.raft_id == raft_id)
+            .map(|(k, _)| *k)
     }
 
     /// A compaction job assigned to a node, as the freshest leader view shows it (else any
@@ -144,7 +149,8 @@ fn watch_one(t: Target, history: &History, views: &Views, stop: &AtomicBool) {
                 .collect();
             for j in &jobs {
                 let changed = last.get(&j.id).is_none_or(|p| {
-                    (&p.state, &p.token, p.lease_expiry_ms) != (&j.state, &j.token, j.lease_expiry_ms)
+                    (&p.state, &p.token, p.lease_expiry_ms)
+                        != (&j.state, &j.token, j.lease_expiry_ms)
                 });
                 if changed {
                     history.observe(t.id, "job", serde_json::to_value(j).unwrap_or_default());
