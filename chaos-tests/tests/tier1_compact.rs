@@ -8,8 +8,8 @@
 //! holding exactly the samples it had (read back through storage), struck jobs reassigned, at
 //! most one valid lease per job, at most one leader per term.
 //!
-//! `TIER1_SEED` replays a seed's fault order and hold times; `TIER1_SECONDS` (default 30) is
-//! how long the nemesis keeps striking; `TIER1_COMPACT_FAULTS=kill-worker,bucket-outage` picks
+//! `TIER1_SEED` replays a seed's fault order and hold times; `TIER1_SECONDS` (default 30): after
+//! one round of every kind, the nemesis keeps striking until that much time has passed; `TIER1_COMPACT_FAULTS=kill-worker,bucket-outage` picks
 //! kinds; `STRATA_CHAOS_KEEP=1` keeps the history and logs.
 
 use chaos_tests::env::ready_or_skip;

@@ -115,17 +115,19 @@ pub struct CompactNemesis<'a> {
 const FRESH: Duration = Duration::from_secs(2);
 
 impl CompactNemesis<'_> {
-    /// Runs rounds of every kind in `kinds` (shuffled per round) until `limit` has passed or
-    /// no job runs any more; returns the faults applied (the network is healed and every node
+    /// Runs rounds of every kind in `kinds` (shuffled per round): the first round whole, then
+    /// more until `limit` has passed; stops early when no job runs any more; returns the faults applied (the network is healed and every node
     /// runs again when it returns, also on error).
     pub fn run(&mut self, kinds: &[CompactFault], limit: Duration) -> Result<Vec<Applied>> {
         let started = Instant::now();
         let mut applied = Vec::new();
-        'rounds: while started.elapsed() < limit {
+        let mut first_round = true;
+        'rounds: while first_round || started.elapsed() < limit {
             let mut round = kinds.to_vec();
             self.rng.shuffle(&mut round);
             for kind in round {
-                if started.elapsed() >= limit && !applied.is_empty() {
+                // The first round strikes with every kind, however long it takes.
+                if !first_round && started.elapsed() >= limit {
                     break 'rounds;
                 }
                 let Some((job, worker)) = self.wait_running_job() else {
@@ -140,6 +142,7 @@ impl CompactNemesis<'_> {
                 applied.push(result?);
                 healed?;
             }
+            first_round = false;
         }
         Ok(applied)
     }
