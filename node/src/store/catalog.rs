@@ -19,10 +19,12 @@
 //! Unfinished: downsampled blocks are skipped (no aggregate chunks over the wire yet).
 
 use super::opener::BlockOpener;
-use crate::query::blocks::{reader_fetcher, skipped_at_sync, OPEN_CONCURRENCY};
+use crate::query::blocks::{
+    count_excluded, excluded_gauge, reader_fetcher, skipped_at_sync, OPEN_CONCURRENCY,
+};
 use crate::query::skipped::{SkippedBlock, SkippedBlocks};
 use futures::StreamExt;
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -208,6 +210,8 @@ pub struct Catalog {
     index_cache: IntGauge,
     syncs: IntCounterVec,
     index_fallbacks: IntCounterVec,
+    /// Blocks a filter dropped at the last sync, by reason (`duplicate`, `too-fresh`, ...).
+    excluded: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -295,6 +299,7 @@ impl Catalog {
             index_cache,
             syncs,
             index_fallbacks,
+            excluded: excluded_gauge("strata_store_blocks_excluded", registry)?,
         })
     }
 
@@ -426,6 +431,7 @@ impl Catalog {
                 .with_label_values(&[reason.as_str()])
                 .inc();
         }
+        count_excluded(&self.excluded, &fetched);
         let (next, meta_failures) = self.served(fetched);
         self.publish(next.clone());
         if !self.ready.swap(true, Ordering::SeqCst) {

@@ -3,6 +3,7 @@
 //!
 //! - `catalog`: the bucket's raw blocks, opened and kept in sync
 //! - `opener`: blocks opened through local index headers, hot ones kept in a bounded cache
+//! - `pool`: `--chunk-pool-size`, the bytes of chunks Series requests hold at once
 //! - `select`: matching series and their stored chunks; cutting frames under the size limit
 //! - `server`: the gRPC services
 //! - `client`: a StoreAPI endpoint as the querier sees it (Info, Series decoded to samples)
@@ -21,6 +22,7 @@ pub mod flags;
 pub mod opener;
 #[cfg(test)]
 mod opening_tests;
+pub mod pool;
 pub mod select;
 pub mod server;
 #[cfg(test)]
