@@ -14,6 +14,7 @@ mod query_common;
 use proto::thanos::store_client::StoreClient;
 use proto::thanos::{label_matcher, series_response, LabelMatcher, SeriesRequest};
 use query_common::{dataset, enc, make_blocks, request, StrataQuery, HOURS, START};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -157,6 +158,11 @@ async fn a_compacted_block_and_its_unmarked_sources_are_counted_once() {
         store.metric("strata_store_blocks_excluded", "reason=\"duplicate\""),
         2.0
     );
+    // No series gets a block's chunks twice: the store sends C's, not A's and B's as well.
+    let (n, _) = series(&store, None, i64::MIN, i64::MAX)
+        .await
+        .expect("Series");
+    assert!(n > 20, "{n} series");
     let endpoint = format!("--endpoint={}", store.grpc);
     let data = format!("--data-dir={}", tmp.path().join("query").display());
     let through_store = tokio::task::block_in_place(|| {
@@ -203,14 +209,30 @@ async fn series(
         ..Default::default()
     };
     let mut stream = client.series(req).await?.into_inner();
-    let (mut n, mut chunks) = (0, 0);
+    // Chunk time ranges by series (a series may span several frames).
+    let mut by_series: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
     while let Some(frame) = stream.message().await? {
         if let Some(series_response::Result::Series(s)) = frame.result {
-            n += 1;
-            chunks += s.chunks.len();
+            let key: Vec<String> = s
+                .labels
+                .iter()
+                .map(|l| format!("{}={}", l.name, l.value))
+                .collect();
+            let ranges = by_series.entry(key.join(",")).or_default();
+            ranges.extend(s.chunks.iter().map(|c| (c.min_time, c.max_time)));
         }
     }
-    Ok((n, chunks))
+    for (series, ranges) in &mut by_series {
+        ranges.sort();
+        for w in ranges.windows(2) {
+            assert!(
+                w[0].1 < w[1].0,
+                "{series}: chunks {w:?} overlap (a block served twice)"
+            );
+        }
+    }
+    let chunks = by_series.values().map(Vec::len).sum();
+    Ok((by_series.len(), chunks))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
