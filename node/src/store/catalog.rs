@@ -19,10 +19,12 @@
 
 use super::opener::BlockOpener;
 use super::resolution::{get_for, Span};
-use crate::query::blocks::{skipped_at_sync, store_fetcher, OPEN_CONCURRENCY};
+use crate::query::blocks::{
+    count_excluded, excluded_gauge, skipped_at_sync, store_fetcher, OPEN_CONCURRENCY,
+};
 use crate::query::skipped::{SkippedBlock, SkippedBlocks};
 use futures::StreamExt;
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -208,6 +210,8 @@ pub struct Catalog {
     index_cache: IntGauge,
     syncs: IntCounterVec,
     index_fallbacks: IntCounterVec,
+    /// Blocks a filter dropped at the last sync, by reason (`duplicate`, `too-fresh`, ...).
+    excluded: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -295,6 +299,7 @@ impl Catalog {
             index_cache,
             syncs,
             index_fallbacks,
+            excluded: excluded_gauge("strata_store_blocks_excluded", registry)?,
         })
     }
 
@@ -465,6 +470,7 @@ impl Catalog {
                 .with_label_values(&[reason.as_str()])
                 .inc();
         }
+        count_excluded(&self.excluded, &fetched);
         let (next, meta_failures) = self.served(fetched);
         self.publish(next.clone());
         if !self.ready.swap(true, Ordering::SeqCst) {

@@ -4,6 +4,7 @@
 //! - `catalog`: the bucket's blocks, raw and downsampled, opened and kept in sync
 //! - `resolution`: which blocks answer a request for downsampled data
 //! - `opener`: blocks opened through local index headers, hot ones kept in a bounded cache
+//! - `pool`: `--chunk-pool-size`, the bytes of chunks Series requests hold at once
 //! - `select`: matching series and their stored chunks; cutting frames under the size limit
 //! - `server`: the gRPC services
 //! - `client`: a StoreAPI endpoint as the querier sees it (Info, Series decoded to samples)
@@ -22,6 +23,7 @@ pub mod opener;
 pub mod resolution;
 #[cfg(test)]
 mod opening_tests;
+pub mod pool;
 pub mod select;
 pub mod server;
 #[cfg(test)]

@@ -23,6 +23,13 @@ pub struct SourceChunk {
     meta: ChunkMeta,
 }
 
+impl SourceChunk {
+    /// The block holding the chunk and its reference there.
+    pub fn stored_at(&self) -> (&Arc<Block>, u64) {
+        (&self.block, self.meta.chunk_ref)
+    }
+}
+
 /// A selected series: labels as served (external labels applied) and its chunks from every
 /// block, in block order.
 pub type Selected = (Labels, Vec<SourceChunk>);

@@ -8,7 +8,8 @@
 //!
 //! Requests read only the store's time window (`--min-time`/`--max-time`); a Series request
 //! over `--store.limits.request-series` or `-samples` (chunks × 120, as Thanos counts) fails
-//! with `ResourceExhausted` naming the limit.
+//! with `ResourceExhausted` naming the limit. Chunks are read only with bytes from the
+//! store's chunk pool (`--chunk-pool-size`, `pool.rs`).
 //!
 //! Series with `max_resolution_window` > 0 read downsampled blocks where they are allowed
 //! (`super::resolution`) and answer their chunks as the requested `aggregates`.
@@ -19,6 +20,7 @@
 
 use super::catalog::{Catalog, StoreBlock};
 use super::convert::{aggregates_from_pb, labels_to_pb, matchers_from_pb};
+use super::pool::{ChunkPool, Holding, DEFAULT_CHUNK_POOL_BYTES};
 use super::select::{
     chunk_count, load_chunks, matching_labels, select_series, split_series, Selected,
 };
@@ -98,6 +100,8 @@ pub struct StoreService {
     inline_chunks: usize,
     /// Chunks read together per group when streaming.
     group_chunks: usize,
+    /// Bytes of chunks all requests may hold at once (`--chunk-pool-size`).
+    pool: ChunkPool,
 }
 
 impl StoreService {
@@ -109,6 +113,7 @@ impl StoreService {
             limits: SeriesLimits::default(),
             inline_chunks: INLINE_CHUNKS,
             group_chunks: GROUP_CHUNKS,
+            pool: ChunkPool::new(DEFAULT_CHUNK_POOL_BYTES),
         }
     }
 
@@ -118,6 +123,12 @@ impl StoreService {
     fn with_streaming(mut self, inline_chunks: usize, group_chunks: usize) -> Self {
         self.inline_chunks = inline_chunks;
         self.group_chunks = group_chunks.max(1);
+        self
+    }
+
+    /// The same service reading chunks only with bytes from `pool`.
+    pub fn with_chunk_pool(mut self, pool: ChunkPool) -> Self {
+        self.pool = pool;
         self
     }
 
@@ -336,10 +347,18 @@ async fn stream_series(
     selected: Vec<Selected>,
     framing: Framing,
     group_chunks: usize,
+    pool: ChunkPool,
     tx: mpsc::Sender<Result<SeriesResponse, Status>>,
 ) {
     let mut frames = Frames::new(framing);
     for group in groups(&selected, group_chunks) {
+        let held = match pool.take(group).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
         if let Err(e) = frame_group(group, &mut frames).await {
             let _ = tx.send(Err(internal(e))).await;
             return;
@@ -349,6 +368,7 @@ async fn stream_series(
                 return;
             }
         }
+        drop(held);
     }
     for f in frames.finish() {
         if tx.send(Ok(f)).await.is_err() {
@@ -437,6 +457,11 @@ impl Store for StoreService {
         if framing.skip_chunks || chunk_count(&selected) <= self.inline_chunks {
             // A small answer is read and framed right here and handed over whole: no task, no
             // hand-off per frame, and gRPC writes it in a few large writes.
+            let held = if framing.skip_chunks {
+                None
+            } else {
+                Some(self.pool.take(&selected).await?)
+            };
             let mut frames = Frames::new(framing);
             frame_group(&selected, &mut frames)
                 .await
@@ -446,18 +471,23 @@ impl Store for StoreService {
                 .chain(frames.finish())
                 .map(Ok)
                 .collect();
-            let stream: Self::SeriesStream = Box::pin(tokio_stream::iter(all));
+            let stream: Self::SeriesStream = match held {
+                Some(held) => Box::pin(Holding::new(tokio_stream::iter(all), held)),
+                None => Box::pin(tokio_stream::iter(all)),
+            };
             return Ok(Response::new(stream));
         }
+        self.pool.check(groups(&selected, self.group_chunks))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let group_chunks = self.group_chunks;
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             for w in warnings {
                 if tx.send(Ok(w)).await.is_err() {
                     return;
                 }
             }
-            stream_series(selected, framing, group_chunks, tx).await
+            stream_series(selected, framing, group_chunks, pool, tx).await
         });
         let stream: Self::SeriesStream = Box::pin(ReceiverStream::new(rx));
         Ok(Response::new(stream))
