@@ -66,7 +66,7 @@ PY
 }
 
 upload() { # upload OBJSTORE-FLAG DATA-DIR LABEL: the bench blocks into a bucket
-    "$STRATA_BIN" tools bucket upload "$1" --data-dir "$2" --path "$BLOCKS" --label "$3" >/dev/null
+    "$STRATA_BIN" tools bucket upload "$1" --data-dir "$2" --path "$BLOCKS" --label "$3" >/dev/null 2>>"$WORK/upload.log"
 }
 
 compact_pass() { # compact_pass NAME OBJSTORE-FLAG DATA-DIR: one timed pass

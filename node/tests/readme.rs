@@ -327,9 +327,8 @@ fn readme_compacting_cluster_settles_both_groups() {
         || {
             let g = live_blocks(&bucket);
             let ok = g.len() == 2
-                && g.values().all(|v| {
-                    v.iter().any(|b| b.0 > 1) && v.windows(2).all(|w| w[0].2 <= w[1].1)
-                });
+                && g.values()
+                    .all(|v| v.iter().any(|b| b.0 > 1) && v.windows(2).all(|w| w[0].2 <= w[1].1));
             ok.then_some(g)
         },
     );
