@@ -65,8 +65,32 @@ print(n)
 PY
 }
 
-upload() { # upload OBJSTORE-FLAG DATA-DIR LABEL: the bench blocks into a bucket
-    "$STRATA_BIN" tools bucket upload "$1" --data-dir "$2" --path "$BLOCKS" --label "$3" >/dev/null 2>>"$WORK/upload.log"
+upload() { # upload OBJSTORE-FLAG DATA-DIR LABEL [BLOCKS-DIR]: the bench blocks into a bucket
+    "$STRATA_BIN" tools bucket upload "$1" --data-dir "$2" --path "${4:-$BLOCKS}" --label "$3" \
+        >/dev/null 2>>"$WORK/upload.log"
+}
+
+renamed_copy() { # renamed_copy DEST: the bench blocks under new ULIDs (data files hard-linked),
+    # so that a second upload is a second group rather than "already present"
+    python3 - "$BLOCKS" "$1" <<'PY'
+import json, os, sys
+src, dest = sys.argv[1], sys.argv[2]
+alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+for d in sorted(os.listdir(src)):
+    if not os.path.exists(os.path.join(src, d, "meta.json")):
+        continue
+    new = d[:-1] + alphabet[(alphabet.index(d[-1]) + 1) % 32]
+    os.makedirs(os.path.join(dest, new, "chunks"))
+    for root, _, files in os.walk(os.path.join(src, d)):
+        for f in files:
+            rel = os.path.relpath(os.path.join(root, f), os.path.join(src, d))
+            if rel != "meta.json":
+                os.link(os.path.join(root, f), os.path.join(dest, new, rel))
+    meta = json.load(open(os.path.join(src, d, "meta.json")))
+    meta["ulid"] = new
+    meta["compaction"]["sources"] = [new]
+    json.dump(meta, open(os.path.join(dest, new, "meta.json"), "w"), indent="\t")
+PY
 }
 
 compact_pass() { # compact_pass NAME OBJSTORE-FLAG DATA-DIR: one timed pass
@@ -186,10 +210,14 @@ cluster_run() { # cluster_run NODES: time until two groups settle under NODES co
     local cfg
     cfg="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$dir/bucket")"
     upload --objstore.config="$cfg" "$dir/up" 'cluster="a"'
-    upload --objstore.config="$cfg" "$dir/up" 'cluster="b"'
+    renamed_copy "$dir/blocks-b"
+    upload --objstore.config="$cfg" "$dir/up" 'cluster="b"' "$dir/blocks-b"
+    rm -rf "$dir/blocks-b"
     head -c 32 /dev/urandom | base64 >"$dir/secret"
     local peers=() i
     for ((i = 0; i < n; i++)); do peers+=(--cluster.peers "127.0.0.1:$((PORT + 10 + 2 * i))"); done
+    # A lone node forms its cluster only when told to; three form one by the lowest address.
+    ((n > 1)) || peers+=(--cluster.bootstrap)
     local t0 t1
     t0="$(now)"
     for ((i = 0; i < n; i++)); do
