@@ -177,7 +177,10 @@ mod tests {
             read: AtomicU64::new(0),
             written: AtomicU64::new(0),
         };
-        b.put("a/x", Bytes::from_static(b"hello world")).await.ok();
+        assert!(b
+            .put("a/x", Bytes::from_static(b"hello world"))
+            .await
+            .is_ok());
         assert_eq!(b.totals(), (0, 11));
         let got = b.get_range("a/x", 0..5).await.ok();
         assert_eq!(got.as_deref(), Some(&b"hello"[..]));
