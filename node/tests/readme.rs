@@ -200,7 +200,8 @@ fn readme_run_command_serves_a_week_of_demo_data() {
     let node = clone.spawn(run, "run.log");
 
     let url = "http://localhost:10902";
-    wait_for(Duration::from_secs(90), "the node printing its URL", || {
+    // Generating a week and compacting it takes about 90 s of a debug build on a busy machine.
+    wait_for(Duration::from_secs(600), "the node printing its URL", || {
         node.log().contains(url).then_some(())
     });
     let up = wait_for(
@@ -216,6 +217,35 @@ fn readme_run_command_serves_a_week_of_demo_data() {
         Some(unix_now() - 6 * 86_400),
     );
     assert_eq!(week_ago, Some(HOSTS), "six days ago:\n{}", node.log());
+
+    // `generate --compact` left compacted blocks and 5m-downsampled ones, which the blocks
+    // page's API lists.
+    let body = get("127.0.0.1:10902", "/api/v1/blocks").expect("/api/v1/blocks");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("blocks JSON");
+    let metas = v["data"]["blocks"].as_array().cloned().unwrap_or_default();
+    let level = |b: &serde_json::Value| b["compaction"]["level"].as_u64().unwrap_or(0);
+    let resolution = |b: &serde_json::Value| {
+        b["thanos"]["downsample"]["resolution"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    let span_h = |b: &serde_json::Value| {
+        (b["maxTime"].as_i64().unwrap_or(0) - b["minTime"].as_i64().unwrap_or(0)) / 3_600_000
+    };
+    assert!(
+        metas
+            .iter()
+            .any(|b| resolution(b) == 0 && level(b) >= 3 && span_h(b) >= 40),
+        "a raw block compacted to the 2d level among {body}"
+    );
+    assert!(
+        metas.iter().any(|b| resolution(b) == 300_000),
+        "a 5m-downsampled block among {body}"
+    );
+    assert!(
+        !metas.iter().any(|b| resolution(b) == 3_600_000),
+        "no 1h block from one week: {body}"
+    );
 
     // "Then, from another terminal": every command succeeds, the queries answer with data.
     let out = clone.run(&blocks[1]);

@@ -224,6 +224,13 @@ impl Component for CompactRole {
         }
     }
 
+    fn grpc_services(&self) -> Vec<&'static str> {
+        match &self.mode {
+            Mode::Cluster { .. } => vec![crate::server::grpc_metrics::COMPACT_JOB_REPORTS],
+            Mode::Standalone { .. } => Vec::new(),
+        }
+    }
+
     fn is_ready(&self) -> bool {
         true
     }
