@@ -64,6 +64,26 @@ fn served_labels(block: &StoreBlock, labels: Labels) -> Labels {
 
 /// The selected series refs of one block with their labels and chunk metas (one range read
 /// per run of neighbouring index entries).
+/// Blocks one request reads at once: enough that index reads over a remote bucket overlap, few
+/// enough that a request over thousands of blocks does not send thousands of requests to the
+/// bucket at the same moment (s3s-fs answered 500s and then failed the request at 10,000).
+const BLOCK_CONCURRENCY: usize = 64;
+
+/// [`block_series`] of every block, at most [`BLOCK_CONCURRENCY`] at a time, in block order.
+async fn per_block(
+    blocks: &[Arc<StoreBlock>],
+    matchers: &[Matcher],
+) -> Result<Vec<Option<(Arc<Block>, Vec<(u32, Labels, Vec<ChunkMeta>)>)>>, BlockError> {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    // The futures are made first: a lazy `map` in the stream trips the compiler's `Send`
+    // inference for the async trait methods that call this.
+    let reads: Vec<_> = blocks.iter().map(|b| block_series(b, matchers)).collect();
+    futures::stream::iter(reads)
+        .buffered(BLOCK_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
 async fn block_series(
     block: &StoreBlock,
     matchers: &[Matcher],
@@ -88,9 +108,7 @@ pub async fn select_series(
     mint: i64,
     maxt: i64,
 ) -> Result<Vec<Selected>, BlockError> {
-    // Blocks concurrently: over a remote bucket their index reads overlap.
-    let per_block =
-        futures::future::try_join_all(blocks.iter().map(|b| block_series(b, matchers))).await?;
+    let per_block = per_block(blocks, matchers).await?;
     let mut by_labels: BTreeMap<Labels, Vec<SourceChunk>> = BTreeMap::new();
     for (b, found) in blocks.iter().zip(per_block) {
         let Some((opened, found)) = found else {
@@ -123,8 +141,7 @@ pub async fn matching_labels(
     blocks: &[Arc<StoreBlock>],
     matchers: &[Matcher],
 ) -> Result<BTreeSet<Labels>, BlockError> {
-    let per_block =
-        futures::future::try_join_all(blocks.iter().map(|b| block_series(b, matchers))).await?;
+    let per_block = per_block(blocks, matchers).await?;
     let mut out = BTreeSet::new();
     for (b, found) in blocks.iter().zip(per_block) {
         for (_, labels, _) in found.map(|(_, f)| f).unwrap_or_default() {
