@@ -201,9 +201,11 @@ fn readme_run_command_serves_a_week_of_demo_data() {
 
     let url = "http://localhost:10902";
     // Generating a week and compacting it takes about 90 s of a debug build on a busy machine.
-    wait_for(Duration::from_secs(600), "the node printing its URL", || {
-        node.log().contains(url).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(600),
+        "the node printing its URL",
+        || node.log().contains(url).then_some(()),
+    );
     let up = wait_for(
         Duration::from_secs(60),
         "count(up) on localhost:10902",

@@ -20,10 +20,10 @@ pub mod client;
 pub mod convert;
 pub mod flags;
 pub mod opener;
-pub mod resolution;
 #[cfg(test)]
 mod opening_tests;
 pub mod pool;
+pub mod resolution;
 pub mod select;
 pub mod server;
 #[cfg(test)]
