@@ -16,7 +16,10 @@
 # Knobs (environment): SERIES=10000 HOURS=24 REPS=5 CACHE=bench/.cache PROM_PORT=19190
 # STRATA_PORT=19902 START=1704067200 (2 h aligned) MODE=embedded|storeapi STORE_GRPC=19903
 # STORE_HTTP=19904 STRATA_GRPC=19905 RUN=$CACHE/run-<series>x<hours>h (the servers' working
-# copies; give each concurrent user of a shared CACHE its own). A smoke run:
+# copies; give each concurrent user of a shared CACHE its own). BUCKET=fs|s3 (MODE=storeapi only):
+# s3 puts the store's bucket behind s3s-fs on loopback (SigV4; S3_SERVER=the storage example
+# `s3_server`, default $TARGET/release/examples/s3_server; S3_PORT=19906), the blocks uploaded
+# through it with `strata tools bucket upload` so that s3s-fs holds their ETags. A smoke run:
 #   SERIES=200 HOURS=4 REPS=2 bench/query_bench.sh
 set -euo pipefail
 
@@ -32,11 +35,14 @@ MODE="${MODE:-embedded}"
 STORE_GRPC="${STORE_GRPC:-19903}"
 STORE_HTTP="${STORE_HTTP:-19904}"
 STRATA_GRPC="${STRATA_GRPC:-19905}"
+BUCKET="${BUCKET:-fs}"
+S3_PORT="${S3_PORT:-19906}"
 END=$((START + HOURS * 3600))
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 STRATA_BIN="${STRATA_BIN:-$TARGET/release/strata}"
 BLOCKS="$CACHE/blocks-${SERIES}x${HOURS}h"
 RUN="${RUN:-$CACHE/run-${SERIES}x${HOURS}h}"
+S3_SERVER="${S3_SERVER:-$TARGET/release/examples/s3_server}"
 
 log() { echo "[query_bench] $*" >&2; }
 
@@ -75,6 +81,24 @@ wait_ready() { # name port pidfile
     log "$1 ready on port $2"
 }
 
+serve_s3() { # starts s3s-fs over $RUN/s3, uploads the blocks through it, prints the objstore config
+    [[ -x "$S3_SERVER" ]] || { log "no $S3_SERVER (cargo build --release -p storage --features testing --example s3_server)"; exit 1; }
+    mkdir -p "$RUN/s3/bkt"
+    "$S3_SERVER" "$RUN/s3" "$S3_PORT" >"$RUN/s3.log" 2>&1 &
+    echo $! >"$RUN/s3.pid"
+    local deadline=$((SECONDS + 30))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null; do
+        ((SECONDS < deadline)) || { log "s3 server not listening after 30 s"; exit 1; }
+        sleep 0.2
+    done
+    local cfg
+    cfg="$(printf 'type: S3\nconfig:\n  bucket: bkt\n  endpoint: 127.0.0.1:%s\n  access_key: AKIASTRATATEST\n  secret_key: strata-secret-123\n  insecure: true\n' "$S3_PORT")"
+    log "uploading the blocks through s3s-fs on port $S3_PORT"
+    "$STRATA_BIN" tools bucket upload --objstore.config="$cfg" --data-dir "$RUN/upload" --path "$BLOCKS" \
+        >"$RUN/upload.log" 2>&1 || { tail -20 "$RUN/upload.log" >&2; exit 1; }
+    printf '%s' "$cfg"
+}
+
 stage_serve() {
     [[ -f "$BLOCKS/.complete" ]] || { log "no blocks; run the gen stage first"; exit 1; }
     [[ -x "$STRATA_BIN" ]] || { log "no $STRATA_BIN; run the build stage first"; exit 1; }
@@ -97,10 +121,14 @@ EOF
         >"$RUN/prometheus.log" 2>&1 &
     echo $! >"$RUN/prometheus.pid"
     if [[ "$MODE" == storeapi ]]; then
+        local objstore
+        objstore="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$RUN/strata/bucket")"
+        if [[ "$BUCKET" == s3 ]]; then
+            objstore="$(serve_s3)"
+        fi
         "$STRATA_BIN" store \
             --data-dir="$RUN/store" --grpc-address="127.0.0.1:$STORE_GRPC" \
-            --http-address="127.0.0.1:$STORE_HTTP" \
-            --objstore.config="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$RUN/strata/bucket")" \
+            --http-address="127.0.0.1:$STORE_HTTP" --objstore.config="$objstore" \
             >"$RUN/store.log" 2>&1 &
         echo $! >"$RUN/store.pid"
         local deadline=$((SECONDS + 300))
@@ -123,7 +151,7 @@ EOF
 
 stage_run() {
     log "running the suite: $REPS runs per case, data ends at $END"
-    echo "mode: $MODE; load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$RUN/load.txt"
+    echo "mode: $MODE; bucket: $BUCKET; load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$RUN/load.txt"
     python3 "$ROOT/bench/run_suite.py" --prometheus-port "$PROM_PORT" --strata-port "$STRATA_PORT" \
         --end "$END" --hours "$HOURS" --reps "$REPS" | tee "$RUN/results.txt"
     cat "$RUN/load.txt" >>"$RUN/results.txt"
@@ -136,7 +164,7 @@ stage_run() {
 }
 
 stage_stop() {
-    for name in strata store prometheus; do
+    for name in strata store prometheus s3; do
         local pidfile="$RUN/$name.pid"
         [[ -f "$pidfile" ]] || continue
         local pid
