@@ -301,7 +301,7 @@ impl SegmentReader {
     }
 
     /// Reads the chunk at `chunk_ref`, checking bounds and the CRC; one range read for most
-    /// chunks, two for chunks longer than 512 bytes.
+    /// chunks, two for chunks longer than 512 bytes (16,000 from a bucket object).
     pub async fn chunk(&self, chunk_ref: u64) -> Result<Chunk, BlockError> {
         let (enc_byte, data) = self.chunk_record(chunk_ref).await?;
         let r = ChunkRef(chunk_ref);
@@ -336,7 +336,12 @@ impl SegmentReader {
                 format!("chunk ref {chunk_ref:#x} outside the chunk area of a {size}-byte segment"),
             ));
         }
-        let first_end = (offset + FIRST_READ).min(size);
+        let first = if seg.source.is_remote() {
+            TAIL_READ_REMOTE
+        } else {
+            FIRST_READ
+        };
+        let first_end = (offset + first).min(size);
         let mut bytes = read(seg, offset..first_end).await?;
         let (len, len_size) = {
             let mut d = Decbuf::new(&bytes, offset);
@@ -361,16 +366,27 @@ impl SegmentReader {
 
 /// Largest span read at once for a run of chunks; farther apart they are read one by one.
 const MAX_RUN_SPAN: u64 = 8 << 20;
-/// Largest distance between the starts of two chunks read in one run: reading a few unwanted
-/// chunks in between is cheaper than another read.
+/// Largest distance between the starts of two chunks read in one run from a local file:
+/// reading a few unwanted chunks in between is cheaper than another read.
 const MAX_RUN_GAP: u64 = 16 << 10;
+/// The same for a bucket object, where every read is a round trip: Thanos' store gateway
+/// merges chunk reads up to 512 KiB apart (its partitioner's `maxGapSize`).
+const MAX_RUN_GAP_REMOTE: u64 = 512 << 10;
+/// Bytes read past the last chunk of a run from a bucket object: Thanos' estimate of the
+/// largest chunk (`maxChunkSize`), so that the last record rarely needs a second request.
+const TAIL_READ_REMOTE: u64 = 16_000;
+/// Runs read at once from a bucket object.
+const REMOTE_READ_CONCURRENCY: usize = 8;
 
 impl SegmentReader {
     /// Reads several chunks, in order. A run of ascending refs in one segment lying close
     /// together (a series' chunks, which writers store back to back, or the chunks of series
-    /// that are neighbours in the index) costs one range read instead of one per chunk.
+    /// that are neighbours in the index) costs one range read instead of one per chunk; from
+    /// a bucket object runs may lie farther apart and several are read at once.
     pub async fn chunks(&self, refs: &[u64]) -> Result<Vec<Chunk>, BlockError> {
-        let mut out = Vec::with_capacity(refs.len());
+        let remote = self.segments.iter().any(|s| s.source.is_remote());
+        let max_gap = if remote { MAX_RUN_GAP_REMOTE } else { MAX_RUN_GAP };
+        let mut runs = Vec::new();
         let mut i = 0;
         while i < refs.len() {
             let segment = ChunkRef(refs[i]).segment();
@@ -378,33 +394,55 @@ impl SegmentReader {
             while j < refs.len()
                 && ChunkRef(refs[j]).segment() == segment
                 && refs[j] > refs[j - 1]
-                && refs[j] - refs[j - 1] <= MAX_RUN_GAP
+                && refs[j] - refs[j - 1] <= max_gap
                 && u64::from(ChunkRef(refs[j]).offset() - ChunkRef(refs[i]).offset()) < MAX_RUN_SPAN
             {
                 j += 1;
             }
-            self.read_run(&refs[i..j], &mut out).await?;
+            runs.push(&refs[i..j]);
             i = j;
+        }
+        let mut out = Vec::with_capacity(refs.len());
+        if !remote || runs.len() == 1 {
+            for run in runs {
+                out.extend(self.read_run(run).await?);
+            }
+            return Ok(out);
+        }
+        use futures::{StreamExt, TryStreamExt};
+        let mut read = futures::stream::iter(runs)
+            .map(|run| self.read_run(run))
+            .buffered(REMOTE_READ_CONCURRENCY);
+        while let Some(chunks) = read.try_next().await? {
+            out.extend(chunks);
         }
         Ok(out)
     }
 
-    async fn read_run(&self, run: &[u64], out: &mut Vec<Chunk>) -> Result<(), BlockError> {
+    async fn read_run(&self, run: &[u64]) -> Result<Vec<Chunk>, BlockError> {
         let seg = self.segments.get(ChunkRef(run[0]).segment() as usize);
         let (first, last) = (
             u64::from(ChunkRef(run[0]).offset()),
             u64::from(ChunkRef(run[run.len() - 1]).offset()),
         );
-        let Some(seg) =
-            seg.filter(|s| run.len() > 1 && first >= SEGMENT_HEADER_SIZE && last < s.source.size())
-        else {
-            // Single chunks and bad refs take the one-chunk path, which names the problem.
+        let mut out = Vec::with_capacity(run.len());
+        let Some(seg) = seg.filter(|s| {
+            (run.len() > 1 || s.source.is_remote())
+                && first >= SEGMENT_HEADER_SIZE
+                && last < s.source.size()
+        }) else {
+            // Single local chunks and bad refs take the one-chunk path, which names the problem.
             for &r in run {
                 out.push(self.chunk(r).await?);
             }
-            return Ok(());
+            return Ok(out);
         };
-        let end = (last + FIRST_READ).min(seg.source.size());
+        let tail = if seg.source.is_remote() {
+            TAIL_READ_REMOTE
+        } else {
+            FIRST_READ
+        };
+        let end = (last + tail).min(seg.source.size());
         let buf = read(seg, first..end).await?;
         for &r in run {
             let offset = u64::from(ChunkRef(r).offset());
@@ -416,7 +454,7 @@ impl SegmentReader {
                 Err(_) => out.push(self.chunk(r).await?),
             }
         }
-        Ok(())
+        Ok(out)
     }
 }
 

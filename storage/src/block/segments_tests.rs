@@ -254,6 +254,7 @@ async fn unknown_encoding_byte_is_named() {
 struct Counting {
     inner: InMemory,
     reads: Mutex<Vec<Range<u64>>>,
+    remote: bool,
 }
 
 #[async_trait]
@@ -268,6 +269,9 @@ impl RangeSource for Counting {
         self.reads.lock().unwrap().push(range.clone());
         self.inner.read_range(range).await
     }
+    fn is_remote(&self) -> bool {
+        self.remote
+    }
 }
 
 #[tokio::test]
@@ -281,6 +285,7 @@ async fn chunks_are_fetched_by_small_range_reads() {
     let src = Arc::new(Counting {
         inner: InMemory(Bytes::from(bytes)),
         reads: Mutex::new(Vec::new()),
+        remote: false,
     });
     let seg = SegmentSource {
         loc: FileLocation::new("b", "chunks/000001"),
@@ -306,6 +311,7 @@ async fn a_run_of_adjacent_chunks_costs_one_range_read() {
     let src = Arc::new(Counting {
         inner: InMemory(Bytes::from(bytes)),
         reads: Mutex::new(Vec::new()),
+        remote: false,
     });
     let seg = SegmentSource {
         loc: FileLocation::new("b", "chunks/000001"),
@@ -322,4 +328,39 @@ async fn a_run_of_adjacent_chunks_costs_one_range_read() {
     // A bad ref inside a run still gets the precise error.
     let e = r.chunks(&[want[0], 1 << 40]).await.unwrap_err();
     assert!(e.to_string().contains("segment"), "{e}");
+}
+
+#[tokio::test]
+async fn scattered_chunks_of_a_bucket_object_are_read_in_few_requests() {
+    // Chunks farther apart than a local run's gap, within a remote one's.
+    let chunks: Vec<_> = (0..3000).map(|i| xor_chunk(120, i)).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let (refs, _) = write_block(&dir, &chunks, DEFAULT_MAX_SEGMENT_SIZE);
+    let bytes = Bytes::from(std::fs::read(dir.join("chunks/000001")).unwrap());
+    let step = 1 + refs
+        .iter()
+        .position(|r| r.0 - refs[0].0 > MAX_RUN_GAP)
+        .expect("chunks span more than the local gap");
+    let want: Vec<u64> = refs.iter().step_by(step).map(|r| r.0).collect();
+    let expected: Vec<Chunk> = chunks.iter().step_by(step).cloned().collect();
+    assert!(want.len() >= 5, "{} chunks", want.len());
+    let mut reads_of = Vec::new();
+    for remote in [false, true] {
+        let src = Arc::new(Counting {
+            inner: InMemory(bytes.clone()),
+            reads: Mutex::new(Vec::new()),
+            remote,
+        });
+        let seg = SegmentSource {
+            loc: FileLocation::new("b", "chunks/000001"),
+            source: src.clone(),
+        };
+        let r = SegmentReader::open("b", vec![seg]).await.unwrap();
+        let before = src.reads.lock().unwrap().len();
+        assert_eq!(r.chunks(&want).await.unwrap(), expected, "remote: {remote}");
+        reads_of.push(src.reads.lock().unwrap().len() - before);
+    }
+    assert!(reads_of[0] >= want.len(), "local: {} reads for {} chunks", reads_of[0], want.len());
+    assert!(reads_of[1] <= 2, "remote: {} reads for {} chunks", reads_of[1], want.len());
 }

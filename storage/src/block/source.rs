@@ -18,6 +18,13 @@ pub trait RangeSource: Send + Sync + Debug {
         &self,
         range: Range<u64>,
     ) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    /// Whether each read is a network round trip (a bucket object) rather than a positional
+    /// read of a local file: readers then merge reads lying farther apart and issue them
+    /// concurrently, as Thanos' store gateway does.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// A local file read with positional reads.

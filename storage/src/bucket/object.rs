@@ -61,6 +61,10 @@ impl RangeSource for BucketObject {
         }
         Ok(self.bucket.get_range(&self.path, range).await?)
     }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
