@@ -409,12 +409,13 @@ impl SegmentReader {
             }
             return Ok(out);
         }
-        use futures::{StreamExt, TryStreamExt};
-        let mut read = futures::stream::iter(runs)
-            .map(|run| self.read_run(run))
-            .buffered(REMOTE_READ_CONCURRENCY);
-        while let Some(chunks) = read.try_next().await? {
-            out.extend(chunks);
+        // Batches rather than a buffered stream: a stream of futures borrowing `self` makes
+        // the callers' futures fail the `Send` check (a higher-ranked lifetime).
+        for batch in runs.chunks(REMOTE_READ_CONCURRENCY) {
+            let reads: Vec<_> = batch.iter().map(|run| self.read_run(run)).collect();
+            for chunks in futures::future::try_join_all(reads).await? {
+                out.extend(chunks);
+            }
         }
         Ok(out)
     }
