@@ -348,7 +348,8 @@ impl Decoding {
         self.group.push(series);
         if self.group.len() >= DECODE_GROUP && !self.skip_chunks {
             let group = std::mem::take(&mut self.group);
-            let (address, mint, maxt, n) = (self.address.clone(), self.mint, self.maxt, self.spawned);
+            let (address, mint, maxt, n) =
+                (self.address.clone(), self.mint, self.maxt, self.spawned);
             self.tasks
                 .spawn(async move { (n, decode_group(&address, group, mint, maxt, false)) });
             self.spawned += 1;
