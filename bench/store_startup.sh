@@ -16,7 +16,9 @@
 # Knobs: BLOCKS=10000 SERIES=6 BACKEND=s3|fs CACHE=bench/.cache S3_PORT=19500 GRPC=19501
 # HTTP=19502 QHTTP=19503 SYNC=20s (the store's --sync-block-duration); INDEX=1 writes the
 # bucket index first (`strata tools bucket index` over the cache directory; the store then
-# reads it instead of listing), INDEX=0 removes it.
+# reads it instead of listing), INDEX=0 removes it. STRATA_BIN, EXAMPLES (directory of the
+# release s3_server and gen_small_blocks) and RUN (scratch directory) point elsewhere, e.g. at
+# a shared release binary and a cache made by another checkout.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -32,9 +34,9 @@ INDEX="${INDEX:-0}"
 QHTTP="${QHTTP:-19503}"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 STRATA_BIN="${STRATA_BIN:-$TARGET/release/strata}"
-EXAMPLES="$TARGET/release/examples"
+EXAMPLES="${EXAMPLES:-$TARGET/release/examples}"
 DATA="$CACHE/small-${BLOCKS}x${SERIES}"
-RUN="$CACHE/startup-run"
+RUN="${RUN:-$CACHE/startup-run}"
 
 log() { echo "[store_startup] $*" >&2; }
 now_ms() { date +%s%3N; }

@@ -94,6 +94,9 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// The test bucket could not be read (a checker cannot judge what it cannot read).
+    #[error("test bucket: {0}")]
+    Bucket(String),
     /// A fault that cannot be applied as asked (e.g. a node in both sides of a partition).
     #[error("invalid fault: {0}")]
     InvalidFault(String),

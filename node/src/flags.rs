@@ -4,9 +4,7 @@ use crate::query::remote::discover::{DiscoveryConfig, StoreSpec};
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use storage::bucket::{
-    open_existing_from_flags, open_from_flags, Bucket, BucketMetrics, BucketOptions,
-};
+use storage::bucket::{open_existing_from_flags, open_from_flags, Bucket, BucketOptions};
 
 /// Where the bucket is: Thanos' objstore flags, or the embedded default under `--data-dir`.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,7 +26,8 @@ pub struct ObjstoreFlags {
 
 impl ObjstoreFlags {
     /// Opens the configured bucket with retries, timeouts and metrics, creating a FILESYSTEM
-    /// bucket's directory (for writers: upload, generate, sidecar, compactor).
+    /// bucket's directory (for writers: upload, generate, sidecar, compactor). Its operations
+    /// count in the process' bucket metrics (`self_metrics::bucket_metrics`).
     pub fn open(&self) -> anyhow::Result<Arc<dyn Bucket>> {
         self.open_with(false)
     }
@@ -38,24 +37,9 @@ impl ObjstoreFlags {
         self.open_with(true)
     }
 
-    /// Like [`Self::open_existing`], with the bucket's operation metrics in `registry`.
-    pub fn open_existing_in(
-        &self,
-        registry: &prometheus::Registry,
-    ) -> anyhow::Result<Arc<dyn Bucket>> {
-        self.open_registered(true, registry)
-    }
-
     fn open_with(&self, must_exist: bool) -> anyhow::Result<Arc<dyn Bucket>> {
-        self.open_registered(must_exist, &prometheus::Registry::new())
-    }
-
-    fn open_registered(
-        &self,
-        must_exist: bool,
-        registry: &prometheus::Registry,
-    ) -> anyhow::Result<Arc<dyn Bucket>> {
-        let metrics = BucketMetrics::register(registry).context("registering bucket metrics")?;
+        let metrics =
+            crate::server::self_metrics::bucket_metrics().context("building bucket metrics")?;
         let open = if must_exist {
             open_existing_from_flags
         } else {
@@ -104,6 +88,10 @@ pub struct EndpointFlags {
     /// overrides it and `dedup=false` turns it off.
     #[arg(long = "query.replica-label", value_name = "LABEL", value_parser = parse_label_name)]
     pub replica_labels: Vec<String>,
+    /// Range queries without `max_source_resolution` read downsampled data up to step / 5
+    /// (as `max_source_resolution=auto`).
+    #[arg(long = "query.auto-downsampling")]
+    pub auto_downsampling: bool,
 }
 
 fn parse_label_name(s: &str) -> Result<String, String> {

@@ -12,6 +12,7 @@
 mod hostile_common;
 
 use hostile_common::*;
+use promql::depth::MAX_OPERATORS;
 use serde_json::Value as Json;
 use std::time::{Duration, Instant};
 
@@ -73,17 +74,31 @@ fn deep_nesting_is_answered_like_prometheus() {
         let e = format!("{}up{}", "abs(".repeat(2000), ")".repeat(2000));
         answer_or_bad_data(&query_at(q, &e, t)?, |a| expect_vector(a, n, "1", false))
     });
-    // Prometheus: 200, scalar 10000.
-    cases.case("one_plus_one_10000", |q| {
-        let e = vec!["1"; 10_000].join("+");
-        answer_or_bad_data(&query_at(q, &e, t)?, |a| {
-            let d = expect_success(a)?;
-            if d["resultType"] == "scalar" && d["result"][1] == "10000" {
-                Ok(())
-            } else {
-                Err(format!("want scalar 10000, got {d}"))
+    // Prometheus: 200, scalar 10000 (it parsed for seconds). Strata refuses chains of more
+    // than `MAX_OPERATORS` operators before parsing: its parser's time grows with the square
+    // of the chain and cannot be interrupted (issue 12 item 2).
+    cases.case(
+        "one_plus_one_10000_is_refused_beyond_the_operator_limit",
+        |q| {
+            let e = vec!["1"; 10_000].join("+");
+            let a = query_at(q, &e, t)?;
+            expect_error(&a, 400, "bad_data")?;
+            let want = format!("too many operators: more than {MAX_OPERATORS}");
+            if !a.text().contains(&want) {
+                return Err(format!("refusal does not name the limit: {}", a.short()));
             }
-        })
+            Ok(())
+        },
+    );
+    cases.case("one_plus_one_at_the_operator_limit", |q| {
+        let e = vec!["1"; MAX_OPERATORS + 1].join("+");
+        let d = expect_success(&query_at(q, &e, t)?)?;
+        let want = (MAX_OPERATORS + 1).to_string();
+        if d["resultType"] == "scalar" && d["result"][1] == want.as_str() {
+            Ok(())
+        } else {
+            Err(format!("want scalar {want}, got {d}"))
+        }
     });
     cases.finish();
 }
@@ -648,12 +663,12 @@ fn query_timeout_stops_work_and_keeps_health() {
     let rt = runtime();
     let mut cases = Cases::new(&mut q);
     // Prometheus times out on it (503, after more than a minute); Strata refuses chains past
-    // its documented depth of 10,000 operators before parsing (issue 12 item 1), so the
-    // query costs nothing.
-    cases.case("or_chain_50000_is_refused_beyond_the_depth_limit", |q| {
+    // its documented limit of `MAX_OPERATORS` operators before parsing (issue 12 items 1-2),
+    // so the query costs nothing.
+    cases.case("or_chain_50000_is_refused_beyond_the_operator_limit", |q| {
         let a = post_form(q.port, "/api/v1/query", &or_chain())?;
         expect_error(&a, 400, "bad_data")?;
-        if !a.text().contains("nests too deeply") {
+        if !a.text().contains("too many operators") {
             return Err(format!("refusal does not say why: {}", a.short()));
         }
         q.wait_cpu_idle(Duration::from_secs(10))
@@ -1095,9 +1110,8 @@ fn huge_parses_keep_health() {
         // 4,000 matchers kept a series request busy for over 120 s in a debug build (where the
         // time goes is not yet known: parse, matcher compilation or selection).
         let selector = enc(&many_regex_matchers(500));
-        // promql-parser's time grows with the square of a chain's length (10,000 terms take
-        // 29 s in a debug build, see BENCHMARKS.md); 3,000 keep the case short.
-        let chain = enc(&vec!["1"; 3_000].join("+"));
+        // The longest chain accepted (promql-parser's time grows with its square).
+        let chain = enc(&vec!["1"; MAX_OPERATORS + 1].join("+"));
         let requests: Vec<(&str, String)> = vec![
             ("/api/v1/series", format!("match[]={selector}")),
             ("/api/v1/series", format!("match[]={selector}")),

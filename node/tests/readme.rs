@@ -200,9 +200,12 @@ fn readme_run_command_serves_a_week_of_demo_data() {
     let node = clone.spawn(run, "run.log");
 
     let url = "http://localhost:10902";
-    wait_for(Duration::from_secs(90), "the node printing its URL", || {
-        node.log().contains(url).then_some(())
-    });
+    // Generating a week and compacting it takes about 90 s of a debug build on a busy machine.
+    wait_for(
+        Duration::from_secs(600),
+        "the node printing its URL",
+        || node.log().contains(url).then_some(()),
+    );
     let up = wait_for(
         Duration::from_secs(60),
         "count(up) on localhost:10902",
@@ -216,6 +219,35 @@ fn readme_run_command_serves_a_week_of_demo_data() {
         Some(unix_now() - 6 * 86_400),
     );
     assert_eq!(week_ago, Some(HOSTS), "six days ago:\n{}", node.log());
+
+    // `generate --compact` left compacted blocks and 5m-downsampled ones, which the blocks
+    // page's API lists.
+    let body = get("127.0.0.1:10902", "/api/v1/blocks").expect("/api/v1/blocks");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("blocks JSON");
+    let metas = v["data"]["blocks"].as_array().cloned().unwrap_or_default();
+    let level = |b: &serde_json::Value| b["compaction"]["level"].as_u64().unwrap_or(0);
+    let resolution = |b: &serde_json::Value| {
+        b["thanos"]["downsample"]["resolution"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    let span_h = |b: &serde_json::Value| {
+        (b["maxTime"].as_i64().unwrap_or(0) - b["minTime"].as_i64().unwrap_or(0)) / 3_600_000
+    };
+    assert!(
+        metas
+            .iter()
+            .any(|b| resolution(b) == 0 && level(b) >= 3 && span_h(b) >= 40),
+        "a raw block compacted to the 2d level among {body}"
+    );
+    assert!(
+        metas.iter().any(|b| resolution(b) == 300_000),
+        "a 5m-downsampled block among {body}"
+    );
+    assert!(
+        !metas.iter().any(|b| resolution(b) == 3_600_000),
+        "no 1h block from one week: {body}"
+    );
 
     // "Then, from another terminal": every command succeeds, the queries answer with data.
     let out = clone.run(&blocks[1]);
@@ -278,4 +310,79 @@ fn readme_three_node_cluster_forms_and_answers_on_every_node() {
         out.contains("\"value\":[") && out.contains(&format!("\"{HOSTS}\"")),
         "{out}"
     );
+}
+
+/// Live blocks (meta.json, no deletion mark) per `cluster` label in a FILESYSTEM bucket, as
+/// (level, min time, max time).
+fn live_blocks(bucket: &Path) -> std::collections::BTreeMap<String, Vec<(u64, i64, i64)>> {
+    let mut out: std::collections::BTreeMap<String, Vec<(u64, i64, i64)>> = Default::default();
+    for e in std::fs::read_dir(bucket).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.join("deletion-mark.json").exists() {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(p.join("meta.json")) else {
+            continue;
+        };
+        let Ok(m) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let group = m["thanos"]["labels"]["cluster"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let level = m["compaction"]["level"].as_u64().unwrap_or(0);
+        let (min, max) = (
+            m["minTime"].as_i64().unwrap_or(0),
+            m["maxTime"].as_i64().unwrap_or(0),
+        );
+        out.entry(group).or_default().push((level, min, max));
+    }
+    for v in out.values_mut() {
+        v.sort_by_key(|b| b.1);
+    }
+    out
+}
+
+#[test]
+fn readme_compacting_cluster_settles_both_groups() {
+    let clone = Clone::new();
+    let blocks = sh_blocks(&clone.readme(), "A compacting cluster");
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    clone.run(&format!("cargo {BUILD}"));
+    let nodes = clone.spawn(&blocks[0], "compacting-start.log");
+    let bucket = clone.dir.join("compacting/bucket");
+    // Settled: both groups hold compacted blocks and no two live blocks of a group overlap.
+    let groups = wait_for(
+        Duration::from_secs(240),
+        "both groups compacted without overlap",
+        || {
+            let g = live_blocks(&bucket);
+            let ok = g.len() == 2
+                && g.values()
+                    .all(|v| v.iter().any(|b| b.0 > 1) && v.windows(2).all(|w| w[0].2 <= w[1].1));
+            ok.then_some(g)
+        },
+    );
+    assert_eq!(
+        groups.keys().collect::<Vec<_>>(),
+        ["eu", "us"],
+        "{}",
+        nodes.log()
+    );
+    // The sources' deletion waits for the sweep job: verify is clean once it ran.
+    let out = wait_for(Duration::from_secs(120), "verify to pass", || {
+        let out = Command::new("bash")
+            .args(["-e", "-c", &blocks[1]])
+            .current_dir(&clone.dir)
+            .env("PATH", &clone.path_env)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    });
+    assert!(out.contains("no issues found"), "{out}");
+    assert!(out.contains("compact:"), "the job table lists jobs: {out}");
+    assert!(out.contains("strata_compact_jobs"), "{out}");
 }

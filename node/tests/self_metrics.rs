@@ -241,6 +241,125 @@ fn query_store_and_node_expose_self_metrics_that_grow_with_use() {
     assert!(term >= 1.0, "node: Raft term {term}");
 }
 
+#[test]
+fn grpc_series_exist_before_any_call_and_a_store_nodes_bucket_operations_are_exposed() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let data = generate(work.path(), 2);
+    // A node with the store role alone: the only role that reads its bucket.
+    let node = Proc::start(
+        work.path(),
+        "store-node",
+        &[
+            "node",
+            "--role=store",
+            &format!("--data-dir={}", data.display()),
+            "--cluster.insecure",
+            "--cluster.bootstrap",
+        ],
+    );
+    node.wait_ready();
+    let first = Scrape::of(&node);
+    // go-grpc-prometheus' InitializeMetrics: every method of every service served has its
+    // series at start, handled for every code; nobody has called Series on this node.
+    let codes = [
+        "OK",
+        "Canceled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ];
+    for code in codes {
+        let series = [
+            ("grpc_type", "server_stream"),
+            ("grpc_service", "thanos.Store"),
+            ("grpc_method", "Series"),
+            ("grpc_code", code),
+        ];
+        assert_eq!(
+            first.value("grpc_server_handled_total", &series),
+            Some(0.0),
+            "Series {code} at 0 before any call:\n{}",
+            first.text
+        );
+    }
+    for (service, method) in [
+        ("thanos.Store", "LabelNames"),
+        ("thanos.info.Info", "Info"),
+        ("strata.raft.v1.RaftTransport", "AppendEntries"),
+        ("strata.raft.v1.ClusterAdmin", "Join"),
+        ("strata.node.v1.StoreRegistry", "Announce"),
+    ] {
+        let labels = [("grpc_service", service), ("grpc_method", method)];
+        assert!(
+            first.value("grpc_server_started_total", &labels).is_some(),
+            "{service}/{method} started_total exists:\n{}",
+            first.text
+        );
+        assert_eq!(
+            first.value(
+                "grpc_server_handled_total",
+                &[labels[0], labels[1], ("grpc_code", "DataLoss")]
+            ),
+            Some(0.0),
+            "{service}/{method} DataLoss at 0:\n{}",
+            first.text
+        );
+    }
+    // Methods of services this process does not serve are not made up.
+    assert!(
+        first
+            .value(
+                "grpc_server_handled_total",
+                &[("grpc_service", "thanos.Rules")]
+            )
+            .is_none(),
+        "no thanos.Rules on a store node:\n{}",
+        first.text
+    );
+
+    // The store role's bucket reads count in the process' registry.
+    let ops = wait_for(
+        Duration::from_secs(60),
+        "the store role's bucket operations on /metrics",
+        || {
+            Scrape::of(&node)
+                .sum("strata_objstore_bucket_operations_total", &[])
+                .filter(|n| *n > 0.0)
+        },
+    );
+    assert!(ops > 0.0);
+    let after = Scrape::of(&node);
+    let listed = after
+        .sum(
+            "strata_objstore_bucket_operations_total",
+            &[("operation", "iter")],
+        )
+        .unwrap_or(0.0)
+        + after
+            .sum(
+                "strata_objstore_bucket_operations_total",
+                &[("operation", "get")],
+            )
+            .unwrap_or(0.0);
+    assert!(
+        listed > 0.0,
+        "the store read the bucket's metas or its index:\n{}",
+        after.text
+    );
+}
+
 /// A family whose matching series summed grew by at least `by` between two scrapes.
 fn grew(before: &Scrape, after: &Scrape, family: &str, labels: &[(&str, &str)], by: f64) {
     let b = before.sum(family, labels).unwrap_or(0.0);

@@ -1,8 +1,10 @@
 //! The web UI in a real headless chromium (Debian's, driven by chromedriver): the query page
-//! graphs a range query over demo data and shows Prometheus' error text for a malformed one;
-//! the stores page shows a live and a dead endpoint; the blocks page shows every block of the
-//! bucket (also under `strata tools bucket web`); the cluster page shows a single-node
-//! cluster, and says plainly when the process has none. Screenshots go to
+//! completes metric names, label names and values, graphs a range query over demo data, shows
+//! Prometheus' error text for a malformed one and a loading state with a cancel for a slow
+//! answer; the stores page shows a live and a dead endpoint; the blocks page shows every block
+//! of the bucket (also under `strata tools bucket web`); the cluster page shows a single-node
+//! cluster with its job table, and says plainly when the process has none; the rules and
+//! alerts pages show a node's rule group and its firing alert. Screenshots go to
 //! `target/ui-screenshots/`. Skips (with a message) only when chromium is missing and
 //! STRATA_REQUIRE_BROWSER is unset.
 
@@ -73,6 +75,59 @@ fn query_page_graphs_a_range_query_and_shows_prometheus_errors() {
         "const li = document.querySelector('#completions li'); return li && li.dataset.text",
     );
     assert_eq!(offered, "node_load1");
+
+    // A shorter prefix lists every metric name starting with it, and nothing else.
+    b.clear("#expr");
+    b.type_into("#expr", "node_");
+    let names = b.wait_for(
+        "every node_ metric",
+        "const t = [...document.querySelectorAll('#completions li')].map((li) => li.dataset.text); \
+         return t.includes('node_network_receive_bytes_total') && t",
+    );
+    let names: Vec<&str> = names
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for want in [
+        "node_cpu_seconds_total",
+        "node_load1",
+        "node_memory_MemAvailable_bytes",
+        "node_network_receive_bytes_total",
+    ] {
+        assert!(names.contains(&want), "{want} offered in {names:?}");
+    }
+    assert!(
+        names.iter().all(|n| n.starts_with("node_")),
+        "only names with the prefix: {names:?}"
+    );
+    b.screenshot("completion-names");
+
+    // Inside braces, label names; Tab takes the first; then its values.
+    b.clear("#expr");
+    b.type_into("#expr", "node_load1{ins");
+    let label = b.wait_for(
+        "label name completion",
+        "const li = document.querySelector('#completions li'); \
+         return li && li.querySelector('.kind').innerText === 'label' && li.dataset.text",
+    );
+    assert_eq!(label, "instance");
+    b.screenshot("completion-labels");
+    b.type_into("#expr", "\u{E004}");
+    assert_eq!(
+        b.eval("return document.getElementById('expr').value"),
+        "node_load1{instance"
+    );
+    b.type_into("#expr", "=\"host-0");
+    let values = b.wait_for(
+        "label value completion",
+        "const t = [...document.querySelectorAll('#completions li')].map((li) => li.dataset.text); \
+         return t.length === 3 && t",
+    );
+    assert_eq!(
+        values,
+        serde_json::json!(["host-00:9100", "host-01:9100", "host-02:9100"])
+    );
+    b.clear("#expr");
 
     // A range query through the form draws one line per series the API returns.
     let expr = "node_load1";
@@ -323,6 +378,135 @@ fn cluster_page_shows_a_single_node_cluster() {
     let text = summary.as_str().unwrap_or("");
     assert!(text.contains("Leader") && text.contains("Term"), "{text}");
     b.screenshot("cluster");
+}
+
+#[test]
+fn rules_alerts_and_cluster_jobs_show_a_nodes_rule_group_and_its_firing_alert() {
+    if !web_ui_common::available() {
+        return;
+    }
+    let mut c = cluster_common::Cluster::new(1);
+    demo_data(&c.nodes[0].data_dir);
+    let rules = c.dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n\
+         - name: demo\n  interval: 5s\n  rules:\n\
+         \x20 - record: instance:node_load1:max\n    expr: max by (instance) (node_load1)\n\
+         \x20 - alert: DemoHostUp\n    expr: up == 1\n    labels:\n      severity: info\n\
+         \x20   annotations:\n      summary: '{{ $labels.instance }} is up'\n",
+    )
+    .expect("rules file");
+    let rule_file = format!("--rule-file={}", rules.display());
+    c.start(0, &["--cluster.bootstrap", &rule_file]);
+    let leader = c.wait_for_agreement(&[0], 1, Duration::from_secs(60));
+    let http = c.nodes[0].http.clone();
+    // The leader assigns the group to the one node, which evaluates it over the demo data.
+    cluster_common::wait_for(Duration::from_secs(60), "the alert firing", || {
+        let body = cluster_common::http_get(&http, "/api/v1/alerts").ok()?;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        let firing = v["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .filter(|a| a["state"] == "firing")
+            .count();
+        (firing == 3).then_some(())
+    });
+    let b = Browser::start();
+
+    b.goto(&format!("http://{http}/rules"));
+    let group = b.wait_for(
+        "the rule group",
+        "const h = document.querySelector('#rules-box .panel h2'); return h && h.innerText",
+    );
+    assert!(
+        group
+            .as_str()
+            .is_some_and(|g| g.starts_with("demo") && g.contains("every 5s")),
+        "{group}"
+    );
+    let rule = |name: &str, what: &str| {
+        b.eval(&format!(
+            "const r = document.querySelector('tr[data-rule=' + JSON.stringify({}) + ']'); return r && {what}",
+            js_str(name)
+        ))
+    };
+    let record = rule("instance:node_load1:max", "r.cells[0].innerText");
+    assert!(
+        record
+            .as_str()
+            .is_some_and(|t| t.contains("record: instance:node_load1:max")
+                && t.contains("max by (instance) (node_load1)")),
+        "{record}"
+    );
+    let alert = rule("DemoHostUp", "r.cells[0].innerText");
+    assert!(
+        alert
+            .as_str()
+            .is_some_and(|t| t.contains("alert: DemoHostUp") && t.contains("severity=\"info\"")),
+        "{alert}"
+    );
+    let health = b.wait_for(
+        "both rules evaluated",
+        "const s = [...document.querySelectorAll('#rules-box tr[data-rule]')].map((r) => r.cells[1].innerText); \
+         return s.length === 2 && s",
+    );
+    assert_eq!(health, serde_json::json!(["OK", "OK"]));
+    b.screenshot("rules");
+
+    b.goto(&format!("http://{http}/alerts"));
+    let heading = b.wait_for(
+        "the firing alert",
+        "const h = document.querySelector('#alerts-box .panel h2'); return h && h.innerText",
+    );
+    assert!(
+        heading
+            .as_str()
+            .is_some_and(|h| h.contains("DemoHostUp") && h.contains("3 firing")),
+        "{heading}"
+    );
+    let rows = b.eval(
+        "return [...document.querySelectorAll('#alerts-box tr')].slice(1).map((r) => r.innerText)",
+    );
+    let rows: Vec<&str> = rows
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for host in ["host-00:9100", "host-01:9100", "host-02:9100"] {
+        assert!(
+            rows.iter().any(|r| r.contains("FIRING")
+                && r.contains(host)
+                && r.contains(&format!("{host} is up"))),
+            "{host} firing with its summary in {rows:?}"
+        );
+    }
+    b.screenshot("alerts");
+
+    // The cluster page's job table: the group, held by the node under a lease.
+    b.goto(&format!("http://{http}/cluster"));
+    let job = b.wait_for(
+        "the rule group job",
+        "const r = document.querySelector('#jobs tr[data-kind=\"rule-group\"]'); return r && r.innerText",
+    );
+    let job = job.as_str().unwrap_or("");
+    assert!(
+        job.contains(&format!("{};demo", rules.display())),
+        "the job names the group: {job}"
+    );
+    assert!(
+        job.contains("assigned") && job.contains(&format!("node {leader}")),
+        "held by node {leader}: {job}"
+    );
+    assert!(job.contains(" left"), "with its lease: {job}");
+    let heading = b.eval(
+        "return [...document.querySelectorAll('h2')].map((h) => h.innerText).find((t) => t.startsWith('Jobs'))",
+    );
+    assert!(
+        heading.as_str().is_some_and(|h| h != "Jobs (0)"),
+        "{heading}"
+    );
+    b.screenshot("cluster-jobs");
 }
 
 /// A `strata` process, killed when dropped.

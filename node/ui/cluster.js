@@ -1,7 +1,8 @@
 // The cluster page (/cluster): the Raft group as this node sees it — members, roles, leader,
-// term, replication lag — and the store registry, from /api/v1/status/cluster.
+// term, replication lag — the store registry and the job table (compaction jobs and rule group
+// assignments, with owner, state and lease), from /api/v1/status/cluster.
 
-import { api, el, fmtTime, labelChips, markNav, notDone, notServed, pageBody } from './common.js';
+import { api, el, fmtDuration, fmtTime, labelChips, markNav, notDone, notServed, pageBody } from './common.js';
 
 const dash = (v) => (v === null || v === undefined ? '–' : v);
 
@@ -40,8 +41,35 @@ function stores(s) {
       el('td', { class: st.live ? 'up' : 'down' }, st.live ? 'live' : 'stale'))));
 }
 
+/** Rule groups first, then compaction and the rest; within a kind, by what the job is about. */
+function jobOrder(a, b) {
+  const rank = (j) => (j.kind === 'rule-group' ? 0 : 1);
+  return rank(a) - rank(b) || a.kind.localeCompare(b.kind) || a.spec.localeCompare(b.spec);
+}
+
+function lease(j) {
+  if (j.lease_expiry_ms === null || j.lease_expiry_ms === undefined) return '–';
+  const left = j.lease_expiry_ms - Date.now();
+  return left > 0 ? `${fmtDuration(left)} left` : `expired ${fmtDuration(-left)} ago`;
+}
+
+function jobs(s) {
+  const list = (s.jobs || []).slice().sort(jobOrder);
+  if (!list.length) {
+    return el('p', { class: 'muted', id: 'no-jobs' }, 'No jobs: the leader has planned no compaction and assigned no rule group yet (or the node runs neither role).');
+  }
+  return el('table', { id: 'jobs' },
+    el('tr', {}, ['Kind', 'What', 'State', 'Owner', 'Lease', 'Attempts', 'Token', 'Result'].map((h) => el('th', {}, h))),
+    list.map((j) => el('tr', { 'data-job': j.id, 'data-kind': j.kind, 'data-state': j.state },
+      el('td', {}, j.kind), el('td', { class: 'mono' }, j.spec),
+      el('td', { class: `state ${j.state === 'assigned' ? 'up' : j.state === 'pending' ? 'pending' : 'muted'}` }, j.state),
+      el('td', {}, j.owner === null || j.owner === undefined ? '–' : `node ${j.owner}`),
+      el('td', { class: 'mono' }, lease(j)), el('td', { class: 'num' }, j.attempts),
+      el('td', { class: 'mono' }, dash(j.token)), el('td', { class: 'mono' }, dash(j.result)))));
+}
+
 async function load(box) {
-  const r = await api('/api/v1/status/cluster', {}, undefined, ['node_id', 'leader_id', 'id']);
+  const r = await api('/api/v1/status/cluster', {}, undefined, ['node_id', 'leader_id', 'id', 'owner']);
   if (r.notServed) {
     box.replaceChildren(notServed('This process is not part of a cluster: only `strata node` runs the Raft group. Standalone commands (query, store, sidecar, compact, rule) have no cluster to show.'));
     return;
@@ -49,12 +77,13 @@ async function load(box) {
   if (!r.ok) { box.replaceChildren(el('p', { class: 'error' }, r.error)); return; }
   const s = r.data;
   box.replaceChildren(summary(s), el('h2', {}, `Members (${s.members.length})`), members(s),
-    el('h2', {}, 'Store registry'), stores(s));
+    el('h2', {}, 'Store registry'), stores(s),
+    el('h2', {}, `Jobs (${(s.jobs || []).length})`), jobs(s));
 }
 
 markNav();
 const box = el('div', { id: 'cluster-box' }, el('p', { class: 'muted' }, 'Loading…'));
 pageBody().append(
   el('p', {}, el('button', { id: 'refresh', onclick: () => load(box) }, 'Refresh')), box,
-  notDone('compaction jobs and rule group assignments are not in the cluster status yet, so they are not shown; lag and matched index are known only when this node is the leader.'));
+  notDone('lag and matched index are known only when this node is the leader; the job table is shown as this node last applied it, without its history.'));
 load(box);

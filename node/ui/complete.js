@@ -63,7 +63,11 @@ export class Completer {
     api('/api/v1/labels').then((r) => { if (r.ok) this.labels = r.data.filter((l) => l !== '__name__'); });
     input.addEventListener('input', () => this.update());
     input.addEventListener('keydown', (e) => this.key(e));
-    input.addEventListener('blur', () => setTimeout(() => this.close(), 150));
+    // A click on a choice blurs the box first; close a little later, and not if the box has
+    // the focus again by then (focus leaving and coming back must not lose the list).
+    input.addEventListener('blur', () => setTimeout(() => {
+      if (document.activeElement !== input) this.close();
+    }, 150));
   }
 
   async candidates(ctx) {

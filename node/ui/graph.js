@@ -78,9 +78,9 @@ function build() {
         el('label', {}, 'range ', ui.range), el('label', {}, 'end ', ui.end),
         el('label', {}, 'step ', ui.step), ui.stats),
       ui.result),
-    notDone('one query panel per page; the querier does not read downsampled data yet, so ' +
-      'max_source_resolution is passed to the API but changes nothing; no stacked graphs, ' +
-      'no exemplars, no query history.'));
+    notDone('one query panel per page; downsampled data is read only through StoreAPI ' +
+      'endpoints (a querier reading the bucket itself answers from raw data at any ' +
+      'max_source_resolution); no stacked graphs, no exemplars, no query history.'));
   new Completer(ui.expr, ui.completions);
   ui.expr.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); run(); }

@@ -6,17 +6,30 @@ use std::time::Instant;
 
 fn main() {
     let n = promql::depth::MAX_DEPTH - 1;
+    // The longest operator chains accepted: one more term than operators.
+    let terms = promql::depth::MAX_OPERATORS + 1;
     let mb = 10 << 20;
     let cases: Vec<(&str, String)> = vec![
-        ("1+1+... (10,000 terms)", vec!["1"; n].join("+")),
-        ("up or up or ... (10,000 terms)", vec!["up"; n].join(" or ")),
-        ("x*y/... mixed precedence", {
+        ("1+1+... (longest accepted)", vec!["1"; terms].join("+")),
+        (
+            "up or up or ... (longest accepted)",
+            vec!["up"; terms].join(" or "),
+        ),
+        ("-(-(... (longest accepted)", {
+            let k = promql::depth::MAX_OPERATORS;
+            format!("{}1{}", "-(".repeat(k), ")".repeat(k))
+        }),
+        ("x*y/... mixed precedence (longest accepted)", {
             let ops = ["+", "*", "^", "/", "-", "%"];
-            (0..n)
+            (0..terms - 1)
                 .map(|i| format!("m{i}{}", ops[i % ops.len()]))
                 .collect::<String>()
                 + "m"
         }),
+        (
+            "1+1+... (10,000 terms, refused)",
+            vec!["1"; 10_000].join("+"),
+        ),
         (
             "( x 9,999 up ) x 9,999",
             format!("{}up{}", "(".repeat(n), ")".repeat(n)),

@@ -4,7 +4,9 @@
 //! Parsing (promql-parser), type checks, evaluation, and even dropping an `Expr` recurse once
 //! per nesting level. Three measures together make every depth safe:
 //! - [`check_text`] bounds the depth from the raw text before anything recursive runs, and
-//!   refuses queries beyond [`MAX_DEPTH`] with a parse error (HTTP 400 `bad_data`);
+//!   refuses queries beyond [`MAX_DEPTH`] with a parse error (HTTP 400 `bad_data`), as well
+//!   as queries with more than [`MAX_OPERATORS`] operators, whose parse time would outlive
+//!   `--query.timeout` (the parser is quadratic in a chain's length and cannot be stopped);
 //! - recursive passes over deeper trees run on a thread whose stack fits [`MAX_DEPTH`]
 //!   ([`crate::stack`]);
 //! - [`ParsedExpr`] takes its tree apart without recursion when dropped, and [`any_node`]
@@ -13,7 +15,8 @@
 //! Prometheus 2.42 has no limit, but answered 10,000 nested parentheses (1.9 s) and
 //! `abs(` x 10,000 (13 s) on the project machine, and answered neither 100,000 nested
 //! parentheses nor 10,000 terms of `1+1+...` within 20 s (its parser and checks are quadratic
-//! in chain length, as promql-parser's are). [`MAX_DEPTH`] keeps the depths it answers.
+//! in chain length, as promql-parser's are). [`MAX_DEPTH`] keeps the depths it answers;
+//! [`MAX_OPERATORS`] keeps chains far longer than hand-written or generated queries use.
 
 use crate::error::QueryError;
 use crate::parse_error::ParseError;
@@ -25,18 +28,54 @@ use std::ops::Deref;
 /// aggregations included) or brackets, and each operator. Its tree is at most one deeper.
 pub const MAX_DEPTH: usize = 10_000;
 
+/// Most operators (binary, unary, comparison and set operators) a query may have.
+///
+/// promql-parser type-checks each new operator node by walking the operands below it, so its
+/// time grows with the square of an operator chain's length, and it cannot be interrupted:
+/// a release parse of `1+1+...` took about 2 s at 10,000 terms on the project machine. At
+/// this bound the worst chain parses in well under a second (BENCHMARKS.md, "Parse time of
+/// the largest accepted queries"), so `--query.timeout` stops every query within a second.
+pub const MAX_OPERATORS: usize = 2_500;
+
 /// Queries whose bound is at most this are handled on the caller's stack.
 pub(crate) const SHALLOW: usize = 128;
 
 /// Words that are binary operators (PromQL keywords are case-insensitive).
 const WORD_OPS: [&str; 4] = ["and", "or", "unless", "atan2"];
 
-/// How many levels `query` nests, from its text alone: the deepest nesting of `(` plus every
-/// operator token and `[` outside label matchers. Its tree is at most one deeper. With `limit`, stops at the
-/// first byte where the bound exceeds it and returns `Err(position)`.
-fn bound(query: &str, limit: usize) -> Result<usize, usize> {
+/// What a scan of a query's text found, all upper bounds of the parsed tree's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Shape {
+    /// Deepest nesting of parentheses.
+    deepest: usize,
+    /// Operator tokens outside label matchers (a number's exponent sign counts too).
+    ops: usize,
+    /// Range and subquery brackets.
+    brackets: usize,
+}
+
+impl Shape {
+    /// Nesting levels: parentheses plus every operator and bracket.
+    fn levels(&self) -> usize {
+        self.deepest + self.ops + self.brackets
+    }
+}
+
+/// Which bound a query's text crossed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crossed {
+    /// More than [`MAX_DEPTH`] levels.
+    Depth,
+    /// More than [`MAX_OPERATORS`] operators.
+    Operators,
+}
+
+/// Scans `query`'s text for its nesting levels and operators (see [`Shape`]). With limits,
+/// stops at the first byte where a bound exceeds its limit and returns it with its position.
+fn scan(query: &str, max_levels: usize, max_ops: usize) -> Result<Shape, (Crossed, usize)> {
     let b = query.as_bytes();
-    let (mut depth, mut deepest, mut ops, mut in_braces) = (0usize, 0usize, 0usize, false);
+    let mut s = Shape::default();
+    let (mut depth, mut in_braces) = (0usize, false);
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -59,18 +98,18 @@ fn bound(query: &str, limit: usize) -> Result<usize, usize> {
             b'}' => in_braces = false,
             b'(' => {
                 depth += 1;
-                deepest = deepest.max(depth);
+                s.deepest = s.deepest.max(depth);
             }
             b')' => depth = depth.saturating_sub(1),
             // A range or subquery bracket follows its operand rather than enclosing it, so
             // each one is counted like an operator.
-            b'[' => ops += 1,
+            b'[' => s.brackets += 1,
             b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'=' | b'!' if !in_braces => {
                 // Two-character operators (`==`, `!=`, `<=`, `>=`) count once.
                 if matches!(c, b'=' | b'<' | b'>' | b'!') && b.get(i) == Some(&b'=') {
                     i += 1;
                 }
-                ops += 1;
+                s.ops += 1;
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b':')) {
@@ -78,36 +117,45 @@ fn bound(query: &str, limit: usize) -> Result<usize, usize> {
                 }
                 let word = &query[start..i];
                 if !in_braces && WORD_OPS.iter().any(|w| w.eq_ignore_ascii_case(word)) {
-                    ops += 1;
+                    s.ops += 1;
                 }
             }
             _ => {}
         }
-        if deepest + ops > limit {
-            return Err(start);
+        if s.levels() > max_levels {
+            return Err((Crossed::Depth, start));
+        }
+        if s.ops > max_ops {
+            return Err((Crossed::Operators, start));
         }
     }
-    Ok(deepest + ops)
+    Ok(s)
 }
 
 /// The nesting levels of `query` (see [`check_text`]); its tree is at most one deeper.
 pub fn text_bound(query: &str) -> usize {
-    bound(query, usize::MAX).unwrap_or(usize::MAX)
+    scan(query, usize::MAX, usize::MAX).map_or(usize::MAX, |s| s.levels())
 }
 
-/// Refuses a query that may nest deeper than [`MAX_DEPTH`], before any recursive pass sees
-/// it; returns its depth bound otherwise.
+/// Refuses a query that may nest deeper than [`MAX_DEPTH`] or has more than
+/// [`MAX_OPERATORS`] operators, before the parser or any recursive pass sees it; returns its
+/// depth bound otherwise.
 pub fn check_text(query: &str) -> Result<usize, QueryError> {
-    bound(query, MAX_DEPTH).map_err(|pos| {
-        let e = ParseError {
-            pos,
-            message: format!(
-                "query nests too deeply: more than {MAX_DEPTH} levels of parentheses, \
-                 operators and subqueries"
-            ),
-        };
-        QueryError::Parse(e.render(query))
-    })
+    let (crossed, pos) = match scan(query, MAX_DEPTH, MAX_OPERATORS) {
+        Ok(s) => return Ok(s.levels()),
+        Err(e) => e,
+    };
+    let message = match crossed {
+        Crossed::Depth => format!(
+            "query nests too deeply: more than {MAX_DEPTH} levels of parentheses, \
+             operators and subqueries"
+        ),
+        Crossed::Operators => format!(
+            "query has too many operators: more than {MAX_OPERATORS} binary, unary, \
+             comparison and set operators"
+        ),
+    };
+    Err(QueryError::Parse(ParseError { pos, message }.render(query)))
 }
 
 /// A parsed expression that is taken apart without recursion when dropped, so that a tree of
@@ -284,6 +332,35 @@ mod tests {
             check_text(&format!("{}up", "(".repeat(MAX_DEPTH))),
             Ok(MAX_DEPTH)
         );
+    }
+
+    #[test]
+    fn more_operators_than_the_limit_is_a_parse_error_at_the_first_one_over() {
+        let at_limit = vec!["1"; MAX_OPERATORS + 1].join("+");
+        assert_eq!(check_text(&at_limit), Ok(MAX_OPERATORS));
+        let over = vec!["up"; MAX_OPERATORS + 2].join(" or ");
+        // Term k (0-based) starts at byte 6k; the operator after term k at byte 6k + 3.
+        let col = 6 * MAX_OPERATORS + 3 + 1;
+        assert_eq!(
+            check_text(&over),
+            Err(QueryError::Parse(format!(
+                "1:{col}: parse error: query has too many operators: more than {MAX_OPERATORS} \
+                 binary, unary, comparison and set operators"
+            )))
+        );
+        // Unary operators and comparisons count; label matchers and strings do not.
+        assert!(check_text(&format!("{}1", "-".repeat(MAX_OPERATORS + 1))).is_err());
+        assert!(check_text(&vec!["a"; MAX_OPERATORS + 2].join(" >= ")).is_err());
+        let matchers = format!("up{{a!=\"{}\"}}", "+".repeat(3 * MAX_OPERATORS));
+        assert_eq!(check_text(&matchers), Ok(0));
+    }
+
+    #[test]
+    fn nesting_to_the_depth_limit_is_not_bounded_by_the_operator_limit() {
+        let parens = format!("{}up{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert_eq!(check_text(&parens), Ok(MAX_DEPTH));
+        let calls = format!("{}up{}", "abs(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert_eq!(check_text(&calls), Ok(MAX_DEPTH));
     }
 
     #[test]

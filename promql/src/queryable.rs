@@ -55,6 +55,10 @@ pub struct SelectHints {
     /// subquery, aggregation or arithmetic beneath one): its series are read as counters, so
     /// replica deduplication must not invent resets.
     pub counter: bool,
+    /// The function or aggregation directly over the selector, as Prometheus' `hints.Func`
+    /// (a binary operator in between clears it): a store of downsampled data picks the
+    /// aggregate to read by it (Thanos' `aggrsFromFunc`).
+    pub func: Option<&'static str>,
 }
 
 /// A source of series: the bucket's blocks, a store gateway, a test's in-memory data.

@@ -3,7 +3,7 @@
 //! recursive pass left on the caller's stack fails these tests (the process aborts) instead
 //! of passing on a large default stack.
 
-use promql::depth::MAX_DEPTH;
+use promql::depth::{MAX_DEPTH, MAX_OPERATORS};
 use promql::engine::parse;
 use promql::{Engine, MemoryQueryable, QueryError, Value};
 use storage::labels::Labels;
@@ -72,13 +72,23 @@ fn deeply_nested_calls_and_aggregations_are_answered() {
 }
 
 #[test]
-fn ten_thousand_binary_terms_are_answered() {
-    let q = vec!["1"; MAX_DEPTH + 1].join("+");
-    assert_eq!(one_sample(instant(q)), (MAX_DEPTH + 1) as f64);
-    let q = vec!["up"; 3_000].join(" or ");
+fn operator_chains_up_to_the_operator_limit_are_answered() {
+    let q = vec!["1"; MAX_OPERATORS + 1].join("+");
+    assert_eq!(one_sample(instant(q)), (MAX_OPERATORS + 1) as f64);
+    let q = vec!["up"; MAX_OPERATORS + 1].join(" or ");
     assert_eq!(one_sample(instant(q)), 1.0);
-    let q = format!("{}1", "-".repeat(5_000));
+    let q = vec!["up"; MAX_OPERATORS + 1].join(" * ");
     assert_eq!(one_sample(instant(q)), 1.0);
+    // An even number of minus signs.
+    let q = format!("{}1", "-".repeat(MAX_OPERATORS));
+    assert_eq!(one_sample(instant(q)), 1.0);
+}
+
+fn expect_parse_error(q: String, part: &str) {
+    match instant(q) {
+        Err(QueryError::Parse(m)) => assert!(m.contains(part), "{m}"),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
 }
 
 #[test]
@@ -86,16 +96,25 @@ fn deeper_than_the_limit_is_a_bad_data_parse_error() {
     for q in [
         nest("(", "up", ")", MAX_DEPTH + 1),
         nest("abs(", "up", ")", 100_000),
+    ] {
+        expect_parse_error(
+            q,
+            "parse error: query nests too deeply: more than 10000 levels",
+        );
+    }
+}
+
+#[test]
+fn more_operators_than_the_limit_is_a_bad_data_parse_error() {
+    let part = format!("parse error: query has too many operators: more than {MAX_OPERATORS}");
+    for q in [
+        vec!["1"; MAX_OPERATORS + 2].join("+"),
         vec!["up"; 50_000].join(" or "),
         vec!["1"; 1_000_000].join("+"),
+        format!("{}1", "-".repeat(MAX_OPERATORS + 1)),
+        nest("(", "up + up", ")", MAX_OPERATORS + 1).replace(")", ") + up"),
     ] {
-        match instant(q) {
-            Err(QueryError::Parse(m)) => assert!(
-                m.contains("parse error: query nests too deeply: more than 10000 levels"),
-                "{m}"
-            ),
-            other => panic!("expected a parse error, got {other:?}"),
-        }
+        expect_parse_error(q, &part);
     }
 }
 

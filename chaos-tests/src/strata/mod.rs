@@ -12,11 +12,13 @@
 //! - `checkers`: commit index monotonicity and membership stability
 //! - `tier1`: one whole tier-1 run (start, nemesis with observer and workload, checkers)
 //! - `wait`: waiting for a formed, settled cluster
+//! - `compact`: tier 1 of coordinated compaction (bucket, job watcher, nemesis, checkers)
 //!
 //! [`Cluster`]: crate::Cluster
 
 pub mod binary;
 pub mod checkers;
+pub mod compact;
 pub mod nemesis;
 pub mod node;
 pub mod observer;

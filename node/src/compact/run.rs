@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage::bucket::Bucket;
+use storage::compact::pass::PassError;
 use storage::compact::{Compactor, PassReport};
 use tokio::sync::watch;
 
@@ -148,18 +149,14 @@ impl CompactRole {
     ) {
         loop {
             let outcome = tokio::select! {
-                r = self.compactor.run_pass() => Some(r),
+                r = run_pass_logged(&self.compactor) => Some(r),
                 _ = stop.changed() => None,
             };
             match outcome {
                 None => break,
-                Some(Ok(report)) => {
-                    log_report(&report);
-                    self.metrics.record(&report, unix_now_s());
-                }
-                Some(Err(e)) => {
+                Some(Ok(report)) => self.metrics.record(&report, unix_now_s()),
+                Some(Err(_)) => {
                     self.metrics.record_failure();
-                    tracing::error!(error = %e, "compaction pass failed");
                     if !wait {
                         self.failed.store(true, Ordering::SeqCst);
                     }
@@ -227,6 +224,13 @@ impl Component for CompactRole {
         }
     }
 
+    fn grpc_services(&self) -> Vec<&'static str> {
+        match &self.mode {
+            Mode::Cluster { .. } => vec![crate::server::grpc_metrics::COMPACT_JOB_REPORTS],
+            Mode::Standalone { .. } => Vec::new(),
+        }
+    }
+
     fn is_ready(&self) -> bool {
         true
     }
@@ -252,6 +256,17 @@ impl Component for CompactRole {
             Ok(())
         })
     }
+}
+
+/// One standalone pass with its outcome logged: what `strata compact` runs each time and
+/// `strata tools bucket compact` runs once.
+pub(crate) async fn run_pass_logged(compactor: &Compactor) -> Result<PassReport, PassError> {
+    let result = compactor.run_pass().await;
+    match &result {
+        Ok(report) => log_report(report),
+        Err(e) => tracing::error!(error = %e, "compaction pass failed"),
+    }
+    result
 }
 
 fn log_report(r: &PassReport) {

@@ -111,6 +111,9 @@ pub struct ApiState {
     pub cors: Arc<cors::CorsOrigin>,
     /// `--query.replica-label`: what requests deduplicate over unless they say otherwise.
     pub replica_labels: Vec<String>,
+    /// `--query.auto-downsampling`: range queries without `max_source_resolution` read
+    /// downsampled data up to step / 5.
+    pub auto_downsampling: bool,
 }
 
 /// The query API's routes (`/api/v1/...`); the process' server adds the probes, `/metrics` and

@@ -41,10 +41,12 @@ pub async fn instant(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult
         Ok(d) => d,
         Err(e) => return e.into(),
     };
-    let opts = match StoreOptions::read(&form).await {
+    let mut opts = match StoreOptions::read(&form).await {
         Ok(o) => o,
         Err(e) => return e.into(),
     };
+    // Thanos' default for instant queries (--query.instant.default.max_source_resolution).
+    opts.resolve_resolution(0, st.auto_downsampling);
     let query = form.value("query").to_string();
     tracing::debug!(%query, time, "instant query");
     let result = execute(
@@ -86,10 +88,11 @@ pub async fn range(State(st): State<Arc<ApiState>>, req: Request) -> ApiResult {
         Ok(d) => d,
         Err(e) => return e.into(),
     };
-    let opts = match StoreOptions::read(&form).await {
+    let mut opts = match StoreOptions::read(&form).await {
         Ok(o) => o,
         Err(e) => return e.into(),
     };
+    opts.resolve_resolution(step_ms / 5, st.auto_downsampling);
     let query = form.value("query").to_string();
     tracing::debug!(%query, start, end, step_ms, "range query");
     let result = execute(

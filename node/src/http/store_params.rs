@@ -1,6 +1,7 @@
 //! Thanos' per-request StoreAPI parameters: `partial_response` (overrides
-//! `--query.partial-response`) and `storeMatch[]` (only the endpoints whose `__address__`
-//! matches one of the selectors are asked).
+//! `--query.partial-response`), `storeMatch[]` (only the endpoints whose `__address__`
+//! matches one of the selectors are asked) and `max_source_resolution` (how coarse the
+//! downsampled data read may be).
 
 use super::params::{parse_series_selector, Form};
 use super::response::ApiError;
@@ -13,6 +14,42 @@ pub struct StoreOptions {
     pub partial_response: Option<bool>,
     /// `storeMatch[]` selectors; empty: every endpoint.
     pub store_match: Vec<Vec<Matcher>>,
+    /// `max_source_resolution` as given.
+    pub requested_resolution: SourceResolution,
+    /// The coarsest resolution read, in ms (0: raw data only), once
+    /// [`StoreOptions::resolve_resolution`] applied the request's default.
+    pub max_source_resolution: i64,
+}
+
+/// The `max_source_resolution` parameter as the request gives it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourceResolution {
+    /// Not given.
+    #[default]
+    Absent,
+    /// `auto`: the request's default (a range query's step / 5).
+    Auto,
+    /// A duration, in ms.
+    Millis(i64),
+}
+
+/// Parses `max_source_resolution` with Thanos' messages.
+fn parse_source_resolution(raw: &str) -> Result<SourceResolution, ApiError> {
+    match raw {
+        "" => Ok(SourceResolution::Absent),
+        "auto" => Ok(SourceResolution::Auto),
+        _ => {
+            let ns = super::params::parse_duration(raw).map_err(|e| {
+                ApiError::bad_data(format!("'max_source_resolution' parameter: {e}"))
+            })?;
+            if ns < 0 {
+                return Err(ApiError::bad_data(
+                    "negative 'max_source_resolution' is not accepted. Try a positive integer",
+                ));
+            }
+            Ok(SourceResolution::Millis(ns / 1_000_000))
+        }
+    }
 }
 
 impl StoreOptions {
@@ -34,10 +71,27 @@ impl StoreOptions {
             .into_iter()
             .map(|s| parse_series_selector(s).map_err(ApiError::bad_data))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(StoreOptions {
+        let requested_resolution = parse_source_resolution(form.value("max_source_resolution"))?;
+        let mut opts = StoreOptions {
             partial_response,
             store_match,
-        })
+            requested_resolution,
+            max_source_resolution: 0,
+        };
+        opts.resolve_resolution(0, false);
+        Ok(opts)
+    }
+
+    /// Sets the resolution read as Thanos' `parseDownsamplingParamMillis` does: `default_ms`
+    /// when the request says `auto` or `--query.auto-downsampling` is on, a given duration
+    /// always wins, and raw data otherwise.
+    pub fn resolve_resolution(&mut self, default_ms: i64, auto_downsampling: bool) {
+        self.max_source_resolution = match self.requested_resolution {
+            SourceResolution::Millis(ms) => ms,
+            SourceResolution::Auto => default_ms,
+            SourceResolution::Absent if auto_downsampling => default_ms,
+            SourceResolution::Absent => 0,
+        };
     }
 
     /// As [`StoreOptions::from_form`], with `storeMatch[]` selectors parsed off the async
@@ -98,6 +152,36 @@ mod tests {
         assert_eq!(
             e.message,
             "'partial_response' parameter: strconv.ParseBool: parsing \"maybe\": invalid syntax"
+        );
+    }
+
+    #[test]
+    fn max_source_resolution_takes_durations_auto_and_thanos_defaults() {
+        let resolved = |q: &str, default_ms: i64, auto: bool| {
+            let mut o = opts(q).expect("parses");
+            o.resolve_resolution(default_ms, auto);
+            o.max_source_resolution
+        };
+        assert_eq!(resolved("", 60_000, false), 0);
+        assert_eq!(resolved("", 60_000, true), 60_000);
+        assert_eq!(
+            resolved("max_source_resolution=auto", 60_000, false),
+            60_000
+        );
+        assert_eq!(resolved("max_source_resolution=5m", 60_000, true), 300_000);
+        assert_eq!(resolved("max_source_resolution=1h", 0, false), 3_600_000);
+        assert_eq!(resolved("max_source_resolution=300", 0, false), 300_000);
+        assert_eq!(resolved("max_source_resolution=0s", 60_000, true), 0);
+        let e = opts("max_source_resolution=fast").expect_err("refused");
+        assert!(
+            e.message.starts_with("'max_source_resolution' parameter: "),
+            "{}",
+            e.message
+        );
+        let e = opts("max_source_resolution=-5").expect_err("refused");
+        assert_eq!(
+            e.message,
+            "negative 'max_source_resolution' is not accepted. Try a positive integer"
         );
     }
 

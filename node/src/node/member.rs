@@ -63,6 +63,13 @@ impl Component for ClusterMember {
         ));
     }
 
+    fn grpc_services(&self) -> Vec<&'static str> {
+        vec![
+            crate::server::grpc_metrics::STORE_REGISTRY,
+            crate::server::grpc_metrics::NODE_JOB_REPORTS,
+        ]
+    }
+
     fn http(&self) -> axum::Router {
         status_routes(self.http.clone())
     }

@@ -219,7 +219,13 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         leave_timeout: args.leave_timeout,
     };
     let mut server = Server::new(registry.clone())
-        .with_routes(node.grpc_routes())
+        .with_routes(
+            node.grpc_routes(),
+            &[
+                crate::server::grpc_metrics::RAFT_TRANSPORT,
+                crate::server::grpc_metrics::CLUSTER_ADMIN,
+            ],
+        )
         .with(Arc::new(member));
     for role in &roles {
         if let Some(c) = roles::component(role, &roles, &args, &node, &registry)? {

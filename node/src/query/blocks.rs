@@ -6,15 +6,15 @@ use super::skipped::{SkippedBlock, SkippedBlocks};
 use crate::http::SeriesSource;
 use async_trait::async_trait;
 use futures::StreamExt;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use promql::{QueryError, Queryable, SampleBudget, SeriesData};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use storage::block::{Block, BlockError, BlockMeta};
 use storage::bucket::fetcher::{
-    filters::system_clock, read_meta, DeletionMarkFilter, Discovered, Discovery, MetaFetcher,
-    ResolutionFilter,
+    filters::system_clock, read_meta, DeduplicateFilter, DeletionMarkFilter, Discovered, Discovery,
+    Fetched, MetaFetcher, ResolutionFilter,
 };
 use storage::bucket::Bucket;
 use storage::labels::Labels;
@@ -175,6 +175,7 @@ struct BlockSetMetrics {
     load_failures: IntCounter,
     syncs: IntCounterVec,
     index_fallbacks: IntCounterVec,
+    excluded: IntGaugeVec,
 }
 
 impl BlockSetMetrics {
@@ -210,6 +211,7 @@ impl BlockSetMetrics {
             load_failures,
             syncs,
             index_fallbacks,
+            excluded: excluded_gauge("strata_query_blocks_excluded", registry)?,
         })
     }
 }
@@ -234,17 +236,52 @@ pub fn index_discovery(max_stale: std::time::Duration) -> Discovery {
     }
 }
 
-/// The fetcher readers use: the bucket index when fresh, raw blocks, not marked for deletion
-/// longer than Thanos' delay.
+/// The fetcher the embedded querier uses: [`store_fetcher`]'s blocks, raw ones only (it reads
+/// no downsampled data).
 pub(crate) fn reader_fetcher(bucket: Arc<dyn Bucket>) -> MetaFetcher {
+    store_fetcher(bucket).with_filter(ResolutionFilter { keep: vec![0] })
+}
+
+/// The fetcher a store uses without flags: the bucket index when fresh, blocks of every
+/// resolution, not marked for deletion longer than Thanos' delay.
+pub(crate) fn store_fetcher(bucket: Arc<dyn Bucket>) -> MetaFetcher {
     MetaFetcher::new(bucket)
         .with_discovery(index_discovery(DEFAULT_INDEX_MAX_STALE))
         .with_filter(DeletionMarkFilter {
             delay_ms: IGNORE_DELETION_MARKS_DELAY_MS,
             clock: system_clock(),
         })
-        // Only raw data is read for now.
-        .with_filter(ResolutionFilter { keep: vec![0] })
+        .with_filter(DeduplicateFilter)
+}
+
+/// A gauge `name{reason}` of the bucket's blocks a filter dropped at the last sync, by the
+/// filter's reason (Thanos' `blocks_meta_synced` states: `duplicate`, `too-fresh`, ...).
+pub(crate) fn excluded_gauge(name: &str, registry: &Registry) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(
+        Opts::new(
+            name,
+            "Blocks of the bucket left out at the last sync, by the filter's reason.",
+        ),
+        &["reason"],
+    )?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+/// Sets `gauge` to what `fetched` excluded; reasons seen before and absent now read 0.
+pub(crate) fn count_excluded(gauge: &IntGaugeVec, fetched: &Fetched) {
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for reason in fetched.excluded.values() {
+        *counts.entry(reason).or_default() += 1;
+    }
+    for reason in storage::bucket::fetcher::EXCLUDED_REASONS {
+        gauge
+            .with_label_values(&[reason])
+            .set(counts.remove(reason).unwrap_or(0));
+    }
+    for (reason, n) in counts {
+        gauge.with_label_values(&[reason]).set(n);
+    }
 }
 
 /// One sync's blocks that could not be used: unreadable meta.json (no time range), and blocks
@@ -335,6 +372,7 @@ impl BlockSet {
                 .with_label_values(&[reason.as_str()])
                 .inc();
         }
+        count_excluded(&self.metrics.excluded, &fetched);
         let ranges: BTreeMap<Ulid, (i64, i64)> = fetched
             .metas
             .values()

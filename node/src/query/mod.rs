@@ -30,7 +30,7 @@ use remote::{FederatedSource, Federation, RegistryStores};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use storage::bucket::{open_existing_from_flags, open_from_flags, BucketMetrics, BucketOptions};
+use storage::bucket::{open_existing_from_flags, open_from_flags, BucketOptions};
 
 /// Flags of `strata query` (Thanos' names and Prometheus' defaults).
 #[derive(Debug, Clone, clap::Args)]
@@ -138,6 +138,10 @@ impl QueryArgs {
                 "query.replica-label".into(),
                 self.endpoints.replica_labels.join(","),
             ),
+            (
+                "query.auto-downsampling".into(),
+                self.endpoints.auto_downsampling.to_string(),
+            ),
         ]
     }
 }
@@ -226,6 +230,7 @@ pub fn build(
         registry,
         cors: Arc::new(cors),
         replica_labels: args.endpoints.replica_labels.clone(),
+        auto_downsampling: args.endpoints.auto_downsampling,
     });
     Ok(Embedded {
         state,
@@ -241,7 +246,9 @@ fn open_blocks(
     registry: &prometheus::Registry,
     must_exist: bool,
 ) -> anyhow::Result<Arc<BlockSet>> {
-    let bucket_metrics = BucketMetrics::register(registry).context("registering bucket metrics")?;
+    // The process' registry already holds the bucket metrics every role shares.
+    let bucket_metrics =
+        crate::server::self_metrics::bucket_metrics().context("building bucket metrics")?;
     let open = if must_exist {
         open_existing_from_flags
     } else {

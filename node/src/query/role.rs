@@ -52,6 +52,15 @@ impl Component for QueryRole {
         }
     }
 
+    fn grpc_services(&self) -> Vec<&'static str> {
+        use crate::server::grpc_metrics::{INFO, STORE};
+        if self.serve_store_api {
+            vec![STORE, INFO]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn http(&self) -> axum::Router {
         let api = crate::http::api_routes(self.embedded.state.clone());
         if !self.serve_rules_api {

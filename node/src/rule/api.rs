@@ -239,6 +239,7 @@ pub fn router(
         registry,
         cors: Arc::new(http::cors::CorsOrigin::new(".*")?),
         replica_labels: Vec::new(),
+        auto_downsampling: false,
     });
     let own = Router::new()
         .route("/api/v1/rules", get(rules))

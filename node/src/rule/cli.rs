@@ -241,7 +241,12 @@ async fn serve_grpc(
     routes: tonic::service::RoutesBuilder,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let server = tonic::transport::Server::builder().add_routes(routes.routes());
+    use crate::server::grpc_metrics::{init_server, GrpcMetricsLayer, INFO, RULES, STORE};
+    // Counted like every other process' gRPC server (`grpc_server_*`).
+    init_server(&[STORE, INFO, RULES]);
+    let server = tonic::transport::Server::builder()
+        .layer(GrpcMetricsLayer)
+        .add_routes(routes.routes());
     let incoming = crate::node::grpc::incoming(listener);
     let done = async move {
         let _ = stop.wait_for(|s| *s).await;

@@ -83,8 +83,9 @@ pub struct RuleNodeFlags {
     /// How long the rules' results are kept (in memory) for the API.
     #[arg(long = "tsdb.retention", default_value = "48h", value_parser = duration)]
     pub retention: Duration,
-    /// Lease of a rule group: a lost owner's groups move after it lapses; keep it below
-    /// --eval-interval so that at most one iteration is missed.
+    /// Lease of a rule group: a lost owner's groups move after it lapses, within about 1.5x
+    /// the lease; keep 1.5x it plus a few seconds below --eval-interval so that at most one
+    /// iteration is missed (node/tests/rule_cluster.rs derives the bound).
     #[arg(long = "rule.lease-duration", default_value = "15s", value_parser = duration)]
     pub lease: Duration,
 }

@@ -8,6 +8,10 @@
 //! immediate error, else from the trailers that end the body, so a streamed `Series` counts
 //! when its last frame is out; a body dropped before its trailers (the client went away) counts
 //! as `Canceled`.
+//!
+//! As go-grpc-prometheus' `InitializeMetrics` (which Thanos calls), [`init_server`] creates
+//! every series of the services a process serves at start, at 0 (`grpc_server_handled_total`
+//! for every code), so that rates and error ratios exist before the first call.
 
 use std::pin::Pin;
 use std::sync::LazyLock;
@@ -133,6 +137,66 @@ pub fn client_call(service: &'static str, method: &'static str) -> Option<Call> 
     CLIENT.as_ref().ok().map(|m| m.start(service, method))
 }
 
+/// Thanos' StoreAPI.
+pub const STORE: &str = "thanos.Store";
+/// Thanos' Info service.
+pub const INFO: &str = "thanos.info.Info";
+/// Thanos' Rules service (the ruler's groups over gRPC).
+pub const RULES: &str = "thanos.Rules";
+/// Raft's transport between members.
+pub const RAFT_TRANSPORT: &str = "strata.raft.v1.RaftTransport";
+/// Cluster administration (join, leave, status).
+pub const CLUSTER_ADMIN: &str = "strata.raft.v1.ClusterAdmin";
+/// The store registry members announce their StoreAPI to.
+pub const STORE_REGISTRY: &str = "strata.node.v1.StoreRegistry";
+/// Job reports (lease renewals, completions) to the leader, cluster side.
+pub const NODE_JOB_REPORTS: &str = "strata.node.v1.JobReports";
+/// Job reports of the compact role.
+pub const COMPACT_JOB_REPORTS: &str = "strata.jobs.v1.JobReports";
+
+/// Pre-initialises the server families for every method of `services`: started and handling
+/// time with no observation, handled at 0 for every code.
+pub fn init_server(services: &[&str]) {
+    if let Ok(m) = SERVER.as_ref() {
+        m.init(services);
+    }
+}
+
+impl GrpcMetrics {
+    fn init(&self, services: &[&str]) {
+        for &(service, method, kind) in METHODS.iter().filter(|(s, _, _)| services.contains(s)) {
+            let labels = [kind, service, method];
+            self.started.with_label_values(&labels);
+            self.seconds.with_label_values(&labels);
+            for code in ALL_CODES {
+                self.handled
+                    .with_label_values(&[kind, service, method, code_name(code)]);
+            }
+        }
+    }
+}
+
+/// Every gRPC code, as go-grpc-prometheus' `allCodes`.
+const ALL_CODES: [tonic::Code; 17] = [
+    tonic::Code::Ok,
+    tonic::Code::Cancelled,
+    tonic::Code::Unknown,
+    tonic::Code::InvalidArgument,
+    tonic::Code::DeadlineExceeded,
+    tonic::Code::NotFound,
+    tonic::Code::AlreadyExists,
+    tonic::Code::PermissionDenied,
+    tonic::Code::ResourceExhausted,
+    tonic::Code::FailedPrecondition,
+    tonic::Code::Aborted,
+    tonic::Code::OutOfRange,
+    tonic::Code::Unimplemented,
+    tonic::Code::Internal,
+    tonic::Code::Unavailable,
+    tonic::Code::DataLoss,
+    tonic::Code::Unauthenticated,
+];
+
 /// The services and methods Strata serves, so that label values stay bounded whatever paths
 /// clients send: `(service, method, grpc_type)`.
 const METHODS: &[(&str, &str, &str)] = &[
@@ -150,6 +214,9 @@ const METHODS: &[(&str, &str, &str)] = &[
     ("strata.raft.v1.ClusterAdmin", "Status", "unary"),
     ("strata.raft.v1.ClusterAdmin", "TriggerElection", "unary"),
     ("strata.node.v1.StoreRegistry", "Announce", "unary"),
+    ("strata.node.v1.JobReports", "Report", "unary"),
+    ("strata.jobs.v1.JobReports", "Report", "unary"),
+    ("thanos.Rules", "Rules", "server_stream"),
 ];
 
 fn grpc_type(service: &str, method: &str) -> &'static str {
@@ -323,6 +390,49 @@ mod tests {
         assert_eq!(grpc_type("thanos.info.Info", "Info"), "unary");
         assert_eq!(split_path("/evil.Service/x"), ("unknown", "unknown"));
         assert_eq!(split_path(""), ("unknown", "unknown"));
+    }
+
+    #[test]
+    fn every_named_service_has_methods_and_init_creates_them_at_zero() {
+        for s in [
+            STORE,
+            INFO,
+            RULES,
+            RAFT_TRANSPORT,
+            CLUSTER_ADMIN,
+            STORE_REGISTRY,
+            NODE_JOB_REPORTS,
+            COMPACT_JOB_REPORTS,
+        ] {
+            assert!(
+                METHODS.iter().any(|(m, _, _)| *m == s),
+                "{s} has no methods"
+            );
+        }
+        let m = GrpcMetrics::new("server").expect("metrics");
+        m.init(&[STORE, INFO]);
+        let r = Registry::new();
+        m.register(&r).expect("register");
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&r.gather())
+            .expect("encode");
+        let series = |family: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{family}{{")))
+                .collect::<Vec<_>>()
+        };
+        // Store has four methods and Info one; every code of each, all at 0.
+        let handled = series("grpc_server_handled_total");
+        assert_eq!(handled.len(), 5 * 17, "{text}");
+        assert!(handled.iter().all(|l| l.ends_with(" 0")), "{text}");
+        assert!(handled.contains(
+            &"grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Series\",grpc_service=\"thanos.Store\",grpc_type=\"server_stream\"} 0"
+        ), "{text}");
+        assert_eq!(series("grpc_server_started_total").len(), 5, "{text}");
+        assert!(
+            !text.contains("RaftTransport"),
+            "only the services asked for: {text}"
+        );
     }
 
     #[test]

@@ -44,6 +44,12 @@ pub trait Component: Send + Sync + 'static {
     /// Adds the role's gRPC services to the process' one gRPC server.
     fn grpc(&self, _routes: &mut RoutesBuilder) {}
 
+    /// The full names of the services [`Component::grpc`] adds (`grpc_metrics::STORE`, ...),
+    /// whose metrics the server creates at start.
+    fn grpc_services(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     /// The role's HTTP routes, merged into the process' one HTTP server; no fallback (the
     /// server has one).
     fn http(&self) -> axum::Router {
@@ -115,6 +121,7 @@ pub struct Server {
     components: Vec<Arc<dyn Component>>,
     registry: prometheus::Registry,
     extra_routes: Option<tonic::service::Routes>,
+    extra_services: Vec<&'static str>,
 }
 
 impl Server {
@@ -124,6 +131,7 @@ impl Server {
             components: Vec::new(),
             registry,
             extra_routes: None,
+            extra_services: Vec::new(),
         }
     }
 
@@ -133,9 +141,15 @@ impl Server {
         self
     }
 
-    /// gRPC routes that belong to no component (Raft's transport and admin services).
-    pub fn with_routes(mut self, routes: tonic::service::Routes) -> Self {
+    /// gRPC routes that belong to no component (Raft's transport and admin services), and the
+    /// names of their services.
+    pub fn with_routes(
+        mut self,
+        routes: tonic::service::Routes,
+        services: &[&'static str],
+    ) -> Self {
         self.extra_routes = Some(routes);
+        self.extra_services = services.to_vec();
         self
     }
 
@@ -162,6 +176,12 @@ impl Server {
             .layer(axum::middleware::from_fn(crate::http::metrics::instrument));
 
         let (servers_tx, servers_rx) = watch::channel(false);
+        if listeners.grpc.is_some() {
+            grpc_metrics::init_server(&self.extra_services);
+            for c in &self.components {
+                grpc_metrics::init_server(&c.grpc_services());
+            }
+        }
         let grpc = listeners.grpc.map(|listener| {
             let mut stop = servers_rx.clone();
             let server = tonic::transport::Server::builder()

@@ -1,6 +1,6 @@
 //! The metrics every Strata process exposes about itself, whatever its roles: process
-//! metrics, `strata_build_info`, HTTP requests, gRPC server and client calls and the PromQL
-//! engine's queries. [`registry`] makes a process' registry with all of them; the roles add
+//! metrics, `strata_build_info`, HTTP requests, gRPC server and client calls, bucket operations
+//! (one set for every bucket any role opens) and the PromQL engine's queries. [`registry`] makes a process' registry with all of them; the roles add
 //! their own.
 //!
 //! The families are one set per process (statics), because the code that records them (the
@@ -9,6 +9,7 @@
 use std::sync::LazyLock;
 
 use prometheus::{HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
+use storage::bucket::BucketMetrics;
 
 use super::grpc_metrics;
 use super::process_metrics::ProcessCollector;
@@ -67,6 +68,17 @@ impl EngineMetrics {
 pub static ENGINE: LazyLock<Result<EngineMetrics, prometheus::Error>> =
     LazyLock::new(EngineMetrics::new);
 
+/// This process' bucket operation metrics (`strata_objstore_bucket_*`), shared by every role
+/// that opens a bucket, so that a node's store, compact and query roles all count in the one
+/// registry `/metrics` serves.
+static BUCKET: LazyLock<Result<BucketMetrics, prometheus::Error>> =
+    LazyLock::new(BucketMetrics::new);
+
+/// The bucket metrics to open this process' buckets with.
+pub fn bucket_metrics() -> Result<BucketMetrics, prometheus::Error> {
+    shared(&*BUCKET).cloned()
+}
+
 /// A fresh registry holding every self-monitoring family of this process.
 pub fn registry() -> Result<Registry, prometheus::Error> {
     let r = Registry::new();
@@ -75,6 +87,7 @@ pub fn registry() -> Result<Registry, prometheus::Error> {
     shared(&*crate::http::metrics::HTTP)?.register(&r)?;
     shared(&*grpc_metrics::SERVER)?.register(&r)?;
     shared(&*grpc_metrics::CLIENT)?.register(&r)?;
+    shared(&*BUCKET)?.register_in(&r)?;
     let engine = shared(&*ENGINE)?;
     r.register(Box::new(engine.queries.clone()))?;
     r.register(Box::new(engine.concurrent_max.clone()))?;

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use storage::bucket::{open_from_flags, Bucket, BucketMetrics, BucketOptions};
+use storage::bucket::{open_from_flags, Bucket, BucketOptions};
 use tokio::sync::watch;
 use tonic::service::RoutesBuilder;
 
@@ -127,7 +127,8 @@ pub async fn run_cli(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let limit_min = parse_min_time(&args.min_time, now_ms()).map_err(anyhow::Error::msg)?;
     let registry = crate::server::self_metrics::registry().context("registering self metrics")?;
     let bucket = if args.objstore_config_file.is_some() || args.objstore_config.is_some() {
-        let metrics = BucketMetrics::register(&registry).context("registering bucket metrics")?;
+        let metrics =
+            crate::server::self_metrics::bucket_metrics().context("building bucket metrics")?;
         let b = open_from_flags(
             args.objstore_config_file.as_deref(),
             args.objstore_config.as_deref(),
@@ -346,6 +347,13 @@ impl Component for Sidecar {
         let store = store::SidecarStore::new(self.client.clone(), self.state.clone());
         routes.add_service(store.store_server());
         routes.add_service(store.info_server());
+    }
+
+    fn grpc_services(&self) -> Vec<&'static str> {
+        vec![
+            crate::server::grpc_metrics::STORE,
+            crate::server::grpc_metrics::INFO,
+        ]
     }
 
     fn is_ready(&self) -> bool {

@@ -1,5 +1,6 @@
-//! The store role's blocks: every raw block of the bucket, kept in step with the bucket by
-//! periodic syncs (the store gateway's meta sync).
+//! The store role's blocks: every block of the bucket, raw and downsampled, kept in step with
+//! the bucket by periodic syncs (the store gateway's meta sync). Series requests read the
+//! resolution they ask for (`super::resolution`); label requests read every block.
 //!
 //! Blocks come from the shared metadata fetcher: the compactor's bucket index when it is fresh
 //! (one GET per sync), else a listing of the bucket; deletion marks honoured after Thanos' 24 h
@@ -15,14 +16,15 @@
 //! Which blocks are the store's is the fetcher's business (`flags.rs` builds it from Thanos'
 //! flags: time window, selector relabelling, consistency delay, deletion marks); the time
 //! window also clamps what Info advertises and what requests may read.
-//!
-//! Unfinished: downsampled blocks are skipped (no aggregate chunks over the wire yet).
 
 use super::opener::BlockOpener;
-use crate::query::blocks::{reader_fetcher, skipped_at_sync, OPEN_CONCURRENCY};
+use super::resolution::{get_for, Span};
+use crate::query::blocks::{
+    count_excluded, excluded_gauge, skipped_at_sync, store_fetcher, OPEN_CONCURRENCY,
+};
 use crate::query::skipped::{SkippedBlock, SkippedBlocks};
 use futures::StreamExt;
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -208,6 +210,8 @@ pub struct Catalog {
     index_cache: IntGauge,
     syncs: IntCounterVec,
     index_fallbacks: IntCounterVec,
+    /// Blocks a filter dropped at the last sync, by reason (`duplicate`, `too-fresh`, ...).
+    excluded: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -220,11 +224,11 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// An empty, not yet ready catalog over `bucket` with the readers' default filters and no
-    /// time window; its metrics go to `registry`.
+    /// An empty, not yet ready catalog over `bucket` with the readers' default filters (every
+    /// resolution) and no time window; its metrics go to `registry`.
     pub fn new(bucket: Arc<dyn Bucket>, registry: &Registry) -> Result<Self, prometheus::Error> {
         let options = CatalogOptions {
-            fetcher: reader_fetcher(bucket.clone()),
+            fetcher: store_fetcher(bucket.clone()),
             window: TimeWindow::unbounded(),
             header_dir: None,
             index_cache_bytes: u64::MAX,
@@ -295,6 +299,7 @@ impl Catalog {
             index_cache,
             syncs,
             index_fallbacks,
+            excluded: excluded_gauge("strata_store_blocks_excluded", registry)?,
         })
     }
 
@@ -327,6 +332,45 @@ impl Catalog {
             .filter(|b| b.overlaps(mint, maxt))
             .cloned()
             .collect();
+        self.opened(blocks).await
+    }
+
+    /// The blocks a Series request over `[mint, maxt]` reads at `max_resolution` (ms; 0 is
+    /// raw only): per external label set, Thanos' choice of the coarsest blocks allowed with
+    /// gaps filled by finer ones; opened as [`Catalog::overlapping`] opens them.
+    pub async fn for_resolution(
+        &self,
+        mint: i64,
+        maxt: i64,
+        max_resolution: i64,
+    ) -> Vec<Arc<StoreBlock>> {
+        let mut by_labels: BTreeMap<&Labels, Vec<&Arc<StoreBlock>>> = BTreeMap::new();
+        let snapshot = self.snapshot();
+        for b in snapshot.values() {
+            by_labels.entry(&b.external).or_default().push(b);
+        }
+        let mut chosen: Vec<Arc<StoreBlock>> = Vec::new();
+        for group in by_labels.values() {
+            let spans: Vec<Span> = group
+                .iter()
+                .map(|b| Span {
+                    min_time: b.meta.min_time,
+                    max_time: b.meta.max_time,
+                    resolution: b.meta.resolution(),
+                })
+                .collect();
+            chosen.extend(
+                get_for(&spans, mint, maxt, max_resolution)
+                    .into_iter()
+                    .map(|i| group[i].clone()),
+            );
+        }
+        chosen.sort_by_key(|b| b.meta.ulid);
+        self.opened(chosen).await
+    }
+
+    /// `blocks`, those not opened yet opened; the ones that fail are skipped from then on.
+    async fn opened(&self, blocks: Vec<Arc<StoreBlock>>) -> Vec<Arc<StoreBlock>> {
         let unchecked: Vec<Arc<StoreBlock>> =
             blocks.iter().filter(|b| !b.is_checked()).cloned().collect();
         let failed = open_unchecked(unchecked).await;
@@ -426,6 +470,7 @@ impl Catalog {
                 .with_label_values(&[reason.as_str()])
                 .inc();
         }
+        count_excluded(&self.excluded, &fetched);
         let (next, meta_failures) = self.served(fetched);
         self.publish(next.clone());
         if !self.ready.swap(true, Ordering::SeqCst) {
@@ -477,8 +522,8 @@ impl Catalog {
         Ok(())
     }
 
-    /// The blocks a fetch keeps, raw ones only, reusing the blocks already served (and their
-    /// open state); with the meta.json failures of the fetch.
+    /// The blocks a fetch keeps, reusing the blocks already served (and their open state);
+    /// with the meta.json failures of the fetch.
     fn served(
         &self,
         fetched: Fetched,
@@ -488,13 +533,6 @@ impl Catalog {
         let next = fetched
             .metas
             .into_values()
-            .filter(|m| {
-                let raw = m.resolution() == 0;
-                if !raw {
-                    tracing::debug!(block = %m.ulid, "skipping downsampled block");
-                }
-                raw
-            })
             .map(|m| {
                 let block = current.get(&m.ulid).cloned().unwrap_or_else(|| {
                     Arc::new(StoreBlock::new(m, from_index, self.opener.clone()))

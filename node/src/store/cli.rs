@@ -32,7 +32,7 @@ pub struct StoreArgs {
 /// Runs the store gateway until SIGINT or SIGTERM.
 pub async fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let registry = crate::server::self_metrics::registry().context("registering self metrics")?;
-    let bucket = args.objstore.open_existing_in(&registry)?;
+    let bucket = args.objstore.open_existing()?;
     let blocks = crate::ui::blocks_api::BlocksApi::new(bucket.clone());
     let role = StoreRole::with_gateway(bucket, &args.objstore.data_dir, &registry, &args.gateway)?;
     let listeners = Listeners::bind(&args.http_address, &args.grpc_address).await?;
@@ -95,6 +95,13 @@ impl Component for StoreRole {
     fn grpc(&self, routes: &mut RoutesBuilder) {
         routes.add_service(self.service.store_server());
         routes.add_service(self.service.info_server());
+    }
+
+    fn grpc_services(&self) -> Vec<&'static str> {
+        vec![
+            crate::server::grpc_metrics::STORE,
+            crate::server::grpc_metrics::INFO,
+        ]
     }
 
     fn is_ready(&self) -> bool {

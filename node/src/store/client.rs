@@ -4,7 +4,7 @@
 //! The channel connects lazily and reconnects by itself, so one [`StoreEndpoint`] per address
 //! lives as long as the address is a store source.
 
-use super::convert::{decode_chunks, labels_from_pb, matcher_to_pb, ConvertError};
+use super::convert::{decode_chunks_as, labels_from_pb, matcher_to_pb, ConvertError, Resolution};
 use crate::server::grpc_metrics::{client_call, Call};
 use promql::SeriesData;
 use proto::thanos::info::info_client::InfoClient;
@@ -213,12 +213,28 @@ impl StoreEndpoint {
         maxt: i64,
         skip_chunks: bool,
     ) -> Result<SeriesAnswer, ClientError> {
+        self.series_at(matchers, mint, maxt, skip_chunks, Resolution::RAW)
+            .await
+    }
+
+    /// [`StoreEndpoint::series`] at a resolution: downsampled chunks are asked as the
+    /// aggregates `res.read` needs and decoded to samples from them.
+    pub async fn series_at(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        skip_chunks: bool,
+        res: Resolution,
+    ) -> Result<SeriesAnswer, ClientError> {
         let req = pb::SeriesRequest {
             min_time: mint,
             max_time: maxt,
             matchers: matchers.iter().map(matcher_to_pb).collect(),
             skip_chunks,
             response_batch_size: RESPONSE_BATCH_SIZE,
+            max_resolution_window: res.max_window,
+            aggregates: res.read.to_pb(),
             ..Default::default()
         };
         // Handled once the stream ends or fails; dropped mid-stream (the query was cancelled),
@@ -234,7 +250,7 @@ impl StoreEndpoint {
         let mut stream = opened.into_inner();
         let mut call = call;
         let mut answer = SeriesAnswer::default();
-        let mut decoding = Decoding::new(self.address.clone(), mint, maxt, skip_chunks);
+        let mut decoding = Decoding::new(self.address.clone(), mint, maxt, skip_chunks, res);
         // A series may span consecutive frames: gather its chunks until the labels change.
         let mut current: Option<(Vec<pb::Label>, Vec<pb::AggrChunk>)> = None;
         while let Some(frame) = stream.message().await.map_err(|s| {
@@ -325,6 +341,7 @@ struct Decoding {
     mint: i64,
     maxt: i64,
     skip_chunks: bool,
+    res: Resolution,
     group: Vec<RawSeries>,
     /// Tasks by group number; results are put back in that order.
     tasks: tokio::task::JoinSet<(usize, Result<Vec<SeriesData>, ClientError>)>,
@@ -332,12 +349,13 @@ struct Decoding {
 }
 
 impl Decoding {
-    fn new(address: String, mint: i64, maxt: i64, skip_chunks: bool) -> Self {
+    fn new(address: String, mint: i64, maxt: i64, skip_chunks: bool, res: Resolution) -> Self {
         Decoding {
             address: address.into(),
             mint,
             maxt,
             skip_chunks,
+            res,
             group: Vec::new(),
             tasks: tokio::task::JoinSet::new(),
             spawned: 0,
@@ -348,10 +366,10 @@ impl Decoding {
         self.group.push(series);
         if self.group.len() >= DECODE_GROUP && !self.skip_chunks {
             let group = std::mem::take(&mut self.group);
-            let (address, mint, maxt, n) =
-                (self.address.clone(), self.mint, self.maxt, self.spawned);
+            let (address, mint, maxt, res, n) =
+                (self.address.clone(), self.mint, self.maxt, self.res, self.spawned);
             self.tasks
-                .spawn(async move { (n, decode_group(&address, group, mint, maxt, false)) });
+                .spawn(async move { (n, decode_group(&address, group, mint, maxt, false, res)) });
             self.spawned += 1;
         }
     }
@@ -364,6 +382,7 @@ impl Decoding {
             self.mint,
             self.maxt,
             self.skip_chunks,
+            self.res,
         );
         if self.spawned == 0 {
             return last;
@@ -395,6 +414,7 @@ fn decode_group(
     mint: i64,
     maxt: i64,
     skip_chunks: bool,
+    res: Resolution,
 ) -> Result<Vec<SeriesData>, ClientError> {
     let mut out = Vec::with_capacity(group.len());
     for (labels, chunks) in group {
@@ -406,7 +426,7 @@ fn decode_group(
             });
             continue;
         }
-        match decode_chunks(&chunks, mint, maxt) {
+        match decode_chunks_as(&chunks, mint, maxt, res.read) {
             Ok(samples) if samples.is_empty() => {}
             Ok(samples) => out.push(SeriesData { labels, samples }),
             Err(source) => {
@@ -468,7 +488,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn series_decoded_by_several_tasks_come_back_in_arrival_order() {
         let n = DECODE_GROUP * 3 + 17;
-        let mut d = Decoding::new("store:1".into(), 10, 20, false);
+        let mut d = Decoding::new("store:1".into(), 10, 20, false, Resolution::RAW);
         for s in raw_series(n) {
             d.push(s);
         }
@@ -485,7 +505,7 @@ mod tests {
     async fn a_bad_chunk_in_any_group_fails_the_answer_naming_store_and_series() {
         let mut series = raw_series(DECODE_GROUP * 2);
         series[5].1[0].raw.as_mut().expect("raw").data = vec![0xff; 3];
-        let mut d = Decoding::new("store:1".into(), 0, 20, false);
+        let mut d = Decoding::new("store:1".into(), 0, 20, false, Resolution::RAW);
         for s in series {
             d.push(s);
         }

@@ -1,11 +1,13 @@
 //! Conversions between the StoreAPI's wire messages and Strata's types: labels, matchers and
-//! chunks (raw XOR chunks travel exactly as a block stores them, sample-count header included).
+//! chunks (raw XOR chunks travel exactly as a block stores them, sample-count header included;
+//! downsampled chunks travel as the requested aggregates' sub-chunks, as Thanos sends them).
 
 use proto::thanos::{self as pb, label_matcher, AggrChunk};
 use storage::block::tombstones::Intervals;
 use storage::chunkenc::xor::XorAppender;
 use storage::chunkenc::XorIterator;
 use storage::chunkenc::{Chunk, ChunkError, Encoding};
+use storage::downsample::{apply_counter_resets, AggrError, AggrType};
 use storage::labels::{Label, Labels};
 use storage::matcher::{MatchKind, Matcher, MatcherError};
 
@@ -33,6 +35,19 @@ pub enum ConvertError {
         min_time: i64,
         /// Last timestamp of the chunk.
         max_time: i64,
+    },
+    /// A request names an aggregate the StoreAPI does not define.
+    #[error("unknown aggregate {0} in the request (known: 0 raw to 5 counter)")]
+    UnknownAggregate(i32),
+    /// A downsampled chunk lacks the aggregate the query reads.
+    #[error("downsampled chunk {min_time}..{max_time} has no {aggr} aggregate")]
+    MissingAggregate {
+        /// First timestamp of the chunk.
+        min_time: i64,
+        /// Last timestamp of the chunk.
+        max_time: i64,
+        /// The aggregate wanted.
+        aggr: AggrType,
     },
     /// A chunk's data does not decode.
     #[error("chunk {min_time}..{max_time}: {source}")]
@@ -154,6 +169,225 @@ pub fn trim_deleted(
         app.append(t, v)?;
     }
     Ok(Some((app.finish(), min_time, max_time)))
+}
+
+/// What a querier reads of downsampled data, chosen by the PromQL function over the selector
+/// (Thanos' `aggrsFromFunc`); raw chunks are read as they are whatever the choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggrRead {
+    /// Samples per window (`count`, `count_*`).
+    Count,
+    /// Sums per window (`sum_*`; `sum` itself reads the average).
+    Sum,
+    /// Minimum per window (`min`, `min_*`).
+    Min,
+    /// Maximum per window (`max`, `max_*`).
+    Max,
+    /// The counter with resets applied (`rate`, `increase`, `irate`, `resets`).
+    Counter,
+    /// Sum / count per window: everything else.
+    Average,
+}
+
+impl AggrRead {
+    /// Thanos' `aggrsFromFunc` over Prometheus' `hints.Func`.
+    pub fn for_func(func: Option<&str>) -> Self {
+        let f = func.unwrap_or("");
+        let is = |name: &str| f == name || f.strip_prefix(name).is_some_and(|r| r.starts_with('_'));
+        if is("min") {
+            AggrRead::Min
+        } else if is("max") {
+            AggrRead::Max
+        } else if is("count") {
+            AggrRead::Count
+        } else if f.starts_with("sum_") {
+            AggrRead::Sum
+        } else if matches!(f, "increase" | "rate" | "irate" | "resets") {
+            AggrRead::Counter
+        } else {
+            AggrRead::Average
+        }
+    }
+
+    /// The aggregates asked of stores (`SeriesRequest.aggregates`).
+    pub fn to_pb(self) -> Vec<i32> {
+        let one = |a: pb::Aggr| vec![a as i32];
+        match self {
+            AggrRead::Count => one(pb::Aggr::Count),
+            AggrRead::Sum => one(pb::Aggr::Sum),
+            AggrRead::Min => one(pb::Aggr::Min),
+            AggrRead::Max => one(pb::Aggr::Max),
+            AggrRead::Counter => one(pb::Aggr::Counter),
+            AggrRead::Average => vec![pb::Aggr::Count as i32, pb::Aggr::Sum as i32],
+        }
+    }
+}
+
+/// What a Series request reads: blocks up to `max_window` ms of resolution (0: raw only,
+/// Thanos' `max_resolution_window`), and of downsampled chunks the aggregate `read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolution {
+    /// Coarsest resolution allowed, in ms.
+    pub max_window: i64,
+    /// What downsampled chunks are read as.
+    pub read: AggrRead,
+}
+
+impl Resolution {
+    /// Raw data only.
+    pub const RAW: Resolution = Resolution {
+        max_window: 0,
+        read: AggrRead::Average,
+    };
+}
+
+/// The aggregates a `SeriesRequest` asks for; `RAW` is ignored as Thanos does, an unknown
+/// value is an error. None asked: count and sum, what Thanos' querier asks by default.
+pub fn aggregates_from_pb(aggrs: &[i32]) -> Result<Vec<AggrType>, ConvertError> {
+    let mut out = Vec::new();
+    for &a in aggrs {
+        let t = match pb::Aggr::try_from(a) {
+            Ok(pb::Aggr::Raw) => continue,
+            Ok(pb::Aggr::Count) => AggrType::Count,
+            Ok(pb::Aggr::Sum) => AggrType::Sum,
+            Ok(pb::Aggr::Min) => AggrType::Min,
+            Ok(pb::Aggr::Max) => AggrType::Max,
+            Ok(pb::Aggr::Counter) => AggrType::Counter,
+            Err(_) => return Err(ConvertError::UnknownAggregate(a)),
+        };
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    if out.is_empty() {
+        out = vec![AggrType::Count, AggrType::Sum];
+    }
+    Ok(out)
+}
+
+/// A stored aggregate chunk (the data of a 0xff record) as an `AggrChunk` carrying the
+/// `aggrs` sub-chunks (Thanos' `populateChunk`); an aggregate the chunk lacks is an error.
+pub fn aggr_chunk_to_pb(
+    chunk: &storage::downsample::AggrChunk,
+    min_time: i64,
+    max_time: i64,
+    aggrs: &[AggrType],
+) -> Result<AggrChunk, AggrError> {
+    let parts = chunk.parts()?;
+    let mut out = AggrChunk {
+        min_time,
+        max_time,
+        ..Default::default()
+    };
+    for &a in aggrs {
+        let c = parts[a.index()].as_ref().ok_or(AggrError::NotExist(a))?;
+        let wire = Some(pb::Chunk {
+            r#type: encoding_to_pb(c.encoding) as i32,
+            data: c.data.to_vec(),
+            hash: 0,
+        });
+        match a {
+            AggrType::Count => out.count = wire,
+            AggrType::Sum => out.sum = wire,
+            AggrType::Min => out.min = wire,
+            AggrType::Max => out.max = wire,
+            AggrType::Counter => out.counter = wire,
+        }
+    }
+    Ok(out)
+}
+
+fn wire_samples(c: &AggrChunk, wire: &pb::Chunk) -> Result<Vec<(i64, f64)>, ConvertError> {
+    let encoding = match pb::chunk::Encoding::try_from(wire.r#type) {
+        Ok(pb::chunk::Encoding::Xor) => Encoding::Xor,
+        Ok(pb::chunk::Encoding::Histogram) => Encoding::Histogram,
+        Ok(pb::chunk::Encoding::FloatHistogram) => Encoding::FloatHistogram,
+        Err(_) => return Err(ConvertError::UnknownEncoding(wire.r#type)),
+    };
+    Chunk::new(encoding, wire.data.clone())
+        .samples()
+        .map_err(|source| ConvertError::Chunk {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            source,
+        })
+}
+
+/// The samples of one chunk as `read` wants them: raw data as it is, else the aggregate
+/// (Thanos' `getFirstIterator(aggregate, raw)`), or sum / count per window for an average.
+fn chunk_samples(c: &AggrChunk, read: AggrRead) -> Result<Vec<(i64, f64)>, ConvertError> {
+    if let Some(raw) = &c.raw {
+        return wire_samples(c, raw);
+    }
+    let (field, aggr) = match read {
+        AggrRead::Count => (&c.count, AggrType::Count),
+        AggrRead::Sum => (&c.sum, AggrType::Sum),
+        AggrRead::Min => (&c.min, AggrType::Min),
+        AggrRead::Max => (&c.max, AggrType::Max),
+        AggrRead::Counter => (&c.counter, AggrType::Counter),
+        AggrRead::Average => {
+            let missing = |aggr| ConvertError::MissingAggregate {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                aggr,
+            };
+            let sum = wire_samples(c, c.sum.as_ref().ok_or_else(|| missing(AggrType::Sum))?)?;
+            let count = wire_samples(c, c.count.as_ref().ok_or_else(|| missing(AggrType::Count))?)?;
+            // Thanos' AverageChunkIterator: the two sub-chunks have the same timestamps.
+            return Ok(sum
+                .into_iter()
+                .zip(count)
+                .filter(|((ts, _), (tc, _))| ts == tc)
+                .map(|((t, s), (_, n))| (t, s / n))
+                .collect());
+        }
+    };
+    let wire = field.as_ref().ok_or(ConvertError::MissingAggregate {
+        min_time: c.min_time,
+        max_time: c.max_time,
+        aggr,
+    })?;
+    wire_samples(c, wire)
+}
+
+/// Decodes a series' chunks, raw or downsampled, into its samples in `[mint, maxt]` as `read`
+/// wants them; the counter aggregate goes through Thanos' counter-reset iterator (chunks in
+/// time order, resets applied), everything else merges as [`decode_chunks`] does. A series of
+/// raw chunks only decodes exactly as [`decode_chunks`].
+pub fn decode_chunks_as(
+    chunks: &[AggrChunk],
+    mint: i64,
+    maxt: i64,
+    read: AggrRead,
+) -> Result<Vec<(i64, f64)>, ConvertError> {
+    if chunks.iter().all(|c| c.raw.is_some()) {
+        return decode_chunks(chunks, mint, maxt);
+    }
+    let in_range = |s: Vec<(i64, f64)>| -> Vec<(i64, f64)> {
+        s.into_iter()
+            .filter(|(t, _)| *t >= mint && *t <= maxt)
+            .collect()
+    };
+    let mut runs = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        if read != AggrRead::Counter && (c.max_time < mint || c.min_time > maxt) {
+            continue;
+        }
+        runs.push(chunk_samples(c, read)?);
+    }
+    if read == AggrRead::Counter {
+        // Resets are counted from the series' first chunk on, then the range is cut.
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        order.sort_by_key(|&i| (chunks[i].min_time, chunks[i].max_time));
+        let sorted = order
+            .into_iter()
+            .map(|i| std::mem::take(&mut runs[i]))
+            .collect();
+        return Ok(in_range(apply_counter_resets(sorted)));
+    }
+    Ok(crate::query::merge::merge_samples(
+        runs.into_iter().map(in_range).collect(),
+    ))
 }
 
 /// Decodes a series' raw chunks into its samples in `[mint, maxt]`, in time order; chunks that
@@ -330,6 +564,87 @@ mod tests {
         };
         let e = decode_chunks(&[c], 0, 10).expect_err("refused");
         assert!(e.to_string().contains("downsampled"), "{e}");
+    }
+
+    /// A counter growing 60 per minute, resetting (to 60) at samples 100 and 250, as the
+    /// 5m aggregate chunks of `downsample_raw_loop` in `chunks` pieces.
+    fn counter_chunks(chunks: usize) -> (Vec<(i64, f64)>, Vec<AggrChunk>) {
+        let mut v = 0.0;
+        let raw: Vec<(i64, f64)> = (0..400i64)
+            .map(|i| {
+                v = if i == 100 || i == 250 { 60.0 } else { v + 60.0 };
+                ((i + 1) * 60_000 - 1, v)
+            })
+            .collect();
+        let wire = storage::downsample::window::downsample_raw_loop(&raw, 300_000, chunks)
+            .expect("downsample")
+            .into_iter()
+            .map(|m| {
+                aggr_chunk_to_pb(&m.chunk, m.min_time, m.max_time, &[AggrType::Counter])
+                    .expect("counter set")
+            })
+            .collect();
+        (raw, wire)
+    }
+
+    #[test]
+    fn the_counter_aggregate_decodes_to_one_monotonic_counter_across_resets_and_chunks() {
+        for pieces in [1, 3] {
+            let (raw, mut wire) = counter_chunks(pieces);
+            // Stores may send chunks out of order; the reader orders them.
+            wire.reverse();
+            let got = decode_chunks_as(&wire, 0, i64::MAX, AggrRead::Counter).expect("decode");
+            assert!(
+                got.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+                "{got:?}"
+            );
+            // Every point lies on the reset-corrected line: 60 per minute from the first sample.
+            for (t, v) in &got {
+                let minutes = (t + 1 - raw[0].0 - 1) / 60_000;
+                assert_eq!(*v, 60.0 * (minutes + 1) as f64, "at {t} ({pieces} chunks)");
+            }
+            assert_eq!(got.last().map(|p| p.0), raw.last().map(|p| p.0));
+        }
+    }
+
+    #[test]
+    fn functions_pick_aggregates_as_thanos_does() {
+        let cases = [
+            ("min", AggrRead::Min),
+            ("min_over_time", AggrRead::Min),
+            ("max_over_time", AggrRead::Max),
+            ("count", AggrRead::Count),
+            ("count_values", AggrRead::Count),
+            ("sum_over_time", AggrRead::Sum),
+            ("sum", AggrRead::Average),
+            ("rate", AggrRead::Counter),
+            ("resets", AggrRead::Counter),
+            ("avg_over_time", AggrRead::Average),
+            ("minute", AggrRead::Average),
+        ];
+        for (f, want) in cases {
+            assert_eq!(AggrRead::for_func(Some(f)), want, "{f}");
+        }
+        assert_eq!(AggrRead::for_func(None), AggrRead::Average);
+        assert_eq!(
+            AggrRead::Average.to_pb(),
+            vec![pb::Aggr::Count as i32, pb::Aggr::Sum as i32]
+        );
+    }
+
+    #[test]
+    fn a_chunk_without_the_aggregate_read_is_an_error_naming_it() {
+        let (_, wire) = counter_chunks(1);
+        let e = decode_chunks_as(&wire, 0, i64::MAX, AggrRead::Max).expect_err("no max");
+        assert!(e.to_string().contains("no max aggregate"), "{e}");
+        assert!(matches!(
+            aggregates_from_pb(&[7]),
+            Err(ConvertError::UnknownAggregate(7))
+        ));
+        assert_eq!(
+            aggregates_from_pb(&[0, 3, 3]).expect("known"),
+            vec![AggrType::Min]
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `strata store` and the store role of `strata node`.
 
 use super::catalog::{Catalog, CatalogOptions, TimeWindow, TimeWindowFilter};
+use super::pool::ChunkPool;
 use super::server::{SeriesLimits, StoreService, DEFAULT_FRAME_BYTES};
 use crate::query::blocks::index_discovery;
 use anyhow::Context;
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use storage::bucket::fetcher::filters::system_clock;
 use storage::bucket::fetcher::{
-    ConsistencyDelayFilter, DeletionMarkFilter, MetaFetcher, RelabelConfig, RelabelFilter,
-    ResolutionFilter,
+    ConsistencyDelayFilter, DeduplicateFilter, DeletionMarkFilter, MetaFetcher, RelabelConfig,
+    RelabelFilter,
 };
 use storage::bucket::Bucket;
 
@@ -54,6 +55,10 @@ pub struct StoreGatewayFlags {
     /// beyond it are reopened from their header on local disk when a query needs them.
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
     pub index_cache_size: u64,
+    /// Most bytes of chunk data all Series requests hold at once; a request waits for its
+    /// share, and one that could never fit fails with ResourceExhausted.
+    #[arg(long = "chunk-pool-size", default_value = "2GB", value_parser = parse_bytes)]
+    pub chunk_pool_size: u64,
     /// Read the blocks from the compactor's bucket index (one request per sync) while it is at
     /// most this old; older, missing or corrupt, list the bucket. 0s always lists.
     #[arg(long = "bucket-index.max-stale-period", default_value = "1h", value_parser = crate::flags::parse_duration)]
@@ -175,8 +180,8 @@ impl StoreGatewayFlags {
     }
 
     /// The block fetcher with the store's filters, in Thanos' order: time window, selector
-    /// relabelling, consistency delay, deletion marks; then raw blocks only (downsampled
-    /// blocks are not served yet).
+    /// relabelling, consistency delay, deletion marks, duplicates (blocks whose sources a
+    /// compacted block holds); blocks of every resolution are served.
     pub fn fetcher(&self, bucket: Arc<dyn Bucket>) -> anyhow::Result<MetaFetcher> {
         let mut f = MetaFetcher::new(bucket)
             .with_discovery(index_discovery(self.bucket_index_max_stale))
@@ -193,7 +198,7 @@ impl StoreGatewayFlags {
             delay_ms: millis(self.ignore_deletion_marks_delay),
             clock: system_clock(),
         })
-        .with_filter(ResolutionFilter { keep: vec![0] }))
+        .with_filter(DeduplicateFilter))
     }
 
     /// The request limits.
@@ -221,8 +226,13 @@ impl StoreGatewayFlags {
         let catalog = Catalog::with_options(bucket, options, registry)
             .context("registering store metrics")?;
         let catalog = Arc::new(catalog);
-        let service =
-            StoreService::new(catalog.clone(), DEFAULT_FRAME_BYTES).with_limits(self.limits());
+        anyhow::ensure!(
+            self.chunk_pool_size > 0,
+            "--chunk-pool-size is 0: no Series request could read chunks"
+        );
+        let service = StoreService::new(catalog.clone(), DEFAULT_FRAME_BYTES)
+            .with_limits(self.limits())
+            .with_chunk_pool(ChunkPool::new(self.chunk_pool_size));
         Ok((catalog, service))
     }
 }
@@ -256,6 +266,7 @@ mod tests {
         assert_eq!(g.consistency_delay, Duration::ZERO);
         assert_eq!((g.request_series, g.request_samples), (0, 0));
         assert_eq!(g.index_cache_size, 250 << 20);
+        assert_eq!(g.chunk_pool_size, 2 << 30);
         assert_eq!(g.bucket_index_max_stale, Duration::from_secs(3600));
         assert!(g.relabel().expect("no rules").is_empty());
     }

@@ -3,7 +3,7 @@
 //! stored; then cut into frames under the size limit.
 
 use super::catalog::StoreBlock;
-use super::convert::{chunk_to_pb, labels_to_pb, trim_deleted};
+use super::convert::{aggr_chunk_to_pb, chunk_to_pb, labels_to_pb, trim_deleted};
 use crate::query::merge::{match_external, ExternalMatch};
 use prost::Message as _;
 use proto::thanos::{AggrChunk, Series};
@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use storage::block::index::ChunkMeta;
 use storage::block::{Block, BlockError, FileLocation};
+use storage::downsample::AggrType;
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 
@@ -20,6 +21,13 @@ pub struct SourceChunk {
     block: Arc<Block>,
     series_ref: u32,
     meta: ChunkMeta,
+}
+
+impl SourceChunk {
+    /// The block holding the chunk and its reference there.
+    pub fn stored_at(&self) -> (&Arc<Block>, u64) {
+        (&self.block, self.meta.chunk_ref)
+    }
 }
 
 /// A selected series: labels as served (external labels applied) and its chunks from every
@@ -56,6 +64,26 @@ fn served_labels(block: &StoreBlock, labels: Labels) -> Labels {
 
 /// The selected series refs of one block with their labels and chunk metas (one range read
 /// per run of neighbouring index entries).
+/// Blocks one request reads at once: enough that index reads over a remote bucket overlap, few
+/// enough that a request over thousands of blocks does not send thousands of requests to the
+/// bucket at the same moment (s3s-fs answered 500s and then failed the request at 10,000).
+const BLOCK_CONCURRENCY: usize = 64;
+
+/// [`block_series`] of every block, at most [`BLOCK_CONCURRENCY`] at a time, in block order.
+async fn per_block(
+    blocks: &[Arc<StoreBlock>],
+    matchers: &[Matcher],
+) -> Result<Vec<Option<(Arc<Block>, Vec<(u32, Labels, Vec<ChunkMeta>)>)>>, BlockError> {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    // The futures are made first: a lazy `map` in the stream trips the compiler's `Send`
+    // inference for the async trait methods that call this.
+    let reads: Vec<_> = blocks.iter().map(|b| block_series(b, matchers)).collect();
+    futures::stream::iter(reads)
+        .buffered(BLOCK_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
 async fn block_series(
     block: &StoreBlock,
     matchers: &[Matcher],
@@ -80,9 +108,8 @@ pub async fn select_series(
     mint: i64,
     maxt: i64,
 ) -> Result<Vec<Selected>, BlockError> {
-    // Blocks concurrently: over a remote bucket their index reads overlap.
-    let per_block =
-        futures::future::try_join_all(blocks.iter().map(|b| block_series(b, matchers))).await?;
+    // Blocks concurrently (bounded): over a remote bucket their index reads overlap.
+    let per_block = per_block(blocks, matchers).await?;
     // Each block's series in postings order, which is label order unless external labels
     // reorder them.
     let mut lists: Vec<Vec<Selected>> = Vec::new();
@@ -131,8 +158,7 @@ pub async fn matching_labels(
     blocks: &[Arc<StoreBlock>],
     matchers: &[Matcher],
 ) -> Result<BTreeSet<Labels>, BlockError> {
-    let per_block =
-        futures::future::try_join_all(blocks.iter().map(|b| block_series(b, matchers))).await?;
+    let per_block = per_block(blocks, matchers).await?;
     let mut out = BTreeSet::new();
     for (b, found) in blocks.iter().zip(per_block) {
         for (_, labels, _) in found.map(|(_, f)| f).unwrap_or_default() {
@@ -151,8 +177,11 @@ pub fn chunk_count(selected: &[Selected]) -> usize {
 /// The chunks of one block are read together (neighbours in one range read) rather than
 /// series by series. Chunks with deleted samples (tombstones) are re-encoded without them;
 /// Thanos ignores tombstones, Strata's embedded querier honours them, and the two modes must
-/// answer alike.
-pub async fn load_chunks(group: &[Selected]) -> Result<Vec<Vec<AggrChunk>>, BlockError> {
+/// answer alike. Chunks of downsampled blocks carry the `aggrs` aggregates instead of raw data.
+pub async fn load_chunks(
+    group: &[Selected],
+    aggrs: &[AggrType],
+) -> Result<Vec<Vec<AggrChunk>>, BlockError> {
     // Per block (a query touches a few): the (series, chunk) slots and their refs, in order.
     let mut per_block: Vec<(&Arc<Block>, Vec<&SourceChunk>, Vec<u64>)> = Vec::new();
     let mut slots: Vec<(usize, usize)> = Vec::with_capacity(chunk_count(group));
@@ -178,13 +207,27 @@ pub async fn load_chunks(group: &[Selected]) -> Result<Vec<Vec<AggrChunk>>, Bloc
         .map(|(_, c)| Vec::with_capacity(c.len()))
         .collect();
     let mut read_of_block = Vec::with_capacity(per_block.len());
-    for (block, _, refs) in &per_block {
-        read_of_block.push(block.chunks().chunks(refs).await?.into_iter());
+    let mut aggr_of_block = Vec::with_capacity(per_block.len());
+    for (block, sources, refs) in &per_block {
+        if block.meta().resolution() > 0 {
+            aggr_of_block.push(Some(
+                read_aggregates(block, sources, aggrs).await?.into_iter(),
+            ));
+            read_of_block.push(Vec::new().into_iter());
+        } else {
+            aggr_of_block.push(None);
+            read_of_block.push(block.chunks().chunks(refs).await?.into_iter());
+        }
     }
     // Slots were assigned in series order, so taking each block's chunks in turn matches them.
     let mut source_of_block: Vec<std::slice::Iter<'_, &SourceChunk>> =
         per_block.iter().map(|(_, s, _)| s.iter()).collect();
     for (si, at) in slots {
+        if let Some(read) = &mut aggr_of_block[at] {
+            source_of_block[at].next();
+            out[si].extend(read.next());
+            continue;
+        }
         let (Some(chunk), Some(c)) = (read_of_block[at].next(), source_of_block[at].next()) else {
             continue;
         };
@@ -210,6 +253,37 @@ pub async fn load_chunks(group: &[Selected]) -> Result<Vec<Vec<AggrChunk>>, Bloc
     }
     for chunks in &mut out {
         chunks.sort_by_key(|c| (c.min_time, c.max_time));
+    }
+    Ok(out)
+}
+
+/// The chunks `sources` of a downsampled block as `AggrChunk`s carrying `aggrs`; tombstones
+/// are not applied to aggregates (Thanos applies none).
+async fn read_aggregates(
+    block: &Block,
+    sources: &[&SourceChunk],
+    aggrs: &[AggrType],
+) -> Result<Vec<AggrChunk>, BlockError> {
+    let mut out = Vec::with_capacity(sources.len());
+    for c in sources {
+        let at = |reason: String| {
+            FileLocation::new(block.meta().ulid.to_string(), "chunks")
+                .corrupt_at(c.meta.chunk_ref, reason)
+        };
+        let (encoding, data) = block.chunks().chunk_record(c.meta.chunk_ref).await?;
+        if encoding != storage::downsample::CHUNK_ENC_AGGR {
+            // Thanos' populateChunk sends a plain chunk of a downsampled block as raw data.
+            let encoding = storage::chunkenc::Encoding::from_byte(encoding)
+                .map_err(|e| at(format!("chunk of a downsampled block: {e}")))?;
+            let chunk = storage::chunkenc::Chunk::new(encoding, data);
+            out.push(chunk_to_pb(&chunk, c.meta.min_time, c.meta.max_time));
+            continue;
+        }
+        let chunk = storage::downsample::AggrChunk::from_bytes(data);
+        out.push(
+            aggr_chunk_to_pb(&chunk, c.meta.min_time, c.meta.max_time, aggrs)
+                .map_err(|e| at(e.to_string()))?,
+        );
     }
     Ok(out)
 }

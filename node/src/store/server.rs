@@ -8,14 +8,19 @@
 //!
 //! Requests read only the store's time window (`--min-time`/`--max-time`); a Series request
 //! over `--store.limits.request-series` or `-samples` (chunks × 120, as Thanos counts) fails
-//! with `ResourceExhausted` naming the limit.
+//! with `ResourceExhausted` naming the limit. Chunks are read only with bytes from the
+//! store's chunk pool (`--chunk-pool-size`, `pool.rs`).
+//!
+//! Series with `max_resolution_window` > 0 read downsampled blocks where they are allowed
+//! (`super::resolution`) and answer their chunks as the requested `aggregates`.
 //!
 //! Unfinished: hints (queried blocks, query stats), `without_replica_labels`, sharding
-//! (`shard_info`), aggregates of downsampled blocks, chunk hashes (always 0), a concurrency
+//! (`shard_info`), chunk hashes (always 0), a concurrency
 //! limit, and per-request metrics.
 
 use super::catalog::{Catalog, StoreBlock};
-use super::convert::{labels_to_pb, matchers_from_pb};
+use super::convert::{aggregates_from_pb, labels_to_pb, matchers_from_pb};
+use super::pool::{ChunkPool, Holding, DEFAULT_CHUNK_POOL_BYTES};
 use super::select::{
     chunk_count, load_chunks, matching_labels, select_series, split_series, Selected,
 };
@@ -25,6 +30,7 @@ use proto::thanos::store_server::{Store, StoreServer};
 use proto::thanos::{self as pb, series_response, SeriesBatch, SeriesResponse};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use storage::downsample::AggrType;
 use storage::matcher::Matcher;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -103,6 +109,8 @@ pub struct StoreService {
     group_chunks: usize,
     /// Least chunks per part when an answer is framed in parts.
     part_chunks: usize,
+    /// Bytes of chunks all requests may hold at once (`--chunk-pool-size`).
+    pool: ChunkPool,
 }
 
 impl StoreService {
@@ -115,6 +123,7 @@ impl StoreService {
             inline_chunks: INLINE_CHUNKS,
             group_chunks: GROUP_CHUNKS,
             part_chunks: PART_CHUNKS,
+            pool: ChunkPool::new(DEFAULT_CHUNK_POOL_BYTES),
         }
     }
 
@@ -132,6 +141,12 @@ impl StoreService {
     #[cfg(test)]
     fn with_parts(mut self, part_chunks: usize) -> Self {
         self.part_chunks = part_chunks.max(1);
+        self
+    }
+
+    /// The same service reading chunks only with bytes from `pool`.
+    pub fn with_chunk_pool(mut self, pool: ChunkPool) -> Self {
+        self.pool = pool;
         self
     }
 
@@ -179,6 +194,23 @@ impl StoreService {
         }
         Ok(self.catalog.overlapping(mint, maxt).await)
     }
+
+    /// The blocks a Series request reads: [`StoreService::blocks`] at `max_resolution`.
+    async fn series_blocks(
+        &self,
+        mint: i64,
+        maxt: i64,
+        max_resolution: i64,
+    ) -> Result<Vec<Arc<StoreBlock>>, Status> {
+        self.require_ready()?;
+        if mint > maxt {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .catalog
+            .for_resolution(mint, maxt, max_resolution)
+            .await)
+    }
 }
 
 fn parse_matchers(ms: &[pb::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
@@ -213,9 +245,11 @@ fn truncate<T>(mut v: Vec<T>, limit: i64) -> Vec<T> {
 }
 
 /// How the selected series become frames.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Framing {
     skip_chunks: bool,
+    /// The aggregates sent of downsampled chunks.
+    aggrs: Vec<AggrType>,
     frame_bytes: usize,
     /// Series per `SeriesBatch` frame; 0 sends one `Series` per frame.
     batch: usize,
@@ -296,7 +330,7 @@ async fn frame_group(
         }
         return Ok(());
     }
-    let chunks = load_chunks(group).await?;
+    let chunks = load_chunks(group, &frames.framing.aggrs).await?;
     for ((labels, _), c) in group.iter().zip(chunks) {
         for s in split_series(labels, c, frames.framing.frame_bytes) {
             frames.push(s);
@@ -358,6 +392,7 @@ fn framed_in_parts(
     let tasks: Vec<PartTask> = split_parts(selected, parts)
         .into_iter()
         .map(|part| {
+            let framing = framing.clone();
             PartTask(tokio::spawn(async move {
                 let mut frames = Frames::new(framing);
                 frame_group(&part, &mut frames).await?;
@@ -393,10 +428,18 @@ async fn stream_series(
     selected: Vec<Selected>,
     framing: Framing,
     group_chunks: usize,
+    pool: ChunkPool,
     tx: mpsc::Sender<Result<SeriesResponse, Status>>,
 ) {
     let mut frames = Frames::new(framing);
     for group in groups(&selected, group_chunks) {
+        let held = match pool.take(group).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
         if let Err(e) = frame_group(group, &mut frames).await {
             let _ = tx.send(Err(internal(e))).await;
             return;
@@ -406,6 +449,7 @@ async fn stream_series(
                 return;
             }
         }
+        drop(held);
     }
     for f in frames.finish() {
         if tx.send(Ok(f)).await.is_err() {
@@ -457,7 +501,17 @@ impl Store for StoreService {
             .window()
             .clamp(r.min_time, r.max_time)
             .unwrap_or((1, 0));
-        let blocks = self.blocks(mint, maxt).await?;
+        if r.max_resolution_window < 0 {
+            return Err(Status::invalid_argument(format!(
+                "max_resolution_window {} is negative",
+                r.max_resolution_window
+            )));
+        }
+        let aggrs = aggregates_from_pb(&r.aggregates)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let blocks = self
+            .series_blocks(mint, maxt, r.max_resolution_window)
+            .await?;
         let selected = select_series(&blocks, &matchers, mint, maxt)
             .await
             .map_err(internal)?;
@@ -470,6 +524,7 @@ impl Store for StoreService {
         );
         let framing = Framing {
             skip_chunks: r.skip_chunks,
+            aggrs,
             frame_bytes: self.frame_bytes,
             batch: usize::try_from(r.response_batch_size).unwrap_or(0),
         };
@@ -485,15 +540,22 @@ impl Store for StoreService {
             // A middling answer is read and framed in parts by concurrent tasks (both cores),
             // and each part goes out as soon as it and those before it are ready, so that the
             // querier decodes the first while the store still reads the last.
+            // The whole answer's chunk bytes are held from the pool while it is sent.
             use futures::StreamExt as _;
+            let held = self.pool.take(&selected).await?;
             let stream = framed_in_parts(selected, framing, parts_of(chunks, self.part_chunks));
-            let stream: Self::SeriesStream =
-                Box::pin(tokio_stream::iter(warnings.into_iter().map(Ok)).chain(stream));
+            let stream = Box::pin(tokio_stream::iter(warnings.into_iter().map(Ok)).chain(stream));
+            let stream: Self::SeriesStream = Box::pin(Holding::new(stream, held));
             return Ok(Response::new(stream));
         }
         if framing.skip_chunks || chunks <= self.inline_chunks {
             // A small answer is read and framed right here and handed over whole: no task, no
             // hand-off per frame, and gRPC writes it in a few large writes.
+            let held = if framing.skip_chunks {
+                None
+            } else {
+                Some(self.pool.take(&selected).await?)
+            };
             let mut frames = Frames::new(framing);
             frame_group(&selected, &mut frames)
                 .await
@@ -503,18 +565,23 @@ impl Store for StoreService {
                 .chain(frames.finish())
                 .map(Ok)
                 .collect();
-            let stream: Self::SeriesStream = Box::pin(tokio_stream::iter(all));
+            let stream: Self::SeriesStream = match held {
+                Some(held) => Box::pin(Holding::new(tokio_stream::iter(all), held)),
+                None => Box::pin(tokio_stream::iter(all)),
+            };
             return Ok(Response::new(stream));
         }
+        self.pool.check(groups(&selected, self.group_chunks))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let group_chunks = self.group_chunks;
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             for w in warnings {
                 if tx.send(Ok(w)).await.is_err() {
                     return;
                 }
             }
-            stream_series(selected, framing, group_chunks, tx).await
+            stream_series(selected, framing, group_chunks, pool, tx).await
         });
         let stream: Self::SeriesStream = Box::pin(ReceiverStream::new(rx));
         Ok(Response::new(stream))
@@ -631,3 +698,7 @@ impl Info for StoreService {
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "downsampled_tests.rs"]
+mod downsampled_tests;

@@ -6,6 +6,20 @@
 //! only its output. Here a vector holds one cell per step for each of its series, present or
 //! not, so cells are what is counted: an allocation of `n` cells is reserved first, and when a
 //! node is done the count drops back to what it held before plus the size of its result.
+//!
+//! Where this differs from Prometheus 2.42:
+//! - A series of a dense vector counts every step of the grid, Prometheus only the steps where
+//!   it has a value. Equal for series present at every step; a gappy one (a series that starts
+//!   or ends inside the range, a scrape gap longer than the lookback, points dropped by a
+//!   filtering comparison such as `x > 0`) counts up to `steps` per series where Prometheus
+//!   counts its points, so a range query near the limit may get the 422 that Prometheus
+//!   answers. Counting only present points would let the dense cells actually allocated pass
+//!   the limit; `count_values`, where this mattered most, has a sparse result instead.
+//! - Prometheus also counts, while a function or operator runs, its arguments' points at the
+//!   current step a second time (`rangeEval`'s per-step input vectors, at most one step's
+//!   worth); Strata reads arguments in place and does not count a copy, so within one step's
+//!   worth of the limit a query may pass here where Prometheus refuses (the cells Strata holds
+//!   are still within the limit). Not compared shape by shape.
 
 use crate::error::QueryError;
 use std::sync::atomic::{AtomicUsize, Ordering};

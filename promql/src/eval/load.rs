@@ -57,6 +57,7 @@ struct Need<'a> {
     mint: i64,
     maxt: i64,
     counter: bool,
+    func: Option<&'static str>,
 }
 
 /// Functions that read their argument as a counter (a drop is a reset).
@@ -79,7 +80,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn selector(&mut self, vs: &'a VectorSelector, lo: i64, hi: i64, before: i64, counter: bool) {
+    fn selector(&mut self, vs: &'a VectorSelector, lo: i64, hi: i64, before: i64, ctx: Ctx) {
         let (lo, hi) = self.at(&vs.at).map_or((lo, hi), |a| (a, a));
         let off = offset_ms(&vs.offset);
         // Saturating: ranges and offsets near the ends of i64 select from the start of time
@@ -88,20 +89,25 @@ impl<'a> Planner<'a> {
             vs,
             mint: lo.saturating_sub(off).saturating_sub(before),
             maxt: hi.saturating_sub(off),
-            counter,
+            counter: ctx.counter,
+            func: ctx.func,
         });
     }
 
     /// Plans every selector under `root`, with an explicit stack: trees may be far deeper
-    /// than the async runtime's stack allows recursion for. `counter` is set beneath a
-    /// counter function (rate, increase, irate, resets), for counter-aware deduplication.
-    fn walk(&mut self, root: &'a Expr, lo: i64, hi: i64, counter: bool) {
-        let mut todo = vec![(root, lo, hi, counter)];
-        while let Some((e, lo, hi, counter)) = todo.pop() {
+    /// than the async runtime's stack allows recursion for; each selector gets the [`Ctx`] of
+    /// its ancestors.
+    fn walk(&mut self, root: &'a Expr, lo: i64, hi: i64) {
+        let top = Ctx {
+            counter: false,
+            func: None,
+        };
+        let mut todo = vec![(root, lo, hi, top)];
+        while let Some((e, lo, hi, ctx)) = todo.pop() {
             match e {
-                Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback, counter),
+                Expr::VectorSelector(vs) => self.selector(vs, lo, hi, self.lookback, ctx),
                 Expr::MatrixSelector(ms) => {
-                    self.selector(&ms.vs, lo, hi, ms.range.as_millis() as i64, counter)
+                    self.selector(&ms.vs, lo, hi, ms.range.as_millis() as i64, ctx)
                 }
                 Expr::Subquery(sq) => {
                     let (lo, hi) = self.at(&sq.at).map_or((lo, hi), |a| (a, a));
@@ -111,24 +117,68 @@ impl<'a> Planner<'a> {
                         &sq.expr,
                         lo.saturating_sub(off).saturating_sub(range),
                         hi.saturating_sub(off),
-                        counter,
+                        ctx,
                     ));
                 }
                 Expr::Call(c) => {
-                    let counter = counter || COUNTER_FUNCTIONS.contains(&c.func.name);
-                    todo.extend(c.args.args.iter().rev().map(|a| (&**a, lo, hi, counter)));
+                    let ctx = Ctx {
+                        counter: ctx.counter || COUNTER_FUNCTIONS.contains(&c.func.name),
+                        func: Some(c.func.name),
+                    };
+                    todo.extend(c.args.args.iter().rev().map(|a| (&**a, lo, hi, ctx)));
                 }
                 // Children are pushed in reverse so that selectors are planned in the order
                 // a recursive walk would give (the order errors are reported in).
-                _ => todo.extend(
-                    crate::depth::children(e)
-                        .into_iter()
-                        .rev()
-                        .map(|c| (c, lo, hi, counter)),
-                ),
+                _ => {
+                    let ctx = match e {
+                        Expr::Aggregate(a) => Ctx {
+                            func: aggregation_name(&a.op.to_string()),
+                            ..ctx
+                        },
+                        Expr::Binary(_) => Ctx { func: None, ..ctx },
+                        _ => ctx,
+                    };
+                    todo.extend(
+                        crate::depth::children(e)
+                            .into_iter()
+                            .rev()
+                            .map(|c| (c, lo, hi, ctx)),
+                    )
+                }
             }
         }
     }
+}
+
+/// What the walk knows of a node's ancestors.
+#[derive(Debug, Clone, Copy)]
+struct Ctx {
+    /// Beneath a counter function (rate, increase, irate, resets), for counter-aware
+    /// deduplication.
+    counter: bool,
+    /// The nearest function or aggregation above, no binary operator in between.
+    func: Option<&'static str>,
+}
+
+/// The aggregation operators' names, as Prometheus spells them in `hints.Func`.
+const AGGREGATIONS: [&str; 13] = [
+    "sum",
+    "avg",
+    "count",
+    "min",
+    "max",
+    "group",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "count_values",
+    "quantile",
+    "limitk",
+];
+
+fn aggregation_name(op: &str) -> Option<&'static str> {
+    AGGREGATIONS.iter().copied().find(|a| *a == op)
 }
 
 /// Storage matchers for a selector, the metric name included.
@@ -164,6 +214,7 @@ pub(crate) struct Planned {
     mint: i64,
     maxt: i64,
     counter: bool,
+    func: Option<&'static str>,
 }
 
 /// Plans the loads of every selector of `e` for an evaluation over `[start, end]`. Meant to
@@ -181,7 +232,7 @@ pub(crate) fn plan(
         query_end: end,
         needs: Vec::new(),
     };
-    p.walk(e, start, end, false);
+    p.walk(e, start, end);
     p.needs
         .iter()
         .map(|need| {
@@ -191,6 +242,7 @@ pub(crate) fn plan(
                 mint: need.mint,
                 maxt: need.maxt,
                 counter: need.counter,
+                func: need.func,
             })
         })
         .collect()
@@ -209,6 +261,7 @@ pub(crate) async fn load(
     let selects = plan.iter().map(|need| async move {
         let hints = SelectHints {
             counter: need.counter,
+            func: need.func,
         };
         q.select_hinted(&need.matchers, need.mint, need.maxt, budget, hints)
             .await
@@ -235,4 +288,43 @@ pub(crate) async fn load(
         loaded.map.insert(need.key, list);
     }
     Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn funcs(q: &str) -> Vec<(bool, Option<&'static str>)> {
+        let e = promql_parser::parser::parse(q).expect("parses");
+        plan(&e, 0, 1000, 300_000)
+            .expect("plans")
+            .iter()
+            .map(|p| (p.counter, p.func))
+            .collect()
+    }
+
+    #[test]
+    fn selectors_get_the_nearest_function_or_aggregation_as_prometheus_hints_do() {
+        assert_eq!(
+            funcs("max_over_time(m[5m])"),
+            [(false, Some("max_over_time"))]
+        );
+        assert_eq!(funcs("sum(rate(m[5m]))"), [(true, Some("rate"))]);
+        assert_eq!(funcs("min((m))"), [(false, Some("min"))]);
+        assert_eq!(
+            funcs("count_values(\"v\", m)"),
+            [(false, Some("count_values"))]
+        );
+        assert_eq!(funcs("m"), [(false, None)]);
+        // A binary operator in between: Prometheus stops at it.
+        assert_eq!(funcs("max(m * 2)"), [(false, None),]);
+        assert_eq!(
+            funcs("rate(m[5m]) / rate(n[5m])"),
+            [(true, Some("rate")), (true, Some("rate"))]
+        );
+        assert_eq!(
+            funcs("max_over_time(avg(m)[10m:1m])"),
+            [(false, Some("avg"))]
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! block's files, index and chunk references.
 
 use super::meta::BlockMeta;
+use crate::downsample::{AggrChunk, AggrType, CHUNK_ENC_AGGR};
 use std::collections::BTreeMap;
 use std::fmt;
 use ulid::Ulid;
@@ -131,6 +132,22 @@ async fn check_files(bucket: &dyn crate::bucket::Bucket, meta: &BlockMeta) -> Ve
     issues
 }
 
+/// The samples of a downsampled block's aggregate chunk as its count aggregate's (Thanos counts a
+/// downsampled chunk's samples so), after checking that every aggregate it holds decodes.
+fn aggregate_samples(data: bytes::Bytes) -> Result<Vec<(i64, f64)>, String> {
+    let chunk = AggrChunk::from_bytes(data);
+    let parts = chunk.parts().map_err(|e| e.to_string())?;
+    for (aggr, part) in AggrType::ALL.iter().zip(parts.iter()) {
+        if let Some(c) = part {
+            if !c.encoding.is_histogram() {
+                c.samples()
+                    .map_err(|e| format!("{} aggregate: {e}", aggr.name()))?;
+            }
+        }
+    }
+    chunk.samples(AggrType::Count).map_err(|e| e.to_string())
+}
+
 async fn check_contents(block: &super::reader::Block) -> Vec<String> {
     let mut issues: Vec<String> = match block.index().verify().await {
         Ok(found) => found.into_iter().map(|i| format!("index: {i}")).collect(),
@@ -161,9 +178,17 @@ async fn check_contents(block: &super::reader::Block) -> Vec<String> {
                     m.min_time, m.max_time, meta.min_time, meta.max_time
                 ));
             }
-            let decoded = match block.chunk(m).await {
-                Ok(c) => block.decode_chunk(&labels, m, &c),
-                Err(e) => Err(e),
+            let decoded = match block.chunks().chunk_record(m.chunk_ref).await {
+                Ok((CHUNK_ENC_AGGR, data)) => aggregate_samples(data).map_err(|e| {
+                    format!("series {labels}: aggregate chunk {:#x}: {e}", m.chunk_ref)
+                }),
+                Ok(_) => match block.chunk(m).await {
+                    Ok(c) => block
+                        .decode_chunk(&labels, m, &c)
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e.to_string()),
             };
             match decoded {
                 Ok(s) => {
@@ -176,7 +201,7 @@ async fn check_contents(block: &super::reader::Block) -> Vec<String> {
                         ));
                     }
                 }
-                Err(e) => issues.push(e.to_string()),
+                Err(e) => issues.push(e),
             }
         }
     }

@@ -31,6 +31,22 @@ pub struct BucketMetrics {
 impl BucketMetrics {
     /// Creates the collectors and registers them in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self::new()?;
+        m.register_in(registry)?;
+        Ok(m)
+    }
+
+    /// Registers these collectors in `registry` too: one set shared by every bucket a process
+    /// opens, whichever role opens it, and exposed by the process' registry.
+    pub fn register_in(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.ops.clone()))?;
+        registry.register(Box::new(self.failures.clone()))?;
+        registry.register(Box::new(self.duration.clone()))?;
+        registry.register(Box::new(self.last_upload.clone()))
+    }
+
+    /// Creates the collectors, registered nowhere yet.
+    pub fn new() -> Result<Self, prometheus::Error> {
         let labels = &["bucket", "operation"];
         let ops = IntCounterVec::new(
             Opts::new(
@@ -61,10 +77,6 @@ impl BucketMetrics {
             ),
             &["bucket"],
         )?;
-        registry.register(Box::new(ops.clone()))?;
-        registry.register(Box::new(failures.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(last_upload.clone()))?;
         Ok(BucketMetrics {
             ops,
             failures,

@@ -5,9 +5,12 @@
 //!
 //! Format (version 1; Strata's own field set, close to Cortex's):
 //! `{"version":1,"updated_at":<unix s>,"blocks":[{"block_id","min_time","max_time",
-//! "labels":{..},"resolution","size_bytes","level","source"}],
+//! "labels":{..},"resolution","size_bytes","level","source","sources"?}],
 //! "block_deletion_marks":[{"block_id","deletion_time"}],
-//! "no_compact_marks":[{"block_id","no_compact_time","reason"}]}`.
+//! "no_compact_marks":[{"block_id","no_compact_time","reason"}]}`. `sources` (compaction
+//! sources) is written only when they are not just the block itself, so that readers can
+//! drop blocks a compacted one holds (the fetcher's `DeduplicateFilter`); an index without it
+//! reads as every block being its own source.
 
 use crate::block::meta::{BlockMeta, Downsample, ThanosMeta};
 use crate::bucket::fetcher::Fetched;
@@ -62,6 +65,9 @@ pub struct IndexBlock {
     pub level: u32,
     /// `thanos.source`.
     pub source: String,
+    /// Compaction sources, when they are not just the block itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Ulid>,
 }
 
 /// A deletion mark in the index.
@@ -110,17 +116,26 @@ impl IndexBlock {
                 .unwrap_or(0),
             level: meta.compaction.level,
             source: thanos.map(|t| t.source.clone()).unwrap_or_default(),
+            sources: if meta.compaction.sources == [meta.ulid] {
+                Vec::new()
+            } else {
+                meta.compaction.sources.clone()
+            },
         }
     }
 }
 
 impl IndexBlock {
     /// A meta.json standing in for the block's until it is read: what the index knows (time
-    /// range, level, external labels, resolution, source), no file list or stats. Readers
+    /// range, level, external labels, resolution, source, compaction sources), no file list
+    /// or stats. Readers
     /// filter and plan on it and read the real meta.json when they open the block.
     pub fn to_meta(&self) -> BlockMeta {
         let mut meta = BlockMeta::new_level1(self.block_id, self.min_time, self.max_time);
         meta.compaction.level = self.level;
+        if !self.sources.is_empty() {
+            meta.compaction.sources = self.sources.clone();
+        }
         meta.thanos = Some(ThanosMeta {
             version: 1,
             labels: self.labels.clone(),

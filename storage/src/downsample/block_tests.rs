@@ -280,6 +280,11 @@ async fn raw_to_5m_to_1h(bucket: Arc<dyn Bucket>) {
     for ((labels, chunks), (_, raw)) in b1.series.iter().zip(&series) {
         check_series(labels, chunks, raw, RES_1H);
     }
+    // `tools bucket verify` reads aggregate chunks too: both downsampled blocks are sound.
+    for b in [&b5.meta, &b1.meta] {
+        let issues = crate::block::verify::verify_block(bucket.clone(), b).await;
+        assert!(issues.is_empty(), "{}: {issues:?}", b.ulid);
+    }
     let mut ids = list_block_ids(bucket.as_ref()).await.unwrap();
     ids.sort();
     let mut want = vec![meta.ulid, id5, id1];

@@ -1,8 +1,8 @@
 //! Downsampling into Thanos' aggregate chunks, byte-compatible with Thanos: the chunk codec,
 //! the per-series aggregation, whole blocks in the bucket, and which blocks qualify.
 //!
-//! Reading (not wired yet): a downsampled block's chunk records have encoding byte 0xff, so
-//! [`crate::block::segments::SegmentReader::chunk_record`] reads them (its `chunk` refuses
+//! Reading (wired in the node's store role and querier): a downsampled block's chunk records
+//! have encoding byte 0xff, so [`crate::block::segments::SegmentReader::chunk_record`] reads them (its `chunk` refuses
 //! them) and [`AggrChunk::get`] / [`AggrChunk::samples`] give one aggregate. A store serving
 //! `max_source_resolution` answers a `SeriesRequest` from the coarsest blocks not coarser than
 //! `max_resolution_window`, filling gaps with finer ones, and returns for downsampled blocks a

@@ -228,7 +228,7 @@ pub fn downsample_raw(
 }
 
 /// [`downsample_raw`] into about `num_chunks` chunks (Thanos' `downsampleRawLoop`).
-pub(crate) fn downsample_raw_loop(
+pub fn downsample_raw_loop(
     data: &[(i64, f64)],
     resolution: i64,
     num_chunks: usize,

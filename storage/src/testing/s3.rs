@@ -14,7 +14,9 @@ pub const BUCKET: &str = "bkt";
 pub struct S3Server {
     root: TempDir,
     access_key: String,
-    /// Port on 127.0.0.1.
+    /// The address it listens on (127.0.0.1 unless started with [`S3Server::start_on`]).
+    pub host: std::net::IpAddr,
+    /// Port on `host`.
     pub port: u16,
     task: tokio::task::JoinHandle<()>,
 }
@@ -36,6 +38,16 @@ impl S3Server {
         access_key: &str,
         secret_key: &str,
     ) -> std::io::Result<S3Server> {
+        Self::start_on([127, 0, 0, 1].into(), access_key, secret_key).await
+    }
+
+    /// Starts the server on an ephemeral port of `host` (e.g. an address that processes in
+    /// other network namespaces reach).
+    pub async fn start_on(
+        host: std::net::IpAddr,
+        access_key: &str,
+        secret_key: &str,
+    ) -> std::io::Result<S3Server> {
         let root = tempfile::tempdir()?;
         std::fs::create_dir_all(root.path().join(BUCKET))?;
         let fs = s3s_fs::FileSystem::new(root.path())
@@ -43,7 +55,7 @@ impl S3Server {
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
         let service = builder.build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind((host, 0)).await?;
         let port = listener.local_addr()?.port();
         let task = tokio::spawn(async move {
             let http =
@@ -60,6 +72,7 @@ impl S3Server {
         Ok(S3Server {
             root,
             access_key: access_key.to_string(),
+            host,
             port,
             task,
         })
@@ -68,9 +81,9 @@ impl S3Server {
     /// Thanos objstore YAML for this server with `secret` and extra `config:` lines.
     pub fn yaml(&self, secret: &str, extra: &str) -> String {
         format!(
-            "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: 127.0.0.1:{}\n  \
+            "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: {}:{}\n  \
              access_key: {}\n  secret_key: {secret}\n  insecure: true\n{extra}",
-            self.port, self.access_key
+            self.host, self.port, self.access_key
         )
     }
 

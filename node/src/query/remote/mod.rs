@@ -13,13 +13,23 @@
 //!
 //! Replica deduplication happens per request above this (`super::dedup`).
 //!
-//! Unfinished: TLS, query hints to stores, downsampled data (`max_source_resolution`).
+//! Downsampled data: a request's `max_source_resolution` goes to stores as
+//! `max_resolution_window`, with the aggregates the selector's PromQL function needs (Thanos'
+//! `aggrsFromFunc`), and their answers are decoded from those aggregates
+//! (`crate::store::convert::decode_chunks_as`).
+//!
+//! This node's own store, read in process for raw data, is asked over gRPC for downsampled
+//! data.
+//!
+//! Unfinished: TLS, query hints to stores; the embedded block set (no store at all) serves
+//! raw data only, whatever `max_source_resolution` says.
 
 use super::blocks::BlockSet;
 use super::merge::{match_external, merge_samples, ExternalMatch};
 use crate::http::stores::StoreStatus;
 use crate::http::SeriesSource;
 use crate::store::client::{ClientError, StoreEndpoint, StoreMeta};
+use crate::store::convert::Resolution;
 use discover::{DiscoveryConfig, StoreDiscovery};
 use promql::{QueryError, Queryable, SampleBudget, SeriesData};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -249,8 +259,11 @@ impl Federation {
         }
         addresses.retain(|a| warn.opts.selects(a));
         let own = self.registry.as_ref().and_then(|r| r.own_address.as_ref());
+        // The in-process block set reads raw data only: for downsampled data this node's own
+        // store is asked over gRPC like any other.
+        let raw = warn.opts.max_source_resolution == 0;
         let local = match (own, &self.embedded) {
-            (Some(own), Some(blocks)) if addresses.contains(own) => {
+            (Some(own), Some(blocks)) if raw && addresses.contains(own) => {
                 addresses.retain(|a| a != own);
                 Some(blocks.clone())
             }
@@ -287,6 +300,7 @@ impl Federation {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn select_with(
         &self,
         matchers: &[Matcher],
@@ -295,6 +309,7 @@ impl Federation {
         skip_chunks: bool,
         warn: &RequestCtx,
         budget: &SampleBudget,
+        res: Resolution,
     ) -> Result<Option<Vec<SeriesData>>, QueryError> {
         let Some(Targets {
             remote: targets,
@@ -322,7 +337,7 @@ impl Federation {
             futures::future::join_all(targets.iter().map(|t| {
                 self.bounded(
                     t.endpoint.address(),
-                    t.endpoint.series(matchers, mint, maxt, skip_chunks),
+                    t.endpoint.series_at(matchers, mint, maxt, skip_chunks, res),
                 )
             })),
             local,

@@ -138,7 +138,8 @@ fn options(disabled: bool, strategy: i32) -> StoreOptions {
     let abort = strategy == pb::PartialResponseStrategy::Abort as i32;
     StoreOptions {
         partial_response: Some(!(disabled || abort)),
-        store_match: Vec::new(),
+        // Requests through the querier's own StoreAPI read raw data.
+        ..Default::default()
     }
 }
 

@@ -5,8 +5,9 @@ use super::{lock, Federation};
 use crate::http::store_params::StoreOptions;
 use crate::http::stores::StoreStatus;
 use crate::http::SeriesSource;
+use crate::store::convert::{AggrRead, Resolution};
 use async_trait::async_trait;
-use promql::{QueryError, Queryable, SampleBudget, SeriesData};
+use promql::{QueryError, Queryable, SampleBudget, SelectHints, SeriesData};
 use std::sync::{Arc, Mutex};
 use storage::labels::Labels;
 use storage::matcher::Matcher;
@@ -61,9 +62,25 @@ impl Queryable for RequestView {
         maxt: i64,
         budget: &SampleBudget,
     ) -> Result<Vec<SeriesData>, QueryError> {
+        self.select_hinted(matchers, mint, maxt, budget, SelectHints::default())
+            .await
+    }
+
+    async fn select_hinted(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        budget: &SampleBudget,
+        hints: SelectHints,
+    ) -> Result<Vec<SeriesData>, QueryError> {
         let f = &self.federation;
+        let res = Resolution {
+            max_window: self.warnings.opts.max_source_resolution,
+            read: AggrRead::for_func(hints.func),
+        };
         match f
-            .select_with(matchers, mint, maxt, false, &self.warnings, budget)
+            .select_with(matchers, mint, maxt, false, &self.warnings, budget, res)
             .await?
         {
             Some(s) => Ok(s),
@@ -131,6 +148,10 @@ impl SeriesSource for RequestView {
                 true,
                 &self.warnings,
                 &SampleBudget::unlimited(),
+                Resolution {
+                    max_window: self.warnings.opts.max_source_resolution,
+                    read: AggrRead::Average,
+                },
             )
             .await?
         {

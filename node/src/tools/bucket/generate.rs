@@ -1,5 +1,7 @@
 //! `strata tools bucket generate`: node-exporter-like demo data written as 2h blocks into the
-//! bucket, so a newcomer has something to inspect and query.
+//! bucket, so a newcomer has something to inspect and query; with `--compact`, then one pass of
+//! the compactor (`storage::compact`, as `strata compact` runs it) so that the bucket also holds
+//! compacted (8h, 2d) and 5m-downsampled blocks.
 
 use super::upload::parse_labels;
 use crate::flags::ObjstoreFlags;
@@ -8,6 +10,10 @@ use anyhow::Context as _;
 use std::process::ExitCode;
 use storage::block::meta::ThanosMeta;
 use storage::block::{BlockWriter, BlockWriterOptions};
+use storage::bucket::Bucket;
+use storage::compact::planner::DEFAULT_RANGES;
+use storage::compact::retention::Retention;
+use storage::compact::{Compactor, CompactorConfig};
 use storage::labels::Labels;
 use ulid::Ulid;
 
@@ -26,6 +32,11 @@ pub struct GenerateArgs {
     /// External labels of the generated blocks, as name="value" (repeatable).
     #[arg(long = "label", default_values_t = ["cluster=\"demo\"".to_string(), "replica=\"A\"".to_string()])]
     pub labels: Vec<String>,
+    /// After writing, run one compaction and downsampling pass over the bucket (Thanos'
+    /// levels; raw blocks spanning 40 h or more get a 5m copy), with no consistency or delete
+    /// delay: the 2h sources of each compacted block are deleted at once.
+    #[arg(long)]
+    pub compact: bool,
 }
 
 /// One synthetic series: labels and a value function of the sample index.
@@ -143,5 +154,56 @@ pub async fn run(objstore: &ObjstoreFlags, args: &GenerateArgs) -> anyhow::Resul
         (end - start) / 3_600_000,
         bucket.describe()
     );
+    if args.compact {
+        compact(bucket, scratch.path()).await?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One compaction pass over the freshly written blocks, with a progress bar on a terminal.
+async fn compact(
+    bucket: std::sync::Arc<dyn Bucket>,
+    scratch: &std::path::Path,
+) -> anyhow::Result<()> {
+    let config = CompactorConfig {
+        scratch_dir: scratch.join("compact"),
+        // The blocks were just written by this process: nothing is still uploading.
+        consistency_delay_ms: 0,
+        // Nobody reads the sources yet, so they can go at once instead of doubling the demo.
+        delete_delay_ms: 0,
+        retention: Retention {
+            raw_ms: 0,
+            five_m_ms: 0,
+            one_h_ms: 0,
+        },
+        concurrency: 1,
+        replica_labels: Vec::new(),
+        ranges: DEFAULT_RANGES.to_vec(),
+        partial_upload_threshold_ms: storage::compact::cleaner::PARTIAL_UPLOAD_THRESHOLD_MS,
+        downsample: true,
+    };
+    let bar = progress::items(0, "compacting groups");
+    let progress_bar = bar.clone();
+    let compactor =
+        Compactor::new(bucket, config).with_progress(std::sync::Arc::new(move |done, total| {
+            progress_bar.set_length(total as u64);
+            progress_bar.set_position(done as u64);
+        }));
+    let report = compactor
+        .run_pass()
+        .await
+        .context("compacting the demo blocks")?;
+    bar.finish_and_clear();
+    if report.failed_compactions > 0 || report.downsample_failures > 0 {
+        anyhow::bail!(
+            "compacting the demo blocks: {} compaction(s) and {} downsampling(s) failed (see the log)",
+            report.failed_compactions,
+            report.downsample_failures
+        );
+    }
+    println!(
+        "compacted {} block(s) into {} and wrote {} downsampled block(s)",
+        report.blocks_compacted, report.compactions, report.downsampled
+    );
+    Ok(())
 }

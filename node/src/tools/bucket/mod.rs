@@ -1,6 +1,7 @@
 //! `strata tools bucket`: list, inspect, verify, mark and upload blocks; browse them (`web`);
-//! write the bucket index.
+//! write the bucket index; compact in the foreground.
 
+mod compact;
 mod generate;
 mod index;
 mod inspect;
@@ -93,6 +94,21 @@ pub enum BucketCommand {
         #[command(flatten)]
         args: generate::GenerateArgs,
     },
+    /// Compact the bucket in the foreground: one pass of `strata compact` (compaction,
+    /// downsampling, retention, cleanup, bucket index) with a progress bar.
+    #[command(
+        mut_arg("wait_interval", |a| a.hide(true)),
+        mut_arg("job_lease", |a| a.hide(true))
+    )]
+    Compact {
+        /// Where the bucket is; `--data-dir` also holds the scratch space
+        /// (`<data-dir>/compact`).
+        #[command(flatten)]
+        objstore: ObjstoreFlags,
+        /// What to compact and how (`strata compact`'s flags).
+        #[command(flatten)]
+        flags: crate::compact::CompactFlags,
+    },
     /// Upload local block directories into the bucket.
     #[command(alias = "upload-blocks")]
     Upload {
@@ -126,6 +142,7 @@ impl BucketCommand {
                 http_address,
             } => web::run(&objstore, &http_address).await,
             BucketCommand::Index { objstore } => index::run(&objstore).await,
+            BucketCommand::Compact { objstore, flags } => compact::run(&objstore, &flags).await,
             BucketCommand::Generate { objstore, args } => generate::run(&objstore, &args).await,
             BucketCommand::Upload {
                 objstore,

@@ -165,3 +165,39 @@ async fn a_refused_index_read_fails_the_fetch_instead_of_listing() {
     assert_eq!(e.kind, ErrorKind::Unauthorized);
     assert_eq!(fb.calls("list"), 0);
 }
+
+#[tokio::test]
+async fn compacted_blocks_hide_their_sources_whether_listed_or_read_from_the_index() {
+    let b: Arc<dyn Bucket> = Arc::new(ObjectStoreBucket::in_memory());
+    let (a, c, merged) = (
+        id_aged(10 * HOUR, 1),
+        id_aged(10 * HOUR, 2),
+        id_aged(9 * HOUR, 3),
+    );
+    let mut m = meta(merged, 0, 20, "eu");
+    m.compaction.level = 2;
+    m.compaction.sources = vec![a, c];
+    let metas = [meta(a, 0, 10, "eu"), meta(c, 10, 20, "eu"), m];
+    for m in &metas {
+        put_meta(b.as_ref(), m).await;
+    }
+    let fetcher = index_fetcher(b.clone()).with_filter(DeduplicateFilter);
+    let f = fetcher.fetch().await.unwrap();
+    assert_eq!(f.discovered, Discovered::Fallback(FallbackReason::Missing));
+    assert_eq!(ids(&f), [merged]);
+    assert_eq!(f.excluded[&a], "duplicate");
+
+    let none = BTreeMap::new();
+    let index = BucketIndex::build(metas.iter(), &BTreeMap::new(), &none, NOW / 1000 - 60);
+    // Level-1 blocks are their own source: the index spells out only the merged block's.
+    assert!(index
+        .blocks
+        .iter()
+        .all(|x| x.sources.is_empty() == (x.block_id != merged)));
+    write_index(b.as_ref(), &index).await.unwrap();
+    let f = fetcher.fetch().await.unwrap();
+    assert_eq!(f.discovered, Discovered::Index);
+    assert_eq!(ids(&f), [merged]);
+    assert_eq!(f.excluded[&c], "duplicate");
+    assert_eq!(f.metas[&merged].compaction.sources, [a, c]);
+}

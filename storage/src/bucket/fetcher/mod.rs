@@ -7,7 +7,8 @@
 //! - `excluded`: dropped by a filter, with the filter's reason (Thanos' `synced` labels).
 //!
 //! Filters are pluggable ([`MetaFilter`]); `filters` holds Thanos' usual ones, `relabel` the
-//! selector relabelling (`--selector.relabel-config`, hashmod sharding).
+//! selector relabelling (`--selector.relabel-config`, hashmod sharding), `dedup` the dropping
+//! of blocks whose compaction sources another block holds.
 //!
 //! One recursive listing per fetch finds every block, its meta.json and its deletion mark.
 //! meta.json and marks never change once written, so a fetcher keeps what it parsed and reads
@@ -15,6 +16,7 @@
 //! alone, not one GET per block (Thanos' LIST/GET storm). With [`Discovery::Index`] a fetch is
 //! one GET of the compactor's bucket index instead, falling back to the listing (`discovery`).
 
+pub mod dedup;
 pub mod discovery;
 pub mod filters;
 pub mod relabel;
@@ -29,6 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use ulid::Ulid;
 
+pub use dedup::DeduplicateFilter;
 pub use discovery::{Discovered, Discovery, FallbackReason};
 pub use filters::{
     Clock, ConsistencyDelayFilter, DeletionMarkFilter, ExternalLabelsFilter, ResolutionFilter,
@@ -38,6 +41,16 @@ pub use relabel::{RelabelConfig, RelabelError, RelabelFilter};
 
 /// How many meta.json (or mark) reads run at once.
 pub(crate) const FETCH_CONCURRENCY: usize = 32;
+
+/// Every reason the fetcher's filters exclude a block for, so that metrics can show each at 0.
+pub const EXCLUDED_REASONS: [&str; 6] = [
+    "too-fresh",
+    "marked-for-deletion",
+    "time-excluded",
+    "label-excluded",
+    "resolution-excluded",
+    dedup::DUPLICATE,
+];
 
 /// What one fetch found; every listed block is in exactly one of the four collections.
 #[derive(Debug, Default)]
@@ -49,7 +62,7 @@ pub struct Fetched {
     /// Blocks whose meta.json is unreadable, with the error naming the block.
     pub failed: BTreeMap<Ulid, BlockError>,
     /// Blocks a filter dropped, with the filter's reason (`too-fresh`, `marked-for-deletion`,
-    /// `time-excluded`, `label-excluded`, `resolution-excluded`).
+    /// `time-excluded`, `label-excluded`, `resolution-excluded`, `duplicate`).
     pub excluded: BTreeMap<Ulid, &'static str>,
     /// Readable deletion marks of the blocks with a readable meta.json, whether or not a
     /// filter dropped the block (the compactor's cleaner needs them all). Unreadable marks are
