@@ -5,12 +5,15 @@
 //! times; readers refuse a bucket directory that does not exist.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod strata_cli;
+use strata_cli::strata;
+
 mod query_common;
 mod storeapi_common;
 
 use query_common::{get, make_blocks, StrataQuery, START};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use storage::block::BlockMeta;
 use storage::testing::promtool_available;
@@ -24,20 +27,6 @@ macro_rules! need_promtool {
             return;
         }
     };
-}
-
-fn strata(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .expect("run strata");
-    eprintln!(
-        "strata {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// The bucket's blocks and what was done to them.

@@ -2,26 +2,15 @@
 //! holding blocks made by Prometheus 2.42's promtool.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod strata_cli;
+use strata_cli::strata;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use storage::block::BlockMeta;
 use storage::labels::Labels;
 use storage::testing::prometheus::create_blocks_from_openmetrics;
 use storage::testing::{promtool_available, write_openmetrics};
-
-fn strata(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .expect("run strata");
-    eprintln!(
-        "strata {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -4,26 +4,15 @@
 //! promtool's dump of what is left must hold every sample of both inputs, once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod strata_cli;
+use strata_cli::strata;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use storage::labels::Labels;
 use storage::testing::prometheus::{create_blocks_from_openmetrics, promtool_dump};
 use storage::testing::{promtool_available, write_openmetrics};
-
-fn strata(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .expect("run strata");
-    eprintln!(
-        "strata {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -6,7 +6,6 @@ use crate::store::convert::{decode_chunks_as, AggrRead};
 use std::collections::BTreeMap;
 use storage::block::meta::ThanosMeta;
 use storage::block::{write_block, BlockWriterOptions};
-use storage::bucket::{open_from_flags, BucketMetrics, BucketOptions};
 use storage::downsample::{downsample_block, RES_5M};
 use storage::labels::Labels;
 use tokio_stream::StreamExt as _;
@@ -37,14 +36,7 @@ async fn service(dir: &std::path::Path) -> StoreService {
         BlockWriterOptions::default(),
     )
     .expect("block");
-    let registry = prometheus::Registry::new();
-    let metrics = BucketMetrics::register(&registry).expect("metrics");
-    let yaml = format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        bucket_dir.display()
-    );
-    let bucket = open_from_flags(None, Some(&yaml), dir, &BucketOptions::default(), &metrics)
-        .expect("bucket");
+    let (registry, bucket) = crate::store::tests::filesystem_bucket(dir, &bucket_dir);
     downsample_block(bucket.clone(), &meta, RES_5M, &dir.join("scratch"))
         .await
         .expect("downsample");

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use storage::block::meta::ThanosMeta;
 use storage::block::{write_block, BlockWriterOptions};
 use storage::bucket::fetcher::MetaFetcher;
-use storage::bucket::{open_from_flags, BucketMetrics, BucketOptions};
 use storage::labels::Labels;
 use tokio_stream::StreamExt as _;
 
@@ -35,14 +34,7 @@ async fn service(dir: &std::path::Path, window: TimeWindow, limits: SeriesLimits
         BlockWriterOptions::default(),
     )
     .expect("block");
-    let registry = prometheus::Registry::new();
-    let metrics = BucketMetrics::register(&registry).expect("metrics");
-    let yaml = format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        bucket_dir.display()
-    );
-    let bucket = open_from_flags(None, Some(&yaml), dir, &BucketOptions::default(), &metrics)
-        .expect("bucket");
+    let (registry, bucket) = crate::store::tests::filesystem_bucket(dir, &bucket_dir);
     let fetcher = MetaFetcher::new(bucket.clone())
         .with_filter(crate::store::catalog::TimeWindowFilter(window.clone()));
     let options = crate::store::catalog::CatalogOptions {

@@ -45,14 +45,7 @@ async fn serve(dir: &std::path::Path, frame_bytes: usize) -> String {
         BlockWriterOptions::default(),
     )
     .expect("block");
-    let registry = prometheus::Registry::new();
-    let metrics = BucketMetrics::register(&registry).expect("metrics");
-    let yaml = format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        bucket_dir.display()
-    );
-    let bucket = open_from_flags(None, Some(&yaml), dir, &BucketOptions::default(), &metrics)
-        .expect("bucket");
+    let (registry, bucket) = crate::store::tests::filesystem_bucket(dir, &bucket_dir);
     let catalog = Arc::new(Catalog::new(bucket, &registry).expect("catalog"));
     catalog.sync().await.expect("sync");
     let svc = StoreService::new(catalog, frame_bytes);
@@ -72,6 +65,23 @@ async fn serve(dir: &std::path::Path, frame_bytes: usize) -> String {
 fn with_region(d: Data) -> Data {
     let eu = Labels::from_pairs([("region", "eu")]);
     d.into_iter().map(|(l, s)| (l.merged(&eu), s)).collect()
+}
+
+/// A FILESYSTEM bucket at `bucket_dir` opened as the store opens its bucket, and the registry
+/// its metrics are in (the catalog registers there too).
+pub(crate) fn filesystem_bucket(
+    dir: &std::path::Path,
+    bucket_dir: &std::path::Path,
+) -> (prometheus::Registry, Arc<dyn storage::bucket::Bucket>) {
+    let registry = prometheus::Registry::new();
+    let metrics = BucketMetrics::register(&registry).expect("metrics");
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket_dir.display()
+    );
+    let bucket = open_from_flags(None, Some(&yaml), dir, &BucketOptions::default(), &metrics)
+        .expect("bucket");
+    (registry, bucket)
 }
 
 #[tokio::test]
