@@ -46,6 +46,9 @@ impl LocalFile {
     }
 }
 
+// `slow_vector_initialization` suggests `vec![0; n]`, which is what `read_range` avoids (see
+// there).
+#[allow(clippy::slow_vector_initialization)]
 #[async_trait]
 impl RangeSource for LocalFile {
     fn size(&self) -> u64 {
