@@ -10,6 +10,7 @@ use promql::SeriesData;
 use proto::thanos::info::info_client::InfoClient;
 use proto::thanos::store_client::StoreClient;
 use proto::thanos::{self as pb, series_response};
+use std::sync::Arc;
 use std::time::Duration;
 use storage::labels::Labels;
 use storage::matcher::Matcher;
@@ -249,8 +250,9 @@ impl StoreEndpoint {
         let mut stream = opened.into_inner();
         let mut call = call;
         let mut answer = SeriesAnswer::default();
+        let mut decoding = Decoding::new(self.address.clone(), mint, maxt, skip_chunks, res);
         // A series may span consecutive frames: gather its chunks until the labels change.
-        let mut current: Option<(Labels, Vec<pb::AggrChunk>)> = None;
+        let mut current: Option<(Vec<pb::Label>, Vec<pb::AggrChunk>)> = None;
         while let Some(frame) = stream.message().await.map_err(|s| {
             finish(call.take(), s.code());
             self.rpc(s)
@@ -265,51 +267,23 @@ impl StoreEndpoint {
                 Some(series_response::Result::Hints(_)) | None => continue,
             };
             for s in series {
-                let labels = labels_from_pb(s.labels);
                 match &mut current {
-                    Some((l, chunks)) if *l == labels => chunks.extend(s.chunks),
+                    Some((l, chunks)) if *l == s.labels => chunks.extend(s.chunks),
                     _ => {
                         if let Some(done) = current.take() {
-                            self.finish(done, (mint, maxt), skip_chunks, res, &mut answer)?;
+                            decoding.push(done);
                         }
-                        current = Some((labels, s.chunks));
+                        current = Some((s.labels, s.chunks));
                     }
                 }
             }
         }
         finish(call, Code::Ok);
         if let Some(done) = current.take() {
-            self.finish(done, (mint, maxt), skip_chunks, res, &mut answer)?;
+            decoding.push(done);
         }
+        answer.series = decoding.finish().await?;
         Ok(answer)
-    }
-
-    fn finish(
-        &self,
-        (labels, chunks): (Labels, Vec<pb::AggrChunk>),
-        (mint, maxt): (i64, i64),
-        skip_chunks: bool,
-        res: Resolution,
-        answer: &mut SeriesAnswer,
-    ) -> Result<(), ClientError> {
-        if skip_chunks {
-            answer.series.push(SeriesData {
-                labels,
-                samples: Vec::new(),
-            });
-            return Ok(());
-        }
-        let samples = decode_chunks_as(&chunks, mint, maxt, res.read).map_err(|source| {
-            ClientError::Decode {
-                address: self.address.clone(),
-                labels: labels.clone(),
-                source,
-            }
-        })?;
-        if !samples.is_empty() {
-            answer.series.push(SeriesData { labels, samples });
-        }
-        Ok(())
     }
 
     /// Label names of the series matching `matchers` in `[mint, maxt]`, and warnings.
@@ -353,6 +327,120 @@ impl StoreEndpoint {
     }
 }
 
+/// Series received but not decoded yet: (wire labels, chunks).
+type RawSeries = (Vec<pb::Label>, Vec<pb::AggrChunk>);
+
+/// Series per decoding task: enough that a task's hand-off costs little next to its work.
+const DECODE_GROUP: usize = 256;
+
+/// Decodes a Series answer while it is still arriving: each complete group of
+/// [`DECODE_GROUP`] series is decoded by a task of its own (on another core while this one
+/// reads the stream); a small answer is decoded in place, without any hand-off.
+struct Decoding {
+    address: Arc<str>,
+    mint: i64,
+    maxt: i64,
+    skip_chunks: bool,
+    res: Resolution,
+    group: Vec<RawSeries>,
+    /// Tasks by group number; results are put back in that order.
+    tasks: tokio::task::JoinSet<(usize, Result<Vec<SeriesData>, ClientError>)>,
+    spawned: usize,
+}
+
+impl Decoding {
+    fn new(address: String, mint: i64, maxt: i64, skip_chunks: bool, res: Resolution) -> Self {
+        Decoding {
+            address: address.into(),
+            mint,
+            maxt,
+            skip_chunks,
+            res,
+            group: Vec::new(),
+            tasks: tokio::task::JoinSet::new(),
+            spawned: 0,
+        }
+    }
+
+    fn push(&mut self, series: RawSeries) {
+        self.group.push(series);
+        if self.group.len() >= DECODE_GROUP && !self.skip_chunks {
+            let group = std::mem::take(&mut self.group);
+            let (address, mint, maxt, res, n) =
+                (self.address.clone(), self.mint, self.maxt, self.res, self.spawned);
+            self.tasks
+                .spawn(async move { (n, decode_group(&address, group, mint, maxt, false, res)) });
+            self.spawned += 1;
+        }
+    }
+
+    /// Every series decoded, in the order received; an error if any failed.
+    async fn finish(mut self) -> Result<Vec<SeriesData>, ClientError> {
+        let last = decode_group(
+            &self.address,
+            std::mem::take(&mut self.group),
+            self.mint,
+            self.maxt,
+            self.skip_chunks,
+            self.res,
+        );
+        if self.spawned == 0 {
+            return last;
+        }
+        let mut parts: Vec<Option<Vec<SeriesData>>> = (0..self.spawned).map(|_| None).collect();
+        while let Some(joined) = self.tasks.join_next().await {
+            let (n, result) = joined.map_err(|e| ClientError::Rpc {
+                address: self.address.to_string(),
+                status: tonic::Status::internal(format!("decoding task failed: {e}")),
+            })?;
+            if let Some(slot) = parts.get_mut(n) {
+                *slot = Some(result?);
+            }
+        }
+        let mut out = Vec::new();
+        for p in parts.into_iter().flatten() {
+            out.extend(p);
+        }
+        out.extend(last?);
+        Ok(out)
+    }
+}
+
+/// Decodes one group of series; series without samples in range are dropped (kept, empty,
+/// with `skip_chunks`).
+fn decode_group(
+    address: &str,
+    group: Vec<RawSeries>,
+    mint: i64,
+    maxt: i64,
+    skip_chunks: bool,
+    res: Resolution,
+) -> Result<Vec<SeriesData>, ClientError> {
+    let mut out = Vec::with_capacity(group.len());
+    for (labels, chunks) in group {
+        let labels = labels_from_pb(labels);
+        if skip_chunks {
+            out.push(SeriesData {
+                labels,
+                samples: Vec::new(),
+            });
+            continue;
+        }
+        match decode_chunks_as(&chunks, mint, maxt, res.read) {
+            Ok(samples) if samples.is_empty() => {}
+            Ok(samples) => out.push(SeriesData { labels, samples }),
+            Err(source) => {
+                return Err(ClientError::Decode {
+                    address: address.to_string(),
+                    labels,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Records `call` (if metered) as handled with `code`.
 fn finish(call: Option<Call>, code: Code) {
     if let Some(c) = call {
@@ -377,6 +465,54 @@ fn legacy_component(store_type: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` wire series `s00000`.. with one chunk of samples at 0, 10, 20 each (value: the
+    /// series number), in label order.
+    fn raw_series(n: usize) -> Vec<RawSeries> {
+        (0..n)
+            .map(|i| {
+                let mut app = storage::chunkenc::XorAppender::new();
+                for t in [0, 10, 20] {
+                    app.append(t, i as f64).expect("append");
+                }
+                let labels = super::super::convert::labels_to_pb(&Labels::from_pairs([(
+                    "s",
+                    format!("{i:05}"),
+                )]));
+                let chunk = super::super::convert::chunk_to_pb(&app.finish(), 0, 20);
+                (labels, vec![chunk])
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn series_decoded_by_several_tasks_come_back_in_arrival_order() {
+        let n = DECODE_GROUP * 3 + 17;
+        let mut d = Decoding::new("store:1".into(), 10, 20, false, Resolution::RAW);
+        for s in raw_series(n) {
+            d.push(s);
+        }
+        assert_eq!(d.spawned, 3);
+        let got = d.finish().await.expect("decoded");
+        assert_eq!(got.len(), n);
+        for (i, s) in got.iter().enumerate() {
+            assert_eq!(s.labels.get("s"), Some(format!("{i:05}").as_str()));
+            assert_eq!(s.samples, vec![(10, i as f64), (20, i as f64)]);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_chunk_in_any_group_fails_the_answer_naming_store_and_series() {
+        let mut series = raw_series(DECODE_GROUP * 2);
+        series[5].1[0].raw.as_mut().expect("raw").data = vec![0xff; 3];
+        let mut d = Decoding::new("store:1".into(), 0, 20, false, Resolution::RAW);
+        for s in series {
+            d.push(s);
+        }
+        let e = d.finish().await.expect_err("corrupt chunk");
+        let text = e.to_string();
+        assert!(text.contains("store:1") && text.contains("00005"), "{text}");
+    }
 
     #[test]
     fn store_connections_are_dialled_with_nodelay() {

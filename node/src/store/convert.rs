@@ -5,9 +5,10 @@
 use proto::thanos::{self as pb, label_matcher, AggrChunk};
 use storage::block::tombstones::Intervals;
 use storage::chunkenc::xor::XorAppender;
+use storage::chunkenc::XorIterator;
 use storage::chunkenc::{Chunk, ChunkError, Encoding};
 use storage::downsample::{apply_counter_resets, AggrError, AggrType};
-use storage::labels::Labels;
+use storage::labels::{Label, Labels};
 use storage::matcher::{MatchKind, Matcher, MatcherError};
 
 /// Why a wire message could not become a Strata value.
@@ -73,6 +74,19 @@ pub fn labels_to_pb(labels: &Labels) -> Vec<pb::Label> {
 
 /// Labels from the wire, sorted whatever order the peer sent (a repeated name: the last wins).
 pub fn labels_from_pb(labels: Vec<pb::Label>) -> Labels {
+    if labels.windows(2).all(|w| w[0].name < w[1].name) {
+        // The usual case (every StoreAPI server sends them sorted): the strings move over,
+        // no map is built.
+        return Labels::from_sorted(
+            labels
+                .into_iter()
+                .map(|l| Label {
+                    name: l.name,
+                    value: l.value,
+                })
+                .collect(),
+        );
+    }
     Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value)))
 }
 
@@ -383,7 +397,11 @@ pub fn decode_chunks(
     mint: i64,
     maxt: i64,
 ) -> Result<Vec<(i64, f64)>, ConvertError> {
-    let mut runs = Vec::with_capacity(chunks.len());
+    // Chunks decode straight into one buffer, filtered in place; only chunks that overlap
+    // (rare: several blocks or stores) need the merge.
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    let mut starts = Vec::with_capacity(chunks.len());
+    let mut ordered = true;
     for c in chunks {
         if c.max_time < mint || c.min_time > maxt {
             continue;
@@ -392,24 +410,48 @@ pub fn decode_chunks(
             min_time: c.min_time,
             max_time: c.max_time,
         })?;
-        let encoding = match pb::chunk::Encoding::try_from(raw.r#type) {
-            Ok(pb::chunk::Encoding::Xor) => Encoding::Xor,
-            Ok(pb::chunk::Encoding::Histogram) => Encoding::Histogram,
-            Ok(pb::chunk::Encoding::FloatHistogram) => Encoding::FloatHistogram,
-            Err(_) => return Err(ConvertError::UnknownEncoding(raw.r#type)),
-        };
-        let chunk = Chunk::new(encoding, raw.data.clone());
-        let samples = chunk.samples().map_err(|source| ConvertError::Chunk {
+        let corrupt = |source| ConvertError::Chunk {
             min_time: c.min_time,
             max_time: c.max_time,
             source,
-        })?;
-        runs.push(
-            samples
-                .into_iter()
-                .filter(|(t, _)| *t >= mint && *t <= maxt)
-                .collect(),
-        );
+        };
+        match pb::chunk::Encoding::try_from(raw.r#type) {
+            Ok(pb::chunk::Encoding::Xor) => {}
+            Ok(pb::chunk::Encoding::Histogram) => {
+                return Err(corrupt(ChunkError::Unsupported(Encoding::Histogram)))
+            }
+            Ok(pb::chunk::Encoding::FloatHistogram) => {
+                return Err(corrupt(ChunkError::Unsupported(Encoding::FloatHistogram)))
+            }
+            Err(_) => return Err(ConvertError::UnknownEncoding(raw.r#type)),
+        }
+        let start = out.len();
+        XorIterator::new(&raw.data)
+            .decode_into(&mut out)
+            .map_err(corrupt)?;
+        let mut w = start;
+        for r in start..out.len() {
+            let s = out[r];
+            if s.0 >= mint && s.0 <= maxt {
+                out[w] = s;
+                w += 1;
+            }
+        }
+        out.truncate(w);
+        if w > start {
+            if start > 0 && out[start - 1].0 >= out[start].0 {
+                ordered = false;
+            }
+            starts.push(start);
+        }
+    }
+    if ordered {
+        return Ok(out);
+    }
+    let mut runs: Vec<Vec<(i64, f64)>> = Vec::with_capacity(starts.len());
+    for (i, &s) in starts.iter().enumerate() {
+        let e = starts.get(i + 1).copied().unwrap_or(out.len());
+        runs.push(out.get(s..e).unwrap_or_default().to_vec());
     }
     Ok(crate::query::merge::merge_samples(runs))
 }

@@ -108,12 +108,16 @@ pub async fn select_series(
     mint: i64,
     maxt: i64,
 ) -> Result<Vec<Selected>, BlockError> {
+    // Blocks concurrently (bounded): over a remote bucket their index reads overlap.
     let per_block = per_block(blocks, matchers).await?;
-    let mut by_labels: BTreeMap<Labels, Vec<SourceChunk>> = BTreeMap::new();
+    // Each block's series in postings order, which is label order unless external labels
+    // reorder them.
+    let mut lists: Vec<Vec<Selected>> = Vec::new();
     for (b, found) in blocks.iter().zip(per_block) {
         let Some((opened, found)) = found else {
             continue;
         };
+        let mut list = Vec::with_capacity(found.len());
         for (r, labels, metas) in found {
             let chunks: Vec<SourceChunk> = metas
                 .into_iter()
@@ -124,13 +128,26 @@ pub async fn select_series(
                     meta,
                 })
                 .collect();
-            if chunks.is_empty() {
-                continue;
+            if !chunks.is_empty() {
+                list.push((served_labels(b, labels), chunks));
             }
-            by_labels
-                .entry(served_labels(b, labels))
-                .or_default()
-                .extend(chunks);
+        }
+        if !list.is_empty() {
+            lists.push(list);
+        }
+    }
+    if lists.len() <= 1 {
+        // One block (an instant query, a short range): no merge when its order is right.
+        let only = lists.pop().unwrap_or_default();
+        if only.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Ok(only);
+        }
+        lists.push(only);
+    }
+    let mut by_labels: BTreeMap<Labels, Vec<SourceChunk>> = BTreeMap::new();
+    for list in lists {
+        for (labels, chunks) in list {
+            by_labels.entry(labels).or_default().extend(chunks);
         }
     }
     Ok(by_labels.into_iter().collect())

@@ -54,6 +54,13 @@ const INLINE_CHUNKS: usize = 8192;
 /// Chunks read together per group when streaming (neighbours in one range read each).
 const GROUP_CHUNKS: usize = 2048;
 
+/// Answers of at least twice this many chunks (and at most [`INLINE_CHUNKS`]) are read and
+/// framed in parts of at least this many chunks by concurrent tasks.
+const PART_CHUNKS: usize = 512;
+
+/// Most parts an answer is framed in (a few per core: the first goes out early).
+const MAX_PARTS: usize = 4;
+
 /// Thanos' assumption for the samples limit: a chunk holds at most 120 samples.
 pub const MAX_SAMPLES_PER_CHUNK: u64 = 120;
 
@@ -100,6 +107,8 @@ pub struct StoreService {
     inline_chunks: usize,
     /// Chunks read together per group when streaming.
     group_chunks: usize,
+    /// Least chunks per part when an answer is framed in parts.
+    part_chunks: usize,
     /// Bytes of chunks all requests may hold at once (`--chunk-pool-size`).
     pool: ChunkPool,
 }
@@ -113,6 +122,7 @@ impl StoreService {
             limits: SeriesLimits::default(),
             inline_chunks: INLINE_CHUNKS,
             group_chunks: GROUP_CHUNKS,
+            part_chunks: PART_CHUNKS,
             pool: ChunkPool::new(DEFAULT_CHUNK_POOL_BYTES),
         }
     }
@@ -123,6 +133,14 @@ impl StoreService {
     fn with_streaming(mut self, inline_chunks: usize, group_chunks: usize) -> Self {
         self.inline_chunks = inline_chunks;
         self.group_chunks = group_chunks.max(1);
+        self
+    }
+
+    /// The same service framing answers of at least twice `part_chunks` chunks in parts (tests
+    /// use small sizes to exercise that path).
+    #[cfg(test)]
+    fn with_parts(mut self, part_chunks: usize) -> Self {
+        self.part_chunks = part_chunks.max(1);
         self
     }
 
@@ -341,6 +359,69 @@ fn groups(selected: &[Selected], size: usize) -> impl Iterator<Item = &[Selected
     })
 }
 
+/// How many parts an answer of `chunks` chunks is framed in: parts of at least
+/// `part_chunks`, at most [`MAX_PARTS`].
+fn parts_of(chunks: usize, part_chunks: usize) -> usize {
+    (chunks / part_chunks.max(1)).clamp(1, MAX_PARTS)
+}
+
+/// `selected` cut into `parts` consecutive runs of about equal chunk counts.
+fn split_parts(mut selected: Vec<Selected>, parts: usize) -> Vec<Vec<Selected>> {
+    let per = chunk_count(&selected).div_ceil(parts.max(1)).max(1);
+    let mut out = Vec::with_capacity(parts);
+    while !selected.is_empty() {
+        let mut n = 0;
+        let mut chunks = 0;
+        while n < selected.len() && (n == 0 || chunks < per) {
+            chunks += selected[n].1.len();
+            n += 1;
+        }
+        let rest = selected.split_off(n);
+        out.push(std::mem::replace(&mut selected, rest));
+    }
+    out
+}
+
+/// The frames of `selected`, its parts read and framed by concurrent tasks and sent in order.
+/// A failed part ends the stream with its error.
+fn framed_in_parts(
+    selected: Vec<Selected>,
+    framing: Framing,
+    parts: usize,
+) -> impl tokio_stream::Stream<Item = Result<SeriesResponse, Status>> + Send + 'static {
+    let tasks: Vec<PartTask> = split_parts(selected, parts)
+        .into_iter()
+        .map(|part| {
+            let framing = framing.clone();
+            PartTask(tokio::spawn(async move {
+                let mut frames = Frames::new(framing);
+                frame_group(&part, &mut frames).await?;
+                Ok::<_, storage::block::BlockError>(frames.finish())
+            }))
+        })
+        .collect();
+    use futures::StreamExt as _;
+    futures::stream::iter(tasks)
+        .then(|mut t| async move {
+            let frames: Vec<Result<SeriesResponse, Status>> = match (&mut t.0).await {
+                Ok(Ok(frames)) => frames.into_iter().map(Ok).collect(),
+                Ok(Err(e)) => vec![Err(internal(e))],
+                Err(e) => vec![Err(Status::internal(format!("reading a part failed: {e}")))],
+            };
+            futures::stream::iter(frames)
+        })
+        .flatten()
+}
+
+/// A part's task, stopped if the answer is dropped (the client went away).
+struct PartTask(tokio::task::JoinHandle<Result<Vec<SeriesResponse>, storage::block::BlockError>>);
+
+impl Drop for PartTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Sends `selected` on `tx` in order, reading chunks a group at a time; stops at the first
 /// error (sent as the stream's status) or when the client goes away.
 async fn stream_series(
@@ -454,7 +535,20 @@ impl Store for StoreService {
             .into_iter()
             .map(|w| frame(series_response::Result::Warning(w)))
             .collect();
-        if framing.skip_chunks || chunk_count(&selected) <= self.inline_chunks {
+        let chunks = chunk_count(&selected);
+        if !framing.skip_chunks && chunks >= 2 * self.part_chunks && chunks <= self.inline_chunks {
+            // A middling answer is read and framed in parts by concurrent tasks (both cores),
+            // and each part goes out as soon as it and those before it are ready, so that the
+            // querier decodes the first while the store still reads the last.
+            // The whole answer's chunk bytes are held from the pool while it is sent.
+            use futures::StreamExt as _;
+            let held = self.pool.take(&selected).await?;
+            let stream = framed_in_parts(selected, framing, parts_of(chunks, self.part_chunks));
+            let stream = Box::pin(tokio_stream::iter(warnings.into_iter().map(Ok)).chain(stream));
+            let stream: Self::SeriesStream = Box::pin(Holding::new(stream, held));
+            return Ok(Response::new(stream));
+        }
+        if framing.skip_chunks || chunks <= self.inline_chunks {
             // A small answer is read and framed right here and handed over whole: no task, no
             // hand-off per frame, and gRPC writes it in a few large writes.
             let held = if framing.skip_chunks {

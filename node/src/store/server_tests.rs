@@ -260,3 +260,34 @@ async fn streamed_answers_equal_answers_framed_at_once_in_every_framing() {
         }
     }
 }
+
+#[tokio::test]
+async fn answers_framed_in_parts_equal_answers_framed_at_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let at_once = service(tmp.path(), TimeWindow::unbounded(), SeriesLimits::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Parts of two chunks or more: every series in a part of its own.
+    let in_parts = service(dir.path(), TimeWindow::unbounded(), SeriesLimits::default())
+        .await
+        .with_parts(2);
+    for (mint, maxt) in [(i64::MIN, i64::MAX), (2_000_000, 9_000_000)] {
+        for batch in [0, 2, 64] {
+            let mut req = all_of_m(mint, maxt, false);
+            req.response_batch_size = batch;
+            let (a, _) = frames(&at_once, req.clone()).await;
+            let (b, frames_b) = frames(&in_parts, req).await;
+            assert_eq!(a, b, "range [{mint}, {maxt}], batch {batch}");
+            assert_eq!(a.len(), 3, "range [{mint}, {maxt}]");
+            // Each part ends its own batch: three frames even when one batch could hold all.
+            assert_eq!(frames_b, 3, "batch {batch}");
+        }
+    }
+}
+
+#[test]
+fn answers_are_cut_into_at_most_four_parts_of_at_least_the_part_size() {
+    assert_eq!(parts_of(10_000, 512), 4);
+    assert_eq!(parts_of(1_500, 512), 2);
+    assert_eq!(parts_of(100, 512), 1);
+    assert_eq!(parts_of(100, 0), 4);
+}

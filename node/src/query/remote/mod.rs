@@ -343,9 +343,12 @@ impl Federation {
             local,
         )
         .await;
-        let mut by_series: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
-        for s in local? {
-            by_series.entry(s.labels).or_default().push(s.samples);
+        // Each source's series come sorted by labels; one source alone (the usual case) needs
+        // no merge.
+        let mut sources: Vec<Vec<SeriesData>> = Vec::with_capacity(targets.len() + 1);
+        let local = local?;
+        if !local.is_empty() {
+            sources.push(local);
         }
         for (t, answer) in targets.iter().zip(answers) {
             match answer {
@@ -354,14 +357,31 @@ impl Federation {
                     for w in a.warnings {
                         warn.push(format!("store {}: {w}", t.endpoint.address()));
                     }
-                    for s in a.series {
-                        by_series.entry(s.labels).or_default().push(s.samples);
+                    if !a.series.is_empty() {
+                        sources.push(a.series);
                     }
                 }
                 Err(e) => self.fail(e, warn)?,
             }
         }
-        tracing::debug!(stores = targets.len(), series = by_series.len(), ranges = ?targets.iter().map(|t| (t.meta.min_time, t.meta.max_time)).collect::<Vec<_>>(), "StoreAPI fan-out");
+        tracing::debug!(stores = targets.len(), sources = sources.len(), ranges = ?targets.iter().map(|t| (t.meta.min_time, t.meta.max_time)).collect::<Vec<_>>(), "StoreAPI fan-out");
+        if sources.len() <= 1 {
+            let only = sources.pop().unwrap_or_default();
+            if only.windows(2).all(|w| w[0].labels < w[1].labels) {
+                return Ok(Some(
+                    only.into_iter()
+                        .filter(|s| skip_chunks || !s.samples.is_empty())
+                        .collect(),
+                ));
+            }
+            sources.push(only);
+        }
+        let mut by_series: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+        for source in sources {
+            for s in source {
+                by_series.entry(s.labels).or_default().push(s.samples);
+            }
+        }
         Ok(Some(
             by_series
                 .into_iter()
