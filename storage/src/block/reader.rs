@@ -442,7 +442,7 @@ async fn open_index(
 }
 
 /// The block's files as (path relative to the block, size).
-async fn block_files(
+pub(crate) async fn block_files(
     bucket: &dyn Bucket,
     meta: &BlockMeta,
 ) -> Result<Vec<(String, u64)>, BlockError> {
