@@ -34,6 +34,19 @@ pub struct Block {
     tombstones: Tombstones,
 }
 
+/// One series' index entry and its chunks as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesChunks {
+    /// The series' reference in its block's index (tombstones are keyed by it).
+    pub series_ref: u32,
+    /// The series' labels.
+    pub labels: Labels,
+    /// Its chunks' index entries, in index order.
+    pub metas: Vec<ChunkMeta>,
+    /// The chunks of `metas`, one each.
+    pub chunks: Vec<Chunk>,
+}
+
 /// One series' labels and its samples in a time range, with deleted samples removed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesSamples {
@@ -235,7 +248,8 @@ impl Block {
             .collect();
         let refs: Vec<u64> = wanted.iter().map(|m| m.chunk_ref).collect();
         let chunks = self.chunks.chunks(&refs).await?;
-        self.samples_of(series_ref, labels, &wanted, &chunks, mint, maxt)
+        let samples = self.samples_of(series_ref, &labels, &wanted, &chunks, mint, maxt)?;
+        Ok(SeriesSamples { labels, samples })
     }
 
     /// The samples of one series' `chunks` (read for `metas`) in `[mint, maxt]`, deletions
@@ -243,18 +257,18 @@ impl Block {
     fn samples_of(
         &self,
         series_ref: u32,
-        labels: Labels,
+        labels: &Labels,
         metas: &[ChunkMeta],
         chunks: &[Chunk],
         mint: i64,
         maxt: i64,
-    ) -> Result<SeriesSamples, BlockError> {
+    ) -> Result<Vec<(i64, f64)>, BlockError> {
         let deleted = self.tombstones.get(u64::from(series_ref));
         let keep = |t: i64| t >= mint && t <= maxt && !deleted.is_some_and(|d| d.contains(t));
         let mut samples = Vec::with_capacity(metas.len() * 120);
         for (meta, chunk) in metas.iter().zip(chunks) {
             let start = samples.len();
-            self.decode_chunk_into(&labels, meta, chunk, &mut samples)?;
+            self.decode_chunk_into(labels, meta, chunk, &mut samples)?;
             let mut w = start;
             for r in start..samples.len() {
                 let s = samples[r];
@@ -265,7 +279,26 @@ impl Block {
             }
             samples.truncate(w);
         }
-        Ok(SeriesSamples { labels, samples })
+        Ok(samples)
+    }
+
+    /// Every sample of `series` (read by [`Block::select_chunks`]), deletions applied.
+    pub fn decode_series(&self, series: &SeriesChunks) -> Result<Vec<(i64, f64)>, BlockError> {
+        self.samples_of(
+            series.series_ref,
+            &series.labels,
+            &series.metas,
+            &series.chunks,
+            i64::MIN,
+            i64::MAX,
+        )
+    }
+
+    /// True when the tombstones delete some of series `series_ref`'s samples.
+    pub fn has_deletions(&self, series_ref: u32) -> bool {
+        self.tombstones
+            .get(u64::from(series_ref))
+            .is_some_and(|d| !d.is_empty())
     }
 
     /// Every series the matchers select, with its samples in `[mint, maxt]`; series left with
@@ -293,9 +326,35 @@ impl Block {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, BlockError> {
-        // Index entries first, then the wanted chunks of all these series together: series
-        // selected by one matcher sit side by side in the segment files, so their chunks come
-        // in a few range reads instead of one per series.
+        let mut out = Vec::with_capacity(refs.len());
+        for s in self.chunks_in(refs, mint, maxt).await? {
+            let samples =
+                self.samples_of(s.series_ref, &s.labels, &s.metas, &s.chunks, mint, maxt)?;
+            if !samples.is_empty() {
+                out.push(SeriesSamples {
+                    labels: s.labels,
+                    samples,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The series `refs` with every chunk as stored, not decoded, in the order given (a
+    /// compactor copies chunks of blocks that do not overlap as they are, as Prometheus does).
+    pub async fn select_chunks(&self, refs: &[u32]) -> Result<Vec<SeriesChunks>, BlockError> {
+        self.chunks_in(refs, i64::MIN, i64::MAX).await
+    }
+
+    /// Index entries first, then the chunks overlapping `[mint, maxt]` of all these series
+    /// together: series selected by one matcher sit side by side in the segment files, so
+    /// their chunks come in a few range reads instead of one per series.
+    async fn chunks_in(
+        &self,
+        refs: &[u32],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesChunks>, BlockError> {
         let mut entries = Vec::with_capacity(refs.len());
         let mut chunk_refs = Vec::new();
         for (&r, (labels, metas)) in refs.iter().zip(self.index.series_many(refs).await?) {
@@ -306,18 +365,16 @@ impl Block {
             chunk_refs.extend(wanted.iter().map(|m| m.chunk_ref));
             entries.push((r, labels, wanted));
         }
-        let chunks = self.chunks.chunks(&chunk_refs).await?;
-        let mut out = Vec::with_capacity(refs.len());
-        let mut at = 0;
-        for (r, labels, wanted) in entries {
-            let own = chunks.get(at..at + wanted.len()).unwrap_or_default();
-            at += wanted.len();
-            let s = self.samples_of(r, labels, &wanted, own, mint, maxt)?;
-            if !s.samples.is_empty() {
-                out.push(s);
-            }
-        }
-        Ok(out)
+        let mut chunks = self.chunks.chunks(&chunk_refs).await?.into_iter();
+        Ok(entries
+            .into_iter()
+            .map(|(series_ref, labels, metas)| SeriesChunks {
+                series_ref,
+                labels,
+                chunks: chunks.by_ref().take(metas.len()).collect(),
+                metas,
+            })
+            .collect())
     }
 
     /// Every sample of every series (deletions applied); for tools and tests.
@@ -385,7 +442,7 @@ async fn open_index(
 }
 
 /// The block's files as (path relative to the block, size).
-async fn block_files(
+pub(crate) async fn block_files(
     bucket: &dyn Bucket,
     meta: &BlockMeta,
 ) -> Result<Vec<(String, u64)>, BlockError> {

@@ -8,7 +8,7 @@ use super::meta::{BlockMeta, ThanosMeta};
 use super::reader::{INDEX_FILENAME, TOMBSTONES_FILENAME};
 use super::segments::{SegmentWriter, DEFAULT_MAX_SEGMENT_SIZE};
 use super::tombstones::Tombstones;
-use crate::chunkenc::XorAppender;
+use crate::chunkenc::{Chunk, XorAppender};
 use crate::labels::Labels;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -116,19 +116,83 @@ impl BlockWriter {
                 chunk_ref: chunk_ref.0,
             });
         }
-        let (first, last) = (timestamps[0], timestamps[timestamps.len() - 1]);
+        let span = (timestamps[0], timestamps[timestamps.len() - 1]);
+        self.record(labels, metas, samples.len() as u64, span);
+        Ok(())
+    }
+
+    /// Adds a series from chunks already encoded, each with its first and last timestamp
+    /// (a compactor copying chunks through): in time order, none overlapping the next, none
+    /// empty. Series order as for [`BlockWriter::add_series`].
+    pub fn add_series_chunks(
+        &mut self,
+        labels: Labels,
+        chunks: &[(i64, i64, Chunk)],
+    ) -> Result<(), BlockError> {
+        if let Some((last, _)) = self.series.last() {
+            if labels <= *last {
+                return Err(self.invalid(format!(
+                    "series {labels} does not sort after {last}: series must be added in label order"
+                )));
+            }
+        }
+        let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
+            return Ok(());
+        };
+        if let Some((min, max, _)) = chunks.iter().find(|(min, max, _)| min > max) {
+            return Err(self.invalid(format!(
+                "series {labels}: chunk ends at {max} before it starts at {min}"
+            )));
+        }
+        if let Some(w) = chunks.windows(2).find(|w| w[1].0 <= w[0].1) {
+            return Err(self.invalid(format!(
+                "series {labels}: chunk starting at {} overlaps the one ending at {}",
+                w[1].0, w[0].1
+            )));
+        }
+        // Checked before writing, so that a refused series leaves no chunk behind.
+        let mut samples = 0u64;
+        for (min, max, chunk) in chunks {
+            match chunk.num_samples() {
+                Ok(0) => {
+                    return Err(
+                        self.invalid(format!("series {labels}: empty chunk for [{min}, {max}]"))
+                    )
+                }
+                Ok(n) => samples += u64::from(n),
+                Err(e) => return Err(self.invalid(format!("series {labels}: {e}"))),
+            }
+        }
+        let mut metas = Vec::with_capacity(chunks.len());
+        for (min, max, chunk) in chunks {
+            let chunk_ref = self.segments.write_chunk(chunk)?;
+            metas.push(ChunkMeta {
+                min_time: *min,
+                max_time: *max,
+                chunk_ref: chunk_ref.0,
+            });
+        }
+        self.record(labels, metas, samples, (first.0, last.1));
+        Ok(())
+    }
+
+    /// Books a written series: its index entry, symbols, counts and time range.
+    fn record(&mut self, labels: Labels, metas: Vec<ChunkMeta>, samples: u64, span: (i64, i64)) {
         self.time_range = Some(match self.time_range {
-            Some((lo, hi)) => (lo.min(first), hi.max(last)),
-            None => (first, last),
+            Some((lo, hi)) => (lo.min(span.0), hi.max(span.1)),
+            None => span,
         });
-        self.num_samples += samples.len() as u64;
+        self.num_samples += samples;
         self.num_chunks += metas.len() as u64;
         for l in labels.iter() {
-            self.symbols.insert(l.name.clone());
-            self.symbols.insert(l.value.clone());
+            if !self.symbols.contains(&l.name) {
+                self.symbols.insert(l.name.clone());
+            }
+            if !self.symbols.contains(&l.value) {
+                self.symbols.insert(l.value.clone());
+            }
         }
         self.series.push((labels, metas));
-        Ok(())
     }
 
     /// Writes the index, an empty tombstones file and meta.json (with `thanos` when given),

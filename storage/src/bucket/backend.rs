@@ -147,6 +147,23 @@ fn local_io(op: &'static str, path: &str, e: std::io::Error) -> BucketError {
     }
 }
 
+/// Copies `local` to `dest` in a local-directory bucket: into a temporary name (`#<n>`, which
+/// listings skip, as object_store's own uploads do), then renamed into place. The kernel copies
+/// (`copy_file_range`), instead of reading the whole file into memory and writing it out.
+fn copy_into(local: &Path, dest: &Path) -> std::io::Result<u64> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut tmp = dest.as_os_str().to_owned();
+    tmp.push(format!("#{}", rand::random::<u32>()));
+    let tmp = PathBuf::from(tmp);
+    let copied = std::fs::copy(local, &tmp).and_then(|n| std::fs::rename(&tmp, dest).map(|()| n));
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    copied
+}
+
 /// Validates a bucket path: `/`-separated, no empty segments, no `.`/`..`.
 pub(crate) fn object_path(op: &'static str, path: &str) -> Result<ObjectPath, BucketError> {
     ObjectPath::parse(path).map_err(|e| {
@@ -259,6 +276,13 @@ impl Bucket for ObjectStoreBucket {
 
     async fn upload_file(&self, path: &str, local: &Path) -> Result<u64, BucketError> {
         let loc = object_path("upload", path)?;
+        if let Some(dest) = self.local_path(path) {
+            let (local, owned) = (local.to_path_buf(), path.to_string());
+            return tokio::task::spawn_blocking(move || copy_into(&local, &dest))
+                .await
+                .map_err(|e| local_io("upload", path, std::io::Error::other(e)))?
+                .map_err(|e| local_io("upload", &owned, e));
+        }
         let mut file = tokio::fs::File::open(local)
             .await
             .map_err(|e| local_io("upload", path, e))?;

@@ -261,6 +261,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn filesystem_upload_copies_the_file_and_leaves_no_temporary_object() {
+        let tmp = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            tmp.path().join("bkt").display()
+        );
+        let b = open(&yaml);
+        let src = tmp.path().join("segment");
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        assert_eq!(
+            b.upload_file("blk/chunks/000001", &src).await.unwrap(),
+            100_000
+        );
+        assert_eq!(b.get("blk/chunks/000001").await.unwrap(), Bytes::from(data));
+        let listed: Vec<String> = b
+            .list_recursive("blk/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.path)
+            .collect();
+        assert_eq!(listed, vec!["blk/chunks/000001".to_string()]);
+        let names: Vec<_> = std::fs::read_dir(tmp.path().join("bkt/blk/chunks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("000001")]);
+        let err = b
+            .upload_file("blk/index", &tmp.path().join("missing"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, crate::bucket::ErrorKind::LocalIo, "{err}");
+    }
+
+    #[tokio::test]
     async fn prefixed_filesystem_bucket_maps_into_the_prefix() {
         let tmp = tempfile::tempdir().unwrap();
         let yaml = format!(

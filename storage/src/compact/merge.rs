@@ -1,13 +1,16 @@
 //! N blocks into one: series streamed in label order from every input (a batch of series per
-//! block in memory at a time), samples of equal series merged by [`super::vertical`], chunks
-//! written as they come. The output's index entries are what stays in memory, as in
-//! Prometheus' compactor.
+//! block in memory at a time), chunks written as they come. Where a series' chunks from all
+//! inputs follow one another in time (adjacent blocks, the common case) they are copied as
+//! they are, without decoding, as Prometheus' compactor does; where they overlap, the
+//! samples are decoded, merged by [`super::vertical`] and encoded again. The output's index
+//! entries are what stays in memory, as in Prometheus' compactor.
 
 use super::vertical::{merge_samples, MergeMode};
 use super::SOURCE_COMPACTOR;
 use crate::block::error::BlockError;
 use crate::block::meta::{BlockDesc, BlockMeta, ThanosMeta};
-use crate::block::{Block, BlockWriter, BlockWriterOptions, SeriesSamples};
+use crate::block::{Block, BlockWriter, BlockWriterOptions, SeriesChunks};
+use crate::chunkenc::{Chunk, Encoding};
 use crate::labels::Labels;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -48,7 +51,7 @@ struct Cursor {
     block: Arc<Block>,
     refs: Vec<u32>,
     next: usize,
-    buf: VecDeque<SeriesSamples>,
+    buf: VecDeque<SeriesChunks>,
     last: Option<Labels>,
 }
 
@@ -79,7 +82,7 @@ impl Cursor {
             let end = (self.next + BATCH_SERIES).min(self.refs.len());
             let batch = self
                 .block
-                .select_refs(&self.refs[self.next..end], i64::MIN, i64::MAX)
+                .select_chunks(&self.refs[self.next..end])
                 .await
                 .map_err(|source| MergeError::Source {
                     block: self.id(),
@@ -92,7 +95,7 @@ impl Cursor {
     }
 
     /// Takes the front series, checking that the block's series come in label order.
-    fn take(&mut self) -> Result<SeriesSamples, MergeError> {
+    fn take(&mut self) -> Result<SeriesChunks, MergeError> {
         let Some(s) = self.buf.pop_front() else {
             return Err(self.corrupt("series buffer empty after peek".into()));
         };
@@ -103,6 +106,16 @@ impl Cursor {
         }
         self.last = Some(s.labels.clone());
         Ok(s)
+    }
+
+    /// Every sample of `s`, one of this block's series, deletions applied.
+    fn decode(&self, s: &SeriesChunks) -> Result<Vec<(i64, f64)>, MergeError> {
+        self.block
+            .decode_series(s)
+            .map_err(|source| MergeError::Source {
+                block: self.id(),
+                source,
+            })
     }
 
     fn corrupt(&self, reason: String) -> MergeError {
@@ -156,12 +169,23 @@ pub async fn merge_blocks(
         }
         let Some(labels) = smallest else { break };
         let mut parts = Vec::new();
-        for c in cursors.iter_mut() {
+        for (i, c) in cursors.iter_mut().enumerate() {
             if c.peek().await? == Some(&labels) {
-                parts.push(c.take()?.samples);
+                parts.push((i, c.take()?));
             }
         }
-        let samples = merge_samples(parts, spec.mode);
+        if let Some(chunks) = pass_through(&cursors, &parts) {
+            written += 1;
+            writer
+                .add_series_chunks(labels, &chunks)
+                .map_err(MergeError::Output)?;
+            continue;
+        }
+        let mut decoded = Vec::with_capacity(parts.len());
+        for (i, s) in &parts {
+            decoded.push(cursors[*i].decode(s)?);
+        }
+        let samples = merge_samples(decoded, spec.mode);
         if samples.is_empty() {
             continue;
         }
@@ -195,6 +219,31 @@ pub async fn merge_blocks(
         MergeError::Output(crate::block::FileLocation::new(ulid.to_string(), "meta.json").io(e))
     })?;
     Ok(Some(MergeOutput { dir, meta }))
+}
+
+/// The chunks of one series' `parts` (cursor index, series) in time order, when they can be
+/// copied as they are: float chunks, none empty, none overlapping another, nothing deleted.
+/// Samples merged from such parts would be their concatenation, so copying writes the same
+/// samples; anything else is decoded and merged.
+fn pass_through(
+    cursors: &[Cursor],
+    parts: &[(usize, SeriesChunks)],
+) -> Option<Vec<(i64, i64, Chunk)>> {
+    let mut chunks = Vec::new();
+    for (i, s) in parts {
+        if cursors[*i].block.has_deletions(s.series_ref) || s.metas.len() != s.chunks.len() {
+            return None;
+        }
+        for (m, c) in s.metas.iter().zip(&s.chunks) {
+            if c.encoding != Encoding::Xor || !matches!(c.num_samples(), Ok(n) if n > 0) {
+                return None;
+            }
+            chunks.push((m.min_time, m.max_time, c.clone()));
+        }
+    }
+    chunks.sort_by_key(|c| c.0);
+    let ordered = chunks.iter().all(|c| c.0 <= c.1) && chunks.windows(2).all(|w| w[0].1 < w[1].0);
+    ordered.then_some(chunks)
 }
 
 /// `compaction` of a merge of `metas`: one level above the highest input, every input's
@@ -281,6 +330,105 @@ mod tests {
         let mut want = samples(0, 240, 30_000);
         want.extend(samples(2 * H, 240, 30_000));
         assert_eq!(s150.samples, want);
+    }
+
+    /// Every series of `b` with its chunks as stored.
+    async fn chunks_of(b: &Block) -> Vec<SeriesChunks> {
+        let refs = b.index().all_postings().await.unwrap();
+        b.select_chunks(&refs).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn chunks_of_adjacent_blocks_are_copied_byte_for_byte() {
+        let b = bucket();
+        const M: i64 = 60_000;
+        // 50 samples each side: encoded again, the 100 samples would make one chunk.
+        let first: Vec<_> = (0..20)
+            .map(|i| (series_labels("up", i), samples(0, 50, 30_000)))
+            .collect();
+        let second: Vec<_> = (0..20)
+            .map(|i| (series_labels("up", i), samples(25 * M, 50, 30_000)))
+            .collect();
+        let m1 = put_block(b.as_ref(), first, 0, 25 * M, &[("cluster", "eu")]).await;
+        let m2 = put_block(b.as_ref(), second, 25 * M, 50 * M, &[("cluster", "eu")]).await;
+        let blocks = vec![open(&b, m1).await, open(&b, m2).await];
+        let tmp = tempfile::tempdir().unwrap();
+        let out = merge_blocks(&blocks, tmp.path(), &spec(MergeMode::Union))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.meta.stats.num_samples, 20 * 100);
+        assert_eq!(out.meta.stats.num_chunks, 20 * 2);
+        let merged = Block::open_dir(&out.dir).await.unwrap();
+        let got = chunks_of(&merged).await;
+        let (a, z) = (chunks_of(&blocks[0]).await, chunks_of(&blocks[1]).await);
+        assert_eq!(got.len(), 20);
+        for ((g, a), z) in got.iter().zip(&a).zip(&z) {
+            assert_eq!(g.labels, a.labels);
+            let want: Vec<&[u8]> = a
+                .chunks
+                .iter()
+                .chain(&z.chunks)
+                .map(|c| &c.data[..])
+                .collect();
+            let have: Vec<&[u8]> = g.chunks.iter().map(|c| &c.data[..]).collect();
+            assert_eq!(have, want, "series {}", g.labels);
+            let times: Vec<(i64, i64)> = g.metas.iter().map(|m| (m.min_time, m.max_time)).collect();
+            assert_eq!(
+                times,
+                vec![(0, 49 * 30_000), (25 * M, 25 * M + 49 * 30_000)]
+            );
+        }
+        let all = merged.all_series().await.unwrap();
+        let mut want = samples(0, 50, 30_000);
+        want.extend(samples(25 * M, 50, 30_000));
+        assert!(all.iter().all(|s| s.samples == want));
+    }
+
+    #[tokio::test]
+    async fn overlapping_chunks_are_merged_and_encoded_again() {
+        let b = bucket();
+        let l = series_labels("up", 1);
+        // Sample 50..100 are in both blocks; series 2 only in the first, copied as it is.
+        let m1 = put_block(
+            b.as_ref(),
+            vec![
+                (l.clone(), samples(0, 100, 1000)),
+                (series_labels("up", 2), samples(0, 10, 1000)),
+            ],
+            0,
+            100_000,
+            &[],
+        )
+        .await;
+        let m2 = put_block(
+            b.as_ref(),
+            vec![(l.clone(), samples(50_000, 100, 1000))],
+            50_000,
+            150_000,
+            &[],
+        )
+        .await;
+        let blocks = vec![open(&b, m1).await, open(&b, m2).await];
+        let tmp = tempfile::tempdir().unwrap();
+        let out = merge_blocks(&blocks, tmp.path(), &spec(MergeMode::Union))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.meta.stats.num_samples, 150 + 10);
+        let merged = Block::open_dir(&out.dir).await.unwrap();
+        let got = chunks_of(&merged).await;
+        // Chunks of the union, cut anew: none of them is a source's chunk.
+        let mut sources = chunks_of(&blocks[0]).await.remove(0).chunks;
+        sources.extend(chunks_of(&blocks[1]).await.remove(0).chunks);
+        assert!(got[0].chunks.iter().all(|c| !sources.contains(c)));
+        let counts: u16 = got[0].chunks.iter().map(|c| c.num_samples().unwrap()).sum();
+        assert_eq!(counts, 150);
+        assert_eq!(
+            merged.decode_series(&got[0]).unwrap(),
+            samples(0, 150, 1000)
+        );
+        assert_eq!(merged.decode_series(&got[1]).unwrap(), samples(0, 10, 1000));
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! on; a bucket failure fails only the group (or step) it hit, and the next pass retries.
 
 use super::cleaner::{clean_partial_uploads, delete_blocks, due_for_deletion};
+use super::download::open_sources;
 use super::group::{group_metas, GroupKey};
 use super::index::{write_index, BucketIndex};
 use super::merge::{merge_blocks, MergeError, OutputSpec};
@@ -14,7 +15,6 @@ use super::vertical::MergeMode;
 use super::REASON_CORRUPT;
 use crate::block::error::BlockError;
 use crate::block::meta::{BlockMeta, RESOLUTION_RAW};
-use crate::block::Block;
 use crate::bucket::blocks::upload_block;
 use crate::bucket::fetcher::filters::{system_clock, Clock};
 use crate::bucket::fetcher::{ConsistencyDelayFilter, DeletionMarkFilter, Fetched, MetaFetcher};
@@ -485,16 +485,6 @@ impl Compactor {
         mode: MergeMode,
         dir: Option<PathBuf>,
     ) -> Result<Option<BlockMeta>, MergeError> {
-        let mut blocks = Vec::with_capacity(chosen.len());
-        for m in chosen {
-            let b = Block::open_bucket(self.bucket.clone(), m.clone())
-                .await
-                .map_err(|source| MergeError::Source {
-                    block: m.ulid,
-                    source,
-                })?;
-            blocks.push(Arc::new(b));
-        }
         let spec = OutputSpec {
             labels: key.labels.clone(),
             resolution: key.resolution,
@@ -513,7 +503,9 @@ impl Compactor {
         std::fs::create_dir_all(&dir).map_err(|e| {
             MergeError::Output(crate::block::FileLocation::new("", dir.display().to_string()).io(e))
         })?;
-        let Some(out) = merge_blocks(&blocks, &dir, &spec).await? else {
+        let sources = open_sources(&self.bucket, chosen, &dir.join("sources")).await?;
+        let blocks = &sources.blocks;
+        let Some(out) = merge_blocks(blocks, &dir, &spec).await? else {
             tracing::info!(group = %key, "compacted blocks hold no samples; no output block");
             return Ok(None);
         };

@@ -1,4 +1,5 @@
 use super::*;
+use crate::block::Block;
 use crate::bucket::marks::{read_mark, NO_COMPACT_MARK_FILENAME};
 use crate::compact::index::read_index;
 use crate::compact::planner::DEFAULT_RANGES;
