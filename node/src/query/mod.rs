@@ -6,12 +6,14 @@
 //!
 //! - `blocks`: the bucket's blocks as a `Queryable`, synced periodically
 //! - `dedup`: replica deduplication of what a request reads (`--query.replica-label`)
+//! - `downsampled`: the embedded mode's reads of downsampled blocks (`max_source_resolution`)
 //! - `merge`: merging a series' samples across blocks; external-label matching
 //! - `remote`: fan-out to StoreAPI endpoints, merge, partial-response warnings
 //! - `role`: the query role as a component of a process (crate::server)
 
 pub(crate) mod blocks;
 pub mod dedup;
+mod downsampled;
 pub(crate) mod merge;
 pub mod remote;
 mod role;
