@@ -120,7 +120,10 @@ impl LoadedBlock {
     }
 
     /// Series refs the matchers select, or `None` when the external labels rule the block out.
-    pub(super) async fn postings(&self, matchers: &[Matcher]) -> Result<Option<Vec<u32>>, BlockError> {
+    pub(super) async fn postings(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<Option<Vec<u32>>, BlockError> {
         let remaining = match match_external(&self.external, matchers) {
             ExternalMatch::Excluded => return Ok(None),
             ExternalMatch::Remaining(r) => r,
@@ -524,9 +527,8 @@ async fn select_raw(
     maxt: i64,
     budget: &SampleBudget,
 ) -> Result<Vec<SeriesData>, QueryError> {
-    let samples_of = |found: &[(Labels, Vec<(i64, f64)>)]| -> usize {
-        found.iter().map(|(_, s)| s.len()).sum()
-    };
+    let samples_of =
+        |found: &[(Labels, Vec<(i64, f64)>)]| -> usize { found.iter().map(|(_, s)| s.len()).sum() };
     // Postings first (cheap), concurrently within this task: in-memory indexes answer at
     // once and indexes read by range overlap their reads, without a hop to another thread.
     let postings = futures::future::join_all(blocks.iter().map(|b| b.postings(matchers))).await;

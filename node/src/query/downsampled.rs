@@ -35,9 +35,8 @@ pub(super) async fn select(
     for group in selected.chunks(SERIES_PER_READ) {
         let chunks = load_chunks(group, &aggrs).await.map_err(storage_error)?;
         for ((labels, _), chunks) in group.iter().zip(chunks) {
-            let samples = decode_chunks_as(&chunks, mint, maxt, read).map_err(|e| {
-                QueryError::Storage(format!("decoding series {labels}: {e}"))
-            })?;
+            let samples = decode_chunks_as(&chunks, mint, maxt, read)
+                .map_err(|e| QueryError::Storage(format!("decoding series {labels}: {e}")))?;
             budget.charge(samples.len())?;
             if !samples.is_empty() {
                 out.push(SeriesData {

@@ -358,7 +358,8 @@ impl Catalog {
             maxt,
             max_resolution,
         );
-        let mut chosen: Vec<Arc<StoreBlock>> = chosen.into_iter().map(|i| blocks[i].clone()).collect();
+        let mut chosen: Vec<Arc<StoreBlock>> =
+            chosen.into_iter().map(|i| blocks[i].clone()).collect();
         chosen.sort_by_key(|b| b.meta.ulid);
         self.opened(chosen).await
     }
