@@ -297,12 +297,15 @@ fn functions_over_downsampled_blocks_answer_from_the_right_aggregate() {
     let work = tmp.path();
     let bucket = build_bucket(work);
     let store = Store::start(work, &bucket);
-    let through_store = querier(work, &store, &[]);
+    let lower_grpc = format!("127.0.0.1:{}", free_port().expect("port"));
+    let through_store = querier(work, &store, &[&format!("--grpc-address={lower_grpc}")]);
     let embedded = embedded_querier(work, &bucket, &[]);
+    // A querier over the first querier's own StoreAPI, which passes the resolution on.
+    let stacked = ready_querier(work, &format!("--endpoint={lower_grpc}"), &[]);
     for q in [&through_store, &embedded] {
         check_functions(q);
     }
-    // Beyond the references: both paths give identical answers, series by series.
+    // Beyond the references: all paths give identical answers, series by series.
     let (start, end) = (base() + 2 * H - 1, base() + 47 * H - 1);
     for res in ["0s", "5m", "1h", "auto"] {
         for expr in [
@@ -329,14 +332,17 @@ fn functions_over_downsampled_blocks_answer_from_the_right_aggregate() {
                 );
                 let a = get(through_store.port, &path);
                 let b = get(embedded.port, &path);
-                assert_eq!(a.status, 200, "{path}: {}", a.body);
-                assert_eq!(b.status, 200, "{path}: {}", b.body);
-                let (a, b) = (a.json(), b.json());
+                let c = get(stacked.port, &path);
+                for r in [&a, &b, &c] {
+                    assert_eq!(r.status, 200, "{path}: {}", r.body);
+                }
+                let (a, b, c) = (a.json(), b.json(), c.json());
                 assert!(
                     !a["data"]["result"].as_array().unwrap().is_empty(),
                     "{path}: {a}"
                 );
                 assert_eq!(a["data"], b["data"], "{path}: StoreAPI vs embedded");
+                assert_eq!(a["data"], c["data"], "{path}: StoreAPI vs stacked queriers");
             }
         }
     }
