@@ -360,34 +360,34 @@ fn check_functions(q: &StrataQuery) {
                 let raw = raw_in(job, t - c.covered, t);
                 let sel = format!("g{{job=\"{name}\"}}[{r}]");
                 close(
-                    one(&q, &format!("max_over_time({sel})"), t, res),
+                    one(q, &format!("max_over_time({sel})"), t, res),
                     max(&raw),
                     &what("max_over_time"),
                 );
                 close(
-                    one(&q, &format!("min_over_time({sel})"), t, res),
+                    one(q, &format!("min_over_time({sel})"), t, res),
                     min(&raw),
                     &what("min_over_time"),
                 );
                 close(
-                    one(&q, &format!("sum_over_time({sel})"), t, res),
+                    one(q, &format!("sum_over_time({sel})"), t, res),
                     raw.iter().sum(),
                     &what("sum_over_time"),
                 );
                 close(
-                    one(&q, &format!("count_over_time({sel})"), t, res),
+                    one(q, &format!("count_over_time({sel})"), t, res),
                     c.windows as f64,
                     &what("count_over_time"),
                 );
             }
             close(
-                one(&q, &format!("rate(c_total[{r}])"), t, res),
+                one(q, &format!("rate(c_total[{r}])"), t, res),
                 1.0,
                 &what("rate"),
             );
             // Thanos' counter iterator applies resets, so `resets` over it sees none.
             close(
-                one(&q, &format!("resets(c_total[{r}])"), t, res),
+                one(q, &format!("resets(c_total[{r}])"), t, res),
                 0.0,
                 &what("resets"),
             );
@@ -396,27 +396,27 @@ fn check_functions(q: &StrataQuery) {
             let means: Vec<f64> = (0..2)
                 .map(|job| mean(&raw_in(job, t - window, t)))
                 .collect();
-            close(one(&q, "sum(g)", t, res), means.iter().sum(), &what("sum"));
-            close(one(&q, "avg(g)", t, res), mean(&means), &what("avg"));
-            close(one(&q, "count(g)", t, res), 2.0, &what("count"));
+            close(one(q, "sum(g)", t, res), means.iter().sum(), &what("sum"));
+            close(one(q, "avg(g)", t, res), mean(&means), &what("avg"));
+            close(one(q, "count(g)", t, res), 2.0, &what("count"));
         }
 
         // max_source_resolution=0 (and none) still reads raw samples.
         for res in ["0", "0s", ""] {
             let what = |f: &str| format!("{f} at hour {k}, max_source_resolution={res:?}");
             close(
-                one(&q, "count_over_time(g{job=\"a\"}[58m30s])", t, res),
+                one(q, "count_over_time(g{job=\"a\"}[58m30s])", t, res),
                 59.0,
                 &what("count_over_time"),
             );
             let at_t: f64 = (0..2).map(|job| gauge(job, (t - base()) / MIN)).sum();
-            close(one(&q, "sum(g)", t, res), at_t, &what("sum"));
-            close(one(&q, "rate(c_total[58m30s])", t, res), 1.0, &what("rate"));
+            close(one(q, "sum(g)", t, res), at_t, &what("sum"));
+            close(one(q, "rate(c_total[58m30s])", t, res), 1.0, &what("rate"));
             let reset_inside = RESETS
                 .iter()
                 .any(|&i| t_of(i) > t - 58 * MIN - 30_000 && t_of(i) <= t);
             close(
-                one(&q, "resets(c_total[58m30s])", t, res),
+                one(q, "resets(c_total[58m30s])", t, res),
                 f64::from(u8::from(reset_inside)),
                 &what("resets"),
             );
