@@ -92,6 +92,10 @@ pub struct EndpointFlags {
     /// (as `max_source_resolution=auto`).
     #[arg(long = "query.auto-downsampling")]
     pub auto_downsampling: bool,
+    /// Queries reading downsampled data look back as far as one sample of their resolution
+    /// (Thanos' dynamic lookback: over 5m of `max_source_resolution`, 1h instead of 5m).
+    #[arg(long = "query.dynamic-lookback-delta", value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub dynamic_lookback_delta: bool,
 }
 
 fn parse_label_name(s: &str) -> Result<String, String> {

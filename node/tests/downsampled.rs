@@ -1,7 +1,9 @@
 //! Downsampled blocks through real processes: a FILESYSTEM bucket holds, for two HA replicas,
 //! a 48 h raw block, its 5m block and that block's 1h block (made by storage's
 //! `downsample_block`, as `strata compact` makes them); `strata store` serves it and
-//! `strata query --endpoint` answers PromQL at `max_source_resolution` 0, 5m, 1h and `auto`.
+//! `strata query --endpoint` answers PromQL at `max_source_resolution` 0, 5m, 1h and `auto`;
+//! `strata query` reading the bucket itself (the embedded mode) answers the same, and queries
+//! over 1h data look back an hour (`--query.dynamic-lookback-delta`).
 //!
 //! References come from the raw samples the way Thanos answers: a function over a range reads
 //! one aggregate per window of the resolution (windows end 1 ms before a multiple of the
@@ -184,7 +186,20 @@ impl Drop for Store {
 
 fn querier(work: &Path, store: &Store, extra: &[&str]) -> StrataQuery {
     let endpoint = format!("--endpoint={}", store.grpc);
-    let mut args = vec![endpoint.as_str(), "--query.replica-label=replica"];
+    ready_querier(work, &endpoint, extra)
+}
+
+/// A querier reading the bucket's blocks itself (no endpoint).
+fn embedded_querier(work: &Path, bucket: &Path, extra: &[&str]) -> StrataQuery {
+    let objstore = format!(
+        "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
+    );
+    ready_querier(work, &objstore, extra)
+}
+
+fn ready_querier(work: &Path, source: &str, extra: &[&str]) -> StrataQuery {
+    let mut args = vec![source, "--query.replica-label=replica"];
     args.extend_from_slice(extra);
     let mut q = StrataQuery::spawn(work, &args);
     q.wait_until("ready", Duration::from_secs(30), |q| {
@@ -282,8 +297,59 @@ fn functions_over_downsampled_blocks_answer_from_the_right_aggregate() {
     let work = tmp.path();
     let bucket = build_bucket(work);
     let store = Store::start(work, &bucket);
-    let q = querier(work, &store, &[]);
+    let lower_grpc = format!("127.0.0.1:{}", free_port().expect("port"));
+    let through_store = querier(work, &store, &[&format!("--grpc-address={lower_grpc}")]);
+    let embedded = embedded_querier(work, &bucket, &[]);
+    // A querier over the first querier's own StoreAPI, which passes the resolution on.
+    let stacked = ready_querier(work, &format!("--endpoint={lower_grpc}"), &[]);
+    for q in [&through_store, &embedded] {
+        check_functions(q);
+    }
+    // Beyond the references: all paths give identical answers, series by series.
+    let (start, end) = (base() + 2 * H - 1, base() + 47 * H - 1);
+    for res in ["0s", "5m", "1h", "auto"] {
+        for expr in [
+            "g",
+            "c_total",
+            "sum(g)",
+            "max_over_time(g[2h30m])",
+            "min_over_time(g[58m30s])",
+            "sum_over_time(g[2h30m])",
+            "count_over_time(g[58m30s])",
+            "rate(c_total[2h30m])",
+            "increase(c_total[2h30m])",
+            "resets(c_total[2h30m])",
+        ] {
+            for dedup in ["true", "false"] {
+                let path = format!(
+                    "/api/v1/query_range?query={}&start={}.{:03}&end={}.{:03}&step=3600\
+                     &max_source_resolution={res}&dedup={dedup}",
+                    enc(expr),
+                    start / 1000,
+                    start % 1000,
+                    end / 1000,
+                    end % 1000
+                );
+                let a = get(through_store.port, &path);
+                let b = get(embedded.port, &path);
+                let c = get(stacked.port, &path);
+                for r in [&a, &b, &c] {
+                    assert_eq!(r.status, 200, "{path}: {}", r.body);
+                }
+                let (a, b, c) = (a.json(), b.json(), c.json());
+                assert!(
+                    !a["data"]["result"].as_array().unwrap().is_empty(),
+                    "{path}: {a}"
+                );
+                assert_eq!(a["data"], b["data"], "{path}: StoreAPI vs embedded");
+                assert_eq!(a["data"], c["data"], "{path}: StoreAPI vs stacked queriers");
+            }
+        }
+    }
+}
 
+/// The references above, asked of querier `q`.
+fn check_functions(q: &StrataQuery) {
     // At the end of hours 3 (the start), 12 (after the first reset), 34 (after the second).
     for k in [3, 12, 20, 34, 47] {
         let t = base() + k * H - 1;
@@ -294,34 +360,34 @@ fn functions_over_downsampled_blocks_answer_from_the_right_aggregate() {
                 let raw = raw_in(job, t - c.covered, t);
                 let sel = format!("g{{job=\"{name}\"}}[{r}]");
                 close(
-                    one(&q, &format!("max_over_time({sel})"), t, res),
+                    one(q, &format!("max_over_time({sel})"), t, res),
                     max(&raw),
                     &what("max_over_time"),
                 );
                 close(
-                    one(&q, &format!("min_over_time({sel})"), t, res),
+                    one(q, &format!("min_over_time({sel})"), t, res),
                     min(&raw),
                     &what("min_over_time"),
                 );
                 close(
-                    one(&q, &format!("sum_over_time({sel})"), t, res),
+                    one(q, &format!("sum_over_time({sel})"), t, res),
                     raw.iter().sum(),
                     &what("sum_over_time"),
                 );
                 close(
-                    one(&q, &format!("count_over_time({sel})"), t, res),
+                    one(q, &format!("count_over_time({sel})"), t, res),
                     c.windows as f64,
                     &what("count_over_time"),
                 );
             }
             close(
-                one(&q, &format!("rate(c_total[{r}])"), t, res),
+                one(q, &format!("rate(c_total[{r}])"), t, res),
                 1.0,
                 &what("rate"),
             );
             // Thanos' counter iterator applies resets, so `resets` over it sees none.
             close(
-                one(&q, &format!("resets(c_total[{r}])"), t, res),
+                one(q, &format!("resets(c_total[{r}])"), t, res),
                 0.0,
                 &what("resets"),
             );
@@ -330,27 +396,27 @@ fn functions_over_downsampled_blocks_answer_from_the_right_aggregate() {
             let means: Vec<f64> = (0..2)
                 .map(|job| mean(&raw_in(job, t - window, t)))
                 .collect();
-            close(one(&q, "sum(g)", t, res), means.iter().sum(), &what("sum"));
-            close(one(&q, "avg(g)", t, res), mean(&means), &what("avg"));
-            close(one(&q, "count(g)", t, res), 2.0, &what("count"));
+            close(one(q, "sum(g)", t, res), means.iter().sum(), &what("sum"));
+            close(one(q, "avg(g)", t, res), mean(&means), &what("avg"));
+            close(one(q, "count(g)", t, res), 2.0, &what("count"));
         }
 
         // max_source_resolution=0 (and none) still reads raw samples.
         for res in ["0", "0s", ""] {
             let what = |f: &str| format!("{f} at hour {k}, max_source_resolution={res:?}");
             close(
-                one(&q, "count_over_time(g{job=\"a\"}[58m30s])", t, res),
+                one(q, "count_over_time(g{job=\"a\"}[58m30s])", t, res),
                 59.0,
                 &what("count_over_time"),
             );
             let at_t: f64 = (0..2).map(|job| gauge(job, (t - base()) / MIN)).sum();
-            close(one(&q, "sum(g)", t, res), at_t, &what("sum"));
-            close(one(&q, "rate(c_total[58m30s])", t, res), 1.0, &what("rate"));
+            close(one(q, "sum(g)", t, res), at_t, &what("sum"));
+            close(one(q, "rate(c_total[58m30s])", t, res), 1.0, &what("rate"));
             let reset_inside = RESETS
                 .iter()
                 .any(|&i| t_of(i) > t - 58 * MIN - 30_000 && t_of(i) <= t);
             close(
-                one(&q, "resets(c_total[58m30s])", t, res),
+                one(q, "resets(c_total[58m30s])", t, res),
                 f64::from(u8::from(reset_inside)),
                 &what("resets"),
             );
@@ -443,4 +509,61 @@ fn auto_resolution_is_a_fifth_of_the_step_and_the_flag_makes_it_the_default() {
     );
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("max_source_resolution"), "{}", r.body);
+}
+
+#[test]
+fn queries_over_hourly_data_look_back_an_hour_unless_dynamic_lookback_is_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let bucket = build_bucket(work);
+    let dynamic = embedded_querier(work, &bucket, &[]);
+    let fixed = embedded_querier(work, &bucket, &["--query.dynamic-lookback-delta=false"]);
+    // The last raw sample and the last window of every resolution end at `last`.
+    let last = t_of(HOURS * 60 - 1);
+    let last_hour_mean = mean(&raw_in(0, last - H, last));
+    let sel = "g{job=\"a\"}";
+    // 30 minutes after the data: only a lookback of an hour reaches the last 1h sample.
+    let t = last + 30 * MIN;
+    close(
+        one(&dynamic, sel, t, "1h"),
+        last_hour_mean,
+        "g at 1h resolution, 30m after the data",
+    );
+    assert!(instant(&fixed, sel, t, "1h").is_empty());
+    // At 5m or raw resolution the lookback stays --query.lookback-delta's 5m.
+    let last_5m_mean = mean(&raw_in(0, last - 5 * MIN, last));
+    for (res, want) in [("5m", last_5m_mean), ("0s", gauge(0, HOURS * 60 - 1))] {
+        assert!(instant(&dynamic, sel, t, res).is_empty(), "{res}");
+        assert!(
+            instant(&dynamic, sel, last + 6 * MIN, res).is_empty(),
+            "{res}"
+        );
+        close(
+            one(&dynamic, sel, last + 4 * MIN, res),
+            want,
+            &format!("g at {res}, 4m after the data"),
+        );
+    }
+    // Auto resolution on a range query: a 1h step reads up to 12m, so 5m blocks with the 1h
+    // lookback, and the point 30m after the data still finds the last 5m window.
+    let path = format!(
+        "/api/v1/query_range?query={}&start={}.{:03}&end={}.{:03}&step=3600&max_source_resolution=auto",
+        enc(sel),
+        (last - 30 * MIN) / 1000,
+        (last - 30 * MIN) % 1000,
+        (last + 30 * MIN) / 1000,
+        (last + 30 * MIN) % 1000,
+    );
+    let points = |q: &StrataQuery| -> usize {
+        let r = get(q.port, &path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()["data"]["result"][0]["values"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(points(&dynamic), 2, "{path}");
+    assert_eq!(points(&fixed), 1, "{path}");
+    // The flag shows in the flags API.
+    let flags = get(fixed.port, "/api/v1/status/flags").json();
+    assert_eq!(flags["data"]["query.dynamic-lookback-delta"], "false");
 }

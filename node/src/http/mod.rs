@@ -114,6 +114,9 @@ pub struct ApiState {
     /// `--query.auto-downsampling`: range queries without `max_source_resolution` read
     /// downsampled data up to step / 5.
     pub auto_downsampling: bool,
+    /// `--query.dynamic-lookback-delta`: queries reading downsampled data look back further
+    /// (`crate::query::lookback`).
+    pub dynamic_lookback: bool,
 }
 
 /// The query API's routes (`/api/v1/...`); the process' server adds the probes, `/metrics` and

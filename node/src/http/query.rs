@@ -211,6 +211,7 @@ where
         .for_request(opts)
         .unwrap_or_else(|| st.source.clone());
     let source = crate::query::dedup::deduplicated(source, dedup);
+    let engine = engine_for(st, opts.max_source_resolution);
     let ctl = QueryControl {
         deadline: deadline.into_std(),
         cancel: Arc::new(AtomicBool::new(false)),
@@ -219,7 +220,7 @@ where
     // Dropping this future (the client went away) drops the engine's future, which sets the
     // cancel flag its threads watch.
     let evaluating = Instant::now();
-    let result = tokio::time::timeout_at(deadline, run(st.engine.clone(), source.clone(), ctl))
+    let result = tokio::time::timeout_at(deadline, run(engine, source.clone(), ctl))
         .await
         .unwrap_or(Err(QueryError::Timeout("expression evaluation")));
     observe("inner_eval", evaluating);
@@ -227,6 +228,24 @@ where
         r.warnings.extend(source.take_warnings());
         r
     })
+}
+
+/// The engine for a query reading up to `max_source_resolution` ms: the server's, or one with
+/// the wider lookback Thanos' dynamic lookback gives downsampled reads.
+fn engine_for(st: &ApiState, max_source_resolution: i64) -> Arc<promql::Engine> {
+    let options = st.engine.options();
+    let lookback = crate::query::lookback::lookback_delta_ms(
+        options.lookback_delta_ms,
+        st.dynamic_lookback,
+        max_source_resolution,
+    );
+    if lookback == options.lookback_delta_ms {
+        return st.engine.clone();
+    }
+    Arc::new(promql::Engine::new(promql::EngineOptions {
+        lookback_delta_ms: lookback,
+        ..options.clone()
+    }))
 }
 
 /// Counts a query in `prometheus_engine_queries` while it waits or runs (Prometheus counts

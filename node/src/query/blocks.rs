@@ -1,9 +1,13 @@
-//! The bucket's blocks read directly (the embedded mode): a [`Queryable`] over every raw block
-//! in the bucket, kept in step with the bucket by periodic syncs.
+//! The bucket's blocks read directly (the embedded mode): a [`Queryable`] over every block in
+//! the bucket, kept in step with the bucket by periodic syncs. Raw reads (the default) decode
+//! raw blocks here; reads at a coarser resolution choose blocks and decode aggregates as the
+//! store gateway and the StoreAPI querier do (`super::downsampled`).
 
 use super::merge::{match_external, merge_samples, ExternalMatch};
 use super::skipped::{SkippedBlock, SkippedBlocks};
 use crate::http::SeriesSource;
+use crate::store::convert::Resolution;
+use crate::store::resolution::{get_for_each_set, Span};
 use async_trait::async_trait;
 use futures::StreamExt;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
@@ -14,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use storage::block::{Block, BlockError, BlockMeta};
 use storage::bucket::fetcher::{
     filters::system_clock, read_meta, DeduplicateFilter, DeletionMarkFilter, Discovered, Discovery,
-    Fetched, MetaFetcher, ResolutionFilter,
+    Fetched, MetaFetcher,
 };
 use storage::bucket::Bucket;
 use storage::labels::Labels;
@@ -26,9 +30,8 @@ use ulid::Ulid;
 pub(crate) const OPEN_CONCURRENCY: usize = 32;
 
 /// One sync of a set of open blocks against the bucket's `metas`: blocks already open and still
-/// in the bucket are kept, new raw-resolution blocks are opened (newest first, a few at a time)
-/// and wrapped; downsampled blocks are skipped (only raw data is read). Blocks that failed to open
-/// come back with their errors for the caller to log and count; they are retried next sync.
+/// in the bucket are kept, new blocks are opened (newest first, a few at a time) and wrapped.
+/// Blocks that failed to open come back with their errors for the caller to log and count; they are retried next sync.
 /// With `from_index`, `metas` are the bucket index's stand-ins and each block's meta.json is
 /// read before it is opened.
 pub(crate) async fn refresh_open_blocks<T>(
@@ -59,16 +62,7 @@ async fn refresh_open_blocks_with<T, F>(
 where
     F: std::future::Future<Output = Result<Block, BlockError>>,
 {
-    let wanted: Vec<BlockMeta> = metas
-        .into_iter()
-        .filter(|m| {
-            let raw = m.resolution() == 0;
-            if !raw {
-                tracing::debug!(block = %m.ulid, "skipping downsampled block");
-            }
-            raw
-        })
-        .collect();
+    let wanted: Vec<BlockMeta> = metas.into_iter().collect();
     let mut next: BTreeMap<Ulid, Arc<T>> = wanted
         .iter()
         .filter_map(|m| current.get(&m.ulid).map(|b| (m.ulid, b.clone())))
@@ -102,12 +96,22 @@ where
 
 /// One opened block and its external labels.
 #[derive(Debug)]
-struct LoadedBlock {
-    block: Block,
-    external: Labels,
+pub(super) struct LoadedBlock {
+    pub(super) block: Arc<Block>,
+    pub(super) external: Labels,
 }
 
 impl LoadedBlock {
+    /// The block as the choice of resolution sees it.
+    fn span(&self) -> Span {
+        let m = self.block.meta();
+        Span {
+            min_time: m.min_time,
+            max_time: m.max_time,
+            resolution: m.resolution(),
+        }
+    }
+
     /// Prometheus' `OverlapsClosedInterval`: the block's `[minTime, maxTime)` meets
     /// `[mint, maxt]`.
     fn overlaps(&self, mint: i64, maxt: i64) -> bool {
@@ -116,7 +120,10 @@ impl LoadedBlock {
     }
 
     /// Series refs the matchers select, or `None` when the external labels rule the block out.
-    async fn postings(&self, matchers: &[Matcher]) -> Result<Option<Vec<u32>>, BlockError> {
+    pub(super) async fn postings(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<Option<Vec<u32>>, BlockError> {
         let remaining = match match_external(&self.external, matchers) {
             ExternalMatch::Excluded => return Ok(None),
             ExternalMatch::Remaining(r) => r,
@@ -130,7 +137,7 @@ impl LoadedBlock {
     }
 
     /// Series labels as queries see them: the block's external labels win over the series'.
-    fn with_external(&self, labels: Labels) -> Labels {
+    pub(super) fn with_external(&self, labels: Labels) -> Labels {
         if self.external.is_empty() {
             labels
         } else {
@@ -236,12 +243,6 @@ pub fn index_discovery(max_stale: std::time::Duration) -> Discovery {
     }
 }
 
-/// The fetcher the embedded querier uses: [`store_fetcher`]'s blocks, raw ones only (it reads
-/// no downsampled data).
-pub(crate) fn reader_fetcher(bucket: Arc<dyn Bucket>) -> MetaFetcher {
-    store_fetcher(bucket).with_filter(ResolutionFilter { keep: vec![0] })
-}
-
 /// The fetcher a store uses without flags: the bucket index when fresh, blocks of every
 /// resolution, not marked for deletion longer than Thanos' delay.
 pub(crate) fn store_fetcher(bucket: Arc<dyn Bucket>) -> MetaFetcher {
@@ -302,7 +303,7 @@ pub(crate) fn skipped_at_sync(
         .collect()
 }
 
-/// Every raw block of a bucket, opened for queries.
+/// Every block of a bucket, raw and downsampled, opened for queries.
 pub struct BlockSet {
     bucket: Arc<dyn Bucket>,
     fetcher: MetaFetcher,
@@ -322,7 +323,7 @@ impl std::fmt::Debug for BlockSet {
     }
 }
 
-fn storage_error(e: impl std::fmt::Display) -> QueryError {
+pub(super) fn storage_error(e: impl std::fmt::Display) -> QueryError {
     QueryError::Storage(e.to_string())
 }
 
@@ -330,7 +331,7 @@ impl BlockSet {
     /// An empty, not yet ready set over `bucket`; its metrics go to `registry`.
     pub fn new(bucket: Arc<dyn Bucket>, registry: &Registry) -> Result<Self, prometheus::Error> {
         Ok(BlockSet {
-            fetcher: reader_fetcher(bucket.clone()),
+            fetcher: store_fetcher(bucket.clone()),
             skipped: SkippedBlocks::new("strata_query_blocks_skipped", "query", registry)?,
             bucket,
             blocks: RwLock::new(Arc::new(BTreeMap::new())),
@@ -355,9 +356,8 @@ impl BlockSet {
     }
 
     /// Opens blocks that appeared in the bucket and forgets blocks that left it. Blocks that
-    /// fail to open are logged and skipped (and retried next sync); downsampled blocks are
-    /// skipped because the embedded mode reads raw data only. The set is ready after the first
-    /// sync that could list the bucket.
+    /// fail to open are logged and skipped (and retried next sync). The set is ready after the
+    /// first sync that could list the bucket.
     pub async fn sync(&self) -> Result<(), storage::bucket::BucketError> {
         let fetched = match self.fetcher.fetch().await {
             Ok(f) => f,
@@ -386,7 +386,10 @@ impl BlockSet {
             |block| {
                 let external = Labels::from(&block.meta().external_labels());
                 tracing::debug!(block = %block.meta().ulid, %external, "block opened");
-                LoadedBlock { block, external }
+                LoadedBlock {
+                    block: Arc::new(block),
+                    external,
+                }
             },
         )
         .await;
@@ -404,6 +407,41 @@ impl BlockSet {
             tracing::info!(blocks = count, "blocks loaded; ready");
         }
         Ok(())
+    }
+
+    /// The blocks that answer `[mint, maxt]` at `max_resolution` ms (0: raw only): per external
+    /// label set the store gateway's choice (`crate::store::resolution`), in ULID order.
+    fn chosen(&self, mint: i64, maxt: i64, max_resolution: i64) -> Vec<Arc<LoadedBlock>> {
+        let snapshot = self.snapshot();
+        let blocks: Vec<&Arc<LoadedBlock>> = snapshot.values().collect();
+        get_for_each_set(
+            &blocks,
+            |b| (&b.external, b.span()),
+            mint,
+            maxt,
+            max_resolution,
+        )
+        .into_iter()
+        .map(|i| blocks[i].clone())
+        .collect()
+    }
+
+    /// Series the matchers select over `[mint, maxt]` read at `res`: raw blocks only for a
+    /// window of 0, else the coarsest blocks allowed with gaps filled by finer ones, their
+    /// aggregates read as `res.read` says; charged to `budget` as decoded.
+    pub async fn select_at(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        budget: &SampleBudget,
+        res: Resolution,
+    ) -> Result<Vec<SeriesData>, QueryError> {
+        let blocks = self.chosen(mint, maxt, res.max_window);
+        if blocks.iter().all(|b| b.span().resolution == 0) {
+            return select_raw(blocks, matchers, mint, maxt, budget).await;
+        }
+        super::downsampled::select(&blocks, matchers, mint, maxt, budget, res.read).await
     }
 
     /// Warnings naming the blocks skipped at the last sync that an answer over `[mint, maxt]`
@@ -479,6 +517,67 @@ fn merge_parts(mut per_part: Vec<Part>) -> Vec<SeriesData> {
         .collect()
 }
 
+/// The series `blocks` (raw ones) hold for the matchers over `[mint, maxt]`, decoded here.
+/// Charges each decoded part as it arrives, so a query over the samples limit stops (and its
+/// other decoding tasks are aborted) before the rest is decoded.
+async fn select_raw(
+    blocks: Vec<Arc<LoadedBlock>>,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+    budget: &SampleBudget,
+) -> Result<Vec<SeriesData>, QueryError> {
+    let samples_of =
+        |found: &[(Labels, Vec<(i64, f64)>)]| -> usize { found.iter().map(|(_, s)| s.len()).sum() };
+    // Postings first (cheap), concurrently within this task: in-memory indexes answer at
+    // once and indexes read by range overlap their reads, without a hop to another thread.
+    let postings = futures::future::join_all(blocks.iter().map(|b| b.postings(matchers))).await;
+    let mut refs_of: Vec<Option<Arc<[u32]>>> = Vec::with_capacity(blocks.len());
+    for result in postings {
+        refs_of.push(result.map_err(storage_error)?.map(Arc::from));
+    }
+    let total: usize = refs_of.iter().flatten().map(|r| r.len()).sum();
+    let mut per_part: Vec<Part> = Vec::new();
+    if total <= SERIES_PER_TASK {
+        // A small selection is decoded right here: handing it to other threads costs more
+        // in wake-ups than the decoding itself.
+        for (i, (b, refs)) in blocks.iter().zip(refs_of).enumerate() {
+            let Some(refs) = refs.filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            let all = 0..refs.len();
+            let found = b.clone().select_refs(refs, all, mint, maxt).await;
+            let found = found.map_err(storage_error)?;
+            budget.charge(samples_of(&found))?;
+            per_part.push(((i, 0), found));
+        }
+        return Ok(merge_parts(per_part));
+    }
+    // Otherwise the series of each block are decoded in parts by concurrent tasks, so
+    // that even a one-block query uses both cores. The JoinSet aborts its tasks if the
+    // query is dropped.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (b, refs)) in blocks.iter().zip(refs_of).enumerate() {
+        let Some(refs) = refs.filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        let parts = refs.len().div_ceil(SERIES_PER_TASK).clamp(1, max_parts());
+        let per = refs.len().div_ceil(parts);
+        for p in 0..parts {
+            let part = (p * per).min(refs.len())..((p + 1) * per).min(refs.len());
+            let (b, refs) = (b.clone(), refs.clone());
+            tasks.spawn(async move { ((i, p), b.select_refs(refs, part, mint, maxt).await) });
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (key, result) = joined.map_err(storage_error)?;
+        let found = result.map_err(storage_error)?;
+        budget.charge(samples_of(&found))?;
+        per_part.push((key, found));
+    }
+    Ok(merge_parts(per_part))
+}
+
 #[async_trait]
 impl Queryable for BlockSet {
     async fn select(
@@ -491,8 +590,7 @@ impl Queryable for BlockSet {
             .await
     }
 
-    /// Charges each decoded part as it arrives, so a query over the samples limit stops
-    /// (and its other decoding tasks are aborted) before the rest is decoded.
+    /// Raw data only; see [`BlockSet::select_at`] for other resolutions.
     async fn select_within(
         &self,
         matchers: &[Matcher],
@@ -500,57 +598,8 @@ impl Queryable for BlockSet {
         maxt: i64,
         budget: &SampleBudget,
     ) -> Result<Vec<SeriesData>, QueryError> {
-        let samples_of = |found: &[(Labels, Vec<(i64, f64)>)]| -> usize {
-            found.iter().map(|(_, s)| s.len()).sum()
-        };
-        let blocks = self.overlapping(mint, maxt);
-        // Postings first (cheap), concurrently within this task: in-memory indexes answer at
-        // once and indexes read by range overlap their reads, without a hop to another thread.
-        let postings = futures::future::join_all(blocks.iter().map(|b| b.postings(matchers))).await;
-        let mut refs_of: Vec<Option<Arc<[u32]>>> = Vec::with_capacity(blocks.len());
-        for result in postings {
-            refs_of.push(result.map_err(storage_error)?.map(Arc::from));
-        }
-        let total: usize = refs_of.iter().flatten().map(|r| r.len()).sum();
-        let mut per_part: Vec<Part> = Vec::new();
-        if total <= SERIES_PER_TASK {
-            // A small selection is decoded right here: handing it to other threads costs more
-            // in wake-ups than the decoding itself.
-            for (i, (b, refs)) in blocks.iter().zip(refs_of).enumerate() {
-                let Some(refs) = refs.filter(|r| !r.is_empty()) else {
-                    continue;
-                };
-                let all = 0..refs.len();
-                let found = b.clone().select_refs(refs, all, mint, maxt).await;
-                let found = found.map_err(storage_error)?;
-                budget.charge(samples_of(&found))?;
-                per_part.push(((i, 0), found));
-            }
-            return Ok(merge_parts(per_part));
-        }
-        // Otherwise the series of each block are decoded in parts by concurrent tasks, so
-        // that even a one-block query uses both cores. The JoinSet aborts its tasks if the
-        // query is dropped.
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, (b, refs)) in blocks.iter().zip(refs_of).enumerate() {
-            let Some(refs) = refs.filter(|r| !r.is_empty()) else {
-                continue;
-            };
-            let parts = refs.len().div_ceil(SERIES_PER_TASK).clamp(1, max_parts());
-            let per = refs.len().div_ceil(parts);
-            for p in 0..parts {
-                let part = (p * per).min(refs.len())..((p + 1) * per).min(refs.len());
-                let (b, refs) = (b.clone(), refs.clone());
-                tasks.spawn(async move { ((i, p), b.select_refs(refs, part, mint, maxt).await) });
-            }
-        }
-        while let Some(joined) = tasks.join_next().await {
-            let (key, result) = joined.map_err(storage_error)?;
-            let found = result.map_err(storage_error)?;
-            budget.charge(samples_of(&found))?;
-            per_part.push((key, found));
-        }
-        Ok(merge_parts(per_part))
+        self.select_at(matchers, mint, maxt, budget, Resolution::RAW)
+            .await
     }
 
     async fn label_names(

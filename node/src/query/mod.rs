@@ -6,12 +6,16 @@
 //!
 //! - `blocks`: the bucket's blocks as a `Queryable`, synced periodically
 //! - `dedup`: replica deduplication of what a request reads (`--query.replica-label`)
+//! - `downsampled`: the embedded mode's reads of downsampled blocks (`max_source_resolution`)
+//! - `lookback`: Thanos' dynamic lookback for queries over downsampled data
 //! - `merge`: merging a series' samples across blocks; external-label matching
 //! - `remote`: fan-out to StoreAPI endpoints, merge, partial-response warnings
 //! - `role`: the query role as a component of a process (crate::server)
 
 pub(crate) mod blocks;
 pub mod dedup;
+mod downsampled;
+pub mod lookback;
 pub(crate) mod merge;
 pub mod remote;
 mod role;
@@ -142,6 +146,10 @@ impl QueryArgs {
                 "query.auto-downsampling".into(),
                 self.endpoints.auto_downsampling.to_string(),
             ),
+            (
+                "query.dynamic-lookback-delta".into(),
+                self.endpoints.dynamic_lookback_delta.to_string(),
+            ),
         ]
     }
 }
@@ -231,6 +239,7 @@ pub fn build(
         cors: Arc::new(cors),
         replica_labels: args.endpoints.replica_labels.clone(),
         auto_downsampling: args.endpoints.auto_downsampling,
+        dynamic_lookback: args.endpoints.dynamic_lookback_delta,
     });
     Ok(Embedded {
         state,

@@ -240,6 +240,7 @@ pub fn router(
         cors: Arc::new(http::cors::CorsOrigin::new(".*")?),
         replica_labels: Vec::new(),
         auto_downsampling: false,
+        dynamic_lookback: false,
     });
     let own = Router::new()
         .route("/api/v1/rules", get(rules))

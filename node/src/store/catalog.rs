@@ -18,7 +18,7 @@
 //! window also clamps what Info advertises and what requests may read.
 
 use super::opener::BlockOpener;
-use super::resolution::{get_for, Span};
+use super::resolution::{get_for_each_set, Span};
 use crate::query::blocks::{
     count_excluded, excluded_gauge, skipped_at_sync, store_fetcher, OPEN_CONCURRENCY,
 };
@@ -344,27 +344,22 @@ impl Catalog {
         maxt: i64,
         max_resolution: i64,
     ) -> Vec<Arc<StoreBlock>> {
-        let mut by_labels: BTreeMap<&Labels, Vec<&Arc<StoreBlock>>> = BTreeMap::new();
         let snapshot = self.snapshot();
-        for b in snapshot.values() {
-            by_labels.entry(&b.external).or_default().push(b);
-        }
-        let mut chosen: Vec<Arc<StoreBlock>> = Vec::new();
-        for group in by_labels.values() {
-            let spans: Vec<Span> = group
-                .iter()
-                .map(|b| Span {
-                    min_time: b.meta.min_time,
-                    max_time: b.meta.max_time,
-                    resolution: b.meta.resolution(),
-                })
-                .collect();
-            chosen.extend(
-                get_for(&spans, mint, maxt, max_resolution)
-                    .into_iter()
-                    .map(|i| group[i].clone()),
-            );
-        }
+        let blocks: Vec<&Arc<StoreBlock>> = snapshot.values().collect();
+        let span_of = |b: &StoreBlock| Span {
+            min_time: b.meta.min_time,
+            max_time: b.meta.max_time,
+            resolution: b.meta.resolution(),
+        };
+        let chosen = get_for_each_set(
+            &blocks,
+            |b| (&b.external, span_of(b)),
+            mint,
+            maxt,
+            max_resolution,
+        );
+        let mut chosen: Vec<Arc<StoreBlock>> =
+            chosen.into_iter().map(|i| blocks[i].clone()).collect();
         chosen.sort_by_key(|b| b.meta.ulid);
         self.opened(chosen).await
     }

@@ -1,6 +1,9 @@
 //! Which blocks answer a request for downsampled data (Thanos' `bucketBlockSet.getFor`): per
 //! time range the coarsest blocks whose resolution is at most the request's
-//! `max_resolution_window`, gaps between them filled with finer blocks, recursively.
+//! `max_resolution_window`, gaps between them filled with finer blocks, recursively. The store
+//! gateway and the embedded querier both choose with it, so that they read the same blocks.
+
+use storage::labels::Labels;
 
 /// A block as the choice sees it: `[min_time, max_time)` and resolution (ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +39,36 @@ pub fn get_for(blocks: &[Span], mint: i64, maxt: i64, max_resolution: i64) -> Ve
     }
     let mut out = Vec::new();
     fill(blocks, &by_res, first, mint, maxt, &mut out);
+    out
+}
+
+/// [`get_for`] over the blocks of every external label set: each set chooses on its own, as
+/// Thanos keeps one block set per label set. `of` gives a block's label set and span; the
+/// answer is indexes into `blocks`, ascending.
+pub fn get_for_each_set<'a, T>(
+    blocks: &'a [T],
+    of: impl Fn(&'a T) -> (&'a Labels, Span),
+    mint: i64,
+    maxt: i64,
+    max_resolution: i64,
+) -> Vec<usize> {
+    let mut by_labels: std::collections::BTreeMap<&Labels, (Vec<usize>, Vec<Span>)> =
+        std::collections::BTreeMap::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let (labels, span) = of(b);
+        let set = by_labels.entry(labels).or_default();
+        set.0.push(i);
+        set.1.push(span);
+    }
+    let mut out: Vec<usize> = by_labels
+        .values()
+        .flat_map(|(indexes, spans)| {
+            get_for(spans, mint, maxt, max_resolution)
+                .into_iter()
+                .map(|k| indexes[k])
+        })
+        .collect();
+    out.sort_unstable();
     out
 }
 
@@ -134,6 +167,23 @@ mod tests {
         want.push((30, 40, M5));
         want.extend((20..25).map(|k| (2 * k, 2 * k + 2, 0)));
         assert_eq!(spans, want);
+    }
+
+    #[test]
+    fn each_external_label_set_chooses_its_own_blocks() {
+        // Set a has 5m data for [0, 48h); set b has raw data only: b's raw blocks are read
+        // even though a's 5m block covers their range.
+        let a = Labels::from_pairs([("replica", "a")]);
+        let b = Labels::from_pairs([("replica", "b")]);
+        let blocks = [
+            (&a, span(0, 2, 0)),
+            (&b, span(0, 2, 0)),
+            (&a, span(0, 48, M5)),
+            (&b, span(2, 4, 0)),
+        ];
+        let chosen = |window| get_for_each_set(&blocks, |x| (x.0, x.1), 0, 4 * H - 1, window);
+        assert_eq!(chosen(M5), vec![1, 2, 3]);
+        assert_eq!(chosen(0), vec![0, 1, 3]);
     }
 
     #[test]

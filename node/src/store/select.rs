@@ -24,6 +24,16 @@ pub struct SourceChunk {
 }
 
 impl SourceChunk {
+    /// Chunk `meta` of series `series_ref` in `block`, for readers that select series
+    /// themselves (the embedded querier) and then read chunks as the store does.
+    pub fn new(block: Arc<Block>, series_ref: u32, meta: ChunkMeta) -> Self {
+        SourceChunk {
+            block,
+            series_ref,
+            meta,
+        }
+    }
+
     /// The block holding the chunk and its reference there.
     pub fn stored_at(&self) -> (&Arc<Block>, u64) {
         (&self.block, self.meta.chunk_ref)

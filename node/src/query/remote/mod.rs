@@ -18,11 +18,10 @@
 //! `aggrsFromFunc`), and their answers are decoded from those aggregates
 //! (`crate::store::convert::decode_chunks_as`).
 //!
-//! This node's own store, read in process for raw data, is asked over gRPC for downsampled
-//! data.
+//! The embedded block set (no store at all, or this node's own store read in process) reads
+//! downsampled blocks the same way (`super::downsampled`).
 //!
-//! Unfinished: TLS, query hints to stores; the embedded block set (no store at all) serves
-//! raw data only, whatever `max_source_resolution` says.
+//! Unfinished: TLS, query hints to stores.
 
 use super::blocks::BlockSet;
 use super::merge::{match_external, merge_samples, ExternalMatch};
@@ -259,11 +258,8 @@ impl Federation {
         }
         addresses.retain(|a| warn.opts.selects(a));
         let own = self.registry.as_ref().and_then(|r| r.own_address.as_ref());
-        // The in-process block set reads raw data only: for downsampled data this node's own
-        // store is asked over gRPC like any other.
-        let raw = warn.opts.max_source_resolution == 0;
         let local = match (own, &self.embedded) {
-            (Some(own), Some(blocks)) if raw && addresses.contains(own) => {
+            (Some(own), Some(blocks)) if addresses.contains(own) => {
                 addresses.retain(|a| a != own);
                 Some(blocks.clone())
             }
@@ -330,7 +326,7 @@ impl Federation {
                         samples: Vec::new(),
                     })
                     .collect()),
-                Some(b) => b.select_within(matchers, mint, maxt, budget).await,
+                Some(b) => b.select_at(matchers, mint, maxt, budget, res).await,
             }
         };
         let (answers, local) = futures::future::join(

@@ -8,20 +8,26 @@
 //! sets and time ranges (all time while no store has answered, so an upper querier never
 //! prunes it); for a ruler, its external labels and the Rules API.
 //!
-//! Unfinished: hints, sharding, `without_replica_labels`, aggregates of downsampled data,
-//! request limits; series are gathered whole before the first frame is sent.
+//! A Series request's `max_resolution_window` and `aggregates` are honoured: the federation
+//! reads downsampled data up to that window, decodes the asked aggregate (sum / count for
+//! count and sum together), and sends the decoded values as raw XOR chunks, which the asking
+//! querier reads as they are.
+//!
+//! Unfinished: hints, sharding, `without_replica_labels`, request limits; series are gathered
+//! whole before the first frame is sent.
 
 use super::view::FederatedSource;
 use crate::http::store_params::StoreOptions;
 use crate::http::SeriesSource;
-use crate::store::convert::{chunk_to_pb, labels_to_pb, matchers_from_pb};
-use promql::{QueryError, Queryable, SampleBudget};
+use crate::store::convert::{aggregates_from_pb, chunk_to_pb, labels_to_pb, matchers_from_pb};
+use promql::{QueryError, Queryable, SampleBudget, SelectHints};
 use proto::thanos::info::info_server::{Info, InfoServer};
 use proto::thanos::info::{self as infopb};
 use proto::thanos::store_server::{Store, StoreServer};
 use proto::thanos::{self as pb, series_response, SeriesResponse};
 use std::sync::Arc;
 use storage::chunkenc::xor::XorAppender;
+use storage::downsample::AggrType;
 use storage::labels::Labels;
 use tonic::{Request, Response, Status};
 
@@ -138,8 +144,39 @@ fn options(disabled: bool, strategy: i32) -> StoreOptions {
     let abort = strategy == pb::PartialResponseStrategy::Abort as i32;
     StoreOptions {
         partial_response: Some(!(disabled || abort)),
-        // Requests through the querier's own StoreAPI read raw data.
         ..Default::default()
+    }
+}
+
+/// What a Series request reads: its `max_resolution_window` (refused when negative, as the
+/// store refuses it) and, as engine hints, a function whose aggregate is the one asked.
+fn series_read(r: &pb::SeriesRequest) -> Result<(i64, SelectHints), Status> {
+    if r.max_resolution_window < 0 {
+        return Err(Status::invalid_argument(format!(
+            "max_resolution_window {} is negative",
+            r.max_resolution_window
+        )));
+    }
+    let aggrs =
+        aggregates_from_pb(&r.aggregates).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok((r.max_resolution_window, hints_for(&aggrs)))
+}
+
+/// Hints naming a function that reads `aggrs` (the inverse of Thanos' `aggrsFromFunc`): one
+/// aggregate is read as itself, anything else as the average (sum / count); the counter
+/// aggregate also marks the selection as a counter.
+fn hints_for(aggrs: &[AggrType]) -> SelectHints {
+    let func = match aggrs {
+        [AggrType::Count] => Some("count_over_time"),
+        [AggrType::Sum] => Some("sum_over_time"),
+        [AggrType::Min] => Some("min_over_time"),
+        [AggrType::Max] => Some("max_over_time"),
+        [AggrType::Counter] => Some("rate"),
+        _ => None,
+    };
+    SelectHints {
+        counter: func == Some("rate"),
+        func,
     }
 }
 
@@ -199,10 +236,10 @@ impl Store for QueryStore {
     ) -> Result<Response<Self::SeriesStream>, Status> {
         let r = request.into_inner();
         let matchers = parse(&r.matchers)?;
-        let view = self.view(&options(
-            r.partial_response_disabled,
-            r.partial_response_strategy,
-        ));
+        let (max_window, hints) = series_read(&r)?;
+        let mut opts = options(r.partial_response_disabled, r.partial_response_strategy);
+        opts.max_source_resolution = max_window;
+        let view = self.view(&opts);
         let mut frames = Vec::new();
         let series: Vec<(Labels, Vec<(i64, f64)>)> = if r.skip_chunks {
             view.series(&matchers, r.min_time, r.max_time)
@@ -212,11 +249,12 @@ impl Store for QueryStore {
                 .map(|l| (l, Vec::new()))
                 .collect()
         } else {
-            view.select_within(
+            view.select_hinted(
                 &matchers,
                 r.min_time,
                 r.max_time,
                 &SampleBudget::unlimited(),
+                hints,
             )
             .await
             .map_err(status)?
@@ -334,6 +372,51 @@ mod tests {
         }
         assert_eq!(back, samples);
         assert!(encode(&[]).expect("empty").is_empty());
+    }
+
+    #[test]
+    fn the_asked_aggregate_is_what_the_view_reads() {
+        use crate::store::convert::AggrRead;
+        let read_of = |aggrs: &[pb::Aggr]| {
+            let r = pb::SeriesRequest {
+                aggregates: aggrs.iter().map(|&a| a as i32).collect(),
+                max_resolution_window: 300_000,
+                ..Default::default()
+            };
+            let (window, hints) = series_read(&r).expect("valid");
+            assert_eq!(window, 300_000);
+            AggrRead::for_func(hints.func)
+        };
+        assert_eq!(read_of(&[pb::Aggr::Count]), AggrRead::Count);
+        assert_eq!(read_of(&[pb::Aggr::Sum]), AggrRead::Sum);
+        assert_eq!(read_of(&[pb::Aggr::Min]), AggrRead::Min);
+        assert_eq!(read_of(&[pb::Aggr::Max]), AggrRead::Max);
+        assert_eq!(read_of(&[pb::Aggr::Counter]), AggrRead::Counter);
+        assert_eq!(
+            read_of(&[pb::Aggr::Count, pb::Aggr::Sum]),
+            AggrRead::Average
+        );
+        assert_eq!(read_of(&[]), AggrRead::Average);
+        assert_eq!(read_of(&[pb::Aggr::Raw]), AggrRead::Average);
+    }
+
+    #[test]
+    fn a_negative_window_or_an_unknown_aggregate_is_refused() {
+        let r = pb::SeriesRequest {
+            max_resolution_window: -1,
+            ..Default::default()
+        };
+        let e = series_read(&r).expect_err("refused");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("max_resolution_window -1"), "{e}");
+        let r = pb::SeriesRequest {
+            aggregates: vec![42],
+            ..Default::default()
+        };
+        assert_eq!(
+            series_read(&r).expect_err("refused").code(),
+            tonic::Code::InvalidArgument
+        );
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl Queryable for RequestView {
         {
             Some(s) => Ok(s),
             None => match f.no_store(mint, maxt, &self.warnings)? {
-                Some(b) => b.select_within(matchers, mint, maxt, budget).await,
+                Some(b) => b.select_at(matchers, mint, maxt, budget, res).await,
                 None => Ok(Vec::new()),
             },
         }
