@@ -38,6 +38,7 @@ pub mod recording;
 pub mod results;
 pub mod template;
 pub mod tsdb;
+pub mod wal;
 pub mod yaml;
 
 /// `strata tools rules ...`.

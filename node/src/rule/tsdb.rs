@@ -3,14 +3,21 @@
 //! newest result is half a block past its end (Prometheus' 1.5× head rule), carrying the
 //! external labels and source `ruler`; with a bucket, the sidecar's shipper uploads them
 //! (`thanos.shipper.json` in the data dir). On start the local blocks within the retention
-//! are read back into memory; on a clean stop the unsealed rest is written as a short block.
+//! are read back into memory, then the WAL (`super::wal`, in `<data-dir>/wal`) replays what
+//! was not in a block yet, so results survive SIGKILL or a crash; a replayed sample older than
+//! the blocks' end (or a logged seal) is skipped, so no block gets it twice. After each block
+//! the WAL logs the seal and drops segments whose samples are all in blocks. On a clean stop
+//! the unsealed rest is written as a short block and the WAL emptied.
 //!
-//! There is no WAL: results not yet in a block are lost when the process dies without a
-//! clean stop (SIGKILL, a crash). Local blocks are never deleted (Thanos' ruler deletes them
-//! after `--tsdb.retention`): unfinished.
+//! Retention (`--tsdb.retention`, as Thanos' ruler): blocks whose max time is older than
+//! now - retention are deleted from the data dir, with a bucket only once the shipper has
+//! uploaded them (`thanos.shipper.json`); an unshipped block is never deleted.
 
 use super::results::{Results, SeriesSet};
-use crate::sidecar::shipper::{local_blocks, Shipper, ShipperError};
+use super::wal::codec::Record;
+use super::wal::{Wal, WalError, WalMetrics};
+use crate::sidecar::shipper::{local_blocks, read_shipper_file, Shipper, ShipperError};
+use std::collections::HashSet;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +47,17 @@ pub enum TsdbError {
     /// Writing or reading a block failed.
     #[error("ruler block: {0}")]
     Block(#[from] BlockError),
+    /// The WAL could not be opened.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+}
+
+/// The ruler's WAL settings.
+pub struct WalOptions {
+    /// Size at which a segment is closed.
+    pub segment_bytes: u64,
+    /// Its metrics.
+    pub metrics: WalMetrics,
 }
 
 /// The ruler's local TSDB directory and its uploads.
@@ -49,6 +67,10 @@ pub struct ResultsDb {
     results: Arc<Results>,
     labels: BTreeMap<String, String>,
     shipper: Option<Shipper>,
+    wal: Option<Arc<Wal>>,
+    retention_ms: i64,
+    /// `strata_rule_blocks_deleted_total` when registered.
+    deleted: Option<prometheus::IntCounter>,
 }
 
 /// Start of the aligned block range holding `ts`.
@@ -57,8 +79,9 @@ fn align(ts: i64, block_ms: i64) -> i64 {
 }
 
 impl ResultsDb {
-    /// Opens `dir` (created if missing) and loads its blocks newer than `now_ms - retention`
-    /// into `results`.
+    /// Opens `dir` (created if missing), loads its blocks newer than `now_ms - retention`
+    /// into `results`, then replays the WAL (when `wal` is given) and logs later appends.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         dir: &Path,
         block_duration: Duration,
@@ -67,6 +90,7 @@ impl ResultsDb {
         shipper: Option<Shipper>,
         retention_ms: i64,
         now_ms: i64,
+        wal: Option<WalOptions>,
     ) -> Result<ResultsDb, TsdbError> {
         std::fs::create_dir_all(dir).map_err(|source| TsdbError::Dir {
             dir: dir.to_path_buf(),
@@ -94,13 +118,25 @@ impl ResultsDb {
             tracing::info!(block = %meta.ulid, series = series.len(), "ruler block loaded");
             results.load(series, sealed);
         }
+        let wal = match wal {
+            Some(opts) => Some(replay(dir, opts, &results)?),
+            None => None,
+        };
         Ok(ResultsDb {
             dir: dir.to_path_buf(),
             block_ms: (block_duration.as_millis() as i64).max(1),
             results,
             labels,
             shipper,
+            wal,
+            retention_ms,
+            deleted: None,
         })
+    }
+
+    /// Counts deleted blocks in `counter`.
+    pub fn count_deletions(&mut self, counter: prometheus::IntCounter) {
+        self.deleted = Some(counter);
     }
 
     /// The directory of the blocks.
@@ -129,8 +165,53 @@ impl ResultsDb {
             if let Some(id) = self.write(series, from, end)? {
                 written.push(id);
             }
+            if let Some(wal) = &self.wal {
+                wal.append(&Record::Sealed { before: end });
+                wal.sync();
+            }
+        }
+        if let Some(wal) = &self.wal {
+            if final_flush {
+                wal.finish(self.results.sealed_before());
+            } else if !written.is_empty() {
+                wal.truncate(self.results.sealed_before());
+            }
         }
         Ok(written)
+    }
+
+    /// Deletes blocks whose max time is before `now_ms - retention`, with a bucket only those
+    /// the shipper has uploaded. Returns the blocks deleted.
+    pub fn delete_expired(&self, now_ms: i64) -> Result<Vec<Ulid>, TsdbError> {
+        let cutoff = now_ms.saturating_sub(self.retention_ms);
+        let shipped: Option<HashSet<Ulid>> = match &self.shipper {
+            None => None,
+            Some(_) => Some(
+                read_shipper_file(&self.dir)?
+                    .map(|f| f.uploaded.into_iter().collect())
+                    .unwrap_or_default(),
+            ),
+        };
+        let (metas, _) = local_blocks(&self.dir)?;
+        let mut deleted = Vec::new();
+        for meta in metas.iter().filter(|m| m.max_time < cutoff) {
+            if shipped.as_ref().is_some_and(|s| !s.contains(&meta.ulid)) {
+                tracing::debug!(block = %meta.ulid, "ruler block past retention kept: not uploaded yet");
+                continue;
+            }
+            let path = self.dir.join(meta.ulid.to_string());
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    tracing::info!(block = %meta.ulid, max_time = meta.max_time, retention_ms = self.retention_ms, "ruler block past retention deleted");
+                    if let Some(c) = &self.deleted {
+                        c.inc();
+                    }
+                    deleted.push(meta.ulid);
+                }
+                Err(e) => tracing::warn!(block = %meta.ulid, error = %e, "deleting a ruler block past retention failed; retrying later"),
+            }
+        }
+        Ok(deleted)
     }
 
     fn write(&self, mut series: SeriesSet, min: i64, max: i64) -> Result<Option<Ulid>, TsdbError> {
@@ -187,11 +268,38 @@ impl ResultsDb {
                 tracing::error!(error = %e, "writing a ruler block failed; retrying later");
             }
             self.ship().await;
+            if let Err(e) = self.delete_expired(now_ms()) {
+                tracing::warn!(error = %e, "applying retention to ruler blocks failed; retrying later");
+            }
             if stopping {
                 return;
             }
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Replays `<dir>/wal` into `results` (after the blocks) and attaches it for later appends.
+fn replay(dir: &Path, opts: WalOptions, results: &Arc<Results>) -> Result<Arc<Wal>, TsdbError> {
+    let (mut records, mut samples) = (0u64, 0u64);
+    let wal = Wal::open(&dir.join("wal"), opts.segment_bytes, opts.metrics, |r| {
+        records += 1;
+        samples += results.replay(r) as u64;
+    })?;
+    tracing::info!(
+        records,
+        samples,
+        sealed_before = results.sealed_before(),
+        "ruler WAL replayed"
+    );
+    let wal = Arc::new(wal);
+    results.set_wal(wal.clone());
+    Ok(wal)
 }
 
 #[cfg(test)]
@@ -217,6 +325,7 @@ mod tests {
             None,
             i64::MAX / 4,
             0,
+            None,
         )
         .await
         .expect("open");
@@ -244,6 +353,7 @@ mod tests {
             None,
             i64::MAX / 4,
             0,
+            None,
         )
         .await
         .expect("reopen");
