@@ -124,7 +124,9 @@ impl Results {
     /// already), or a sealed mark. Returns the samples taken.
     pub fn replay(&self, record: Record) -> usize {
         match record {
-            Record::Samples { ts, series } => self.insert(ts, series.into_iter(), false).unwrap_or(0),
+            Record::Samples { ts, series } => {
+                self.insert(ts, series.into_iter(), false).unwrap_or(0)
+            }
             Record::Sealed { before } => {
                 let _s = self.series.write().unwrap_or_else(|p| p.into_inner());
                 self.sealed_before.fetch_max(before, Ordering::SeqCst);

@@ -17,8 +17,8 @@ use super::results::{Results, SeriesSet};
 use super::wal::codec::Record;
 use super::wal::{Wal, WalError, WalMetrics};
 use crate::sidecar::shipper::{local_blocks, read_shipper_file, Shipper, ShipperError};
-use std::collections::HashSet;
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,7 +208,9 @@ impl ResultsDb {
                     }
                     deleted.push(meta.ulid);
                 }
-                Err(e) => tracing::warn!(block = %meta.ulid, error = %e, "deleting a ruler block past retention failed; retrying later"),
+                Err(e) => {
+                    tracing::warn!(block = %meta.ulid, error = %e, "deleting a ruler block past retention failed; retrying later")
+                }
             }
         }
         Ok(deleted)
@@ -286,11 +288,21 @@ fn now_ms() -> i64 {
 
 /// Replays `<dir>/wal` into `results` (after the blocks) and attaches it for later appends.
 fn replay(dir: &Path, opts: WalOptions, results: &Arc<Results>) -> Result<Arc<Wal>, TsdbError> {
-    let (mut records, mut samples) = (0u64, 0u64);
+    // A seal is logged after the samples it covers: apply the newest seal first, so that
+    // samples whose block is gone (retention) are not taken again.
+    let mut logged = Vec::new();
     let wal = Wal::open(&dir.join("wal"), opts.segment_bytes, opts.metrics, |r| {
-        records += 1;
-        samples += results.replay(r) as u64;
+        logged.push(r)
     })?;
+    let records = logged.len();
+    let seal = logged.iter().filter_map(|r| match r {
+        Record::Sealed { before } => Some(*before),
+        Record::Samples { .. } => None,
+    });
+    if let Some(before) = seal.max() {
+        results.replay(Record::Sealed { before });
+    }
+    let samples: usize = logged.into_iter().map(|r| results.replay(r)).sum();
     tracing::info!(
         records,
         samples,
@@ -364,4 +376,164 @@ mod tests {
         sample(&again, 15_000);
         assert_eq!(again.unsealed_range(), None, "sealed samples are refused");
     }
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+    use crate::rule::alert::LabelMap;
+    use promql::Queryable as _;
+
+    fn sample(r: &Results, ts: i64) {
+        let l = LabelMap::from([("__name__".into(), "rec".into())]);
+        r.append(ts, &[(l, ts as f64)]);
+    }
+
+    async fn open(dir: &Path, now_ms: i64) -> (Arc<Results>, ResultsDb, WalMetrics) {
+        let results = Arc::new(Results::new(i64::MAX / 4));
+        let metrics = WalMetrics::unregistered();
+        let wal = WalOptions {
+            segment_bytes: 200,
+            metrics: metrics.clone(),
+        };
+        let db = ResultsDb::open(
+            dir,
+            Duration::from_secs(10),
+            results.clone(),
+            BTreeMap::new(),
+            None,
+            30_000,
+            now_ms,
+            Some(wal),
+        )
+        .await
+        .expect("open");
+        (results, db, metrics)
+    }
+
+    /// Every sample of every local block, by timestamp.
+    async fn block_samples(dir: &Path) -> Vec<(i64, f64)> {
+        let (metas, _) = local_blocks(dir).expect("list");
+        let mut all = Vec::new();
+        for m in metas {
+            let b = storage::block::reader::Block::open_dir(&dir.join(m.ulid.to_string()))
+                .await
+                .expect("block");
+            for s in b.all_series().await.expect("series") {
+                all.extend(s.samples);
+            }
+        }
+        all.sort_by_key(|&(t, _)| t);
+        all
+    }
+
+    #[tokio::test]
+    async fn results_survive_a_crash_and_reach_a_block_once() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (results, db, _) = open(d.path(), 0).await;
+        for ts in (0..=15_000).step_by(1_000) {
+            sample(&results, ts);
+        }
+        assert_eq!(db.cut(false).expect("cut").len(), 1, "[0, 10s) sealed");
+        for ts in (16_000..=18_000).step_by(1_000) {
+            sample(&results, ts);
+        }
+        // A crash: no final flush.
+        drop((results, db));
+
+        let (results, db, m) = open(d.path(), 0).await;
+        let got = results.select(&[], 0, 60_000).await.expect("select");
+        let want: Vec<(i64, f64)> = (0..=18).map(|s| (s * 1000, (s * 1000) as f64)).collect();
+        assert_eq!(got[0].samples, want, "blocks then the WAL's unsealed rest");
+        assert_eq!(results.unsealed_range(), Some((10_000, 18_000)));
+        assert_eq!(m.torn.get() + m.corrupt.get(), 0);
+        sample(&results, 19_000);
+        db.cut(true).expect("flush");
+        drop((results, db));
+        let mut want = want;
+        want.push((19_000, 19_000.0));
+        assert_eq!(
+            block_samples(d.path()).await,
+            want,
+            "each sample in one block, once"
+        );
+        assert!(
+            segments(&d.path().join("wal")).is_empty(),
+            "a clean stop leaves no WAL behind"
+        );
+
+        // Nothing is replayed twice after the clean stop either.
+        let (results, db, _) = open(d.path(), 0).await;
+        db.cut(true).expect("flush");
+        assert_eq!(results.unsealed_range(), None);
+        assert_eq!(block_samples(d.path()).await, want);
+    }
+
+    fn segments(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_seal_logged_after_its_block_was_deleted_still_keeps_old_samples_out() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (results, db, _) = open(d.path(), 0).await;
+        for ts in (0..=15_000).step_by(1_000) {
+            sample(&results, ts);
+        }
+        let ids = db.cut(false).expect("cut");
+        drop((results, db));
+        for id in ids {
+            std::fs::remove_dir_all(d.path().join(id.to_string())).expect("rm");
+        }
+        let (results, _db, _) = open(d.path(), 0).await;
+        assert_eq!(results.sealed_before(), 10_000);
+        assert_eq!(results.min_time(), Some(10_000));
+    }
+
+    #[tokio::test]
+    async fn blocks_past_retention_go_and_unshipped_ones_stay() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (results, db, _) = open(d.path(), 0).await;
+        for ts in (0..=35_000).step_by(1_000) {
+            sample(&results, ts);
+        }
+        let ids = db.cut(false).expect("cut");
+        assert_eq!(ids.len(), 3, "[0,10s) [10s,20s) [20s,30s)");
+        // Retention 30s: at 45s, blocks ending before 15s go.
+        assert_eq!(db.delete_expired(45_000).expect("retention"), vec![ids[0]]);
+        assert!(!d.path().join(ids[0].to_string()).exists());
+        assert!(d.path().join(ids[1].to_string()).exists());
+
+        // With a bucket, only what the shipper file lists as uploaded.
+        let file = crate::sidecar::shipper::ShipperFile {
+            version: 1,
+            uploaded: vec![ids[2]],
+        };
+        crate::sidecar::shipper::write_shipper_file(d.path(), &file).expect("shipper file");
+        let shipped_only = ResultsDb {
+            shipper: Some(test_shipper(d.path())),
+            ..db
+        };
+        // Never synced: the shipper only tells retention that there is a bucket.
+        assert_eq!(
+            shipped_only.delete_expired(70_000).expect("retention"),
+            vec![ids[2]],
+            "ids[1] is not uploaded: kept"
+        );
+        assert!(d.path().join(ids[1].to_string()).exists());
+    }
+}
+
+#[cfg(test)]
+fn test_shipper(dir: &Path) -> Shipper {
+    let bucket = Arc::new(storage::bucket::backend::ObjectStoreBucket::in_memory());
+    let metrics = crate::sidecar::shipper::ShipperMetrics::register(&prometheus::Registry::new())
+        .expect("metrics");
+    Shipper::new(bucket, dir.to_path_buf(), false, metrics)
 }
