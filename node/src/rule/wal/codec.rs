@@ -234,7 +234,7 @@ mod tests {
 
     fn arb_labels() -> impl Strategy<Value = Labels> {
         proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,12}", 0..5)
-            .prop_map(|m| Labels::from_pairs(m))
+            .prop_map(Labels::from_pairs)
     }
 
     fn arb_record() -> impl Strategy<Value = Record> {
