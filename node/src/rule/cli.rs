@@ -10,7 +10,8 @@ use super::manager::{Manager, ManagerOptions};
 use super::metrics::RuleMetrics;
 use super::notify::{Notifier, NotifyOptions};
 use super::results::Results;
-use super::tsdb::ResultsDb;
+use super::tsdb::{ResultsDb, WalOptions};
+use super::wal::WalMetrics;
 use crate::flags::ObjstoreFlags;
 use crate::http::params::parse_prometheus_duration;
 use crate::sidecar::shipper::{Shipper, ShipperMetrics};
@@ -99,12 +100,13 @@ pub struct RuleArgs {
     #[arg(long = "for-grace-period", alias = "rules.alert.for-grace-period", default_value = "10m", value_parser = parse_duration_flag)]
     pub for_grace_period: Duration,
     /// How long the ruler's own results are kept in memory for its query API and StoreAPI
-    /// (and read back from --data-dir's blocks after a restart).
+    /// (and read back from --data-dir's blocks after a restart); local blocks whose max time
+    /// is older are deleted (with a bucket, once uploaded).
     #[arg(long = "tsdb.retention", default_value = "48h", value_parser = parse_duration_flag)]
     pub retention: Duration,
     /// Range of the blocks the results are written to under --data-dir (and uploaded to the
-    /// bucket with --objstore.config-file/--objstore.config). There is no WAL: results not
-    /// yet in a block are lost if the process dies without a clean stop.
+    /// bucket with --objstore.config-file/--objstore.config); results not yet in a block are
+    /// kept in a WAL under --data-dir/wal and replayed after a restart.
     #[arg(long = "tsdb.block-duration", default_value = "2h", value_parser = parse_duration_flag)]
     pub block_duration: Duration,
     /// Capacity of the alert notification queue.
@@ -219,7 +221,17 @@ async fn results_db(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let db = ResultsDb::open(
+    let wal = WalOptions {
+        segment_bytes: super::wal::SEGMENT_BYTES,
+        metrics: WalMetrics::register(registry).context("registering WAL metrics")?,
+    };
+    let deleted = prometheus::IntCounter::new(
+        "strata_rule_blocks_deleted_total",
+        "Local ruler blocks deleted after --tsdb.retention.",
+    )
+    .and_then(|c| registry.register(Box::new(c.clone())).map(|()| c))
+    .context("registering retention metrics")?;
+    let mut db = ResultsDb::open(
         &args.objstore.data_dir,
         args.block_duration,
         results,
@@ -229,9 +241,11 @@ async fn results_db(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64),
+        Some(wal),
     )
     .await
-    .context("opening the results' blocks in --data-dir")?;
+    .context("opening the results' blocks and WAL in --data-dir")?;
+    db.count_deletions(deleted);
     Ok(Arc::new(db))
 }
 

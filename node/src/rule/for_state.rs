@@ -4,7 +4,8 @@
 //! Prometheus 2.42's `RestoreForState` rules (`--rules.alert.for-outage-tolerance`,
 //! `--rules.alert.for-grace-period`). Prometheus reads the same facts back from its
 //! `ALERTS_FOR_STATE` series; Strata keeps them as a small JSON document instead, because the
-//! ruler's own results are not (yet) durable.
+//! rule role of `strata node` keeps its results in memory only (the standalone ruler's are
+//! durable through its WAL) and the state must travel with a group to another node.
 
 use super::alert::LabelMap;
 use super::group::{Group, RuleState};

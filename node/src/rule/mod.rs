@@ -9,7 +9,8 @@
 //! - `for_state`: alert `for` state saved per iteration and restored on start (or takeover)
 //! - `manager`: group scheduling and reload; `glob`: `--rule-file` patterns
 //! - `notify`: Alertmanager v2 client; `alertmanagers`: where they are (URLs, DNS, config file); `results`: the ruler's own series; `metrics`
-//! - `tsdb`: the results as blocks in `--data-dir`, uploaded to the bucket
+//! - `tsdb`: the results as blocks in `--data-dir`, uploaded to the bucket, deleted after
+//!   `--tsdb.retention`; `wal`: the results not yet in a block, replayed after a crash
 //! - `labelled`, `grpc`: StoreAPI over the results, Thanos' Rules API (`--grpc-address`)
 //! - `cluster`, `assign`, `lease`: the rule role of `strata node`: groups as Raft jobs, the
 //!   leader's assignment, the owner's leases and `for` state hand-over
@@ -38,6 +39,7 @@ pub mod recording;
 pub mod results;
 pub mod template;
 pub mod tsdb;
+pub mod wal;
 pub mod yaml;
 
 /// `strata tools rules ...`.

@@ -3,14 +3,17 @@
 //!
 //! `super::tsdb` seals time ranges into blocks: a sealed range refuses later appends (as a
 //! TSDB refuses samples older than its head), so a block never misses a sample that the
-//! memory holds.
+//! memory holds. With a WAL attached (`super::wal`) every accepted sample is logged before
+//! the append returns, and [`Results::replay`] puts logged samples back after a restart.
 
 use super::alert::LabelMap;
+use super::wal::codec::Record;
+use super::wal::Wal;
 use async_trait::async_trait;
 use promql::{QueryError, Queryable, SeriesData};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, OnceLock, RwLock};
 use storage::labels::Labels;
 use storage::matcher::Matcher;
 
@@ -21,6 +24,8 @@ pub struct Results {
     retention_ms: i64,
     /// Samples before this are in blocks already; appends there are refused.
     sealed_before: AtomicI64,
+    /// Where accepted samples are logged; none until the WAL is replayed.
+    wal: OnceLock<Arc<Wal>>,
 }
 
 /// Series with their samples, as blocks are written from and loaded into the results.
@@ -33,6 +38,7 @@ impl Results {
             series: RwLock::new(BTreeMap::new()),
             retention_ms,
             sealed_before: AtomicI64::new(i64::MIN),
+            wal: OnceLock::new(),
         }
     }
 
@@ -88,24 +94,75 @@ impl Results {
             .fetch_max(sealed_before, Ordering::SeqCst);
     }
 
+    /// Logs every later accepted sample to `wal` (set once, after the replay).
+    pub fn set_wal(&self, wal: Arc<Wal>) {
+        let _ = self.wal.set(wal);
+    }
+
     /// Appends samples at `ts`; samples not after a series' last one are ignored (out of
-    /// order, as a TSDB refuses them).
+    /// order, as a TSDB refuses them). With a WAL, the accepted ones are logged and fsynced
+    /// before this returns.
     pub fn append(&self, ts: i64, samples: &[(LabelMap, f64)]) {
-        let mut s = self.series.write().unwrap_or_else(|p| p.into_inner());
-        if ts < self.sealed_before.load(Ordering::SeqCst) {
+        let series = samples.iter().map(|(labels, v)| {
+            let key = Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            (key, *v)
+        });
+        if self.insert(ts, series, true).is_none() {
             tracing::warn!(
                 ts,
                 samples = samples.len(),
                 "rule results older than the last written block are dropped"
             );
-            return;
         }
-        for (labels, v) in samples {
-            let key = Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            let points = s.entry(key).or_default();
-            if points.last().is_none_or(|(t, _)| *t < ts) {
-                points.push((ts, *v));
+        if let Some(wal) = self.wal.get() {
+            // Outside the series lock: queries need not wait for the disk.
+            wal.sync();
+        }
+    }
+
+    /// Puts a WAL record back: samples at or after the sealed range (older ones are in blocks
+    /// already), or a sealed mark. Returns the samples taken.
+    pub fn replay(&self, record: Record) -> usize {
+        match record {
+            Record::Samples { ts, series } => {
+                self.insert(ts, series.into_iter(), false).unwrap_or(0)
             }
+            Record::Sealed { before } => {
+                let _s = self.series.write().unwrap_or_else(|p| p.into_inner());
+                self.sealed_before.fetch_max(before, Ordering::SeqCst);
+                0
+            }
+        }
+    }
+
+    /// Inserts samples at `ts` (logging the accepted ones when `log`); `None` when `ts` is in
+    /// the sealed range, else how many were accepted.
+    fn insert(
+        &self,
+        ts: i64,
+        series: impl Iterator<Item = (Labels, f64)>,
+        log: bool,
+    ) -> Option<usize> {
+        let mut s = self.series.write().unwrap_or_else(|p| p.into_inner());
+        if ts < self.sealed_before.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut accepted = Vec::new();
+        for (key, v) in series {
+            let points = s.entry(key.clone()).or_default();
+            if points.last().is_none_or(|(t, _)| *t < ts) {
+                points.push((ts, v));
+                accepted.push((key, v));
+            }
+        }
+        let n = accepted.len();
+        if let (true, Some(wal), false) = (log, self.wal.get(), accepted.is_empty()) {
+            // Under the series lock, so the log's order is the memory's (a seal cannot come
+            // between a sample and its record).
+            wal.append(&Record::Samples {
+                ts,
+                series: accepted,
+            });
         }
         let cutoff = ts - self.retention_ms;
         s.retain(|_, points| {
@@ -113,6 +170,7 @@ impl Results {
             points.drain(..keep_from);
             !points.is_empty()
         });
+        Some(n)
     }
 
     fn matching<'a>(

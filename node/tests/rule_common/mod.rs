@@ -36,6 +36,20 @@ impl Proc {
         }
     }
 
+    /// SIGTERM, then waits up to `deadline` for a clean exit; whether it exited in time.
+    pub fn terminate(&mut self, deadline: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let started = std::time::Instant::now();
+        while started.elapsed() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     /// SIGKILL, and reap.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
