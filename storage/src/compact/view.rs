@@ -160,3 +160,7 @@ impl Compactor {
         Ok((live, no_compact))
     }
 }
+
+#[cfg(test)]
+#[path = "view_tests.rs"]
+mod tests;
