@@ -1,4 +1,5 @@
-//! The leader's half of coordinated compaction: plan jobs from the bucket, create them in the
+//! The leader's half of coordinated compaction: plan jobs from the bucket index (refreshed
+//! when it predates a committed job, see `storage::compact::view`), create them in the
 //! job table (ids derived from the inputs, so a re-plan of the same work is refused as a
 //! duplicate), assign pending and lapsed jobs to compact-role members (fewest running first,
 //! at most `--compact.concurrency` each, avoiding a node that recently let a lease lapse or
