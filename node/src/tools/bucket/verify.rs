@@ -2,8 +2,8 @@
 
 use crate::flags::ObjstoreFlags;
 use crate::progress;
-use std::process::ExitCode;
 use std::collections::BTreeSet;
+use std::process::ExitCode;
 use storage::block::verify::{find_live_overlaps, verify_block};
 use storage::bucket::fetcher::MetaFetcher;
 
