@@ -232,3 +232,72 @@ fn bad_flags_and_configs_fail_with_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{data}/elsewhere")));
 }
+
+fn block_dirs(bucket: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(bucket)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 26)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn verify_leaves_blocks_marked_for_deletion_out_of_the_overlap_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_str().unwrap();
+    let generate = |hours: &str, instances: &str| {
+        let out = strata(&[
+            "tools",
+            "bucket",
+            "generate",
+            "--data-dir",
+            data,
+            "--hours",
+            hours,
+            "--instances",
+            instances,
+        ]);
+        assert!(out.status.success(), "{}", stdout(&out));
+    };
+    generate("4", "1");
+    let bucket = tmp.path().join("bucket");
+    let before = block_dirs(&bucket);
+    // A second generate over the same hours: blocks of the same group that overlap.
+    generate("2", "1");
+    let added: Vec<String> = block_dirs(&bucket)
+        .into_iter()
+        .filter(|b| !before.contains(b))
+        .collect();
+    assert!(!added.is_empty());
+    let out = strata(&["tools", "bucket", "verify", "--data-dir", data]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("overlap"), "{}", stdout(&out));
+
+    // Marked for deletion (as a compactor marks replaced blocks): no longer an overlap.
+    let mut mark = vec![
+        "tools",
+        "bucket",
+        "mark",
+        "--data-dir",
+        data,
+        "--marker",
+        "deletion-mark.json",
+    ];
+    for id in &added {
+        mark.extend(["--id", id.as_str()]);
+    }
+    assert!(strata(&mark).status.success());
+    let out = strata(&["tools", "bucket", "verify", "--data-dir", data]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.lines().any(|l| l.ends_with(" overlap")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "skipped {} block(s) marked for deletion",
+            added.len()
+        )),
+        "{text}"
+    );
+}

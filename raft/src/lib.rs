@@ -24,7 +24,7 @@ pub use node::{
     Timeouts, TransportServer,
 };
 pub use state::{
-    ClusterState, Command, FencingToken, Job, JobState, Member, Rejection, Request, Response, Role,
-    StoreEntry, StoreInfo, UnknownRole,
+    ClusterState, Command, FencingToken, Job, JobState, Lapse, Member, Rejection, Request,
+    Response, Role, StoreEntry, StoreInfo, UnknownRole,
 };
 pub use types::{NodeId, TypeConfig, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, STATE_VERSION};

@@ -2,8 +2,10 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use raft::{ClusterState, JobState};
+use storage::bucket::fetcher::FallbackReason;
 use storage::bucket::marks::{DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME};
 use storage::compact::jobs::{JobResult, JobSpec, KIND_COMPACT};
+use storage::compact::view::PlanView;
 use storage::compact::PassReport;
 
 /// Counters of passes, compactions, marks and cleanup.
@@ -27,6 +29,7 @@ pub struct CompactMetrics {
     jobs_finished: IntCounterVec,
     jobs_started: IntCounter,
     todo_compactions: IntGauge,
+    plans: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
@@ -77,7 +80,25 @@ impl CompactMetrics {
             "Compactions the last plan found to do (the bucket's backlog).",
         )?;
         registry.register(Box::new(todo_compactions.clone()))?;
+        let plans = IntCounterVec::new(
+            Opts::new(
+                "strata_compact_plans_total",
+                "Plans the cluster leader made, by where it read the bucket (index, listing) and why (fresh, behind-jobs, missing, stale, corrupt).",
+            ),
+            &["source", "reason"],
+        )?;
+        registry.register(Box::new(plans.clone()))?;
+        for view in [
+            PlanView::Index,
+            PlanView::Refreshed,
+            PlanView::Fallback(FallbackReason::Missing),
+            PlanView::Fallback(FallbackReason::Stale),
+            PlanView::Fallback(FallbackReason::Corrupt),
+        ] {
+            plans.with_label_values(&[view.source(), view.reason()]);
+        }
         Ok(CompactMetrics {
+            plans,
             jobs,
             jobs_finished,
             todo_compactions,
@@ -241,6 +262,13 @@ impl CompactMetrics {
     pub fn set_backlog(&self, jobs: &[JobSpec]) {
         let n = jobs.iter().filter(|j| j.kind() == KIND_COMPACT).count();
         self.todo_compactions.set(n as i64);
+    }
+
+    /// Counts a plan by where it read the bucket.
+    pub fn record_plan(&self, view: PlanView) {
+        self.plans
+            .with_label_values(&[view.source(), view.reason()])
+            .inc();
     }
 
     /// Counts a pass that could not start.

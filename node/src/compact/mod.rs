@@ -17,15 +17,18 @@
 //!   `strata_compact_last_successful_run_timestamp_seconds`.
 //!   Under Raft also `strata_compact_jobs{state="planned|running|done|failed"}` (the job
 //!   table), `strata_compact_jobs_started_total`, `strata_compact_jobs_finished_total{kind,
-//!   status}`, `strata_compact_todo_compactions` (the last plan's backlog).
+//!   status}`, `strata_compact_todo_compactions` (the last plan's backlog),
+//!   `strata_compact_plans_total{source="index|listing",reason}` (where the leader's plans read
+//!   the bucket).
 //! - `run`: the compact role as a server component: standalone passes, or the cluster's
 //!   planner and worker
 //! - `leader`: the Raft leader's planning and assignment of jobs
 //! - `worker`: running this node's assigned jobs under renewed leases
 //! - `report`: lease renewals and completions forwarded to the leader (`JobReports`)
 //!
-//! Unfinished: `--selector.relabel-config`; the leader plans from a listing (the fetcher), not
-//! the bucket index, which lacks the compaction sources planning needs.
+//! The leader plans from the bucket index, refreshed from a listing when it is missing, older
+//! than three plan intervals, or lacks a result the job table committed
+//! (`storage::compact::view`). Unfinished: `--selector.relabel-config`.
 
 pub mod flags;
 pub mod leader;

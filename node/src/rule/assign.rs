@@ -172,6 +172,7 @@ mod tests {
             attempts: 1,
             state,
             progress: String::new(),
+            lapses: Vec::new(),
         }
     }
 

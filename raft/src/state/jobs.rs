@@ -59,6 +59,19 @@ pub enum JobState {
     },
 }
 
+/// A node whose lease on a job ran out, and when. Kept in the job (so replicated): a new leader
+/// still knows which node let the job lapse and does not hand it straight back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lapse {
+    /// The assignee whose lease ran out.
+    pub node_id: NodeId,
+    /// When the lease ended (ms).
+    pub at_ms: i64,
+}
+
+/// Lapses kept per job (the newest).
+pub const MAX_LAPSES: usize = 8;
+
 /// A job in the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
@@ -78,6 +91,28 @@ pub struct Job {
     /// kept across re-assignments so that the next assignee resumes from it.
     #[serde(default)]
     pub progress: String,
+    /// Leases that ran out, oldest first (at most [`MAX_LAPSES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lapses: Vec<Lapse>,
+}
+
+impl Job {
+    /// Records that the current assignment's lease ran out (no-op unless assigned).
+    fn record_lapse(&mut self) {
+        if let JobState::Assigned {
+            node_id,
+            lease_expiry_ms,
+            ..
+        } = &self.state
+        {
+            self.lapses.push(Lapse {
+                node_id: *node_id,
+                at_ms: *lease_expiry_ms,
+            });
+            let extra = self.lapses.len().saturating_sub(MAX_LAPSES);
+            self.lapses.drain(..extra);
+        }
+    }
 }
 
 impl ClusterState {
@@ -103,6 +138,7 @@ impl ClusterState {
                 attempts: 0,
                 state: JobState::Pending,
                 progress: String::new(),
+                lapses: Vec::new(),
             },
         );
         Ok(Response::Ok)
@@ -137,6 +173,7 @@ impl ClusterState {
                 reason: format!("lease ends at {lease_expiry_ms}, not after {now_ms}"),
             });
         }
+        job.record_lapse();
         job.attempts += 1;
         let token = FencingToken {
             term,
@@ -197,6 +234,7 @@ impl ClusterState {
             } = &job.state
             {
                 if *lease_expiry_ms <= now_ms {
+                    job.record_lapse();
                     job.state = JobState::Pending;
                     ids.push(job.id.clone());
                 }

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, LabelSet, Rejection, Request, Response};
-pub use jobs::{FencingToken, Job, JobState};
+pub use jobs::{FencingToken, Job, JobState, Lapse, MAX_LAPSES};
 pub use registry::{StoreEntry, StoreInfo};
 pub use role::{Role, UnknownRole};
 

@@ -615,3 +615,33 @@ fn member_from_a_newer_binary_with_an_unknown_role_decodes_and_keeps_it() {
     let again = serde_json::to_value(&m).expect("encodes");
     assert_eq!(again["roles"], serde_json::json!(["store", "receive"]));
 }
+
+#[test]
+fn a_lapsed_lease_is_remembered_in_the_job_with_its_holder() {
+    let mut s = with_job("a");
+    assign(&mut s, "a", 2, 100, 10);
+    // Re-assigned straight after the lapse: node 2 is recorded.
+    assign(&mut s, "a", 3, 300, 150);
+    assert_eq!(
+        s.jobs["a"].lapses,
+        vec![Lapse {
+            node_id: 2,
+            at_ms: 100
+        }]
+    );
+    // Expired by the leader's sweep: node 3 is recorded too.
+    apply(&mut s, Command::ExpireLeases { now_ms: 400 });
+    let nodes: Vec<NodeId> = s.jobs["a"].lapses.iter().map(|l| l.node_id).collect();
+    assert_eq!(nodes, vec![2, 3]);
+    // Bounded: only the newest are kept.
+    for i in 0..(MAX_LAPSES as i64 + 3) {
+        let at = 1000 + i * 100;
+        assign(&mut s, "a", 4, at + 50, at);
+        apply(&mut s, Command::ExpireLeases { now_ms: at + 60 });
+    }
+    assert_eq!(s.jobs["a"].lapses.len(), MAX_LAPSES);
+    // The state round-trips through a snapshot's JSON with its lapses.
+    let json = serde_json::to_string(&s).expect("encode");
+    let back: ClusterState = serde_json::from_str(&json).expect("decode");
+    assert_eq!(back, s);
+}

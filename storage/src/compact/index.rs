@@ -5,7 +5,8 @@
 //!
 //! Format (version 1; Strata's own field set, close to Cortex's):
 //! `{"version":1,"updated_at":<unix s>,"blocks":[{"block_id","min_time","max_time",
-//! "labels":{..},"resolution","size_bytes","level","source","sources"?}],
+//! "labels":{..},"resolution","size_bytes","level","source","sources"?,"num_series"?,
+//! "num_tombstones"?,"compaction_failed"?}],
 //! "block_deletion_marks":[{"block_id","deletion_time"}],
 //! "no_compact_marks":[{"block_id","no_compact_time","reason"}]}`. `sources` (compaction
 //! sources) is written only when they are not just the block itself, so that readers can
@@ -68,6 +69,19 @@ pub struct IndexBlock {
     /// Compaction sources, when they are not just the block itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Ulid>,
+    /// Series count, when tombstones make it matter to the planner (tombstone ratio).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_series: u64,
+    /// Tombstone intervals (the planner rewrites a block with many).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_tombstones: u64,
+    /// Whether a compaction of this block failed before (the planner skips it, as Thanos).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compaction_failed: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A deletion mark in the index.
@@ -121,14 +135,22 @@ impl IndexBlock {
             } else {
                 meta.compaction.sources.clone()
             },
+            // The series count is only the tombstone ratio's divisor: kept when it is used.
+            num_series: if meta.stats.num_tombstones > 0 {
+                meta.stats.num_series
+            } else {
+                0
+            },
+            num_tombstones: meta.stats.num_tombstones,
+            compaction_failed: meta.compaction.failed,
         }
     }
 }
 
 impl IndexBlock {
     /// A meta.json standing in for the block's until it is read: what the index knows (time
-    /// range, level, external labels, resolution, source, compaction sources), no file list
-    /// or stats. Readers
+    /// range, level, external labels, resolution, source, compaction sources, what the planner
+    /// reads of stats and compaction), no file list. Readers
     /// filter and plan on it and read the real meta.json when they open the block.
     pub fn to_meta(&self) -> BlockMeta {
         let mut meta = BlockMeta::new_level1(self.block_id, self.min_time, self.max_time);
@@ -136,6 +158,9 @@ impl IndexBlock {
         if !self.sources.is_empty() {
             meta.compaction.sources = self.sources.clone();
         }
+        meta.compaction.failed = self.compaction_failed;
+        meta.stats.num_series = self.num_series;
+        meta.stats.num_tombstones = self.num_tombstones;
         meta.thanos = Some(ThanosMeta {
             version: 1,
             labels: self.labels.clone(),
@@ -161,6 +186,24 @@ impl BucketIndex {
                 )
             })
             .collect()
+    }
+
+    /// The first of `outputs` (blocks) or `no_compact` (marks) the index does not show: a job
+    /// committed after the index was written. Marked blocks count as shown.
+    pub fn lacking<'a>(
+        &self,
+        outputs: impl IntoIterator<Item = &'a Ulid>,
+        no_compact: impl IntoIterator<Item = &'a Ulid>,
+    ) -> Option<Ulid> {
+        let blocks: std::collections::BTreeSet<Ulid> =
+            self.blocks.iter().map(|b| b.block_id).collect();
+        let marked: std::collections::BTreeSet<Ulid> =
+            self.no_compact_marks.iter().map(|m| m.block_id).collect();
+        outputs
+            .into_iter()
+            .find(|id| !blocks.contains(id))
+            .or_else(|| no_compact.into_iter().find(|id| !marked.contains(id)))
+            .copied()
     }
 
     /// Its age at `now_ms`, in ms (negative when written "in the future" by a skewed clock).

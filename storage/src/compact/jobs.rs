@@ -192,6 +192,9 @@ pub struct InFlight {
     pub busy: BTreeSet<Ulid>,
     /// Outputs whose completion was committed: kept when a duplicate exists.
     pub committed: BTreeSet<Ulid>,
+    /// Blocks that committed jobs marked no-compact: a view of the bucket without these marks
+    /// predates the job and would plan it again.
+    pub no_compact: BTreeSet<Ulid>,
 }
 
 /// The jobs for `live` (metas without deletion marks, past the consistency delay) at `now_ms`.
@@ -351,7 +354,7 @@ mod tests {
         let live = five(&[("g", "a")], 1);
         let in_flight = InFlight {
             busy: [Ulid(1)].into(),
-            committed: BTreeSet::new(),
+            ..InFlight::default()
         };
         let jobs = plan_jobs(&live, &BTreeSet::new(), &in_flight, &config(), 0);
         assert!(compact_jobs(&jobs).is_empty(), "{jobs:?}");
@@ -380,8 +383,8 @@ mod tests {
         );
         // The committed output is kept even when it is the newer one.
         let in_flight = InFlight {
-            busy: BTreeSet::new(),
             committed: [Ulid(60)].into(),
+            ..InFlight::default()
         };
         let jobs = plan_jobs(&live, &BTreeSet::new(), &in_flight, &config(), 0);
         let JobSpec::Sweep { superseded, .. } = jobs.last().expect("sweep") else {

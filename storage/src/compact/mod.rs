@@ -12,7 +12,9 @@
 //! - `index`: the bucket index (`bucket-index.json.gz`) written after each pass, and its reader
 //! - `pass`: one full pass over the bucket, wiring the above
 //! - `jobs`: a pass split into jobs with ids derived from their inputs, for a coordinator
-//! - `worker`: planning jobs from the bucket, running one, and what waits for its acceptance
+//! - `view`: the bucket as the cluster leader plans over it (the bucket index, refreshed when
+//!   it predates a committed job)
+//! - `worker`: running one job, and what waits for its acceptance
 //!
 //! Downsampling (`crate::downsample`) runs in each pass after compaction.
 //! Unfinished: tombstone-driven rewrites of single blocks are not planned.
@@ -27,6 +29,7 @@ pub mod pass;
 pub mod planner;
 pub mod retention;
 pub mod vertical;
+pub mod view;
 pub mod worker;
 
 #[cfg(test)]

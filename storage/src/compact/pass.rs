@@ -131,6 +131,9 @@ pub struct Compactor {
     pub(super) config: CompactorConfig,
     pub(super) clock: Clock,
     progress: Option<ProgressFn>,
+    /// Unfiltered fetcher whose clones share one cache of parsed metas and marks, so a sync
+    /// reads only the meta.json files that are new since the last one.
+    fetcher: MetaFetcher,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -146,6 +149,7 @@ impl Compactor {
     /// A compactor over `bucket` with the system clock.
     pub fn new(bucket: Arc<dyn Bucket>, config: CompactorConfig) -> Self {
         Compactor {
+            fetcher: MetaFetcher::new(bucket.clone()),
             bucket,
             config,
             clock: system_clock(),
@@ -172,7 +176,7 @@ impl Compactor {
         &self,
         for_planning: bool,
     ) -> Result<(Fetched, BTreeMap<Ulid, NoCompactMark>), BucketError> {
-        let mut fetcher = MetaFetcher::new(self.bucket.clone());
+        let mut fetcher = self.fetcher.clone();
         if for_planning && self.config.consistency_delay_ms > 0 {
             fetcher = fetcher.with_filter(ConsistencyDelayFilter {
                 delay_ms: self.config.consistency_delay_ms,
@@ -288,24 +292,31 @@ impl Compactor {
 
     /// Writes the bucket index of everything in the bucket now; whether it was written.
     pub(super) async fn write_bucket_index(&self) -> bool {
-        match self.sync(false).await {
-            Ok((after, marks)) => {
-                let now_s = (self.clock)() / 1000;
-                let index =
-                    BucketIndex::build(after.metas.values(), &after.deletion_marks, &marks, now_s);
-                match write_index(self.bucket.as_ref(), &index).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "writing the bucket index failed");
-                        false
-                    }
+        match self.build_bucket_index().await {
+            Ok(index) => match write_index(self.bucket.as_ref(), &index).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing the bucket index failed");
+                    false
                 }
-            }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "sync for the bucket index failed");
                 false
             }
         }
+    }
+
+    /// The bucket index of everything in the bucket now, from a listing.
+    pub(super) async fn build_bucket_index(&self) -> Result<BucketIndex, BucketError> {
+        let (after, marks) = self.sync(false).await?;
+        let now_s = (self.clock)() / 1000;
+        Ok(BucketIndex::build(
+            after.metas.values(),
+            &after.deletion_marks,
+            &marks,
+            now_s,
+        ))
     }
 
     /// One downsampling step for every block that qualifies, after compaction (a new 5m block

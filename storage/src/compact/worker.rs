@@ -1,11 +1,10 @@
-//! The compactor's side of coordinated compaction: planning jobs from the bucket, running one
-//! job, and the step that must wait until a coordinator has accepted the result (marking the
+//! The compactor's side of coordinated compaction (planning is in `view`): running one job, and the step that must wait until a coordinator has accepted the result (marking the
 //! merged sources for deletion). The pieces are those of a standalone pass (`pass`).
 
 use super::group::GroupKey;
-use super::jobs::{plan_jobs, InFlight, JobResult, JobSpec, PlanConfig};
+use super::jobs::{JobResult, JobSpec};
 use super::merge::MergeError;
-use super::pass::{is_unreadable, Compactor, PassError, PassReport};
+use super::pass::{is_unreadable, Compactor, PassReport};
 use super::planner::select_overlapping;
 use super::vertical::MergeMode;
 use super::REASON_CORRUPT;
@@ -14,7 +13,6 @@ use crate::block::meta::{BlockMeta, RESOLUTION_RAW};
 use crate::bucket::blocks::read_meta;
 use crate::bucket::marks::{read_mark, DeletionMark, REASON_DOWNSAMPLE_VERTICAL_COMPACTION};
 use crate::downsample::{downsample_block, DownsampleError};
-use std::collections::BTreeSet;
 use ulid::Ulid;
 
 /// Why a job could not be run (the job is retried; an unreadable source is not an error but
@@ -39,37 +37,6 @@ pub enum JobError {
 }
 
 impl Compactor {
-    /// The jobs for the bucket as it is now: metas past the consistency delay without deletion
-    /// marks, no-compact marks honoured; a sweep at least every `sweep_period_ms`.
-    pub async fn plan_jobs(
-        &self,
-        in_flight: &InFlight,
-        sweep_period_ms: i64,
-    ) -> Result<Vec<JobSpec>, PassError> {
-        let (fetched, no_compact) = self.sync(true).await.map_err(PassError::Sync)?;
-        let live: Vec<BlockMeta> = fetched
-            .metas
-            .values()
-            .filter(|m| !fetched.deletion_marks.contains_key(&m.ulid))
-            .cloned()
-            .collect();
-        let no_compact: BTreeSet<Ulid> = no_compact.keys().copied().collect();
-        let config = PlanConfig {
-            retention: self.config.retention,
-            replica_labels: self.config.replica_labels.clone(),
-            ranges: self.config.ranges.clone(),
-            downsample: self.config.downsample,
-            sweep_period_ms,
-        };
-        Ok(plan_jobs(
-            &live,
-            &no_compact,
-            in_flight,
-            &config,
-            (self.clock)(),
-        ))
-    }
-
     /// Runs one job up to the point where its result must be accepted: a merge's output is
     /// uploaded but its sources are not marked ([`Compactor::finish_job`] does that once the
     /// result counts). `scratch` names the job's own scratch directory.

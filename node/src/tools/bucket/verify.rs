@@ -2,30 +2,35 @@
 
 use crate::flags::ObjstoreFlags;
 use crate::progress;
+use std::collections::BTreeSet;
 use std::process::ExitCode;
-use storage::block::verify::{find_overlaps, verify_block};
+use storage::block::verify::{find_live_overlaps, verify_block};
+use storage::bucket::fetcher::MetaFetcher;
 
 /// Verifies the blocks (all, or those in `ids`), printing one line per issue.
 pub async fn run(objstore: &ObjstoreFlags, ids: &[String]) -> anyhow::Result<ExitCode> {
     let bucket = objstore.open_existing()?;
-    let fetched = storage::bucket::blocks::fetch_metas(bucket.as_ref()).await?;
+    let fetched = MetaFetcher::new(bucket.clone()).fetch().await?;
     let wanted = |id: &str| ids.is_empty() || ids.iter().any(|i| i == id);
     let mut issues: Vec<String> = Vec::new();
     for id in fetched.partial.iter().filter(|id| wanted(&id.to_string())) {
         issues.push(format!("block {id}: partial upload: no meta.json"));
     }
     for (id, err) in fetched
-        .corrupt
+        .failed
         .iter()
         .filter(|(id, _)| wanted(&id.to_string()))
     {
         issues.push(format!("block {id}: unreadable meta.json: {err}"));
     }
-    issues.extend(
-        find_overlaps(&fetched.metas.values().cloned().collect::<Vec<_>>())
-            .into_iter()
-            .map(|o| o.to_string()),
-    );
+    let marked: BTreeSet<_> = fetched.deletion_marks.keys().copied().collect();
+    let all: Vec<_> = fetched.metas.values().cloned().collect();
+    let (overlaps, skipped) = find_live_overlaps(&all, &marked);
+    issues.extend(overlaps.into_iter().map(|o| o.to_string()));
+    if skipped > 0 {
+        // Stdout, not an issue: a marked block overlapping its replacement is expected.
+        println!("skipped {skipped} block(s) marked for deletion in the overlap check");
+    }
     let metas: Vec<_> = fetched
         .metas
         .values()
