@@ -219,7 +219,12 @@ pub(crate) async fn results_db(
         Some((bucket, shipper_registry)) => {
             let metrics = ShipperMetrics::register(shipper_registry)
                 .context("registering shipper metrics")?;
-            Some(Shipper::new(bucket, config.dir.to_path_buf(), false, metrics))
+            Some(Shipper::new(
+                bucket,
+                config.dir.to_path_buf(),
+                false,
+                metrics,
+            ))
         }
         None => None,
     };
