@@ -3,7 +3,10 @@
 //! plans the groups as `rule-group` jobs (`assign`) and assigns them to live rule nodes; an
 //! owner renews its leases through the leader and evaluates only while it holds a group
 //! (`lease`), handing the alerts' `for` state on through the job's progress. Only the owner
-//! sends a group's alerts, so Alertmanager never hears one alert from two nodes.
+//! sends a group's alerts, so Alertmanager never hears one alert from two nodes. Each node keeps
+//! the results it computed as `strata rule` does (`super::tsdb`): blocks and a WAL under
+//! `<data-dir>/rule`, uploaded to the node's bucket (an objstore flag, or an existing
+//! `<data-dir>/bucket`), the unsealed rest written and shipped when the node stops.
 //!
 //! Unfinished: a leader without the rule role assigns nothing (run the role on every voter);
 //! groups are not re-balanced when a node joins (assignment is sticky); renewals go one Raft
