@@ -4,7 +4,8 @@
 //! (the querier of `strata query`, reading the registry's stores and `--endpoint`, else the
 //! bucket), store (the StoreAPI over the bucket's blocks), sidecar (the sidecar of `strata
 //! sidecar`, uploading to the node's bucket); store and sidecar are announced in the store
-//! registry. Compact and rule are accepted and do nothing yet (unfinished).
+//! registry; rule (rule groups as Raft jobs, results in blocks and a WAL under `<data-dir>/rule`,
+//! uploaded to the node's bucket) and compact (compaction as Raft jobs).
 //!
 //! - `datadir`: the data directory lock and node id
 //! - `grpc`: the gRPC listener (TCP_NODELAY on every connection)

@@ -83,6 +83,7 @@ pub fn component(
             Arc::new(crate::rule::cluster::RuleRole::new(
                 args.rule.clone(),
                 &args.objstore,
+                rule_storage(roles, args, registry)?,
                 args.sync_interval,
                 node.clone(),
                 secret,
@@ -102,6 +103,36 @@ pub fn component(
         }
         Role::Unknown(name) => bail!("unknown role {name:?}"),
     }))
+}
+
+/// The rule role's results go to `<data-dir>/rule`, uploaded to the node's bucket when it has
+/// one: an objstore flag, or an existing `<data-dir>/bucket`.
+fn rule_storage(
+    roles: &BTreeSet<Role>,
+    args: &NodeArgs,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<crate::rule::cluster::RuleStorage> {
+    let flagged = args.objstore.config_file.is_some() || args.objstore.config.is_some();
+    let upload = if flagged {
+        Some(args.objstore.open()?)
+    } else {
+        // The default bucket is not created for the results alone: a node without one keeps
+        // them local, as `strata rule` without objstore flags.
+        args.objstore.open_existing().ok()
+    };
+    if upload.is_none() {
+        tracing::info!("no bucket: the rule role's blocks stay in <data-dir>/rule");
+    }
+    Ok(crate::rule::cluster::RuleStorage {
+        dir: args.objstore.data_dir.join("rule"),
+        upload,
+        // The sidecar role registers `thanos_shipper_*` in the node's registry.
+        shipper_registry: if roles.contains(&Role::Sidecar) {
+            prometheus::Registry::new()
+        } else {
+            registry.clone()
+        },
+    })
 }
 
 #[cfg(test)]

@@ -195,27 +195,38 @@ fn backend(
     Ok(Arc::new(EngineBackend::new(engine, blocks)))
 }
 
-/// The results' blocks under `--data-dir`, uploaded when an objstore flag is given.
-async fn results_db(
-    args: &RuleArgs,
+/// Where a ruler keeps its results' blocks and WAL, and where it uploads them.
+pub(crate) struct ResultsDbConfig<'a> {
+    /// The local TSDB directory (blocks, `wal/`, `thanos.shipper.json`).
+    pub dir: &'a std::path::Path,
+    /// `--tsdb.block-duration`.
+    pub block_duration: Duration,
+    /// `--tsdb.retention`.
+    pub retention: Duration,
+    /// The bucket the blocks are uploaded to, and the registry of the shipper's metrics.
+    pub upload: Option<(Arc<dyn storage::bucket::Bucket>, &'a prometheus::Registry)>,
+}
+
+/// Opens the results' blocks and WAL (loading and replaying them into `results`), with a
+/// shipper when `config.upload` is given; `strata rule` and the node's rule role share it.
+pub(crate) async fn results_db(
+    config: ResultsDbConfig<'_>,
     results: Arc<Results>,
     external: &LabelMap,
     registry: &prometheus::Registry,
 ) -> anyhow::Result<Arc<ResultsDb>> {
-    let shipper = if args.objstore.config_file.is_some() || args.objstore.config.is_some() {
-        let bucket = args
-            .objstore
-            .open()
-            .context("opening the bucket for uploads")?;
-        let metrics = ShipperMetrics::register(registry).context("registering shipper metrics")?;
-        Some(Shipper::new(
-            bucket,
-            args.objstore.data_dir.clone(),
-            false,
-            metrics,
-        ))
-    } else {
-        None
+    let shipper = match config.upload {
+        Some((bucket, shipper_registry)) => {
+            let metrics = ShipperMetrics::register(shipper_registry)
+                .context("registering shipper metrics")?;
+            Some(Shipper::new(
+                bucket,
+                config.dir.to_path_buf(),
+                false,
+                metrics,
+            ))
+        }
+        None => None,
     };
     let labels = external
         .iter()
@@ -232,19 +243,24 @@ async fn results_db(
     .and_then(|c| registry.register(Box::new(c.clone())).map(|()| c))
     .context("registering retention metrics")?;
     let mut db = ResultsDb::open(
-        &args.objstore.data_dir,
-        args.block_duration,
+        config.dir,
+        config.block_duration,
         results,
         labels,
         shipper,
-        args.retention.as_millis() as i64,
+        config.retention.as_millis() as i64,
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64),
         Some(wal),
     )
     .await
-    .context("opening the results' blocks and WAL in --data-dir")?;
+    .with_context(|| {
+        format!(
+            "opening the results' blocks and WAL in {}",
+            config.dir.display()
+        )
+    })?;
     db.count_deletions(deleted);
     Ok(Arc::new(db))
 }
@@ -302,7 +318,22 @@ pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
         .context("building the Alertmanager client")?,
     );
     let results = Arc::new(Results::new(args.retention.as_millis() as i64));
-    let db = results_db(&args, results.clone(), &external_labels, &registry).await?;
+    let upload = if args.objstore.config_file.is_some() || args.objstore.config.is_some() {
+        let bucket = args
+            .objstore
+            .open()
+            .context("opening the bucket for uploads")?;
+        Some((bucket, &registry))
+    } else {
+        None
+    };
+    let config = ResultsDbConfig {
+        dir: &args.objstore.data_dir,
+        block_duration: args.block_duration,
+        retention: args.retention,
+        upload,
+    };
+    let db = results_db(config, results.clone(), &external_labels, &registry).await?;
     let manager = Manager::new(
         ManagerOptions {
             rule_files: args.rule_files.clone(),

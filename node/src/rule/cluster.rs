@@ -3,13 +3,17 @@
 //! plans the groups as `rule-group` jobs (`assign`) and assigns them to live rule nodes; an
 //! owner renews its leases through the leader and evaluates only while it holds a group
 //! (`lease`), handing the alerts' `for` state on through the job's progress. Only the owner
-//! sends a group's alerts, so Alertmanager never hears one alert from two nodes.
+//! sends a group's alerts, so Alertmanager never hears one alert from two nodes. Each node keeps
+//! the results it computed as `strata rule` does (`super::tsdb`): blocks and a WAL under
+//! `<data-dir>/rule`, uploaded to the node's bucket (an objstore flag, or an existing
+//! `<data-dir>/bucket`), the unsealed rest written and shipped when the node stops.
 //!
 //! Unfinished: a leader without the rule role assigns nothing (run the role on every voter);
 //! groups are not re-balanced when a node joins (assignment is sticky); renewals go one Raft
 //! write per group (no batching).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,7 @@ use super::alert::LabelMap;
 use super::assign::{plan, Action, ReplicationLiveness, JOB_KIND};
 use super::backend::{EngineBackend, HttpBackend, QueryBackend};
 use super::cli::parse_label_flag;
+use super::cli::{results_db, ResultsDbConfig};
 use super::for_state::RestoreOptions;
 use super::lease::{assigned_to, Holdings};
 use super::manager::{Manager, ManagerOptions};
@@ -31,6 +36,7 @@ use crate::cluster::jobs::{report, Report, ReportError};
 use crate::flags::ObjstoreFlags;
 use crate::http::params::parse_prometheus_duration;
 use crate::server::{BoxFuture, Component};
+use storage::bucket::Bucket;
 
 fn duration(s: &str) -> Result<Duration, String> {
     parse_prometheus_duration(s)
@@ -80,14 +86,32 @@ pub struct RuleNodeFlags {
     /// Minimum time an alert pends after a `for` state restore (and the least `for` restored).
     #[arg(long = "for-grace-period", alias = "rules.alert.for-grace-period", default_value = "10m", value_parser = duration)]
     pub for_grace_period: Duration,
-    /// How long the rules' results are kept (in memory) for the API.
+    /// How long the rules' results are kept in memory (and read back from the local blocks
+    /// under `<data-dir>/rule` after a restart); local blocks whose max time is older are
+    /// deleted (with a bucket, once uploaded).
     #[arg(long = "tsdb.retention", default_value = "48h", value_parser = duration)]
     pub retention: Duration,
+    /// Range of the blocks the results are written to under `<data-dir>/rule` (and uploaded
+    /// to the node's bucket); results not yet in a block are kept in a WAL under
+    /// `<data-dir>/rule/wal` and replayed after a restart.
+    #[arg(long = "tsdb.block-duration", default_value = "2h", value_parser = duration)]
+    pub block_duration: Duration,
     /// Lease of a rule group: a lost owner's groups move after it lapses, within about 1.5x
     /// the lease; keep 1.5x it plus a few seconds below --eval-interval so that at most one
     /// iteration is missed (node/tests/rule_cluster.rs derives the bound).
     #[arg(long = "rule.lease-duration", default_value = "15s", value_parser = duration)]
     pub lease: Duration,
+}
+
+/// Where the role keeps its results' blocks and WAL, and where it uploads them.
+pub struct RuleStorage {
+    /// The local TSDB directory (`<data-dir>/rule`).
+    pub dir: PathBuf,
+    /// The node's bucket the blocks are uploaded to; `None`: they stay local.
+    pub upload: Option<Arc<dyn Bucket>>,
+    /// Registry of the shipper's metrics (`thanos_shipper_*`): not the node's when the
+    /// sidecar role registers its own there.
+    pub shipper_registry: prometheus::Registry,
 }
 
 /// The rule role's component.
@@ -100,6 +124,10 @@ pub struct RuleRole {
     holdings: Arc<Holdings>,
     blocks: Blocks,
     sync_interval: Duration,
+    results: Arc<Results>,
+    external_labels: LabelMap,
+    storage: RuleStorage,
+    registry: prometheus::Registry,
 }
 
 type Blocks = Option<Arc<crate::query::blocks::BlockSet>>;
@@ -144,6 +172,7 @@ impl RuleRole {
     pub fn new(
         flags: RuleNodeFlags,
         objstore: &ObjstoreFlags,
+        storage: RuleStorage,
         sync_interval: Duration,
         node: RaftNode,
         secret: ClusterSecret,
@@ -183,13 +212,13 @@ impl RuleRole {
             ManagerOptions {
                 rule_files: flags.rule_files.clone(),
                 eval_interval: flags.eval_interval,
-                external_labels,
+                external_labels: external_labels.clone(),
                 external_url: flags.alert_query_url.clone(),
                 resend_delay: flags.resend_delay,
             },
             backend,
             notifier.clone(),
-            results,
+            results.clone(),
             metrics,
         );
         let holdings = Arc::new(Holdings::new(flags.lease, flags.lease / 4));
@@ -210,6 +239,10 @@ impl RuleRole {
             holdings,
             blocks,
             sync_interval,
+            results,
+            external_labels,
+            storage,
+            registry: registry.clone(),
         })
     }
 
@@ -329,8 +362,32 @@ impl Component for RuleRole {
 
     fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> BoxFuture<anyhow::Result<()>> {
         Box::pin(async move {
+            // Before the first evaluation: the blocks and the WAL are read back into the
+            // results, and every later result is logged.
+            let db = results_db(
+                ResultsDbConfig {
+                    dir: &self.storage.dir,
+                    block_duration: self.flags.block_duration,
+                    retention: self.flags.retention,
+                    upload: self
+                        .storage
+                        .upload
+                        .clone()
+                        .map(|b| (b, &self.storage.shipper_registry)),
+                },
+                self.results.clone(),
+                &self.external_labels,
+                &self.registry,
+            )
+            .await?;
+            let (db_stop_tx, db_stop_rx) = watch::channel(false);
+            let db_task = tokio::spawn(db.run(db_stop_rx));
             // A bad rule file at start is fatal, with promtool's messages.
-            self.manager.reload().await.context("loading --rule-file")?;
+            if let Err(e) = self.manager.reload().await {
+                let _ = db_stop_tx.send(true);
+                let _ = db_task.await;
+                return Err(e).context("loading --rule-file");
+            }
             let notify = tokio::spawn(self.notifier.clone().run(stop.clone()));
             if let Some(blocks) = &self.blocks {
                 tokio::spawn(crate::query::blocks::run_sync_loop(
@@ -344,6 +401,9 @@ impl Component for RuleRole {
             let _ = stop.wait_for(|s| *s).await;
             let _ = duties.await;
             self.manager.stop().await;
+            // After the last evaluation: the unsealed results are written and shipped.
+            let _ = db_stop_tx.send(true);
+            let _ = db_task.await;
             let _ = notify.await;
             tracing::debug!(held = ?self.holdings.held_keys(), "rule role stopped");
             Ok(())

@@ -3,9 +3,9 @@
 //! restart, or a new owner in a cluster) the saved `activeAt` times are restored with
 //! Prometheus 2.42's `RestoreForState` rules (`--rules.alert.for-outage-tolerance`,
 //! `--rules.alert.for-grace-period`). Prometheus reads the same facts back from its
-//! `ALERTS_FOR_STATE` series; Strata keeps them as a small JSON document instead, because the
-//! rule role of `strata node` keeps its results in memory only (the standalone ruler's are
-//! durable through its WAL) and the state must travel with a group to another node.
+//! `ALERTS_FOR_STATE` series; Strata keeps them as a small JSON document instead, because a
+//! node's results (blocks and WAL under its own data dir) do not move with a group, and the
+//! state must travel with a group to another node.
 
 use super::alert::LabelMap;
 use super::group::{Group, RuleState};

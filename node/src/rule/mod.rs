@@ -9,8 +9,9 @@
 //! - `for_state`: alert `for` state saved per iteration and restored on start (or takeover)
 //! - `manager`: group scheduling and reload; `glob`: `--rule-file` patterns
 //! - `notify`: Alertmanager v2 client; `alertmanagers`: where they are (URLs, DNS, config file); `results`: the ruler's own series; `metrics`
-//! - `tsdb`: the results as blocks in `--data-dir`, uploaded to the bucket, deleted after
-//!   `--tsdb.retention`; `wal`: the results not yet in a block, replayed after a crash
+//! - `tsdb`: the results as blocks in `--data-dir` (a node's `<data-dir>/rule`), uploaded to
+//!   the bucket, deleted after `--tsdb.retention`; `wal`: the results not yet in a block,
+//!   replayed after a crash
 //! - `labelled`, `grpc`: StoreAPI over the results, Thanos' Rules API (`--grpc-address`)
 //! - `cluster`, `assign`, `lease`: the rule role of `strata node`: groups as Raft jobs, the
 //!   leader's assignment, the owner's leases and `for` state hand-over
