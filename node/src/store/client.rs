@@ -366,8 +366,13 @@ impl Decoding {
         self.group.push(series);
         if self.group.len() >= DECODE_GROUP && !self.skip_chunks {
             let group = std::mem::take(&mut self.group);
-            let (address, mint, maxt, res, n) =
-                (self.address.clone(), self.mint, self.maxt, self.res, self.spawned);
+            let (address, mint, maxt, res, n) = (
+                self.address.clone(),
+                self.mint,
+                self.maxt,
+                self.res,
+                self.spawned,
+            );
             self.tasks
                 .spawn(async move { (n, decode_group(&address, group, mint, maxt, false, res)) });
             self.spawned += 1;

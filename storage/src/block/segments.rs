@@ -385,7 +385,11 @@ impl SegmentReader {
     /// a bucket object runs may lie farther apart and several are read at once.
     pub async fn chunks(&self, refs: &[u64]) -> Result<Vec<Chunk>, BlockError> {
         let remote = self.segments.iter().any(|s| s.source.is_remote());
-        let max_gap = if remote { MAX_RUN_GAP_REMOTE } else { MAX_RUN_GAP };
+        let max_gap = if remote {
+            MAX_RUN_GAP_REMOTE
+        } else {
+            MAX_RUN_GAP
+        };
         let mut runs = Vec::new();
         let mut i = 0;
         while i < refs.len() {

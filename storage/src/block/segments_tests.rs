@@ -361,6 +361,16 @@ async fn scattered_chunks_of_a_bucket_object_are_read_in_few_requests() {
         assert_eq!(r.chunks(&want).await.unwrap(), expected, "remote: {remote}");
         reads_of.push(src.reads.lock().unwrap().len() - before);
     }
-    assert!(reads_of[0] >= want.len(), "local: {} reads for {} chunks", reads_of[0], want.len());
-    assert!(reads_of[1] <= 2, "remote: {} reads for {} chunks", reads_of[1], want.len());
+    assert!(
+        reads_of[0] >= want.len(),
+        "local: {} reads for {} chunks",
+        reads_of[0],
+        want.len()
+    );
+    assert!(
+        reads_of[1] <= 2,
+        "remote: {} reads for {} chunks",
+        reads_of[1],
+        want.len()
+    );
 }
