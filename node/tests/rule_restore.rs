@@ -20,24 +20,16 @@ use std::process::Command;
 const FOR_MS: i64 = 20_000;
 
 fn start_ruler(dir: &Path, name: &str, am: &str) -> (Proc, String) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let p = Proc::spawn(
-        name,
+    rule_common::start_ruler(
         dir,
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("rule")
-            .arg(format!("--rule-file={}", dir.join("rules.yml").display()))
-            .arg("--eval-interval=1s")
-            .arg(format!("--http-address={addr}"))
-            .arg("--grpc-address=127.0.0.1:0")
-            .arg(format!("--data-dir={}", dir.join("ruler").display()))
-            .arg(format!("--alertmanagers.url=http://{am}"))
-            .arg("--resend-delay=1s")
+        name,
+        &[
+            format!("--alertmanagers.url=http://{am}"),
+            "--resend-delay=1s".to_string(),
             // Prometheus' flag name; the default 10m grace would skip a 20s `for`.
-            .arg("--rules.alert.for-grace-period=1s"),
-    );
-    wait_for(WAIT, "ruler ready", || http_get(&addr, "/-/ready").ok());
-    (p, addr)
+            "--rules.alert.for-grace-period=1s".to_string(),
+        ],
+    )
 }
 
 /// The one alert's state and activeAt (ms) at the ruler.

@@ -8,31 +8,13 @@ mod common;
 mod rule_common;
 
 use common::{free_port, http_get, wait_for};
-use rule_common::{get_json, now_ms, Proc, WAIT};
+use rule_common::{get_json, now_ms, start_ruler, Proc, WAIT};
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const RULES: &str = "groups:\n- name: wal\n  interval: 1s\n  rules:\n  - record: wal_rec\n    expr: vector(time())\n";
-
-fn start_ruler(dir: &Path, name: &str, extra: &[String]) -> (Proc, String) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let p = Proc::spawn(
-        name,
-        dir,
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("rule")
-            .arg(format!("--rule-file={}", dir.join("rules.yml").display()))
-            .arg("--eval-interval=1s")
-            .arg(format!("--http-address={addr}"))
-            .arg("--grpc-address=127.0.0.1:0")
-            .arg(format!("--data-dir={}", dir.join("ruler").display()))
-            .args(extra),
-    );
-    wait_for(WAIT, "ruler ready", || http_get(&addr, "/-/ready").ok());
-    (p, addr)
-}
 
 fn setup() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();

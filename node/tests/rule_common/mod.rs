@@ -155,3 +155,23 @@ pub fn unix_ms(s: &str) -> i64 {
     let days = era * 146_097 + doe - 719_468;
     ((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1000) + ms
 }
+
+/// Starts `strata rule` over `dir/rules.yml` with a 1 s evaluation interval, its data dir at
+/// `dir/ruler`, and `extra` flags; returns it once ready, with its HTTP address.
+pub fn start_ruler(dir: &Path, name: &str, extra: &[String]) -> (Proc, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let p = Proc::spawn(
+        name,
+        dir,
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("rule")
+            .arg(format!("--rule-file={}", dir.join("rules.yml").display()))
+            .arg("--eval-interval=1s")
+            .arg(format!("--http-address={addr}"))
+            .arg("--grpc-address=127.0.0.1:0")
+            .arg(format!("--data-dir={}", dir.join("ruler").display()))
+            .args(extra),
+    );
+    wait_for(WAIT, "ruler ready", || http_get(&addr, "/-/ready").ok());
+    (p, addr)
+}
