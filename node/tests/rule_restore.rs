@@ -8,12 +8,11 @@
 mod common;
 mod rule_common;
 
-use common::{free_port, http_get, wait_for};
+use common::wait_for;
 use rule_common::{
     am_alerts, available, get_json, now_ms, ruler_alerts, start_alertmanager, unix_ms, Proc, WAIT,
 };
 use std::path::Path;
-use std::process::Command;
 
 /// The rule's `for`; the restart comes after 70% of it, so that a lost pending time would
 /// delay firing by far more than a slow restart does.

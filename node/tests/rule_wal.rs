@@ -7,12 +7,11 @@
 mod common;
 mod rule_common;
 
-use common::{free_port, http_get, wait_for};
-use rule_common::{get_json, now_ms, start_ruler, Proc, WAIT};
+use common::{http_get, wait_for};
+use rule_common::{get_json, now_ms, start_ruler, WAIT};
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const RULES: &str = "groups:\n- name: wal\n  interval: 1s\n  rules:\n  - record: wal_rec\n    expr: vector(time())\n";
 
