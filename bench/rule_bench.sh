@@ -24,6 +24,9 @@
 # Knobs: SERIES=10000 HOURS=24 INTERVAL=30s ITERATIONS=4 RUNS=5 FAILOVER_INTERVAL=30s
 # LEASE=15s (the default --rule.lease-duration) DIR=/tmp/rule-bench BLOCKS=$DIR/blocks-...
 # STRATA_BIN=target/release/strata PORT=19300 (ports PORT..PORT+30)
+# SUITE_BLOCKS=DIR: instead of generating, copy the query suite's cached blocks (e.g.
+# bench/.cache/blocks-10000x24h) moved by whole 2 h windows to end 2-4 h after now, with
+# SHIFT_BIN (`cargo build --release -p storage --example shift_blocks`); HOURS must match them
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -38,6 +41,8 @@ DIR="${DIR:-/tmp/rule-bench}"
 BLOCKS="${BLOCKS:-$DIR/blocks-${SERIES}x${HOURS}h-now}"
 STRATA_BIN="${STRATA_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/strata}"
 PORT="${PORT:-19300}"
+SUITE_BLOCKS="${SUITE_BLOCKS:-}"
+SHIFT_BIN="${SHIFT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/shift_blocks}"
 TIMEOUT=1800
 PIDS=()
 
@@ -69,9 +74,18 @@ stage_gen() {
     rm -rf "$BLOCKS"
     mkdir -p "$BLOCKS"
     local start=$((now / 7200 * 7200 - (HOURS - 4) * 3600))
-    log "generating $SERIES series over $HOURS h from $start into $BLOCKS"
-    python3 "$ROOT/bench/gen_node_exporter.py" --series "$SERIES" --hours "$HOURS" \
-        --start "$start" "$BLOCKS"
+    if [[ -n "$SUITE_BLOCKS" ]]; then
+        # The query suite's cached day moved to end near now: minutes instead of hours of
+        # generating, and the same series and values the query suite reads.
+        local suite_start
+        suite_start=$(python3 -c 'import json,glob,sys; print(min(json.load(open(m))["minTime"] for m in glob.glob(sys.argv[1] + "/*/meta.json")) // 1000)' "$SUITE_BLOCKS")
+        log "shifting the suite's blocks in $SUITE_BLOCKS by $((start - suite_start)) s into $BLOCKS"
+        "$SHIFT_BIN" "$SUITE_BLOCKS" "$BLOCKS" $((start - suite_start))
+    else
+        log "generating $SERIES series over $HOURS h from $start into $BLOCKS"
+        python3 "$ROOT/bench/gen_node_exporter.py" --series "$SERIES" --hours "$HOURS" \
+            --start "$start" "$BLOCKS"
+    fi
     echo $((start + HOURS * 3600)) >"$BLOCKS/.end"
     touch "$BLOCKS/.complete"
 }
