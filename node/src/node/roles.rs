@@ -10,6 +10,7 @@ use raft::{RaftNode, Role};
 use super::{query_args, registry_stores, NodeArgs};
 use crate::compact::CompactRole;
 use crate::query::{self, QueryRole};
+use crate::rule::cluster::RuleRole;
 use crate::server::Component;
 use crate::sidecar::Sidecar;
 use crate::store::cli::StoreRole;
@@ -32,19 +33,72 @@ pub fn check_roles(roles: &[Role]) -> anyhow::Result<BTreeSet<Role>> {
     Ok(set)
 }
 
-/// The component of `role` in a node running `roles`; `None` for a role accepted but not built
+/// The role components of a node running `roles`, and whether the node serves a StoreAPI the
+/// others should find in the registry (store, sidecar, or rule results).
+///
+/// The rule role is built first: its results are served live, by the store role's StoreAPI
+/// when the node runs one (a port carries one `thanos.Store`), else by its own; the node's
+/// query role reads them in process.
+pub fn components(
+    roles: &BTreeSet<Role>,
+    args: &NodeArgs,
+    node: &RaftNode,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<(Vec<Arc<dyn Component>>, bool)> {
+    let rule = if roles.contains(&Role::Rule) {
+        let secret = crate::cluster::load_secret(args.secret_file.as_deref(), args.insecure)?;
+        let role = RuleRole::new(
+            args.rule.clone(),
+            &args.objstore,
+            rule_storage(roles, args, registry)?,
+            args.sync_interval,
+            node.clone(),
+            secret,
+            registry,
+        )?;
+        let own_store = !roles.contains(&Role::Store) && !roles.contains(&Role::Sidecar);
+        Some(Arc::new(if own_store {
+            role.serving_store_api()
+        } else {
+            role
+        }))
+    } else {
+        None
+    };
+    let results = rule.clone().filter(|r| r.keeps_results());
+    let mut out = Vec::new();
+    for role in roles {
+        if let Some(c) = component(role, roles, args, node, registry, rule.clone(), &results)? {
+            out.push(c);
+        }
+    }
+    let announce = roles.contains(&Role::Store) || roles.contains(&Role::Sidecar) || results.is_some();
+    Ok((out, announce))
+}
+
+/// The component of `role` in a node running `roles` (`rule`: the node's rule role, built
+/// first; `results`: the same when it keeps results); `None` for a role accepted but not built
 /// yet.
-pub fn component(
+fn component(
     role: &Role,
     roles: &BTreeSet<Role>,
     args: &NodeArgs,
     node: &RaftNode,
     registry: &prometheus::Registry,
+    rule: Option<Arc<RuleRole>>,
+    results: &Option<Arc<RuleRole>>,
 ) -> anyhow::Result<Option<Arc<dyn Component>>> {
     Ok(Some(match role {
         Role::Query => {
             let qargs = query_args(args);
-            let stores = registry_stores(node, roles.contains(&Role::Store));
+            let stores = registry_stores(
+                node,
+                roles.contains(&Role::Store),
+                // A sidecar's StoreAPI does not carry the results: they are read in process
+                // only (other nodes do not see them yet).
+                results.as_ref().map(|r| r.results_source()),
+                !roles.contains(&Role::Sidecar),
+            );
             let embedded = query::build(&qargs, registry.clone(), Some(stores))?;
             let role = QueryRole::new(embedded, qargs.sync_interval, false);
             // The rule role answers /api/v1/rules and /api/v1/alerts with the groups it holds.
@@ -62,12 +116,12 @@ pub fn component(
                 args.objstore.open_existing()?
             };
             let gateway = StoreGatewayFlags::defaults(args.sync_interval)?;
-            Arc::new(StoreRole::with_gateway(
-                bucket,
-                &args.objstore.data_dir,
-                registry,
-                &gateway,
-            )?)
+            let role =
+                StoreRole::with_gateway(bucket, &args.objstore.data_dir, registry, &gateway)?;
+            Arc::new(match results {
+                Some(r) => role.with_rule_results(r.results_store()),
+                None => role,
+            })
         }
         Role::Sidecar => {
             let bucket = args.objstore.open()?;
@@ -78,18 +132,10 @@ pub fn component(
                 registry,
             )?)
         }
-        Role::Rule => {
-            let secret = crate::cluster::load_secret(args.secret_file.as_deref(), args.insecure)?;
-            Arc::new(crate::rule::cluster::RuleRole::new(
-                args.rule.clone(),
-                &args.objstore,
-                rule_storage(roles, args, registry)?,
-                args.sync_interval,
-                node.clone(),
-                secret,
-                registry,
-            )?)
-        }
+        Role::Rule => match rule {
+            Some(r) => r,
+            None => return Ok(None),
+        },
         Role::Compact => {
             let secret = crate::cluster::load_secret(args.secret_file.as_deref(), args.insecure)?;
             Arc::new(CompactRole::cluster(
