@@ -5,7 +5,9 @@
 //! bucket), store (the StoreAPI over the bucket's blocks), sidecar (the sidecar of `strata
 //! sidecar`, uploading to the node's bucket); store and sidecar are announced in the store
 //! registry; rule (rule groups as Raft jobs, results in blocks and a WAL under `<data-dir>/rule`,
-//! uploaded to the node's bucket) and compact (compaction as Raft jobs).
+//! uploaded to the node's bucket, and served live: by the store role's StoreAPI, else the rule
+//! role's own, announced in the registry, and read in process by the query role) and compact
+//! (compaction as Raft jobs).
 //!
 //! - `datadir`: the data directory lock and node id
 //! - `grpc`: the gRPC listener (TCP_NODELAY on every connection)

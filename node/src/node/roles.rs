@@ -4,13 +4,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use raft::{RaftNode, Role};
 
 use super::{query_args, registry_stores, NodeArgs};
 use crate::compact::CompactRole;
 use crate::query::{self, QueryRole};
 use crate::rule::cluster::RuleRole;
+use crate::sidecar::shipper::ShipperMetrics;
 use crate::server::Component;
 use crate::sidecar::Sidecar;
 use crate::store::cli::StoreRole;
@@ -45,12 +46,18 @@ pub fn components(
     node: &RaftNode,
     registry: &prometheus::Registry,
 ) -> anyhow::Result<(Vec<Arc<dyn Component>>, bool)> {
+    // Both ship blocks: one set of `thanos_shipper_*` counters in the node's registry.
+    let shipper = if roles.contains(&Role::Sidecar) && roles.contains(&Role::Rule) {
+        Some(ShipperMetrics::register(registry).context("registering shipper metrics")?)
+    } else {
+        None
+    };
     let rule = if roles.contains(&Role::Rule) {
         let secret = crate::cluster::load_secret(args.secret_file.as_deref(), args.insecure)?;
         let role = RuleRole::new(
             args.rule.clone(),
             &args.objstore,
-            rule_storage(roles, args, registry)?,
+            rule_storage(args, registry, shipper.clone())?,
             args.sync_interval,
             node.clone(),
             secret,
@@ -66,28 +73,43 @@ pub fn components(
         None
     };
     let results = rule.clone().filter(|r| r.keeps_results());
+    let shared = Shared {
+        rule,
+        results,
+        shipper,
+    };
     let mut out = Vec::new();
     for role in roles {
-        if let Some(c) = component(role, roles, args, node, registry, rule.clone(), &results)? {
+        if let Some(c) = component(role, roles, args, node, registry, &shared)? {
             out.push(c);
         }
     }
-    let announce = roles.contains(&Role::Store) || roles.contains(&Role::Sidecar) || results.is_some();
+    let announce =
+        roles.contains(&Role::Store) || roles.contains(&Role::Sidecar) || shared.results.is_some();
     Ok((out, announce))
 }
 
-/// The component of `role` in a node running `roles` (`rule`: the node's rule role, built
-/// first; `results`: the same when it keeps results); `None` for a role accepted but not built
-/// yet.
+/// What one role's component takes from another's.
+struct Shared {
+    /// The node's rule role, built first.
+    rule: Option<Arc<RuleRole>>,
+    /// The same when it keeps results (it has rule files).
+    results: Option<Arc<RuleRole>>,
+    /// The shipper metrics of a node whose sidecar and rule roles both ship blocks.
+    shipper: Option<ShipperMetrics>,
+}
+
+/// The component of `role` in a node running `roles`; `None` for a role accepted but not
+/// built yet.
 fn component(
     role: &Role,
     roles: &BTreeSet<Role>,
     args: &NodeArgs,
     node: &RaftNode,
     registry: &prometheus::Registry,
-    rule: Option<Arc<RuleRole>>,
-    results: &Option<Arc<RuleRole>>,
+    shared: &Shared,
 ) -> anyhow::Result<Option<Arc<dyn Component>>> {
+    let results = &shared.results;
     Ok(Some(match role {
         Role::Query => {
             let qargs = query_args(args);
@@ -125,15 +147,14 @@ fn component(
         }
         Role::Sidecar => {
             let bucket = args.objstore.open()?;
-            Arc::new(Sidecar::new(
-                args.sidecar.clone(),
-                i64::MIN,
-                Some(bucket),
-                registry,
-            )?)
+            let sidecar = Sidecar::new(args.sidecar.clone(), i64::MIN, Some(bucket), registry)?;
+            Arc::new(match &shared.shipper {
+                Some(m) => sidecar.with_shipper_metrics(m.clone()),
+                None => sidecar,
+            })
         }
-        Role::Rule => match rule {
-            Some(r) => r,
+        Role::Rule => match &shared.rule {
+            Some(r) => r.clone(),
             None => return Ok(None),
         },
         Role::Compact => {
@@ -154,9 +175,9 @@ fn component(
 /// The rule role's results go to `<data-dir>/rule`, uploaded to the node's bucket when it has
 /// one: an objstore flag, or an existing `<data-dir>/bucket`.
 fn rule_storage(
-    roles: &BTreeSet<Role>,
     args: &NodeArgs,
     registry: &prometheus::Registry,
+    shared_shipper: Option<ShipperMetrics>,
 ) -> anyhow::Result<crate::rule::cluster::RuleStorage> {
     let flagged = args.objstore.config_file.is_some() || args.objstore.config.is_some();
     let upload = if flagged {
@@ -169,15 +190,20 @@ fn rule_storage(
     if upload.is_none() {
         tracing::info!("no bucket: the rule role's blocks stay in <data-dir>/rule");
     }
+    let upload = match upload {
+        Some(bucket) => Some((
+            bucket,
+            match shared_shipper {
+                Some(m) => m,
+                None => ShipperMetrics::register(registry)
+                    .context("registering shipper metrics")?,
+            },
+        )),
+        None => None,
+    };
     Ok(crate::rule::cluster::RuleStorage {
         dir: args.objstore.data_dir.join("rule"),
         upload,
-        // The sidecar role registers `thanos_shipper_*` in the node's registry.
-        shipper_registry: if roles.contains(&Role::Sidecar) {
-            prometheus::Registry::new()
-        } else {
-            registry.clone()
-        },
     })
 }
 

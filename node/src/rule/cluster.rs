@@ -6,11 +6,17 @@
 //! sends a group's alerts, so Alertmanager never hears one alert from two nodes. Each node keeps
 //! the results it computed as `strata rule` does (`super::tsdb`): blocks and a WAL under
 //! `<data-dir>/rule`, uploaded to the node's bucket (an objstore flag, or an existing
-//! `<data-dir>/bucket`), the unsealed rest written and shipped when the node stops.
+//! `<data-dir>/bucket`), the unsealed rest written and shipped when the node stops. The results
+//! are queryable at once: the node's StoreAPI serves them (`super::with_results` when the store
+//! role serves the port's `thanos.Store`), the node announces itself in the store registry,
+//! and its query role reads them in process. `thanos.Rules` lists the groups the node holds.
 //!
 //! Unfinished: a leader without the rule role assigns nothing (run the role on every voter);
 //! groups are not re-balanced when a node joins (assignment is sticky); renewals go one Raft
-//! write per group (no batching).
+//! write per group (no batching). With the sidecar role the results are read in process by the
+//! node's query role only: the sidecar's StoreAPI does not carry them to other queriers. The
+//! node's HTTP `/api/v1/rules` lists every loaded group (held or not); the querier's
+//! aggregation over `thanos.Rules` shows each group once, from its owner.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -36,6 +42,7 @@ use crate::cluster::jobs::{report, Report, ReportError};
 use crate::flags::ObjstoreFlags;
 use crate::http::params::parse_prometheus_duration;
 use crate::server::{BoxFuture, Component};
+use crate::sidecar::shipper::ShipperMetrics;
 use storage::bucket::Bucket;
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -107,11 +114,9 @@ pub struct RuleNodeFlags {
 pub struct RuleStorage {
     /// The local TSDB directory (`<data-dir>/rule`).
     pub dir: PathBuf,
-    /// The node's bucket the blocks are uploaded to; `None`: they stay local.
-    pub upload: Option<Arc<dyn Bucket>>,
-    /// Registry of the shipper's metrics (`thanos_shipper_*`): not the node's when the
-    /// sidecar role registers its own there.
-    pub shipper_registry: prometheus::Registry,
+    /// The node's bucket the blocks are uploaded to, and the shipper's metrics
+    /// (`thanos_shipper_*`, shared with a sidecar role's shipper); `None`: they stay local.
+    pub upload: Option<(Arc<dyn Bucket>, ShipperMetrics)>,
 }
 
 /// The rule role's component.
@@ -448,11 +453,7 @@ impl Component for RuleRole {
                     dir: &self.storage.dir,
                     block_duration: self.flags.block_duration,
                     retention: self.flags.retention,
-                    upload: self
-                        .storage
-                        .upload
-                        .clone()
-                        .map(|b| (b, &self.storage.shipper_registry)),
+                    upload: self.storage.upload.clone(),
                 },
                 self.results.clone(),
                 &self.external_labels,
