@@ -107,7 +107,6 @@ fn cluster(n: usize, block_duration: &str) -> (Cluster, PathBuf, Vec<String>) {
         "--eval-interval=1s".into(),
         "--rule.lease-duration=1s".into(),
         "--sync-block-duration=1s".into(),
-        "--cluster.store-heartbeat-interval=1s".into(),
         format!("--tsdb.block-duration={block_duration}"),
     ];
     (c, bucket, flags)
