@@ -67,7 +67,9 @@ fn block_timestamps(dir: &Path) -> Vec<i64> {
     let mut all: Vec<i64> = rt.block_on(async {
         let mut all = Vec::new();
         for path in blocks(dir) {
-            let b = storage::block::reader::Block::open_dir(&path).await.unwrap();
+            let b = storage::block::reader::Block::open_dir(&path)
+                .await
+                .unwrap();
             for s in b.all_series().await.unwrap() {
                 if s.labels.get("__name__") == Some("live_rec") {
                     all.extend(s.samples.iter().map(|&(t, _)| t));
@@ -145,11 +147,15 @@ fn recorded_series_are_queryable_through_every_querier_before_any_upload() {
     }
     assert!(blocks(&bucket).is_empty(), "no block was uploaded yet");
     // Each node lists only the groups it holds: the querier shows the group once.
-    let rules = wait_for(WAIT, "the group through the querier's /api/v1/rules", || {
-        let v: Value = serde_json::from_str(&http_get(&q_http, "/api/v1/rules").ok()?).ok()?;
-        let groups = v["data"]["groups"].as_array()?.clone();
-        (!groups.is_empty()).then_some(groups)
-    });
+    let rules = wait_for(
+        WAIT,
+        "the group through the querier's /api/v1/rules",
+        || {
+            let v: Value = serde_json::from_str(&http_get(&q_http, "/api/v1/rules").ok()?).ok()?;
+            let groups = v["data"]["groups"].as_array()?.clone();
+            (!groups.is_empty()).then_some(groups)
+        },
+    );
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert_eq!(rules[0]["name"], "live");
 }
@@ -184,6 +190,10 @@ fn results_uploaded_and_still_in_memory_are_counted_once() {
             uploaded.len()
         );
         let sum = query(h, "sum(live_rec)", Some(at)).unwrap();
-        assert_eq!(only_value(&sum), Some(1.0), "{h}: one series, not two: {sum:?}");
+        assert_eq!(
+            only_value(&sum),
+            Some(1.0),
+            "{h}: one series, not two: {sum:?}"
+        );
     }
 }

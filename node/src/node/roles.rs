@@ -11,8 +11,8 @@ use super::{query_args, registry_stores, NodeArgs};
 use crate::compact::CompactRole;
 use crate::query::{self, QueryRole};
 use crate::rule::cluster::RuleRole;
-use crate::sidecar::shipper::ShipperMetrics;
 use crate::server::Component;
+use crate::sidecar::shipper::ShipperMetrics;
 use crate::sidecar::Sidecar;
 use crate::store::cli::StoreRole;
 use crate::store::flags::StoreGatewayFlags;
@@ -195,8 +195,9 @@ fn rule_storage(
             bucket,
             match shared_shipper {
                 Some(m) => m,
-                None => ShipperMetrics::register(registry)
-                    .context("registering shipper metrics")?,
+                None => {
+                    ShipperMetrics::register(registry).context("registering shipper metrics")?
+                }
             },
         )),
         None => None,

@@ -216,14 +216,12 @@ pub(crate) async fn results_db(
     registry: &prometheus::Registry,
 ) -> anyhow::Result<Arc<ResultsDb>> {
     let shipper = match config.upload {
-        Some((bucket, metrics)) => {
-            Some(Shipper::new(
-                bucket,
-                config.dir.to_path_buf(),
-                false,
-                metrics,
-            ))
-        }
+        Some((bucket, metrics)) => Some(Shipper::new(
+            bucket,
+            config.dir.to_path_buf(),
+            false,
+            metrics,
+        )),
         None => None,
     };
     let labels = external
@@ -321,8 +319,7 @@ pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
             .objstore
             .open()
             .context("opening the bucket for uploads")?;
-        let metrics =
-            ShipperMetrics::register(&registry).context("registering shipper metrics")?;
+        let metrics = ShipperMetrics::register(&registry).context("registering shipper metrics")?;
         Some((bucket, metrics))
     } else {
         None

@@ -102,7 +102,7 @@ where
         &self,
         request: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::InfoResponse>, Status> {
-        let inner = Store::info(&self.inner, Request::new(request.get_ref().clone()))
+        let inner = Store::info(&self.inner, Request::new(*request.get_ref()))
             .await?
             .into_inner();
         let own = Store::info(&self.results, request).await?.into_inner();
@@ -161,9 +161,7 @@ where
         let own = Store::label_names(&self.results, Request::new(request.get_ref().clone()))
             .await?
             .into_inner();
-        let mut inner = Store::label_names(&self.inner, request)
-            .await?
-            .into_inner();
+        let mut inner = Store::label_names(&self.inner, request).await?.into_inner();
         inner.names = union(inner.names, own.names);
         inner.warnings.extend(own.warnings);
         Ok(Response::new(inner))
@@ -194,7 +192,7 @@ where
         &self,
         request: Request<infopb::InfoRequest>,
     ) -> Result<Response<infopb::InfoResponse>, Status> {
-        let mut inner = Info::info(&self.inner, Request::new(request.get_ref().clone()))
+        let mut inner = Info::info(&self.inner, Request::new(*request.get_ref()))
             .await?
             .into_inner();
         let own = Info::info(&self.results, request).await?.into_inner();

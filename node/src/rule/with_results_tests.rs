@@ -77,7 +77,12 @@ async fn series_of_both_sides_come_in_label_order() {
     let names: Vec<String> = read(&both, ".+").await.into_iter().map(|s| s.0).collect();
     assert_eq!(
         names,
-        ["{__name__=\"a\"}", "{__name__=\"b\"}", "{__name__=\"c\"}", "{__name__=\"d\"}"]
+        [
+            "{__name__=\"a\"}",
+            "{__name__=\"b\"}",
+            "{__name__=\"c\"}",
+            "{__name__=\"d\"}"
+        ]
     );
 }
 
@@ -85,11 +90,18 @@ async fn series_of_both_sides_come_in_label_order() {
 async fn info_advertises_both_label_sets_the_whole_range_and_the_rules_api() {
     let bucket = store(&[&[("__name__", "b")]], &[1_000], &[("site", "a")]).await;
     let empty = store(&[], &[], &[("replica", "r1")]).await;
-    let before = Info::info(&WithResults::new(bucket.clone(), empty), Request::new(Default::default()))
-        .await
-        .expect("info")
-        .into_inner();
-    assert_eq!(before.label_sets.len(), 1, "no results yet: the bucket's coverage alone");
+    let before = Info::info(
+        &WithResults::new(bucket.clone(), empty),
+        Request::new(Default::default()),
+    )
+    .await
+    .expect("info")
+    .into_inner();
+    assert_eq!(
+        before.label_sets.len(),
+        1,
+        "no results yet: the bucket's coverage alone"
+    );
     assert!(before.rules.is_some(), "the node serves the Rules API");
     let results = store(&[&[("__name__", "r")]], &[5_000], &[("replica", "r1")]).await;
     let both = WithResults::new(bucket, results);
@@ -105,11 +117,14 @@ async fn info_advertises_both_label_sets_the_whole_range_and_the_rules_api() {
     assert_eq!(sets, ["{site=\"a\"}", "{replica=\"r1\"}"]);
     let store = info.store.expect("store info");
     assert_eq!((store.min_time, store.max_time), (1_000, i64::MAX));
-    let names = Store::label_names(&both, Request::new(pb::LabelNamesRequest {
-        start: 0,
-        end: 10_000,
-        ..Default::default()
-    }))
+    let names = Store::label_names(
+        &both,
+        Request::new(pb::LabelNamesRequest {
+            start: 0,
+            end: 10_000,
+            ..Default::default()
+        }),
+    )
     .await
     .expect("names")
     .into_inner()

@@ -2,15 +2,15 @@
 //! and the store role as a component of a process (also used by `strata node --role store`).
 
 use super::flags::StoreGatewayFlags;
-use super::{run_sync_loop, Catalog, StoreService, DEFAULT_FRAME_BYTES};
 use super::server::MAX_REQUEST_BYTES;
+use super::{run_sync_loop, Catalog, StoreService, DEFAULT_FRAME_BYTES};
 use crate::flags::ObjstoreFlags;
 use crate::query::remote::serve::QueryStore;
 use crate::rule::with_results::WithResults;
-use proto::thanos::info::info_server::InfoServer;
-use proto::thanos::store_server::StoreServer;
 use crate::server::{BoxFuture, Component, Listeners, Server};
 use anyhow::Context;
+use proto::thanos::info::info_server::InfoServer;
+use proto::thanos::store_server::StoreServer;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
