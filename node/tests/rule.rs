@@ -6,65 +6,21 @@
 #[path = "cluster_common/mod.rs"]
 mod common;
 
+mod rule_common;
+
 use common::{free_port, http_get, wait_for};
+use rule_common::{
+    am_alerts, available, get_json, ruler_alerts, start_alertmanager, start_ruler, unix_ms, Proc,
+    WAIT,
+};
 use serde_json::Value;
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// A child process killed on drop, its output in a log file printed when the test panics.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, dir: &Path, cmd: &mut Command) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Proc {
-            name: name.into(),
-            child,
-            log,
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!("--- {} log (last lines)", self.name);
-            for l in tail.into_iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-    }
-}
 
 /// A `/metrics` endpoint serving the lines the test sets.
 struct Target {
@@ -112,15 +68,6 @@ impl Drop for Target {
     }
 }
 
-fn available(bin: &str) -> bool {
-    Command::new(bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn start_prometheus(dir: &Path, target: u16) -> (Proc, String) {
     let port = free_port();
     let config = dir.join("prometheus.yml");
@@ -149,55 +96,6 @@ fn start_prometheus(dir: &Path, target: u16) -> (Proc, String) {
     (p, addr)
 }
 
-fn start_alertmanager(dir: &Path) -> (Proc, String) {
-    let port = free_port();
-    let config = dir.join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n",
-    )
-    .unwrap();
-    let p = Proc::spawn(
-        "alertmanager",
-        dir,
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.join("am").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address="),
-    );
-    let addr = format!("127.0.0.1:{port}");
-    wait_for(WAIT, "alertmanager ready", || {
-        http_get(&addr, "/-/ready").ok()
-    });
-    (p, addr)
-}
-
-fn start_ruler(dir: &Path, rules: &Path, extra: &[String]) -> (Proc, String) {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let p = Proc::spawn(
-        "strata-rule",
-        dir,
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("rule")
-            .arg(format!("--rule-file={}", rules.display()))
-            .arg("--eval-interval=1s")
-            .arg(format!("--http-address={addr}"))
-            .arg("--grpc-address=127.0.0.1:0")
-            .arg(format!("--data-dir={}", dir.join("ruler").display()))
-            .args(extra),
-    );
-    wait_for(WAIT, "ruler ready", || http_get(&addr, "/-/ready").ok());
-    (p, addr)
-}
-
-fn get_json(addr: &str, path: &str) -> Option<Value> {
-    http_get(addr, path)
-        .ok()
-        .and_then(|b| serde_json::from_str(&b).ok())
-}
-
 /// POSTs an empty body; returns the status code and body.
 fn http_post(addr: &str, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -216,40 +114,6 @@ fn http_post(addr: &str, path: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     (code, body.to_string())
-}
-
-/// Alerts Alertmanager holds as active (resolved ones drop out of `/api/v2/alerts`).
-fn am_alerts(am: &str) -> Vec<Value> {
-    get_json(am, "/api/v2/alerts")
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-}
-
-fn ruler_alerts(ruler: &str) -> Vec<Value> {
-    get_json(ruler, "/api/v1/alerts")
-        .and_then(|v| v["data"]["alerts"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-/// Unix ms of an RFC 3339 UTC time as Alertmanager and the ruler print it.
-fn unix_ms(s: &str) -> i64 {
-    let (date, rest) = s.split_once('T').expect("RFC 3339 time");
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
-    let rest = rest.trim_end_matches('Z');
-    let (hms, frac) = rest.split_once('.').unwrap_or((rest, "0"));
-    let t: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
-    let ms: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
-    let (y, m) = if d[1] <= 2 {
-        (d[0] - 1, d[1] + 9)
-    } else {
-        (d[0], d[1] - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d[2] - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    ((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1000) + ms
 }
 
 fn series_label(a: &Value) -> String {
@@ -278,7 +142,7 @@ fn alerts_arrive_after_for_resolve_when_cleared_and_stay_one_per_labelset() {
     .unwrap();
     let (_ruler, ruler) = start_ruler(
         dir,
-        &rules,
+        "strata-rule",
         &[
             format!("--query=http://{prom}"),
             format!("--alertmanagers.url=http://{am}"),
@@ -391,7 +255,7 @@ fn recorded_samples_equal_prometheus_evaluation_at_the_same_timestamps() {
         format!("groups:\n- name: rec\n  rules:\n  - record: series:test_value:scaled\n    expr: {expr}\n    labels:\n      source: ruler\n"),
     )
     .unwrap();
-    let (_ruler, ruler) = start_ruler(dir, &rules, &[format!("--query=http://{prom}")]);
+    let (_ruler, ruler) = start_ruler(dir, "strata-rule", &[format!("--query=http://{prom}")]);
     let path = "/api/v1/query?query=series%3Atest_value%3Ascaled%5B1m%5D";
     let recorded = wait_for(WAIT, "5 recorded samples per series", || {
         let v = get_json(&ruler, path)?;
@@ -440,7 +304,7 @@ fn reload_keeps_old_rules_on_error_and_sighup_loads_new_ones() {
         "groups:\n- name: first\n  rules:\n  - record: r1\n    expr: test_value\n",
     )
     .unwrap();
-    let (ruler_proc, ruler) = start_ruler(dir, &rules, &[format!("--query=http://{prom}")]);
+    let (ruler_proc, ruler) = start_ruler(dir, "strata-rule", &[format!("--query=http://{prom}")]);
     let group_names = || -> Vec<String> {
         get_json(&ruler, "/api/v1/rules")
             .and_then(|v| v["data"]["groups"].as_array().cloned())

@@ -172,3 +172,44 @@ fn sigkilled_rule_node_keeps_its_unsealed_results_through_the_wal() {
     let wal_left: Vec<_> = std::fs::read_dir(local.join("wal")).unwrap().collect();
     assert!(wal_left.is_empty(), "a clean stop empties the WAL");
 }
+
+/// A `/metrics` counter (0 when absent, `None` when unreachable).
+fn counter(http: &str, name: &str) -> Option<f64> {
+    let m = http_get(http, "/metrics").ok()?;
+    Some(
+        m.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0),
+    )
+}
+
+#[test]
+fn rule_uploads_count_in_the_node_metrics_next_to_a_sidecar_role() {
+    let (mut c, rule_file) = cluster();
+    // No Prometheus: the sidecar ships nothing, every upload counted is the rule role's.
+    let tsdb = format!("--tsdb.path={}", c.dir.path().join("prom").display());
+    std::fs::create_dir_all(c.dir.path().join("prom")).unwrap();
+    c.start(
+        0,
+        &[
+            "--cluster.bootstrap",
+            "--role=sidecar,rule",
+            &rule_file,
+            &tsdb,
+            "--prometheus.url=http://127.0.0.1:1",
+            "--eval-interval=1s",
+            "--rule.lease-duration=1s",
+            "--tsdb.block-duration=2s",
+        ],
+    );
+    c.wait_for_agreement(&[0], 1, WAIT);
+    let http = c.nodes[0].http.clone();
+    let bucket = c.nodes[0].data_dir.join("bucket");
+    wait_for(WAIT, "a ruler block in the bucket", || {
+        (!blocks(&bucket).is_empty()).then_some(())
+    });
+    wait_for(WAIT, "the upload in thanos_shipper_uploads_total", || {
+        counter(&http, "thanos_shipper_uploads_total").filter(|v| *v >= 1.0)
+    });
+}

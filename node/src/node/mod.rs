@@ -5,7 +5,9 @@
 //! bucket), store (the StoreAPI over the bucket's blocks), sidecar (the sidecar of `strata
 //! sidecar`, uploading to the node's bucket); store and sidecar are announced in the store
 //! registry; rule (rule groups as Raft jobs, results in blocks and a WAL under `<data-dir>/rule`,
-//! uploaded to the node's bucket) and compact (compaction as Raft jobs).
+//! uploaded to the node's bucket, and served live: by the store role's StoreAPI, else the rule
+//! role's own, announced in the registry, and read in process by the query role) and compact
+//! (compaction as Raft jobs).
 //!
 //! - `datadir`: the data directory lock and node id
 //! - `grpc`: the gRPC listener (TCP_NODELAY on every connection)
@@ -205,6 +207,7 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         node: node.clone(),
         store_max_age_ms: i64::try_from(args.store_expiry.as_millis()).unwrap_or(i64::MAX),
     });
+    let (components, announce_store) = roles::components(&roles, &args, &node, &registry)?;
     let member = ClusterMember {
         node: node.clone(),
         me,
@@ -213,7 +216,7 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
         bootstrap: args.bootstrap,
         http: node_http,
         gauges: RaftGauges::register(&registry).context("registering Raft metrics")?,
-        announce_store: roles.contains(&Role::Store) || roles.contains(&Role::Sidecar),
+        announce_store,
         watch_stores: roles.contains(&Role::Query),
         store_heartbeat: args.store_heartbeat,
         store_expiry: args.store_expiry,
@@ -228,10 +231,8 @@ async fn run_locked(args: NodeArgs, dir: DataDir, node_id: u64) -> anyhow::Resul
             ],
         )
         .with(Arc::new(member));
-    for role in &roles {
-        if let Some(c) = roles::component(role, &roles, &args, &node, &registry)? {
-            server = server.with(c);
-        }
+    for c in components {
+        server = server.with(c);
     }
     // The blocks page's API, over the bucket as the roles left it: a reader opens it only if
     // it exists, and the roles that need it have already refused a missing one.
@@ -299,15 +300,26 @@ fn http_advertise(grpc_advertise: &str, http_local: SocketAddr) -> String {
     }
 }
 
-/// The registry's stores, for the query role. Liveness is the leader's judgement (it
-/// deregisters a store whose heartbeats stop, by its own monotonic clock); re-judging the
-/// heartbeat stamps with this node's wall clock would drop every store when the clocks differ.
-pub(crate) fn registry_stores(node: &RaftNode, own_store: bool) -> query::remote::RegistryStores {
-    let own_address = own_store.then(|| node.advertise_address().to_string());
+/// The registry's stores, for the query role: `own_store`, this node's blocks and
+/// `own_results`, its rule role's results, are read in process; `results_in_own_store`: the
+/// node's StoreAPI serves those results (no sidecar role serves it instead). Liveness is the
+/// leader's judgement (it deregisters a store whose heartbeats stop, by its own monotonic
+/// clock); re-judging the heartbeat stamps with this node's wall clock would drop every store
+/// when the clocks differ.
+pub(crate) fn registry_stores(
+    node: &RaftNode,
+    own_store: bool,
+    own_results: Option<Arc<dyn promql::Queryable>>,
+    results_in_own_store: bool,
+) -> query::remote::RegistryStores {
+    let in_process = own_store || (own_results.is_some() && results_in_own_store);
+    let own_address = in_process.then(|| node.advertise_address().to_string());
     let node = node.clone();
     query::remote::RegistryStores {
         list: Arc::new(move || node.local_state().stores.keys().cloned().collect()),
         own_address,
+        own_blocks: own_store,
+        own_results,
     }
 }
 

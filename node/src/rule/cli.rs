@@ -203,8 +203,8 @@ pub(crate) struct ResultsDbConfig<'a> {
     pub block_duration: Duration,
     /// `--tsdb.retention`.
     pub retention: Duration,
-    /// The bucket the blocks are uploaded to, and the registry of the shipper's metrics.
-    pub upload: Option<(Arc<dyn storage::bucket::Bucket>, &'a prometheus::Registry)>,
+    /// The bucket the blocks are uploaded to, and the shipper's metrics.
+    pub upload: Option<(Arc<dyn storage::bucket::Bucket>, ShipperMetrics)>,
 }
 
 /// Opens the results' blocks and WAL (loading and replaying them into `results`), with a
@@ -216,16 +216,12 @@ pub(crate) async fn results_db(
     registry: &prometheus::Registry,
 ) -> anyhow::Result<Arc<ResultsDb>> {
     let shipper = match config.upload {
-        Some((bucket, shipper_registry)) => {
-            let metrics = ShipperMetrics::register(shipper_registry)
-                .context("registering shipper metrics")?;
-            Some(Shipper::new(
-                bucket,
-                config.dir.to_path_buf(),
-                false,
-                metrics,
-            ))
-        }
+        Some((bucket, metrics)) => Some(Shipper::new(
+            bucket,
+            config.dir.to_path_buf(),
+            false,
+            metrics,
+        )),
         None => None,
     };
     let labels = external
@@ -323,7 +319,8 @@ pub async fn run(args: RuleArgs) -> anyhow::Result<ExitCode> {
             .objstore
             .open()
             .context("opening the bucket for uploads")?;
-        Some((bucket, &registry))
+        let metrics = ShipperMetrics::register(&registry).context("registering shipper metrics")?;
+        Some((bucket, metrics))
     } else {
         None
     };

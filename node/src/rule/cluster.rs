@@ -6,11 +6,17 @@
 //! sends a group's alerts, so Alertmanager never hears one alert from two nodes. Each node keeps
 //! the results it computed as `strata rule` does (`super::tsdb`): blocks and a WAL under
 //! `<data-dir>/rule`, uploaded to the node's bucket (an objstore flag, or an existing
-//! `<data-dir>/bucket`), the unsealed rest written and shipped when the node stops.
+//! `<data-dir>/bucket`), the unsealed rest written and shipped when the node stops. The results
+//! are queryable at once: the node's StoreAPI serves them (`super::with_results` when the store
+//! role serves the port's `thanos.Store`), the node announces itself in the store registry,
+//! and its query role reads them in process. `thanos.Rules` lists the groups the node holds.
 //!
 //! Unfinished: a leader without the rule role assigns nothing (run the role on every voter);
 //! groups are not re-balanced when a node joins (assignment is sticky); renewals go one Raft
-//! write per group (no batching).
+//! write per group (no batching). With the sidecar role the results are read in process by the
+//! node's query role only: the sidecar's StoreAPI does not carry them to other queriers. The
+//! node's HTTP `/api/v1/rules` lists every loaded group (held or not); the querier's
+//! aggregation over `thanos.Rules` shows each group once, from its owner.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -36,6 +42,7 @@ use crate::cluster::jobs::{report, Report, ReportError};
 use crate::flags::ObjstoreFlags;
 use crate::http::params::parse_prometheus_duration;
 use crate::server::{BoxFuture, Component};
+use crate::sidecar::shipper::ShipperMetrics;
 use storage::bucket::Bucket;
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -107,11 +114,9 @@ pub struct RuleNodeFlags {
 pub struct RuleStorage {
     /// The local TSDB directory (`<data-dir>/rule`).
     pub dir: PathBuf,
-    /// The node's bucket the blocks are uploaded to; `None`: they stay local.
-    pub upload: Option<Arc<dyn Bucket>>,
-    /// Registry of the shipper's metrics (`thanos_shipper_*`): not the node's when the
-    /// sidecar role registers its own there.
-    pub shipper_registry: prometheus::Registry,
+    /// The node's bucket the blocks are uploaded to, and the shipper's metrics
+    /// (`thanos_shipper_*`, shared with a sidecar role's shipper); `None`: they stay local.
+    pub upload: Option<(Arc<dyn Bucket>, ShipperMetrics)>,
 }
 
 /// The rule role's component.
@@ -128,6 +133,9 @@ pub struct RuleRole {
     external_labels: LabelMap,
     storage: RuleStorage,
     registry: prometheus::Registry,
+    /// Whether the role adds its own `thanos.Store` and Info (no other role serves one on the
+    /// node's port); else the store role's wraps the results (`super::with_results`).
+    serve_store_api: bool,
 }
 
 type Blocks = Option<Arc<crate::query::blocks::BlockSet>>;
@@ -243,7 +251,36 @@ impl RuleRole {
             external_labels,
             storage,
             registry: registry.clone(),
+            serve_store_api: false,
         })
+    }
+
+    /// The role serves its results' StoreAPI itself (a node without a store or sidecar role).
+    pub fn serving_store_api(mut self) -> Self {
+        self.serve_store_api = true;
+        self
+    }
+
+    /// Whether the role keeps and serves results: it has rule files, or results of an earlier
+    /// run under `<data-dir>/rule` still to be shipped. A node without either (a default node
+    /// not given `--rule-file`) creates no directory, WAL or results loop.
+    pub fn keeps_results(&self) -> bool {
+        !self.flags.rule_files.is_empty() || self.storage.dir.exists()
+    }
+
+    /// The results as a StoreAPI (with the `--label` external labels), for the store role to
+    /// serve next to the bucket's blocks.
+    pub fn results_store(&self) -> crate::query::remote::serve::QueryStore {
+        super::grpc::results_store(self.results.clone(), &self.external_labels)
+    }
+
+    /// The results as the query role of the same node reads them, in process.
+    pub fn results_source(&self) -> Arc<dyn promql::Queryable> {
+        let external = storage::labels::Labels::from_pairs(self.external_labels.iter());
+        Arc::new(super::labelled::Labelled::new(
+            self.results.clone(),
+            external,
+        ))
     }
 
     /// Renews the leases of the groups the state assigns to this node (taking over new ones)
@@ -347,6 +384,23 @@ impl RuleRole {
     }
 }
 
+impl RuleRole {
+    /// The role of a node without rule files or earlier results: no groups to evaluate, but
+    /// the leader's planning (deleting jobs of groups removed from the files) goes on.
+    async fn run_without_results(
+        self: Arc<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        self.manager
+            .reload()
+            .await
+            .map_err(|e| anyhow::anyhow!("loading --rule-file: {e}"))?;
+        tracing::debug!("no --rule-file: the rule role keeps no results");
+        self.duties(stop).await;
+        Ok(())
+    }
+}
+
 impl Component for RuleRole {
     fn name(&self) -> &str {
         "rule"
@@ -356,12 +410,42 @@ impl Component for RuleRole {
         super::api::rule_routes(self.manager.clone())
     }
 
+    fn grpc(&self, routes: &mut tonic::service::RoutesBuilder) {
+        // Every node loads every group; each lists the groups it holds, so a querier's
+        // `/api/v1/rules` over the nodes shows each group once, from its owner.
+        let holdings = self.holdings.clone();
+        let only: super::grpc::GroupFilter =
+            Arc::new(move |key| holdings.held_keys().iter().any(|k| k == key));
+        routes.add_service(super::grpc::rules_server(
+            self.manager.clone(),
+            self.external_labels.clone(),
+            Some(only),
+        ));
+        if self.serve_store_api && self.keeps_results() {
+            let store = self.results_store();
+            routes.add_service(store.store_server());
+            routes.add_service(store.info_server());
+        }
+    }
+
+    fn grpc_services(&self) -> Vec<&'static str> {
+        use crate::server::grpc_metrics::{INFO, RULES, STORE};
+        if self.serve_store_api && self.keeps_results() {
+            vec![RULES, STORE, INFO]
+        } else {
+            vec![RULES]
+        }
+    }
+
     fn is_ready(&self) -> bool {
         true
     }
 
     fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> BoxFuture<anyhow::Result<()>> {
         Box::pin(async move {
+            if !self.keeps_results() {
+                return self.run_without_results(stop).await;
+            }
             // Before the first evaluation: the blocks and the WAL are read back into the
             // results, and every later result is logged.
             let db = results_db(
@@ -369,11 +453,7 @@ impl Component for RuleRole {
                     dir: &self.storage.dir,
                     block_duration: self.flags.block_duration,
                     retention: self.flags.retention,
-                    upload: self
-                        .storage
-                        .upload
-                        .clone()
-                        .map(|b| (b, &self.storage.shipper_registry)),
+                    upload: self.storage.upload.clone(),
                 },
                 self.results.clone(),
                 &self.external_labels,

@@ -170,6 +170,8 @@ pub fn group_pb(
 pub struct RulesService {
     manager: Arc<Manager>,
     external: BTreeMap<String, String>,
+    /// A node lists only the groups it holds (every node loads every group).
+    only: Option<GroupFilter>,
 }
 
 type FrameStream = tokio_stream::Iter<std::vec::IntoIter<Result<RulesResponse, Status>>>;
@@ -189,6 +191,7 @@ impl Rules for RulesService {
             .iter()
             .filter(|g| r.rule_group.is_empty() || r.rule_group.contains(&g.config.name))
             .filter(|g| r.file.is_empty() || r.file.contains(&g.file))
+            .filter(|g| self.only.as_ref().is_none_or(|only| only(&g.key())))
             .map(|g| {
                 Ok(RulesResponse {
                     result: Some(rules_response::Result::Group(group_pb(
@@ -203,6 +206,30 @@ impl Rules for RulesService {
     }
 }
 
+/// The ruler's StoreAPI over `results`, whose series carry the `external` labels.
+pub fn results_store(results: Arc<Results>, external: &BTreeMap<String, String>) -> QueryStore {
+    let ext_labels = Labels::from_pairs(external.iter());
+    let source = Arc::new(Labelled::new(results.clone(), ext_labels.clone()));
+    let min_time = Arc::new(move || results.min_time().unwrap_or(i64::MAX));
+    QueryStore::rule(source, ext_labels, min_time)
+}
+
+/// Which groups (by `<file>;<name>`) the Rules API lists.
+pub type GroupFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// `thanos.Rules` over `manager`'s groups that `only` lets through (all without it).
+pub fn rules_server(
+    manager: Arc<Manager>,
+    external: BTreeMap<String, String>,
+    only: Option<GroupFilter>,
+) -> RulesServer<RulesService> {
+    RulesServer::new(RulesService {
+        manager,
+        external,
+        only,
+    })
+}
+
 /// Adds the ruler's StoreAPI, Info and Rules API to `routes`.
 pub fn add_services(
     routes: &mut RoutesBuilder,
@@ -210,11 +237,8 @@ pub fn add_services(
     results: Arc<Results>,
     external: BTreeMap<String, String>,
 ) {
-    let ext_labels = Labels::from_pairs(external.iter());
-    let source = Arc::new(Labelled::new(results.clone(), ext_labels.clone()));
-    let min_time = Arc::new(move || results.min_time().unwrap_or(i64::MAX));
-    let store = QueryStore::rule(source, ext_labels, min_time);
+    let store = results_store(results, &external);
     routes.add_service(store.store_server());
     routes.add_service(store.info_server());
-    routes.add_service(RulesServer::new(RulesService { manager, external }));
+    routes.add_service(rules_server(manager, external, None));
 }

@@ -130,7 +130,7 @@ mod tests {
             ("__name__".into(), "rec".into()),
             ("replica".into(), "own".into()),
         ]);
-        r.append(1_000, &[(own, 1.0)]);
+        r.append(1_000, &[(own, 1.0)]).await;
         let l = Labelled::new(r, Labels::from_pairs([("replica", "r1")]));
         let m = |k, n, v| Matcher::new(k, n, v).expect("matcher");
         let got = l

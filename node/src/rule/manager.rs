@@ -260,7 +260,7 @@ impl Manager {
             m.last_evaluation
                 .with_label_values(&[&key])
                 .set(next as f64 / 1000.0);
-            self.results.append(next, &it.samples);
+            self.results.append(next, &it.samples).await;
             self.notifier.enqueue(it.alerts);
             {
                 let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());

@@ -12,7 +12,8 @@
 //! - `tsdb`: the results as blocks in `--data-dir` (a node's `<data-dir>/rule`), uploaded to
 //!   the bucket, deleted after `--tsdb.retention`; `wal`: the results not yet in a block,
 //!   replayed after a crash
-//! - `labelled`, `grpc`: StoreAPI over the results, Thanos' Rules API (`--grpc-address`)
+//! - `labelled`, `grpc`: StoreAPI over the results, Thanos' Rules API (`--grpc-address`);
+//!   `with_results`: a node's store role's StoreAPI answering with the rule role's results
 //! - `cluster`, `assign`, `lease`: the rule role of `strata node`: groups as Raft jobs, the
 //!   leader's assignment, the owner's leases and `for` state hand-over
 //! - `api`: `/api/v1/rules`, `/api/v1/alerts`, `/-/reload`; `cli`: `strata rule`
@@ -41,6 +42,7 @@ pub mod results;
 pub mod template;
 pub mod tsdb;
 pub mod wal;
+pub mod with_results;
 pub mod yaml;
 
 /// `strata tools rules ...`.

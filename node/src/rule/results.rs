@@ -101,8 +101,9 @@ impl Results {
 
     /// Appends samples at `ts`; samples not after a series' last one are ignored (out of
     /// order, as a TSDB refuses them). With a WAL, the accepted ones are logged and fsynced
-    /// before this returns.
-    pub fn append(&self, ts: i64, samples: &[(LabelMap, f64)]) {
+    /// before this returns; the fsync runs on the blocking pool, not on the async runtime's
+    /// thread (a slow disk must not stall other groups' evaluations or queries).
+    pub async fn append(&self, ts: i64, samples: &[(LabelMap, f64)]) {
         let series = samples.iter().map(|(labels, v)| {
             let key = Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             (key, *v)
@@ -116,7 +117,11 @@ impl Results {
         }
         if let Some(wal) = self.wal.get() {
             // Outside the series lock: queries need not wait for the disk.
-            wal.sync();
+            let wal = wal.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || wal.sync()).await {
+                // Only a panic in the fsync or a runtime shutting down get here.
+                tracing::error!(error = %e, "fsync of the ruler WAL did not run");
+            }
         }
     }
 
@@ -242,10 +247,10 @@ mod tests {
     async fn keeps_samples_within_retention_and_selects_by_matchers() {
         let r = Results::new(10_000);
         let a = LabelMap::from([("__name__".into(), "x".into()), ("j".into(), "a".into())]);
-        r.append(1_000, &[(a.clone(), 1.0)]);
-        r.append(1_000, &[(a.clone(), 9.0)]);
-        r.append(5_000, &[(a.clone(), 2.0)]);
-        r.append(12_000, &[(a.clone(), 3.0)]);
+        r.append(1_000, &[(a.clone(), 1.0)]).await;
+        r.append(1_000, &[(a.clone(), 9.0)]).await;
+        r.append(5_000, &[(a.clone(), 2.0)]).await;
+        r.append(12_000, &[(a.clone(), 3.0)]).await;
         let m = Matcher::new(storage::matcher::MatchKind::Equal, "j", "a").expect("matcher");
         let got = r.select(&[m], 0, 20_000).await.expect("select");
         assert_eq!(got[0].samples, vec![(5_000, 2.0), (12_000, 3.0)]);
@@ -256,13 +261,13 @@ mod tests {
         let r = Results::new(i64::MAX / 2);
         let a = LabelMap::from([("__name__".into(), "x".into())]);
         for ts in [1_000, 2_000, 3_000] {
-            r.append(ts, &[(a.clone(), ts as f64)]);
+            r.append(ts, &[(a.clone(), ts as f64)]).await;
         }
         assert_eq!(r.unsealed_range(), Some((1_000, 3_000)));
         let first = r.seal(i64::MIN, 2_500);
         assert_eq!(first[0].1, vec![(1_000, 1_000.0), (2_000, 2_000.0)]);
         assert_eq!(r.unsealed_range(), Some((3_000, 3_000)));
-        r.append(2_000, &[(a.clone(), 9.0)]);
+        r.append(2_000, &[(a.clone(), 9.0)]).await;
         assert!(
             r.seal(i64::MIN, 2_500).is_empty(),
             "nothing left before 2500"

@@ -319,9 +319,9 @@ mod tests {
     use super::*;
     use crate::rule::alert::LabelMap;
 
-    fn sample(r: &Results, ts: i64) {
+    async fn sample(r: &Results, ts: i64) {
         let l = LabelMap::from([("__name__".into(), "rec".into())]);
-        r.append(ts, &[(l, ts as f64)]);
+        r.append(ts, &[(l, ts as f64)]).await;
     }
 
     #[tokio::test]
@@ -342,10 +342,10 @@ mod tests {
         .await
         .expect("open");
         for ts in (0..=14_000).step_by(1_000) {
-            sample(&results, ts);
+            sample(&results, ts).await;
         }
         assert!(db.cut(false).expect("cut").is_empty(), "14s < 10s + 5s");
-        sample(&results, 15_000);
+        sample(&results, 15_000).await;
         let first = db.cut(false).expect("cut");
         assert_eq!(first.len(), 1);
         let flushed = db.cut(true).expect("flush");
@@ -373,7 +373,7 @@ mod tests {
         let got = again.select(&[], 0, 20_000).await.expect("select");
         assert_eq!(got[0].samples.len(), 16);
         assert_eq!(again.sealed_before(), 15_001);
-        sample(&again, 15_000);
+        sample(&again, 15_000).await;
         assert_eq!(again.unsealed_range(), None, "sealed samples are refused");
     }
 }
@@ -384,9 +384,9 @@ mod wal_tests {
     use crate::rule::alert::LabelMap;
     use promql::Queryable as _;
 
-    fn sample(r: &Results, ts: i64) {
+    async fn sample(r: &Results, ts: i64) {
         let l = LabelMap::from([("__name__".into(), "rec".into())]);
-        r.append(ts, &[(l, ts as f64)]);
+        r.append(ts, &[(l, ts as f64)]).await;
     }
 
     async fn open(dir: &Path, now_ms: i64) -> (Arc<Results>, ResultsDb, WalMetrics) {
@@ -432,11 +432,11 @@ mod wal_tests {
         let d = tempfile::tempdir().expect("tempdir");
         let (results, db, _) = open(d.path(), 0).await;
         for ts in (0..=15_000).step_by(1_000) {
-            sample(&results, ts);
+            sample(&results, ts).await;
         }
         assert_eq!(db.cut(false).expect("cut").len(), 1, "[0, 10s) sealed");
         for ts in (16_000..=18_000).step_by(1_000) {
-            sample(&results, ts);
+            sample(&results, ts).await;
         }
         // A crash: no final flush.
         drop((results, db));
@@ -447,7 +447,7 @@ mod wal_tests {
         assert_eq!(got[0].samples, want, "blocks then the WAL's unsealed rest");
         assert_eq!(results.unsealed_range(), Some((10_000, 18_000)));
         assert_eq!(m.torn.get() + m.corrupt.get(), 0);
-        sample(&results, 19_000);
+        sample(&results, 19_000).await;
         db.cut(true).expect("flush");
         drop((results, db));
         let mut want = want;
@@ -484,7 +484,7 @@ mod wal_tests {
         let d = tempfile::tempdir().expect("tempdir");
         let (results, db, _) = open(d.path(), 0).await;
         for ts in (0..=15_000).step_by(1_000) {
-            sample(&results, ts);
+            sample(&results, ts).await;
         }
         let ids = db.cut(false).expect("cut");
         drop((results, db));
@@ -501,7 +501,7 @@ mod wal_tests {
         let d = tempfile::tempdir().expect("tempdir");
         let (results, db, _) = open(d.path(), 0).await;
         for ts in (0..=35_000).step_by(1_000) {
-            sample(&results, ts);
+            sample(&results, ts).await;
         }
         let ids = db.cut(false).expect("cut");
         assert_eq!(ids.len(), 3, "[0,10s) [10s,20s) [20s,30s)");

@@ -167,6 +167,9 @@ pub struct Sidecar {
     bucket: Option<Arc<dyn Bucket>>,
     registry: ::prometheus::Registry,
     prom_up: ::prometheus::IntGauge,
+    /// The shipper's metrics when another role of the process ships blocks too (one family
+    /// per name in the registry); `None`: registered at start.
+    shipper_metrics: Option<shipper::ShipperMetrics>,
 }
 
 impl Sidecar {
@@ -194,7 +197,14 @@ impl Sidecar {
             bucket,
             registry: registry.clone(),
             prom_up,
+            shipper_metrics: None,
         })
+    }
+
+    /// Counts the shipper's work in `metrics`, shared with the process' other shipper.
+    pub fn with_shipper_metrics(mut self, metrics: shipper::ShipperMetrics) -> Self {
+        self.shipper_metrics = Some(metrics);
+        self
     }
 
     /// The labels and time range Prometheus serves, once known (for the registry).
@@ -303,8 +313,11 @@ impl Sidecar {
         tasks.push(tokio::spawn(hb.run(stop.clone())));
 
         if let Some(bucket) = &self.bucket {
-            let metrics = shipper::ShipperMetrics::register(&self.registry)
-                .context("registering shipper metrics")?;
+            let metrics = match &self.shipper_metrics {
+                Some(m) => m.clone(),
+                None => shipper::ShipperMetrics::register(&self.registry)
+                    .context("registering shipper metrics")?,
+            };
             let shipper = shipper::Shipper::new(
                 bucket.clone(),
                 self.flags.tsdb_path.clone(),

@@ -2,10 +2,15 @@
 //! and the store role as a component of a process (also used by `strata node --role store`).
 
 use super::flags::StoreGatewayFlags;
+use super::server::MAX_REQUEST_BYTES;
 use super::{run_sync_loop, Catalog, StoreService, DEFAULT_FRAME_BYTES};
 use crate::flags::ObjstoreFlags;
+use crate::query::remote::serve::QueryStore;
+use crate::rule::with_results::WithResults;
 use crate::server::{BoxFuture, Component, Listeners, Server};
 use anyhow::Context;
+use proto::thanos::info::info_server::InfoServer;
+use proto::thanos::store_server::StoreServer;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +56,8 @@ pub struct StoreRole {
     catalog: Arc<Catalog>,
     service: StoreService,
     sync_interval: Duration,
+    /// The node's rule role's results, served next to the blocks (one `thanos.Store` a port).
+    rule_results: Option<QueryStore>,
 }
 
 impl StoreRole {
@@ -67,7 +74,14 @@ impl StoreRole {
             catalog,
             service,
             sync_interval: gateway.sync_interval,
+            rule_results: None,
         })
+    }
+
+    /// The role answering with `results` (the node's rule role's) too.
+    pub fn with_rule_results(mut self, results: QueryStore) -> Self {
+        self.rule_results = Some(results);
+        self
     }
 
     /// The role over `bucket`, its metrics in `registry`, syncing every `sync_interval`.
@@ -83,6 +97,7 @@ impl StoreRole {
             catalog,
             service,
             sync_interval,
+            rule_results: None,
         })
     }
 }
@@ -93,8 +108,18 @@ impl Component for StoreRole {
     }
 
     fn grpc(&self, routes: &mut RoutesBuilder) {
-        routes.add_service(self.service.store_server());
-        routes.add_service(self.service.info_server());
+        let Some(results) = &self.rule_results else {
+            routes.add_service(self.service.store_server());
+            routes.add_service(self.service.info_server());
+            return;
+        };
+        let both = WithResults::new(self.service.clone(), results.clone());
+        routes.add_service(
+            StoreServer::new(both.clone())
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(usize::MAX),
+        );
+        routes.add_service(InfoServer::new(both).max_decoding_message_size(MAX_REQUEST_BYTES));
     }
 
     fn grpc_services(&self) -> Vec<&'static str> {

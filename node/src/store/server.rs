@@ -41,7 +41,7 @@ use tonic::{Request, Response, Status};
 pub const DEFAULT_FRAME_BYTES: usize = 1 << 20;
 
 /// Largest request the services accept (matchers and label lists are small).
-const MAX_REQUEST_BYTES: usize = 4 << 20;
+pub(crate) const MAX_REQUEST_BYTES: usize = 4 << 20;
 
 /// Frames buffered ahead of a slow client. Enough that gRPC usually finds several ready and
 /// writes them together rather than one write (and one wake-up) per frame.

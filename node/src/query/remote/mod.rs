@@ -45,9 +45,14 @@ pub type RegistryStoreList = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 pub struct RegistryStores {
     /// The registered stores' addresses.
     pub list: RegistryStoreList,
-    /// This node's own store address when it runs the store role over the same bucket: its
-    /// blocks are read in process (the embedded block set) instead of over loopback gRPC.
+    /// This node's own StoreAPI address when the query role can read what it serves in
+    /// process instead of over loopback gRPC: the bucket's blocks (the embedded block set,
+    /// when `own_blocks`) and the rule role's results (`own_results`).
     pub own_address: Option<String>,
+    /// Whether the node's own StoreAPI serves the bucket's blocks (the store role).
+    pub own_blocks: bool,
+    /// The node's rule role's results, read in process whether or not the node is listed yet.
+    pub own_results: Option<Arc<dyn Queryable>>,
 }
 
 pub mod discover;
@@ -100,10 +105,12 @@ struct Target {
     meta: StoreMeta,
 }
 
-/// The stores to ask: remote ones, and this node's own blocks when it is one of the stores.
+/// The stores to ask: remote ones, this node's own blocks when it is one of the stores, and
+/// its rule role's results.
 struct Targets {
     remote: Vec<Target>,
     local: Option<Arc<BlockSet>>,
+    results: Option<Arc<dyn Queryable>>,
 }
 
 /// Thanos' `storeMatches`: the store may hold data for the range and matchers. A label set
@@ -253,18 +260,23 @@ impl Federation {
         warn: &RequestCtx,
     ) -> Result<Option<Targets>, QueryError> {
         let mut addresses = self.addresses().await;
-        if addresses.is_empty() {
+        let results = self.registry.as_ref().and_then(|r| r.own_results.clone());
+        if addresses.is_empty() && results.is_none() {
             return Ok(None);
         }
+        // No store listed yet but this node's results: the bucket through the embedded set.
+        let unlisted = addresses.is_empty();
         addresses.retain(|a| warn.opts.selects(a));
         let own = self.registry.as_ref().and_then(|r| r.own_address.as_ref());
-        let local = match (own, &self.embedded) {
-            (Some(own), Some(blocks)) if addresses.contains(own) => {
-                addresses.retain(|a| a != own);
-                Some(blocks.clone())
-            }
-            _ => None,
-        };
+        let own_blocks = self.registry.as_ref().is_some_and(|r| r.own_blocks);
+        let listed = own.is_some_and(|own| addresses.contains(own));
+        if let Some(own) = own.filter(|_| listed) {
+            addresses.retain(|a| a != own);
+        }
+        let local = self
+            .embedded
+            .clone()
+            .filter(|_| unlisted || (listed && own_blocks));
         if let Some(b) = &local {
             b.skip_warnings(mint, maxt)
                 .into_iter()
@@ -282,7 +294,11 @@ impl Federation {
                 Err(e) => self.fail(e, warn)?,
             }
         }
-        Ok(Some(Targets { remote: out, local }))
+        Ok(Some(Targets {
+            remote: out,
+            local,
+            results,
+        }))
     }
 
     /// A failing store: a warning under partial response, else the query's error.
@@ -310,9 +326,16 @@ impl Federation {
         let Some(Targets {
             remote: targets,
             local,
+            results,
         }) = self.targets(matchers, mint, maxt, warn).await?
         else {
             return Ok(None);
+        };
+        let own_results = async {
+            match &results {
+                None => Ok(Vec::new()),
+                Some(r) => r.select(matchers, mint, maxt).await,
+            }
         };
         let local = async {
             match &local {
@@ -329,7 +352,7 @@ impl Federation {
                 Some(b) => b.select_at(matchers, mint, maxt, budget, res).await,
             }
         };
-        let (answers, local) = futures::future::join(
+        let (answers, local, own_results) = futures::future::join3(
             futures::future::join_all(targets.iter().map(|t| {
                 self.bounded(
                     t.endpoint.address(),
@@ -337,14 +360,23 @@ impl Federation {
                 )
             })),
             local,
+            own_results,
         )
         .await;
         // Each source's series come sorted by labels; one source alone (the usual case) needs
         // no merge.
-        let mut sources: Vec<Vec<SeriesData>> = Vec::with_capacity(targets.len() + 1);
+        let mut sources: Vec<Vec<SeriesData>> = Vec::with_capacity(targets.len() + 2);
         let local = local?;
         if !local.is_empty() {
             sources.push(local);
+        }
+        let mut own_results = own_results?;
+        if !own_results.is_empty() {
+            budget.charge(own_results.iter().map(|s| s.samples.len()).sum())?;
+            if skip_chunks {
+                own_results.iter_mut().for_each(|s| s.samples.clear());
+            }
+            sources.push(own_results);
         }
         for (t, answer) in targets.iter().zip(answers) {
             match answer {
@@ -425,6 +457,7 @@ impl Federation {
         let Some(Targets {
             remote: targets,
             local,
+            results,
         }) = self.targets(matchers, mint, maxt, warn).await?
         else {
             return Ok(None);
@@ -444,6 +477,12 @@ impl Federation {
             out.extend(match name {
                 None => b.label_names(matchers, mint, maxt).await?,
                 Some(n) => b.label_values(n, matchers, mint, maxt).await?,
+            });
+        }
+        if let Some(r) = &results {
+            out.extend(match name {
+                None => r.label_names(matchers, mint, maxt).await?,
+                Some(n) => r.label_values(n, matchers, mint, maxt).await?,
             });
         }
         for a in answers {
