@@ -19,7 +19,9 @@
 # copies; give each concurrent user of a shared CACHE its own). BUCKET=fs|s3 (MODE=storeapi only):
 # s3 puts the store's bucket behind s3s-fs on loopback (SigV4; S3_SERVER=the storage example
 # `s3_server`, default $TARGET/release/examples/s3_server; S3_PORT=19906), the blocks uploaded
-# through it with `strata tools bucket upload` so that s3s-fs holds their ETags. A smoke run:
+# through it with `strata tools bucket upload` so that s3s-fs holds their ETags.
+# CACHING_BUCKET=<size> (BUCKET=s3 only, e.g. 1GB; default none): the store reads chunks through
+# Thanos' caching bucket, `type: IN-MEMORY` with that `max_size`. A smoke run:
 #   SERIES=200 HOURS=4 REPS=2 bench/query_bench.sh
 set -euo pipefail
 
@@ -43,6 +45,7 @@ STRATA_BIN="${STRATA_BIN:-$TARGET/release/strata}"
 BLOCKS="$CACHE/blocks-${SERIES}x${HOURS}h"
 RUN="${RUN:-$CACHE/run-${SERIES}x${HOURS}h}"
 S3_SERVER="${S3_SERVER:-$TARGET/release/examples/s3_server}"
+CACHING_BUCKET="${CACHING_BUCKET:-}"
 
 log() { echo "[query_bench] $*" >&2; }
 
@@ -123,12 +126,17 @@ EOF
     if [[ "$MODE" == storeapi ]]; then
         local objstore
         objstore="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$RUN/strata/bucket")"
+        local store_flags=()
         if [[ "$BUCKET" == s3 ]]; then
             objstore="$(serve_s3)"
+            if [[ -n "$CACHING_BUCKET" ]]; then
+                store_flags+=("--store.caching-bucket.config=$(printf 'type: IN-MEMORY\nconfig:\n  max_size: %s\n' "$CACHING_BUCKET")")
+            fi
         fi
         "$STRATA_BIN" store \
             --data-dir="$RUN/store" --grpc-address="127.0.0.1:$STORE_GRPC" \
             --http-address="127.0.0.1:$STORE_HTTP" --objstore.config="$objstore" \
+            "${store_flags[@]}" \
             >"$RUN/store.log" 2>&1 &
         echo $! >"$RUN/store.pid"
         local deadline=$((SECONDS + 300))
@@ -151,7 +159,7 @@ EOF
 
 stage_run() {
     log "running the suite: $REPS runs per case, data ends at $END"
-    echo "mode: $MODE; bucket: $BUCKET; load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$RUN/load.txt"
+    echo "mode: $MODE; bucket: $BUCKET; caching bucket: ${CACHING_BUCKET:-none}; load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$RUN/load.txt"
     python3 "$ROOT/bench/run_suite.py" --prometheus-port "$PROM_PORT" --strata-port "$STRATA_PORT" \
         --end "$END" --hours "$HOURS" --reps "$REPS" | tee "$RUN/results.txt"
     cat "$RUN/load.txt" >>"$RUN/results.txt"

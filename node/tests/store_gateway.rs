@@ -444,3 +444,111 @@ async fn a_wrong_s3_secret_stops_the_store_with_one_line_naming_the_credentials(
         errors[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_query_over_s3_is_answered_from_the_index_cache_and_the_caching_bucket() {
+    if !promtool_available() {
+        eprintln!("SKIPPED: promtool not on PATH");
+        return;
+    }
+    let s3 = storage::testing::s3::S3Server::start()
+        .await
+        .expect("s3s-fs");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let blocks = bucket(tmp.path());
+    copy_dir(&blocks, &s3.bucket_dir());
+    let caching = "--store.caching-bucket.config=type: IN-MEMORY\nconfig:\n  max_size: 64MB\n  max_item_size: 16MB\nchunk_subrange_size: 16000\nmax_chunks_get_range_requests: 3\n";
+    let store = tokio::task::block_in_place(|| {
+        let mut s = Store::spawn(
+            tmp.path(),
+            "s3-store",
+            &s3.yaml(storage::testing::s3::SECRET_KEY, ""),
+            &[caching.to_string()],
+        );
+        s.wait_serving();
+        s
+    });
+    let ops = |s: &Store| s.sum("strata_objstore_bucket_operations_total", "");
+    let first = served(&store).await;
+    assert!(!first.is_empty());
+    let index_hits = |s: &Store| s.sum("thanos_store_index_cache_hits_total", "");
+    let chunk_hits = |s: &Store| {
+        s.sum(
+            "thanos_store_bucket_cache_operation_hits_total",
+            "operation=\"get_range\"",
+        )
+    };
+    let (ops_before, index_hits_before, chunk_hits_before) =
+        (ops(&store), index_hits(&store), chunk_hits(&store));
+    assert!(
+        store.sum("thanos_store_index_cache_items", "item_type=\"Series\"") > 0.0,
+        "the first query filled the index cache"
+    );
+
+    let second = served(&store).await;
+    assert!(second == first, "the cached answer differs from the first");
+    assert_eq!(
+        ops(&store),
+        ops_before,
+        "the second identical query sent requests to the bucket"
+    );
+    assert!(index_hits(&store) > index_hits_before);
+    assert!(chunk_hits(&store) > chunk_hits_before);
+
+    // The control: without either cache the same second query does read the bucket.
+    let uncached = tokio::task::block_in_place(|| {
+        let mut s = Store::spawn(
+            tmp.path(),
+            "s3-uncached",
+            &s3.yaml(storage::testing::s3::SECRET_KEY, ""),
+            &["--index-cache-size=0".to_string()],
+        );
+        s.wait_serving();
+        s
+    });
+    assert!(served(&uncached).await == first);
+    let before = ops(&uncached);
+    assert!(served(&uncached).await == first);
+    assert!(
+        ops(&uncached) > before,
+        "an uncached store reads the bucket again"
+    );
+}
+
+#[test]
+fn a_caching_bucket_config_of_an_unsupported_type_stops_the_store_naming_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("bucket");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (config, want) in [
+        (
+            "type: MEMCACHED\nconfig:\n  addresses: [127.0.0.1:11211]\n",
+            "\"MEMCACHED\"",
+        ),
+        (
+            "type: IN-MEMORY\nconfig:\n  max_size: lots\n",
+            "config.max_size",
+        ),
+    ] {
+        let mut s = Store::spawn(
+            tmp.path(),
+            "refused",
+            &fs_config(&dir),
+            &[format!("--store.caching-bucket.config={config}")],
+        );
+        let start = Instant::now();
+        let status = loop {
+            if let Some(Ok(Some(status))) = s.child.as_mut().map(Child::try_wait) {
+                break status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "store still running with a bad caching bucket config:\n{}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success());
+        assert!(s.log().contains(want), "{want} not named:\n{}", s.log());
+    }
+}

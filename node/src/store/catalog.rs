@@ -17,6 +17,7 @@
 //! flags: time window, selector relabelling, consistency delay, deletion marks); the time
 //! window also clamps what Info advertises and what requests may read.
 
+use super::index_cache::InMemoryIndexCache;
 use super::opener::BlockOpener;
 use super::resolution::{get_for_each_set, Span};
 use crate::query::blocks::{
@@ -120,8 +121,10 @@ pub struct CatalogOptions {
     pub window: TimeWindow,
     /// Where index headers are kept; `None` opens indexes without them.
     pub header_dir: Option<PathBuf>,
-    /// Index memory of the blocks kept open, in bytes.
-    pub index_cache_bytes: u64,
+    /// Index header memory of the blocks kept open, in bytes.
+    pub header_cache_bytes: u64,
+    /// Postings lists and series entries kept across requests (`--index-cache-size`).
+    pub index_cache: Option<Arc<InMemoryIndexCache>>,
 }
 
 /// What the store serves, for Info: its external label sets and time range.
@@ -231,7 +234,8 @@ impl Catalog {
             fetcher: store_fetcher(bucket.clone()),
             window: TimeWindow::unbounded(),
             header_dir: None,
-            index_cache_bytes: u64::MAX,
+            header_cache_bytes: u64::MAX,
+            index_cache: None,
         };
         Self::with_options(bucket, options, registry)
     }
@@ -246,13 +250,13 @@ impl Catalog {
             fetcher,
             window,
             header_dir,
-            index_cache_bytes,
+            header_cache_bytes,
+            index_cache,
         } = options;
-        let opener = Arc::new(BlockOpener::new(
-            bucket.clone(),
-            header_dir,
-            index_cache_bytes,
-        ));
+        let opener = Arc::new(
+            BlockOpener::new(bucket.clone(), header_dir, header_cache_bytes)
+                .with_index_cache(index_cache),
+        );
         let loaded = IntGauge::new(
             "strata_store_blocks_loaded",
             "Blocks the store role serves.",

@@ -1,7 +1,10 @@
 //! The store gateway's own flags (Thanos' `thanos store` names and defaults), shared by
 //! `strata store` and the store role of `strata node`.
 
+use super::caching_bucket::CachingBucket;
+use super::caching_bucket_config::CachingBucketConfig;
 use super::catalog::{Catalog, CatalogOptions, TimeWindow, TimeWindowFilter};
+use super::index_cache::InMemoryIndexCache;
 use super::pool::ChunkPool;
 use super::server::{SeriesLimits, StoreService, DEFAULT_FRAME_BYTES};
 use crate::query::blocks::index_discovery;
@@ -51,10 +54,23 @@ pub struct StoreGatewayFlags {
     /// Most samples one Series request may return, counted as 120 per chunk; 0 means no limit.
     #[arg(long = "store.limits.request-samples", default_value_t = 0)]
     pub request_samples: u64,
-    /// Memory for open blocks' index headers (symbols and postings offset tables); blocks
-    /// beyond it are reopened from their header on local disk when a query needs them.
+    /// Maximum size of items held in the in-memory index cache: postings lists and series
+    /// entries kept across requests (Thanos' meaning; 0 disables it). Items are weighed by
+    /// their estimated memory, decoded.
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
     pub index_cache_size: u64,
+    /// Memory for open blocks' parsed index headers (symbols and postings offset tables;
+    /// Strata's own flag); blocks beyond it are reopened from their header on local disk
+    /// when a query needs them.
+    #[arg(long = "store.index-header-cache-size", default_value = "250MB", value_parser = parse_bytes)]
+    pub index_header_cache_size: u64,
+    /// File with Thanos' caching bucket YAML (`type: IN-MEMORY`): chunk reads of a remote
+    /// bucket kept in memory in subranges. Without it chunks are read from the bucket each time.
+    #[arg(long = "store.caching-bucket.config-file", value_name = "FILE")]
+    pub caching_bucket_config_file: Option<PathBuf>,
+    /// The same caching bucket YAML inline (an alternative to --store.caching-bucket.config-file).
+    #[arg(long = "store.caching-bucket.config", value_name = "YAML")]
+    pub caching_bucket_config: Option<String>,
     /// Most bytes of chunk data all Series requests hold at once; a request waits for its
     /// share, and one that could never fit fails with ResourceExhausted.
     #[arg(long = "chunk-pool-size", default_value = "2GB", value_parser = parse_bytes)]
@@ -149,6 +165,21 @@ impl StoreGatewayFlags {
         RelabelConfig::parse(&text).context("in the selector relabel config")
     }
 
+    /// The caching bucket of `--store.caching-bucket.config(-file)`, if one is configured.
+    pub fn caching_bucket(&self) -> anyhow::Result<Option<CachingBucketConfig>> {
+        let text = match (&self.caching_bucket_config_file, &self.caching_bucket_config) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "both --store.caching-bucket.config-file and --store.caching-bucket.config are set; use one"
+            ),
+            (Some(path), None) => std::fs::read_to_string(path).with_context(|| {
+                format!("reading --store.caching-bucket.config-file {}", path.display())
+            })?,
+            (None, Some(text)) => text.clone(),
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(CachingBucketConfig::parse(&text)?))
+    }
+
     /// Thanos' defaults for every flag, with `sync_interval` (the store role of `strata node`,
     /// whose flags do not carry the gateway's).
     pub fn defaults(sync_interval: Duration) -> anyhow::Result<Self> {
@@ -217,11 +248,27 @@ impl StoreGatewayFlags {
         data_dir: &Path,
         registry: &prometheus::Registry,
     ) -> anyhow::Result<(Arc<Catalog>, StoreService)> {
+        let fetcher = self.fetcher(bucket.clone())?;
+        let bucket: Arc<dyn Bucket> = match self.caching_bucket()? {
+            Some(config) => Arc::new(
+                CachingBucket::new(bucket, config, registry)
+                    .context("registering caching bucket metrics")?,
+            ),
+            None => bucket,
+        };
+        let index_cache = match self.index_cache_size {
+            0 => None,
+            size => Some(Arc::new(
+                InMemoryIndexCache::new(size, registry)
+                    .context("registering index cache metrics")?,
+            )),
+        };
         let options = CatalogOptions {
-            fetcher: self.fetcher(bucket.clone())?,
+            fetcher,
             window: self.window()?,
             header_dir: Some(data_dir.join(INDEX_HEADERS_DIR)),
-            index_cache_bytes: self.index_cache_size,
+            header_cache_bytes: self.index_header_cache_size,
+            index_cache,
         };
         let catalog = Catalog::with_options(bucket, options, registry)
             .context("registering store metrics")?;
@@ -266,6 +313,8 @@ mod tests {
         assert_eq!(g.consistency_delay, Duration::ZERO);
         assert_eq!((g.request_series, g.request_samples), (0, 0));
         assert_eq!(g.index_cache_size, 250 << 20);
+        assert_eq!(g.index_header_cache_size, 250 << 20);
+        assert_eq!(g.caching_bucket().expect("none"), None);
         assert_eq!(g.chunk_pool_size, 2 << 30);
         assert_eq!(g.bucket_index_max_stale, Duration::from_secs(3600));
         assert!(g.relabel().expect("no rules").is_empty());
@@ -325,6 +374,39 @@ mod tests {
         ])
         .expect("parse");
         assert!(!ok.relabel().expect("rules").is_empty());
+    }
+
+    #[test]
+    fn caching_bucket_config_comes_from_one_source_and_is_checked() {
+        let ok =
+            parse(&["--store.caching-bucket.config=type: IN-MEMORY\nconfig:\n  max_size: 32MB\n"])
+                .expect("parse");
+        assert_eq!(
+            ok.caching_bucket().expect("valid").map(|c| c.max_size),
+            Some(32 << 20)
+        );
+        let e = format!(
+            "{:#}",
+            parse(&["--store.caching-bucket.config=type: REDIS\n"])
+                .expect("parse")
+                .caching_bucket()
+                .expect_err("redis")
+        );
+        assert!(e.contains("\"REDIS\""), "{e}");
+        let e = format!(
+            "{:#}",
+            parse(&["--store.caching-bucket.config-file=/nonexistent/cb.yml"])
+                .expect("parse")
+                .caching_bucket()
+                .expect_err("missing file")
+        );
+        assert!(e.contains("/nonexistent/cb.yml"), "{e}");
+        let both = parse(&[
+            "--store.caching-bucket.config=type: IN-MEMORY",
+            "--store.caching-bucket.config-file=/x",
+        ])
+        .expect("parse");
+        assert!(both.caching_bucket().is_err());
     }
 
     #[test]

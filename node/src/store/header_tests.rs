@@ -5,6 +5,7 @@
 
 use crate::store::catalog::{Catalog, CatalogOptions, TimeWindow};
 use crate::store::client::StoreEndpoint;
+use crate::store::index_cache::InMemoryIndexCache;
 use crate::store::opener::INDEX_HEADER_FILENAME;
 use crate::store::{StoreService, DEFAULT_FRAME_BYTES};
 use async_trait::async_trait;
@@ -107,11 +108,21 @@ fn expected(blocks: Range<i64>) -> Vec<SeriesData> {
 }
 
 fn catalog(bucket: Arc<dyn Bucket>, headers: &Path, cache_bytes: u64) -> Arc<Catalog> {
+    catalog_with(bucket, headers, cache_bytes, None)
+}
+
+fn catalog_with(
+    bucket: Arc<dyn Bucket>,
+    headers: &Path,
+    cache_bytes: u64,
+    index_cache: Option<Arc<InMemoryIndexCache>>,
+) -> Arc<Catalog> {
     let options = CatalogOptions {
         fetcher: MetaFetcher::new(bucket.clone()),
         window: TimeWindow::unbounded(),
         header_dir: Some(headers.to_path_buf()),
-        index_cache_bytes: cache_bytes,
+        header_cache_bytes: cache_bytes,
+        index_cache,
     };
     let registry = prometheus::Registry::new();
     Arc::new(Catalog::with_options(bucket, options, &registry).expect("catalog"))
@@ -140,6 +151,89 @@ async fn all_series(catalog: Arc<Catalog>) -> Vec<SeriesData> {
         .expect("series");
     server.abort();
     got.series
+}
+
+/// `BLOCKS` blocks uploaded to `s3`, behind a bucket counting index reads; their ULIDs.
+async fn uploaded(
+    s3: &storage::testing::s3::S3Server,
+    tmp: &Path,
+) -> (Arc<IndexReads>, Vec<ulid::Ulid>) {
+    let registry = prometheus::Registry::new();
+    let metrics = BucketMetrics::register(&registry).expect("metrics");
+    let yaml = s3.yaml(storage::testing::s3::SECRET_KEY, "");
+    let s3_bucket = open_from_flags(None, Some(&yaml), tmp, &BucketOptions::default(), &metrics)
+        .expect("s3 bucket");
+    let local = tmp.join("blocks");
+    std::fs::create_dir_all(&local).expect("local dir");
+    let mut ids = Vec::new();
+    for b in 0..BLOCKS {
+        let thanos = ThanosMeta {
+            version: 1,
+            labels: BTreeMap::from([("cluster".to_string(), "a".to_string())]),
+            source: "test".into(),
+            ..Default::default()
+        };
+        let (dir, _) = write_block(
+            &local,
+            block_data(b),
+            Some(thanos),
+            BlockWriterOptions::default(),
+        )
+        .expect("write block");
+        let meta = BlockMeta::read_from_dir(&dir).expect("meta");
+        upload_block(s3_bucket.as_ref(), &dir, &meta, None)
+            .await
+            .expect("upload");
+        ids.push(meta.ulid);
+    }
+    let counted = Arc::new(IndexReads {
+        inner: s3_bucket,
+        reads: AtomicU64::new(0),
+    });
+    (counted, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_series_request_reads_no_postings_or_series_from_the_bucket() {
+    let s3 = storage::testing::s3::S3Server::start()
+        .await
+        .expect("s3 server");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (counted, ids) = uploaded(&s3, tmp.path()).await;
+    let registry = prometheus::Registry::new();
+    let cache = Arc::new(InMemoryIndexCache::new(1 << 20, &registry).expect("cache"));
+    // A header cache too small to keep any block open: blocks reopen per request, and the
+    // index cache must outlive them.
+    let c = catalog_with(
+        counted.clone(),
+        &tmp.path().join("headers"),
+        1,
+        Some(cache.clone()),
+    );
+    c.sync().await.expect("sync");
+    counted.take();
+    assert_eq!(all_series(c.clone()).await, expected(0..BLOCKS));
+    assert!(
+        counted.take() > 0,
+        "the first request reads postings and series"
+    );
+    let (items, _) = cache.usage();
+    // Per block: the `__name__="up"` list and four series entries.
+    assert_eq!(items, 5 * BLOCKS as u64);
+    assert_eq!(all_series(c.clone()).await, expected(0..BLOCKS));
+    assert_eq!(counted.take(), 0, "the second request reads no index bytes");
+
+    delete_block(counted.as_ref(), ids[0])
+        .await
+        .expect("delete");
+    c.sync().await.expect("sync");
+    assert_eq!(
+        cache.usage().0,
+        5 * (BLOCKS as u64 - 1),
+        "the deleted block's items are gone"
+    );
+    assert_eq!(all_series(c).await, expected(1..BLOCKS));
+    assert_eq!(counted.take(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

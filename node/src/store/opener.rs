@@ -1,10 +1,12 @@
 //! How the store opens its blocks: through index headers on local disk
 //! (`<data-dir>/index-headers/<ULID>/index-header`, built by range reads when the block is
 //! first opened, in the background or by the first request that needs it), keeping opened blocks in a
-//! cache bounded by `--index-cache-size` (weighted by the parsed headers' memory). A block the
-//! cache dropped is reopened from its local header on next use, without reading its index from
+//! cache bounded by `--store.index-header-cache-size` (weighted by the parsed headers' memory).
+//! Opened blocks look postings and series up in the store's index cache (`--index-cache-size`,
+//! `super::index_cache`) first. A block the cache dropped is reopened from its local header on next use, without reading its index from
 //! the bucket, so memory follows what queries touch rather than the bucket's size.
 
+use super::index_cache::InMemoryIndexCache;
 use moka::sync::Cache;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +22,8 @@ pub struct BlockOpener {
     bucket: Arc<dyn Bucket>,
     header_dir: Option<PathBuf>,
     cache: Cache<Ulid, Arc<Block>>,
+    /// Postings lists and series entries kept across requests, for every block.
+    index_cache: Option<Arc<InMemoryIndexCache>>,
 }
 
 impl std::fmt::Debug for BlockOpener {
@@ -45,7 +49,14 @@ impl BlockOpener {
             bucket,
             header_dir,
             cache,
+            index_cache: None,
         }
+    }
+
+    /// The same opener giving every block it opens `cache` for postings and series.
+    pub fn with_index_cache(mut self, cache: Option<Arc<InMemoryIndexCache>>) -> Self {
+        self.index_cache = cache;
+        self
     }
 
     fn header_path(&self, id: Ulid) -> Option<PathBuf> {
@@ -57,7 +68,12 @@ impl BlockOpener {
     /// Opens block `meta` from the bucket (building its index header if missing).
     pub async fn open(&self, meta: BlockMeta) -> Result<Block, BlockError> {
         let header = self.header_path(meta.ulid);
-        Block::open_bucket_with_header(self.bucket.clone(), meta, header.as_deref()).await
+        let mut block =
+            Block::open_bucket_with_header(self.bucket.clone(), meta, header.as_deref()).await?;
+        if let Some(cache) = &self.index_cache {
+            block.set_index_cache(cache.clone());
+        }
+        Ok(block)
     }
 
     /// The bucket blocks are read from.
@@ -95,6 +111,10 @@ impl BlockOpener {
             .collect();
         for id in gone {
             self.cache.invalidate(&id);
+        }
+        if let Some(cache) = &self.index_cache {
+            // Also the items of blocks the header cache had already dropped.
+            cache.forget_blocks_except(keep);
         }
         if let Some(dir) = &self.header_dir {
             remove_headers(dir, keep);

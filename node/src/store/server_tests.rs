@@ -41,7 +41,8 @@ async fn service(dir: &std::path::Path, window: TimeWindow, limits: SeriesLimits
         fetcher,
         window,
         header_dir: Some(dir.join("headers")),
-        index_cache_bytes: 1,
+        header_cache_bytes: 1,
+        index_cache: None,
     };
     let catalog = Catalog::with_options(bucket, options, &registry).expect("catalog");
     catalog.sync().await.expect("sync");

@@ -169,6 +169,12 @@ impl Block {
         })
     }
 
+    /// Looks postings lists and series entries up in `cache` before reading them from the
+    /// index, and remembers what it reads there (keyed by this block's ULID).
+    pub fn set_index_cache(&mut self, cache: Arc<dyn super::index::IndexCache>) {
+        self.index.set_cache(self.meta.ulid, cache);
+    }
+
     /// The block's metadata.
     pub fn meta(&self) -> &BlockMeta {
         &self.meta

@@ -4,6 +4,7 @@
 //! by range reads (local file or bucket object) and answers postings and series lookups.
 //! Layout facts: `tsdb-format.md` section 4.
 
+pub mod cache;
 mod layout;
 mod postings;
 mod reader;
@@ -19,6 +20,7 @@ mod promtool_tests;
 #[allow(clippy::unwrap_used)]
 mod tests;
 
+pub use cache::{IndexCache, SeriesEntry};
 pub use postings::{intersect, merge_union, without};
 pub use reader::IndexReader;
 pub use toc::Toc;

@@ -1,6 +1,7 @@
 //! Reads an index file by range reads: the TOC, symbols and postings offset table at open,
 //! postings lists and series entries on demand.
 
+use super::cache::{IndexCache, SeriesEntry};
 use super::postings::decode_postings;
 use super::toc::Toc;
 use super::{ChunkMeta, HEADER_LEN, INDEX_MAGIC, INDEX_VERSION, SERIES_ALIGN};
@@ -45,6 +46,8 @@ pub struct IndexReader {
     /// The postings offset table entries in file order, for `verify`.
     pub(crate) table_order: Vec<(String, String, u64)>,
     series_end: u64,
+    /// Postings lists and series entries kept across requests, and this block's key there.
+    cache: Option<(Arc<dyn IndexCache>, ulid::Ulid)>,
 }
 
 impl IndexReader {
@@ -104,6 +107,7 @@ impl IndexReader {
             list_offsets: Vec::new(),
             table_order: Vec::new(),
             series_end,
+            cache: None,
         };
         r.load_symbols().await?;
         r.load_postings_table().await?;
@@ -194,6 +198,12 @@ impl IndexReader {
         Some(self)
     }
 
+    /// Looks postings lists and series entries up in `cache` (as those of block `block`)
+    /// before reading them, and remembers what it reads there.
+    pub fn set_cache(&mut self, block: ulid::Ulid, cache: Arc<dyn IndexCache>) {
+        self.cache = Some((cache, block));
+    }
+
     /// Approximate bytes of memory this reader holds: its symbol table and postings offset
     /// table, parsed (for caches that bound memory by weight).
     pub fn memory_estimate(&self) -> usize {
@@ -246,10 +256,18 @@ impl IndexReader {
 
     /// Series refs of the series with label `name="value"`, ascending; empty when absent.
     pub async fn postings(&self, name: &str, value: &str) -> Result<Vec<u32>, BlockError> {
-        match self.postings_offset(name, value) {
-            Some(off) => self.read_postings_at(off).await,
-            None => Ok(Vec::new()),
+        let Some(off) = self.postings_offset(name, value) else {
+            return Ok(Vec::new());
+        };
+        let Some((cache, block)) = &self.cache else {
+            return self.read_postings_at(off).await;
+        };
+        if let Some(hit) = cache.postings(*block, name, value) {
+            return Ok(hit.to_vec());
         }
+        let refs = self.read_postings_at(off).await?;
+        cache.store_postings(*block, name, value, Arc::from(refs.as_slice()));
+        Ok(refs)
     }
 
     /// Every series ref in the index, ascending (the `("", "")` list).
@@ -278,6 +296,18 @@ impl IndexReader {
 
     /// The labels and chunk metas of the series `series_ref` (its offset / 16).
     pub async fn series(&self, series_ref: u32) -> Result<(Labels, Vec<ChunkMeta>), BlockError> {
+        let Some((cache, block)) = &self.cache else {
+            return self.series_uncached(series_ref).await;
+        };
+        if let Some(hit) = cache.series(*block, series_ref) {
+            return Ok((*hit).clone());
+        }
+        let entry = self.series_uncached(series_ref).await?;
+        cache.store_series(*block, series_ref, Arc::new(entry.clone()));
+        Ok(entry)
+    }
+
+    async fn series_uncached(&self, series_ref: u32) -> Result<SeriesEntry, BlockError> {
         let (labels, chunks, _) = self.series_at(u64::from(series_ref) * SERIES_ALIGN).await?;
         Ok((labels, chunks))
     }
@@ -285,10 +315,40 @@ impl IndexReader {
     /// The labels and chunk metas of each series of `refs`, in the order given. Entries of
     /// neighbouring refs (as a postings list gives them, ascending) come in one range read per
     /// run instead of one read per series: one system call locally, one request over S3.
+    /// With a cache, only the entries it lacks are read (and then remembered).
     pub async fn series_many(
         &self,
         refs: &[u32],
     ) -> Result<Vec<(Labels, Vec<ChunkMeta>)>, BlockError> {
+        let Some((cache, block)) = &self.cache else {
+            return self.series_many_uncached(refs).await;
+        };
+        let hits: Vec<Option<Arc<SeriesEntry>>> =
+            refs.iter().map(|&r| cache.series(*block, r)).collect();
+        let missing: Vec<u32> = refs
+            .iter()
+            .zip(&hits)
+            .filter(|(_, h)| h.is_none())
+            .map(|(&r, _)| r)
+            .collect();
+        let mut read = self.series_many_uncached(&missing).await?.into_iter();
+        let mut out = Vec::with_capacity(refs.len());
+        for (&r, hit) in refs.iter().zip(hits) {
+            match hit {
+                Some(entry) => out.push((*entry).clone()),
+                None => {
+                    let entry = read
+                        .next()
+                        .ok_or_else(|| self.loc.io("fewer series entries read than asked"))?;
+                    cache.store_series(*block, r, Arc::new(entry.clone()));
+                    out.push(entry);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn series_many_uncached(&self, refs: &[u32]) -> Result<Vec<SeriesEntry>, BlockError> {
         let mut out = Vec::with_capacity(refs.len());
         let mut i = 0;
         while i < refs.len() {
@@ -310,7 +370,7 @@ impl IndexReader {
             if j - i == 1 || !in_section {
                 // One entry, or refs outside the section: the one-entry path names the problem.
                 for &r in &refs[i..j] {
-                    out.push(self.series(r).await?);
+                    out.push(self.series_uncached(r).await?);
                 }
                 i = j;
                 continue;
@@ -324,7 +384,7 @@ impl IndexReader {
                 match self.entry_in(window, off)? {
                     Some((labels, chunks, _)) => out.push((labels, chunks)),
                     // The entry runs past the read (a long last entry): read it alone.
-                    None => out.push(self.series(r).await?),
+                    None => out.push(self.series_uncached(r).await?),
                 }
             }
             i = j;

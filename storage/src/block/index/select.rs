@@ -102,12 +102,15 @@ impl IndexReader {
 
     /// Union of the lists of `name=v` for each `v` (absent values skipped), a few read at once.
     async fn union_of(&self, name: &str, values: &[&str]) -> Result<Vec<u32>, BlockError> {
-        let offsets: Vec<u64> = values
+        let present: Vec<&str> = values
             .iter()
-            .filter_map(|v| self.postings_offset(name, v))
+            .copied()
+            .filter(|v| self.postings_offset(name, v).is_some())
             .collect();
-        let lists: Vec<Vec<u32>> = stream::iter(offsets)
-            .map(|o| self.read_postings_at(o))
+        // The futures are made first: a lazy `map` in the stream trips the compiler's `Send`
+        // inference for the async trait methods above this.
+        let reads: Vec<_> = present.iter().map(|v| self.postings(name, v)).collect();
+        let lists: Vec<Vec<u32>> = stream::iter(reads)
             .buffered(CONCURRENT_READS)
             .try_collect()
             .await?;
