@@ -14,13 +14,11 @@ use super::retention::{expired, Retention};
 use super::vertical::MergeMode;
 use super::REASON_CORRUPT;
 use crate::block::error::BlockError;
-use crate::block::meta::{BlockMeta, RESOLUTION_RAW};
+use crate::block::meta::BlockMeta;
 use crate::bucket::blocks::upload_block;
 use crate::bucket::fetcher::filters::{system_clock, Clock};
 use crate::bucket::fetcher::{ConsistencyDelayFilter, DeletionMarkFilter, Fetched, MetaFetcher};
-use crate::bucket::marks::{
-    read_mark, write_mark, DeletionMark, Mark, NoCompactMark, REASON_DOWNSAMPLE_VERTICAL_COMPACTION,
-};
+use crate::bucket::marks::{read_mark, write_mark, DeletionMark, Mark, NoCompactMark};
 use crate::bucket::{Bucket, BucketError};
 use crate::downsample::{downsample_block, plan_downsampling};
 use futures::StreamExt;
@@ -440,20 +438,6 @@ impl Compactor {
             }
             let refs: Vec<&BlockMeta> = chosen.iter().collect();
             let overlapping = !super::planner::select_overlapping(&refs).is_empty();
-            if overlapping && key.resolution != RESOLUTION_RAW {
-                // Thanos' verticalCompactionDownsampleFilter: aggregates cannot be merged.
-                for m in &chosen {
-                    self.mark_no_compact(
-                        m.ulid,
-                        REASON_DOWNSAMPLE_VERTICAL_COMPACTION,
-                        "overlapping downsampled blocks cannot be vertically compacted",
-                        &mut report,
-                    )
-                    .await;
-                    no_compact.insert(m.ulid);
-                }
-                continue;
-            }
             let ids: Vec<String> = chosen.iter().map(|m| m.ulid.to_string()).collect();
             tracing::info!(group = %key, blocks = ?ids, vertical = overlapping, "compacting blocks");
             match self.compact_once(&key, &chosen, mode, None).await {

@@ -16,11 +16,13 @@
 pub mod aggr;
 pub mod block;
 pub mod fetch;
+pub mod merge;
 pub mod plan;
 pub mod window;
 
 pub use aggr::{AggrChunk, AggrError, AggrType, CHUNK_ENC_AGGR};
 pub use block::{downsample_block, DownsampleError};
+pub use merge::{merge_aggr, AggrSource, MergeAggrError};
 pub use plan::{plan_downsampling, DownsampleTask};
 pub use window::{
     apply_counter_resets, downsample_aggr, downsample_raw, AggrChunkMeta, WindowError,
