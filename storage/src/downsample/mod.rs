@@ -15,7 +15,6 @@
 
 pub mod aggr;
 pub mod block;
-pub mod fetch;
 pub mod merge;
 pub mod plan;
 pub mod window;
