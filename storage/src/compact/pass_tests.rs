@@ -335,3 +335,37 @@ async fn a_pass_merges_5m_blocks_by_level_and_overlapping_ones_vertically() {
     assert_eq!(live[0].stats.num_samples, 3 * 36);
     assert!(inputs.iter().all(|m| m.stats.num_samples == 3 * 24));
 }
+
+#[tokio::test]
+async fn merges_overlap_uploads_yet_a_merge_waits_for_the_output_it_builds_on() {
+    let b = bucket();
+    // 25 2h blocks: six 8h merges (each upload overlapping the next merge), then the 2d
+    // merge of their outputs, which must wait for the last upload; the newest block stays.
+    for k in 0..25 {
+        put_block(b.as_ref(), two_hours(k), k * 2 * H, (k + 1) * 2 * H, &[]).await;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let report = Compactor::new(b.clone(), config(tmp.path()))
+        .run_pass()
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.compactions, report.failed_compactions),
+        (7, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.blocks_compacted, 24 + 6);
+    let mut live = live_metas(&b).await;
+    live.sort_by_key(|m| m.min_time);
+    let spans: Vec<(i64, i64)> = live.iter().map(|m| (m.min_time, m.max_time)).collect();
+    assert_eq!(spans, vec![(0, 48 * H), (48 * H, 50 * H)]);
+    assert_eq!(live[0].compaction.parents.len(), 6);
+    assert_eq!(live[0].stats.num_samples, 24 * 3 * 240);
+    // Every 8h output was up before the 2d merge read it, and is marked as its source.
+    for p in &live[0].compaction.parents {
+        assert!(read_mark::<DeletionMark>(b.as_ref(), p.ulid)
+            .await
+            .unwrap()
+            .is_some());
+    }
+}
