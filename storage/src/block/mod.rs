@@ -15,6 +15,6 @@ pub mod writer;
 
 pub use error::{BlockError, FileLocation};
 pub use meta::BlockMeta;
-pub use reader::{Block, SeriesChunks, SeriesSamples};
+pub use reader::{Block, SeriesChunks, SeriesRecords, SeriesSamples};
 pub use source::{LocalFile, RangeSource};
-pub use writer::{write_block, BlockWriter, BlockWriterOptions};
+pub use writer::{write_block, BlockWriter, BlockWriterOptions, RawChunk};

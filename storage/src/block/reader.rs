@@ -11,6 +11,7 @@ use crate::bucket::{Bucket, BucketObject};
 use crate::chunkenc::{Chunk, ChunkError};
 use crate::labels::Labels;
 use crate::matcher::Matcher;
+use bytes::Bytes;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -45,6 +46,20 @@ pub struct SeriesChunks {
     pub metas: Vec<ChunkMeta>,
     /// The chunks of `metas`, one each.
     pub chunks: Vec<Chunk>,
+}
+
+/// One series' index entry and its chunk records as stored: encoding byte and data, whatever
+/// the encoding (Thanos' aggregate chunks, 0xff, included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRecords {
+    /// The series' reference in its block's index (tombstones are keyed by it).
+    pub series_ref: u32,
+    /// The series' labels.
+    pub labels: Labels,
+    /// Its chunks' index entries, in index order.
+    pub metas: Vec<ChunkMeta>,
+    /// The records of `metas`, one each.
+    pub records: Vec<(u8, Bytes)>,
 }
 
 /// One series' labels and its samples in a time range, with deleted samples removed.
@@ -352,15 +367,30 @@ impl Block {
         self.chunks_in(refs, i64::MIN, i64::MAX).await
     }
 
-    /// Index entries first, then the chunks overlapping `[mint, maxt]` of all these series
-    /// together: series selected by one matcher sit side by side in the segment files, so
-    /// their chunks come in a few range reads instead of one per series.
-    async fn chunks_in(
+    /// [`Block::select_chunks`] with each chunk as its record's encoding byte and data, so
+    /// that encodings [`Chunk`] does not model (Thanos' aggregate chunks) can be copied.
+    pub async fn select_records(&self, refs: &[u32]) -> Result<Vec<SeriesRecords>, BlockError> {
+        let (entries, chunk_refs) = self.entries(refs, i64::MIN, i64::MAX).await?;
+        let mut records = self.chunks.records(&chunk_refs).await?.into_iter();
+        Ok(entries
+            .into_iter()
+            .map(|(series_ref, labels, metas)| SeriesRecords {
+                series_ref,
+                labels,
+                records: records.by_ref().take(metas.len()).collect(),
+                metas,
+            })
+            .collect())
+    }
+
+    /// Index entries of `refs` with their chunks overlapping `[mint, maxt]`, and those chunks'
+    /// references in order.
+    async fn entries(
         &self,
         refs: &[u32],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<SeriesChunks>, BlockError> {
+    ) -> Result<(Vec<(u32, Labels, Vec<ChunkMeta>)>, Vec<u64>), BlockError> {
         let mut entries = Vec::with_capacity(refs.len());
         let mut chunk_refs = Vec::new();
         for (&r, (labels, metas)) in refs.iter().zip(self.index.series_many(refs).await?) {
@@ -371,6 +401,19 @@ impl Block {
             chunk_refs.extend(wanted.iter().map(|m| m.chunk_ref));
             entries.push((r, labels, wanted));
         }
+        Ok((entries, chunk_refs))
+    }
+
+    /// Index entries first, then the chunks overlapping `[mint, maxt]` of all these series
+    /// together: series selected by one matcher sit side by side in the segment files, so
+    /// their chunks come in a few range reads instead of one per series.
+    async fn chunks_in(
+        &self,
+        refs: &[u32],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesChunks>, BlockError> {
+        let (entries, chunk_refs) = self.entries(refs, mint, maxt).await?;
         let mut chunks = self.chunks.chunks(&chunk_refs).await?.into_iter();
         Ok(entries
             .into_iter()

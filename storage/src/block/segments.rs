@@ -304,6 +304,12 @@ impl SegmentReader {
     /// chunks, two for chunks longer than 512 bytes (16,000 from a bucket object).
     pub async fn chunk(&self, chunk_ref: u64) -> Result<Chunk, BlockError> {
         let (enc_byte, data) = self.chunk_record(chunk_ref).await?;
+        self.to_chunk(chunk_ref, enc_byte, data)
+    }
+
+    /// A record's encoding byte and data as a [`Chunk`]; encodings it does not model (Thanos'
+    /// aggregate chunks) are unsupported, naming the segment and offset.
+    fn to_chunk(&self, chunk_ref: u64, enc_byte: u8, data: Bytes) -> Result<Chunk, BlockError> {
         let r = ChunkRef(chunk_ref);
         let encoding = Encoding::from_byte(enc_byte).map_err(|e| {
             let file = format!("{CHUNKS_DIR}/{}", segment_file_name(r.segment()));
@@ -384,6 +390,16 @@ impl SegmentReader {
     /// that are neighbours in the index) costs one range read instead of one per chunk; from
     /// a bucket object runs may lie farther apart and several are read at once.
     pub async fn chunks(&self, refs: &[u64]) -> Result<Vec<Chunk>, BlockError> {
+        let records = self.records(refs).await?;
+        refs.iter()
+            .zip(records)
+            .map(|(&r, (enc, data))| self.to_chunk(r, enc, data))
+            .collect()
+    }
+
+    /// As [`SegmentReader::chunks`], but each record as its encoding byte and data, whatever
+    /// the encoding (a compactor copies Thanos' aggregate chunks through as they are).
+    pub async fn records(&self, refs: &[u64]) -> Result<Vec<(u8, Bytes)>, BlockError> {
         let remote = self.segments.iter().any(|s| s.source.is_remote());
         let max_gap = if remote {
             MAX_RUN_GAP_REMOTE
@@ -424,7 +440,7 @@ impl SegmentReader {
         Ok(out)
     }
 
-    async fn read_run(&self, run: &[u64]) -> Result<Vec<Chunk>, BlockError> {
+    async fn read_run(&self, run: &[u64]) -> Result<Vec<(u8, Bytes)>, BlockError> {
         let seg = self.segments.get(ChunkRef(run[0]).segment() as usize);
         let (first, last) = (
             u64::from(ChunkRef(run[0]).offset()),
@@ -438,7 +454,7 @@ impl SegmentReader {
         }) else {
             // Single local chunks and bad refs take the one-chunk path, which names the problem.
             for &r in run {
-                out.push(self.chunk(r).await?);
+                out.push(self.chunk_record(r).await?);
             }
             return Ok(out);
         };
@@ -452,11 +468,11 @@ impl SegmentReader {
         for &r in run {
             let offset = u64::from(ChunkRef(r).offset());
             let rel = (offset - first) as usize;
-            match parse_record(&buf.slice(rel..), offset, &seg.loc) {
-                Ok((chunk, _)) => out.push(chunk),
+            match parse_raw_record(&buf.slice(rel..), offset, &seg.loc) {
+                Ok((enc, data, _)) => out.push((enc, data)),
                 // The last record may extend past the read; the precise path also reports
                 // real corruption with its offset.
-                Err(_) => out.push(self.chunk(r).await?),
+                Err(_) => out.push(self.chunk_record(r).await?),
             }
         }
         Ok(out)

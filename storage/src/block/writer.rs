@@ -32,6 +32,22 @@ impl Default for BlockWriterOptions {
     }
 }
 
+/// One chunk record to write as it is: time range, encoding byte, data, and the samples it
+/// counts for in meta.json (an aggregate chunk counts its count aggregate's samples).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawChunk {
+    /// First timestamp (inclusive).
+    pub min_time: i64,
+    /// Last timestamp (inclusive).
+    pub max_time: i64,
+    /// The record's encoding byte.
+    pub encoding: u8,
+    /// The record's data.
+    pub data: bytes::Bytes,
+    /// Samples counted in the block's stats.
+    pub num_samples: u64,
+}
+
 /// Writes one block under a parent directory, in `<ULID>.tmp-for-creation` until finished.
 #[derive(Debug)]
 pub struct BlockWriter {
@@ -129,6 +145,29 @@ impl BlockWriter {
         labels: Labels,
         chunks: &[(i64, i64, Chunk)],
     ) -> Result<(), BlockError> {
+        let mut raw = Vec::with_capacity(chunks.len());
+        for (min, max, chunk) in chunks {
+            let n = chunk
+                .num_samples()
+                .map_err(|e| self.invalid(format!("series {labels}: {e}")))?;
+            raw.push(RawChunk {
+                min_time: *min,
+                max_time: *max,
+                encoding: chunk.encoding.as_byte(),
+                data: chunk.data.clone(),
+                num_samples: u64::from(n),
+            });
+        }
+        self.add_series_raw(labels, &raw)
+    }
+
+    /// Adds a series from chunk records of any encoding (Thanos' aggregate chunks included),
+    /// under the same rules as [`BlockWriter::add_series_chunks`].
+    pub fn add_series_raw(
+        &mut self,
+        labels: Labels,
+        chunks: &[RawChunk],
+    ) -> Result<(), BlockError> {
         if let Some((last, _)) = self.series.last() {
             if labels <= *last {
                 return Err(self.invalid(format!(
@@ -139,40 +178,36 @@ impl BlockWriter {
         let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
             return Ok(());
         };
-        if let Some((min, max, _)) = chunks.iter().find(|(min, max, _)| min > max) {
+        if let Some(c) = chunks.iter().find(|c| c.min_time > c.max_time) {
             return Err(self.invalid(format!(
-                "series {labels}: chunk ends at {max} before it starts at {min}"
+                "series {labels}: chunk ends at {} before it starts at {}",
+                c.max_time, c.min_time
             )));
         }
-        if let Some(w) = chunks.windows(2).find(|w| w[1].0 <= w[0].1) {
+        if let Some(w) = chunks.windows(2).find(|w| w[1].min_time <= w[0].max_time) {
             return Err(self.invalid(format!(
                 "series {labels}: chunk starting at {} overlaps the one ending at {}",
-                w[1].0, w[0].1
+                w[1].min_time, w[0].max_time
             )));
         }
         // Checked before writing, so that a refused series leaves no chunk behind.
-        let mut samples = 0u64;
-        for (min, max, chunk) in chunks {
-            match chunk.num_samples() {
-                Ok(0) => {
-                    return Err(
-                        self.invalid(format!("series {labels}: empty chunk for [{min}, {max}]"))
-                    )
-                }
-                Ok(n) => samples += u64::from(n),
-                Err(e) => return Err(self.invalid(format!("series {labels}: {e}"))),
-            }
+        if let Some(c) = chunks.iter().find(|c| c.num_samples == 0) {
+            return Err(self.invalid(format!(
+                "series {labels}: empty chunk for [{}, {}]",
+                c.min_time, c.max_time
+            )));
         }
+        let samples = chunks.iter().map(|c| c.num_samples).sum();
         let mut metas = Vec::with_capacity(chunks.len());
-        for (min, max, chunk) in chunks {
-            let chunk_ref = self.segments.write_chunk(chunk)?;
+        for c in chunks {
+            let chunk_ref = self.segments.write_record(c.encoding, &c.data)?;
             metas.push(ChunkMeta {
-                min_time: *min,
-                max_time: *max,
+                min_time: c.min_time,
+                max_time: c.max_time,
                 chunk_ref: chunk_ref.0,
             });
         }
-        self.record(labels, metas, samples, (first.0, last.1));
+        self.record(labels, metas, samples, (first.min_time, last.max_time));
         Ok(())
     }
 

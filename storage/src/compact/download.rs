@@ -1,5 +1,5 @@
-//! The source blocks of a merge, opened for reading. Over a remote bucket each source block is
-//! first downloaded whole into the work directory (its files at the same time, large files in
+//! The source blocks of a merge or a downsampling, opened for reading. Over a remote bucket
+//! each source block is first downloaded whole into the work directory (its files at the same
 //! parts fetched in parallel), as Thanos' compactor does: a merge reads every byte of every
 //! source, and one request per few hundred kilobytes while merging, one block after another,
 //! leaves the merge waiting on round trips (and on s3s-fs, which streams a response 4 KiB per

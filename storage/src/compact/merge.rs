@@ -2,15 +2,22 @@
 //! block in memory at a time), chunks written as they come. Where a series' chunks from all
 //! inputs follow one another in time (adjacent blocks, the common case) they are copied as
 //! they are, without decoding, as Prometheus' compactor does; where they overlap, the
-//! samples are decoded, merged by [`super::vertical`] and encoded again. The output's index
-//! entries are what stays in memory, as in Prometheus' compactor.
+//! samples are decoded, merged by [`super::vertical`] and encoded again. Downsampled blocks
+//! go the same way: their aggregate chunks (encoding 0xff) are copied as they are, and where
+//! they overlap they are merged window by window ([`crate::downsample::merge`]); Thanos marks
+//! such blocks no-compact instead. The output's index entries are what stays in memory, as in
+//! Prometheus' compactor.
 
 use super::vertical::{merge_samples, MergeMode};
 use super::SOURCE_COMPACTOR;
 use crate::block::error::BlockError;
+use crate::block::index::ChunkMeta;
 use crate::block::meta::{BlockDesc, BlockMeta, ThanosMeta};
-use crate::block::{Block, BlockWriter, BlockWriterOptions, SeriesChunks};
+use crate::block::{Block, BlockWriter, BlockWriterOptions, FileLocation, RawChunk};
+use crate::block::{SeriesChunks, SeriesRecords};
 use crate::chunkenc::{Chunk, Encoding};
+use crate::downsample::aggr::expand_xor;
+use crate::downsample::{downsample_raw, merge_aggr, AggrChunk, AggrSource, CHUNK_ENC_AGGR};
 use crate::labels::Labels;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -51,7 +58,7 @@ struct Cursor {
     block: Arc<Block>,
     refs: Vec<u32>,
     next: usize,
-    buf: VecDeque<SeriesChunks>,
+    buf: VecDeque<SeriesRecords>,
     last: Option<Labels>,
 }
 
@@ -82,7 +89,7 @@ impl Cursor {
             let end = (self.next + BATCH_SERIES).min(self.refs.len());
             let batch = self
                 .block
-                .select_chunks(&self.refs[self.next..end])
+                .select_records(&self.refs[self.next..end])
                 .await
                 .map_err(|source| MergeError::Source {
                     block: self.id(),
@@ -95,7 +102,7 @@ impl Cursor {
     }
 
     /// Takes the front series, checking that the block's series come in label order.
-    fn take(&mut self) -> Result<SeriesChunks, MergeError> {
+    fn take(&mut self) -> Result<SeriesRecords, MergeError> {
         let Some(s) = self.buf.pop_front() else {
             return Err(self.corrupt("series buffer empty after peek".into()));
         };
@@ -109,13 +116,64 @@ impl Cursor {
     }
 
     /// Every sample of `s`, one of this block's series, deletions applied.
-    fn decode(&self, s: &SeriesChunks) -> Result<Vec<(i64, f64)>, MergeError> {
+    fn decode(&self, s: &SeriesRecords) -> Result<Vec<(i64, f64)>, MergeError> {
+        let mut chunks = Vec::with_capacity(s.records.len());
+        for (m, (enc, data)) in s.metas.iter().zip(&s.records) {
+            let encoding = Encoding::from_byte(*enc).map_err(|e| self.unsupported(m, e))?;
+            chunks.push(Chunk::new(encoding, data.clone()));
+        }
+        let series = SeriesChunks {
+            series_ref: s.series_ref,
+            labels: s.labels.clone(),
+            metas: s.metas.clone(),
+            chunks,
+        };
         self.block
-            .decode_series(s)
+            .decode_series(&series)
             .map_err(|source| MergeError::Source {
                 block: self.id(),
                 source,
             })
+    }
+
+    /// The aggregate chunks of `s`, one of this downsampled block's series. Plain XOR chunks
+    /// (thanos#5272) are aggregated at `resolution` first, as Thanos' downsampler does.
+    fn aggr_chunks(
+        &self,
+        s: &SeriesRecords,
+        resolution: i64,
+    ) -> Result<Vec<AggrChunk>, MergeError> {
+        let mut out = Vec::with_capacity(s.records.len());
+        for (m, (enc, data)) in s.metas.iter().zip(&s.records) {
+            if *enc == CHUNK_ENC_AGGR {
+                out.push(AggrChunk::from_bytes(data.clone()));
+                continue;
+            }
+            let encoding = Encoding::from_byte(*enc).map_err(|e| self.unsupported(m, e))?;
+            let samples = Chunk::new(encoding, data.clone())
+                .samples()
+                .map_err(|e| self.unsupported(m, e))?;
+            let mut raw = Vec::with_capacity(samples.len());
+            expand_xor(&samples, &mut raw);
+            let aggr = downsample_raw(&raw, resolution).map_err(|e| self.unsupported(m, e))?;
+            out.extend(aggr.into_iter().map(|c| c.chunk));
+        }
+        Ok(out)
+    }
+
+    fn chunk_file(&self, m: &ChunkMeta) -> FileLocation {
+        let seg = crate::block::segments::segment_file_name((m.chunk_ref >> 32) as u32);
+        FileLocation::new(self.id().to_string(), format!("chunks/{seg}"))
+    }
+
+    fn unsupported(&self, m: &ChunkMeta, e: impl std::fmt::Display) -> MergeError {
+        let offset = m.chunk_ref & 0xffff_ffff;
+        MergeError::Source {
+            block: self.id(),
+            source: self
+                .chunk_file(m)
+                .unsupported(format!("chunk at offset {offset}: {e}")),
+        }
     }
 
     fn corrupt(&self, reason: String) -> MergeError {
@@ -174,11 +232,21 @@ pub async fn merge_blocks(
                 parts.push((i, c.take()?));
             }
         }
-        if let Some(chunks) = pass_through(&cursors, &parts) {
+        if let Some(chunks) = pass_through(&cursors, &parts, spec.resolution) {
             written += 1;
             writer
-                .add_series_chunks(labels, &chunks)
+                .add_series_raw(labels, &chunks)
                 .map_err(MergeError::Output)?;
+            continue;
+        }
+        if spec.resolution != crate::block::meta::RESOLUTION_RAW {
+            let chunks = merge_aggr_parts(&cursors, &parts, spec.resolution)?;
+            if !chunks.is_empty() {
+                written += 1;
+                writer
+                    .add_series_raw(labels, &chunks)
+                    .map_err(MergeError::Output)?;
+            }
             continue;
         }
         let mut decoded = Vec::with_capacity(parts.len());
@@ -222,28 +290,101 @@ pub async fn merge_blocks(
 }
 
 /// The chunks of one series' `parts` (cursor index, series) in time order, when they can be
-/// copied as they are: float chunks, none empty, none overlapping another, nothing deleted.
-/// Samples merged from such parts would be their concatenation, so copying writes the same
-/// samples; anything else is decoded and merged.
+/// copied as they are: float chunks (and, in a downsampled group, aggregate chunks), none
+/// empty, none overlapping another, nothing deleted. Samples merged from such parts would be
+/// their concatenation, so copying writes the same samples; anything else is decoded and
+/// merged.
 fn pass_through(
     cursors: &[Cursor],
-    parts: &[(usize, SeriesChunks)],
-) -> Option<Vec<(i64, i64, Chunk)>> {
+    parts: &[(usize, SeriesRecords)],
+    resolution: i64,
+) -> Option<Vec<RawChunk>> {
     let mut chunks = Vec::new();
     for (i, s) in parts {
-        if cursors[*i].block.has_deletions(s.series_ref) || s.metas.len() != s.chunks.len() {
+        if cursors[*i].block.has_deletions(s.series_ref) || s.metas.len() != s.records.len() {
             return None;
         }
-        for (m, c) in s.metas.iter().zip(&s.chunks) {
-            if c.encoding != Encoding::Xor || !matches!(c.num_samples(), Ok(n) if n > 0) {
+        for (m, (enc, data)) in s.metas.iter().zip(&s.records) {
+            let num_samples = match *enc {
+                e if e == Encoding::Xor.as_byte() => {
+                    u64::from(Chunk::new(Encoding::Xor, data.clone()).num_samples().ok()?)
+                }
+                CHUNK_ENC_AGGR if resolution != crate::block::meta::RESOLUTION_RAW => {
+                    AggrChunk::from_bytes(data.clone()).num_samples() as u64
+                }
+                _ => return None,
+            };
+            if num_samples == 0 {
                 return None;
             }
-            chunks.push((m.min_time, m.max_time, c.clone()));
+            chunks.push(RawChunk {
+                min_time: m.min_time,
+                max_time: m.max_time,
+                encoding: *enc,
+                data: data.clone(),
+                num_samples,
+            });
         }
     }
-    chunks.sort_by_key(|c| c.0);
-    let ordered = chunks.iter().all(|c| c.0 <= c.1) && chunks.windows(2).all(|w| w[0].1 < w[1].0);
+    chunks.sort_by_key(|c| c.min_time);
+    let ordered = chunks.iter().all(|c| c.min_time <= c.max_time)
+        && chunks.windows(2).all(|w| w[0].max_time < w[1].min_time);
     ordered.then_some(chunks)
+}
+
+/// One series' overlapping aggregate chunks from several downsampled blocks, merged window
+/// by window ([`crate::downsample::merge`]), deletions applied.
+fn merge_aggr_parts(
+    cursors: &[Cursor],
+    parts: &[(usize, SeriesRecords)],
+    resolution: i64,
+) -> Result<Vec<RawChunk>, MergeError> {
+    let mut chunks = Vec::with_capacity(parts.len());
+    let mut deletions = Vec::with_capacity(parts.len());
+    for (i, s) in parts {
+        chunks.push(cursors[*i].aggr_chunks(s, resolution)?);
+        deletions.push(cursors[*i].block.tombstones().get(u64::from(s.series_ref)));
+    }
+    let deleted: Vec<Box<dyn Fn(i64) -> bool + '_>> = deletions
+        .iter()
+        .map(|d| Box::new(move |t| d.is_some_and(|d| d.contains(t))) as Box<dyn Fn(i64) -> bool>)
+        .collect();
+    let sources: Vec<AggrSource<'_>> = chunks
+        .into_iter()
+        .zip(&deleted)
+        .map(|(chunks, deleted)| AggrSource {
+            chunks,
+            deleted: deleted.as_ref(),
+        })
+        .collect();
+    let merged = merge_aggr(&sources, resolution).map_err(|e| {
+        let (i, s) = &parts[e.index.unwrap_or(0)];
+        let c = &cursors[*i];
+        let reason = format!("series {}: {}", s.labels, e.error);
+        match (e.index, &e.error) {
+            (None, _) => MergeError::Output(FileLocation::new("", "chunks").io(reason)),
+            (Some(_), crate::downsample::WindowError::Histogram) => MergeError::Source {
+                block: c.id(),
+                source: FileLocation::new(c.id().to_string(), "chunks").unsupported(reason),
+            },
+            (Some(_), _) => MergeError::Source {
+                block: c.id(),
+                source: FileLocation::new(c.id().to_string(), "chunks").corrupt(reason),
+            },
+        }
+    })?;
+    // A chunk without the count aggregate holds no window (Thanos skips these too).
+    Ok(merged
+        .into_iter()
+        .filter(|c| c.chunk.num_samples() > 0)
+        .map(|c| RawChunk {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            encoding: CHUNK_ENC_AGGR,
+            num_samples: c.chunk.num_samples() as u64,
+            data: c.chunk.bytes().clone(),
+        })
+        .collect())
 }
 
 /// `compaction` of a merge of `metas`: one level above the highest input, every input's
@@ -469,6 +610,177 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(out.meta.stats.num_samples, 200);
+    }
+
+    /// Raw blocks of `series` over each of `ranges`, downsampled to 5m in the bucket (which
+    /// is remote: the downsampler downloads its source first).
+    async fn five_minute_blocks(
+        b: &Arc<dyn crate::bucket::Bucket>,
+        series: &[(Labels, Vec<(i64, f64)>)],
+        ranges: &[(i64, i64)],
+    ) -> Vec<BlockMeta> {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        for &(from, to) in ranges {
+            let part = series
+                .iter()
+                .map(|(l, s)| {
+                    let s = s.iter().copied().filter(|x| x.0 >= from && x.0 < to);
+                    (l.clone(), s.collect())
+                })
+                .collect();
+            let raw = put_block(b.as_ref(), part, from, to, &[("cluster", "eu")]).await;
+            let id = crate::downsample::downsample_block(b.clone(), &raw, RES_5M, tmp.path())
+                .await
+                .unwrap();
+            out.push(
+                crate::bucket::blocks::read_meta(b.as_ref(), id)
+                    .await
+                    .unwrap(),
+            );
+        }
+        out
+    }
+
+    /// Every series' records as stored, with their time ranges.
+    async fn records_of(b: &Block) -> Vec<SeriesRecords> {
+        let refs = b.index().all_postings().await.unwrap();
+        b.select_records(&refs).await.unwrap()
+    }
+
+    /// A counter with a reset and a gauge, one sample a minute over `[0, 10h)`.
+    fn ten_hours() -> Vec<(Labels, Vec<(i64, f64)>)> {
+        let mut v = 0.0;
+        let counter = (0..600)
+            .map(|i| {
+                v = if i == 130 { 2.0 } else { v + (i % 3) as f64 };
+                (i * 60_000, v)
+            })
+            .collect();
+        let gauge = (0..600)
+            .map(|i| (i * 60_000, ((i * 37) % 101) as f64))
+            .collect();
+        vec![
+            (series_labels("c", 1), counter),
+            (series_labels("g", 2), gauge),
+        ]
+    }
+
+    const RES_5M: i64 = crate::downsample::RES_5M;
+
+    fn spec_5m(mode: MergeMode) -> OutputSpec {
+        OutputSpec {
+            resolution: RES_5M,
+            ..spec(mode)
+        }
+    }
+
+    #[tokio::test]
+    async fn adjacent_5m_blocks_keep_their_aggregate_chunks_byte_for_byte() {
+        const H: i64 = 3_600_000;
+        let b = bucket();
+        let metas = five_minute_blocks(&b, &ten_hours(), &[(0, 4 * H), (4 * H, 10 * H)]).await;
+        let blocks = vec![
+            open(&b, metas[0].clone()).await,
+            open(&b, metas[1].clone()).await,
+        ];
+        let tmp = tempfile::tempdir().unwrap();
+        let out = merge_blocks(&blocks, tmp.path(), &spec_5m(MergeMode::Union))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.meta.resolution(), RES_5M);
+        assert_eq!((out.meta.min_time, out.meta.max_time), (0, 10 * H));
+        assert_eq!(
+            out.meta.stats.num_samples,
+            metas[0].stats.num_samples + metas[1].stats.num_samples
+        );
+        let merged = Block::open_dir(&out.dir).await.unwrap();
+        let got = records_of(&merged).await;
+        let (a, z) = (records_of(&blocks[0]).await, records_of(&blocks[1]).await);
+        assert_eq!(got.len(), 2);
+        for ((g, a), z) in got.iter().zip(&a).zip(&z) {
+            assert_eq!(g.labels, a.labels);
+            let want: Vec<&(u8, bytes::Bytes)> = a.records.iter().chain(&z.records).collect();
+            let have: Vec<&(u8, bytes::Bytes)> = g.records.iter().collect();
+            assert_eq!(have, want, "series {}", g.labels);
+            assert!(g.records.iter().all(|r| r.0 == CHUNK_ENC_AGGR));
+            let times = |s: &SeriesRecords| -> Vec<(i64, i64)> {
+                s.metas.iter().map(|m| (m.min_time, m.max_time)).collect()
+            };
+            assert_eq!(times(g), [times(a), times(z)].concat());
+        }
+    }
+
+    /// One aggregate's samples per 5m window over a series' aggregate chunks; fails on two
+    /// samples in one window.
+    fn windows(s: &SeriesRecords, aggr: crate::downsample::AggrType) -> BTreeMap<i64, f64> {
+        let mut out = BTreeMap::new();
+        for (_, data) in &s.records {
+            for (t, v) in AggrChunk::from_bytes(data.clone()).samples(aggr).unwrap() {
+                let key = crate::downsample::window::current_window(t, RES_5M);
+                assert!(out.insert(key, v).is_none(), "{aggr}: two samples at {key}");
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn overlapping_5m_blocks_keep_every_window_once() {
+        use crate::downsample::AggrType;
+        const H: i64 = 3_600_000;
+        let b = bucket();
+        let data = ten_hours();
+        let metas = five_minute_blocks(&b, &data, &[(0, 6 * H), (3 * H, 10 * H)]).await;
+        // The reference: the union of the raw samples downsampled in one go.
+        let whole = five_minute_blocks(&b, &data, &[(0, 10 * H)]).await;
+        let reference = records_of(&*open(&b, whole[0].clone()).await).await;
+        for mode in [MergeMode::Union, MergeMode::Dedup] {
+            let blocks = vec![
+                open(&b, metas[0].clone()).await,
+                open(&b, metas[1].clone()).await,
+            ];
+            let tmp = tempfile::tempdir().unwrap();
+            let out = merge_blocks(&blocks, tmp.path(), &spec_5m(mode))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((out.meta.min_time, out.meta.max_time), (0, 10 * H));
+            assert_eq!(
+                out.meta.stats.num_samples,
+                2 * 120,
+                "{mode:?}: 120 windows a series, once"
+            );
+            let got = records_of(&Block::open_dir(&out.dir).await.unwrap()).await;
+            assert_eq!(got.len(), 2);
+            for (g, r) in got.iter().zip(&reference) {
+                assert_eq!(g.labels, r.labels);
+                for aggr in [AggrType::Count, AggrType::Sum, AggrType::Min, AggrType::Max] {
+                    assert_eq!(
+                        windows(g, aggr),
+                        windows(r, aggr),
+                        "{mode:?} {} {aggr}",
+                        g.labels
+                    );
+                }
+                let counter = |s: &SeriesRecords| {
+                    let per_chunk = s
+                        .records
+                        .iter()
+                        .map(|(_, d)| {
+                            AggrChunk::from_bytes(d.clone())
+                                .samples(AggrType::Counter)
+                                .unwrap()
+                        })
+                        .collect();
+                    crate::downsample::apply_counter_resets(per_chunk)
+                        .into_iter()
+                        .map(|(t, v)| (crate::downsample::window::current_window(t, RES_5M), v))
+                        .collect::<BTreeMap<i64, f64>>()
+                };
+                assert_eq!(counter(g), counter(r), "{mode:?} {} counter", g.labels);
+            }
+        }
     }
 
     #[tokio::test]

@@ -8,19 +8,17 @@ use super::cleaner::{clean_partial_uploads, delete_blocks, due_for_deletion};
 use super::download::open_sources;
 use super::group::{group_metas, GroupKey};
 use super::index::{write_index, BucketIndex};
-use super::merge::{merge_blocks, MergeError, OutputSpec};
+use super::merge::{merge_blocks, MergeError, MergeOutput, OutputSpec};
 use super::planner::{plan, superseded};
 use super::retention::{expired, Retention};
 use super::vertical::MergeMode;
 use super::REASON_CORRUPT;
 use crate::block::error::BlockError;
-use crate::block::meta::{BlockMeta, RESOLUTION_RAW};
+use crate::block::meta::BlockMeta;
 use crate::bucket::blocks::upload_block;
 use crate::bucket::fetcher::filters::{system_clock, Clock};
 use crate::bucket::fetcher::{ConsistencyDelayFilter, DeletionMarkFilter, Fetched, MetaFetcher};
-use crate::bucket::marks::{
-    read_mark, write_mark, DeletionMark, Mark, NoCompactMark, REASON_DOWNSAMPLE_VERTICAL_COMPACTION,
-};
+use crate::bucket::marks::{read_mark, write_mark, DeletionMark, Mark, NoCompactMark};
 use crate::bucket::{Bucket, BucketError};
 use crate::downsample::{downsample_block, plan_downsampling};
 use futures::StreamExt;
@@ -420,7 +418,10 @@ impl Compactor {
         Ok(())
     }
 
-    /// Compacts one group until its planner has nothing left.
+    /// Compacts one group until its planner has nothing left. Over a remote bucket most of a
+    /// merge is waiting on the bucket, so the upload of one output runs while the next merge
+    /// downloads and merges its sources; a merge that builds on an output still uploading
+    /// waits for it, and sources are marked for deletion only once their output is up.
     async fn compact_group(
         &self,
         key: GroupKey,
@@ -433,45 +434,55 @@ impl Compactor {
         } else {
             MergeMode::Dedup
         };
+        let mut pending: Option<PendingUpload> = None;
         loop {
             let chosen = plan(&metas, &no_compact, &self.config.ranges);
+            let builds_on_pending = pending
+                .as_ref()
+                .is_some_and(|p| chosen.is_empty() || chosen.iter().any(|m| m.ulid == p.output));
+            if builds_on_pending {
+                if let Some(p) = pending.take() {
+                    if !self.settle(p, &key, &mut report).await {
+                        return report;
+                    }
+                }
+                continue;
+            }
             if chosen.is_empty() {
                 return report;
             }
             let refs: Vec<&BlockMeta> = chosen.iter().collect();
             let overlapping = !super::planner::select_overlapping(&refs).is_empty();
-            if overlapping && key.resolution != RESOLUTION_RAW {
-                // Thanos' verticalCompactionDownsampleFilter: aggregates cannot be merged.
-                for m in &chosen {
-                    self.mark_no_compact(
-                        m.ulid,
-                        REASON_DOWNSAMPLE_VERTICAL_COMPACTION,
-                        "overlapping downsampled blocks cannot be vertically compacted",
-                        &mut report,
-                    )
-                    .await;
-                    no_compact.insert(m.ulid);
-                }
-                continue;
-            }
             let ids: Vec<String> = chosen.iter().map(|m| m.ulid.to_string()).collect();
             tracing::info!(group = %key, blocks = ?ids, vertical = overlapping, "compacting blocks");
-            match self.compact_once(&key, &chosen, mode, None).await {
+            let merged = self.merge_sources(&key, &chosen, mode, None).await;
+            if let Some(p) = pending.take() {
+                if !self.settle(p, &key, &mut report).await {
+                    if let Ok(Some(out)) = &merged {
+                        let _ = std::fs::remove_dir_all(&out.dir);
+                    }
+                    return report;
+                }
+            }
+            match merged {
                 Ok(output) => {
-                    report.compactions += 1;
-                    report.blocks_compacted += chosen.len();
-                    if overlapping {
-                        report.vertical_compactions += 1;
-                    }
                     let gone: BTreeSet<Ulid> = chosen.iter().map(|m| m.ulid).collect();
-                    for m in &chosen {
-                        self.mark_deleted(m.ulid, "compacted", &mut report).await;
-                    }
                     metas.retain(|m| !gone.contains(&m.ulid));
-                    if let Some(out) = output {
-                        metas.push(out);
-                        metas.sort_by_key(|m| (m.min_time, m.ulid));
-                    }
+                    let Some(out) = output else {
+                        self.compacted(&chosen, overlapping, &mut report).await;
+                        continue;
+                    };
+                    metas.push(out.meta.clone());
+                    metas.sort_by_key(|m| (m.min_time, m.ulid));
+                    let (bucket, group) = (self.bucket.clone(), key.clone());
+                    pending = Some(PendingUpload {
+                        output: out.meta.ulid,
+                        chosen,
+                        overlapping,
+                        task: tokio::spawn(
+                            async move { upload_output(&bucket, &group, out).await },
+                        ),
+                    });
                 }
                 Err(MergeError::Source { block, source }) if is_unreadable(&source) => {
                     tracing::warn!(group = %key, %block, error = %source, "source block unreadable");
@@ -488,6 +499,40 @@ impl Compactor {
         }
     }
 
+    /// Waits for an output's upload; when it is up, counts the compaction and marks its
+    /// sources for deletion. False when the upload failed (counted and logged).
+    async fn settle(&self, p: PendingUpload, key: &GroupKey, report: &mut PassReport) -> bool {
+        let result = match p.task.await {
+            Ok(r) => r,
+            Err(e) => Err(MergeError::Output(
+                crate::block::FileLocation::new(p.output.to_string(), "").io(e),
+            )),
+        };
+        match result {
+            Ok(_) => {
+                self.compacted(&p.chosen, p.overlapping, report).await;
+                true
+            }
+            Err(e) => {
+                tracing::error!(group = %key, error = %e, "compaction failed; retrying in the next pass");
+                report.failed_compactions += 1;
+                false
+            }
+        }
+    }
+
+    /// Books a finished compaction of `chosen` and marks them for deletion.
+    async fn compacted(&self, chosen: &[BlockMeta], overlapping: bool, report: &mut PassReport) {
+        report.compactions += 1;
+        report.blocks_compacted += chosen.len();
+        if overlapping {
+            report.vertical_compactions += 1;
+        }
+        for m in chosen {
+            self.mark_deleted(m.ulid, "compacted", report).await;
+        }
+    }
+
     /// Opens the sources, merges, uploads the output (chunks, index, meta.json last).
     pub(super) async fn compact_once(
         &self,
@@ -496,6 +541,20 @@ impl Compactor {
         mode: MergeMode,
         dir: Option<PathBuf>,
     ) -> Result<Option<BlockMeta>, MergeError> {
+        match self.merge_sources(key, chosen, mode, dir).await? {
+            Some(out) => upload_output(&self.bucket, key, out).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Opens (downloads) the sources and merges them into an output on local disk.
+    async fn merge_sources(
+        &self,
+        key: &GroupKey,
+        chosen: &[BlockMeta],
+        mode: MergeMode,
+        dir: Option<PathBuf>,
+    ) -> Result<Option<MergeOutput>, MergeError> {
         let spec = OutputSpec {
             labels: key.labels.clone(),
             resolution: key.resolution,
@@ -514,24 +573,24 @@ impl Compactor {
         std::fs::create_dir_all(&dir).map_err(|e| {
             MergeError::Output(crate::block::FileLocation::new("", dir.display().to_string()).io(e))
         })?;
+        let started = std::time::Instant::now();
         let sources = open_sources(&self.bucket, chosen, &dir.join("sources")).await?;
-        let blocks = &sources.blocks;
-        let Some(out) = merge_blocks(blocks, &dir, &spec).await? else {
-            tracing::info!(group = %key, "compacted blocks hold no samples; no output block");
-            return Ok(None);
-        };
-        let uploaded = upload_block(self.bucket.as_ref(), &out.dir, &out.meta, None)
-            .await
-            .map_err(MergeError::Output)?;
-        let _ = std::fs::remove_dir_all(&out.dir);
-        tracing::info!(
-            group = %key,
-            block = %uploaded.ulid,
-            level = uploaded.compaction.level,
-            sources = uploaded.compaction.sources.len(),
-            "uploaded compacted block"
-        );
-        Ok(Some(uploaded))
+        let downloaded = started.elapsed();
+        let out = merge_blocks(&sources.blocks, &dir, &spec).await?;
+        drop(sources);
+        match &out {
+            None => {
+                tracing::info!(group = %key, "compacted blocks hold no samples; no output block")
+            }
+            Some(o) => tracing::info!(
+                group = %key,
+                block = %o.meta.ulid,
+                download_ms = downloaded.as_millis() as u64,
+                merge_ms = (started.elapsed() - downloaded).as_millis() as u64,
+                "merged blocks"
+            ),
+        }
+        Ok(out)
     }
 
     pub(super) async fn cleanup(&self, report: &mut PassReport) {
@@ -570,6 +629,37 @@ impl Compactor {
             Err(e) => tracing::warn!(error = %e, "cleaning partial uploads failed"),
         }
     }
+}
+
+/// An output being uploaded while the group's next merge runs.
+struct PendingUpload {
+    output: Ulid,
+    chosen: Vec<BlockMeta>,
+    overlapping: bool,
+    task: tokio::task::JoinHandle<Result<BlockMeta, MergeError>>,
+}
+
+/// Uploads a merge's output (chunks, index, meta.json last) and removes the local copy.
+async fn upload_output(
+    bucket: &Arc<dyn Bucket>,
+    key: &GroupKey,
+    out: MergeOutput,
+) -> Result<BlockMeta, MergeError> {
+    let started = std::time::Instant::now();
+    let uploaded = upload_block(bucket.as_ref(), &out.dir, &out.meta, None)
+        .await
+        .map_err(MergeError::Output);
+    let _ = std::fs::remove_dir_all(&out.dir);
+    let uploaded = uploaded?;
+    tracing::info!(
+        group = %key,
+        block = %uploaded.ulid,
+        level = uploaded.compaction.level,
+        sources = uploaded.compaction.sources.len(),
+        upload_ms = started.elapsed().as_millis() as u64,
+        "uploaded compacted block"
+    );
+    Ok(uploaded)
 }
 
 /// Whether a source error means the block itself is broken (as opposed to a bucket or disk

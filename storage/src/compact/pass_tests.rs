@@ -264,3 +264,108 @@ async fn a_pass_downsamples_a_raw_block_spanning_40_hours_to_5m_once() {
     let again = compactor.run_pass().await.unwrap();
     assert_eq!(again.downsampled, 0, "{again:?}");
 }
+
+/// Raw 2h blocks `[from, to)` of [`two_hours`]' series, each downsampled to 5m in `b`.
+async fn five_minute_blocks(b: &Arc<dyn Bucket>, ranges: &[(i64, i64)]) -> Vec<BlockMeta> {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut out = Vec::new();
+    for &(from, to) in ranges {
+        let series: Vec<Series> = (0..3)
+            .map(|i| {
+                (
+                    series_labels("up", i),
+                    samples(from, (to - from) / 30_000, 30_000),
+                )
+            })
+            .collect();
+        let raw = put_block(b.as_ref(), series, from, to, &[("cluster", "eu")]).await;
+        let id = downsample_block(b.clone(), &raw, 300_000, tmp.path())
+            .await
+            .unwrap();
+        out.push(
+            crate::bucket::blocks::read_meta(b.as_ref(), id)
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_pass_merges_5m_blocks_by_level_and_overlapping_ones_vertically() {
+    let b = bucket();
+    let ranges: Vec<(i64, i64)> = (0..5).map(|k| (k * 2 * H, (k + 1) * 2 * H)).collect();
+    let inputs = five_minute_blocks(&b, &ranges).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let report = Compactor::new(b.clone(), config(tmp.path()))
+        .run_pass()
+        .await
+        .unwrap();
+    assert!(report.marked_no_compact.is_empty(), "{report:?}");
+    let five_m = |live: Vec<BlockMeta>| -> Vec<BlockMeta> {
+        let mut v: Vec<BlockMeta> = live
+            .into_iter()
+            .filter(|m| m.resolution() == 300_000)
+            .collect();
+        v.sort_by_key(|m| m.min_time);
+        v
+    };
+    let live = five_m(live_metas(&b).await);
+    // The first 8h range merged into one block, the newest block left for later.
+    let spans: Vec<(i64, i64)> = live.iter().map(|m| (m.min_time, m.max_time)).collect();
+    assert_eq!(spans, vec![(0, 8 * H), (8 * H, 10 * H)], "{report:?}");
+    assert_eq!(live[0].compaction.parents.len(), 4);
+    let want: u64 = inputs[..4].iter().map(|m| m.stats.num_samples).sum();
+    assert_eq!(live[0].stats.num_samples, want);
+
+    // Overlapping 5m blocks are merged vertically instead of being marked no-compact.
+    let b = bucket();
+    let inputs = five_minute_blocks(&b, &[(0, 2 * H), (H, 3 * H)]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let report = Compactor::new(b.clone(), config(tmp.path()))
+        .run_pass()
+        .await
+        .unwrap();
+    assert!(report.marked_no_compact.is_empty(), "{report:?}");
+    assert!(report.vertical_compactions >= 1, "{report:?}");
+    let live = five_m(live_metas(&b).await);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!((live[0].min_time, live[0].max_time), (0, 3 * H));
+    // 3 series, one window per 5 minutes of [0, 3h): every window once.
+    assert_eq!(live[0].stats.num_samples, 3 * 36);
+    assert!(inputs.iter().all(|m| m.stats.num_samples == 3 * 24));
+}
+
+#[tokio::test]
+async fn merges_overlap_uploads_yet_a_merge_waits_for_the_output_it_builds_on() {
+    let b = bucket();
+    // 25 2h blocks: six 8h merges (each upload overlapping the next merge), then the 2d
+    // merge of their outputs, which must wait for the last upload; the newest block stays.
+    for k in 0..25 {
+        put_block(b.as_ref(), two_hours(k), k * 2 * H, (k + 1) * 2 * H, &[]).await;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let report = Compactor::new(b.clone(), config(tmp.path()))
+        .run_pass()
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.compactions, report.failed_compactions),
+        (7, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.blocks_compacted, 24 + 6);
+    let mut live = live_metas(&b).await;
+    live.sort_by_key(|m| m.min_time);
+    let spans: Vec<(i64, i64)> = live.iter().map(|m| (m.min_time, m.max_time)).collect();
+    assert_eq!(spans, vec![(0, 48 * H), (48 * H, 50 * H)]);
+    assert_eq!(live[0].compaction.parents.len(), 6);
+    assert_eq!(live[0].stats.num_samples, 24 * 3 * 240);
+    // Every 8h output was up before the 2d merge read it, and is marked as its source.
+    for p in &live[0].compaction.parents {
+        assert!(read_mark::<DeletionMark>(b.as_ref(), p.ulid)
+            .await
+            .unwrap()
+            .is_some());
+    }
+}

@@ -9,9 +9,9 @@ use super::planner::select_overlapping;
 use super::vertical::MergeMode;
 use super::REASON_CORRUPT;
 use crate::block::error::BlockError;
-use crate::block::meta::{BlockMeta, RESOLUTION_RAW};
+use crate::block::meta::BlockMeta;
 use crate::bucket::blocks::read_meta;
-use crate::bucket::marks::{read_mark, DeletionMark, REASON_DOWNSAMPLE_VERTICAL_COMPACTION};
+use crate::bucket::marks::{read_mark, DeletionMark};
 use crate::downsample::{downsample_block, DownsampleError};
 use ulid::Ulid;
 
@@ -128,22 +128,6 @@ impl Compactor {
         chosen.sort_by_key(|m| (m.min_time, m.ulid));
         let refs: Vec<&BlockMeta> = chosen.iter().collect();
         let overlapping = !select_overlapping(&refs).is_empty();
-        if overlapping && key.resolution != RESOLUTION_RAW {
-            // Thanos' verticalCompactionDownsampleFilter: aggregates cannot be merged.
-            for m in &chosen {
-                self.mark_no_compact(
-                    m.ulid,
-                    REASON_DOWNSAMPLE_VERTICAL_COMPACTION,
-                    "overlapping downsampled blocks cannot be vertically compacted",
-                    report,
-                )
-                .await;
-            }
-            return Ok(JobResult {
-                no_compact: sources.to_vec(),
-                ..done(None)
-            });
-        }
         let mode = if self.config.replica_labels.is_empty() {
             MergeMode::Union
         } else {

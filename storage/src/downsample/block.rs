@@ -5,7 +5,6 @@
 //! and `thanos.source: compactor`; the block goes up chunks first, then index, meta.json last.
 
 use super::aggr::{expand_xor, AggrChunk, CHUNK_ENC_AGGR};
-use super::fetch::download_block;
 use super::window::{downsample_aggr, downsample_raw, AggrChunkMeta, WindowError};
 use super::RES_5M;
 use crate::block::index::{ChunkMeta, IndexWriter};
@@ -17,6 +16,8 @@ use crate::block::{Block, BlockError, BlockMeta, FileLocation};
 use crate::bucket::blocks::upload_block;
 use crate::bucket::Bucket;
 use crate::chunkenc::{Chunk, Encoding};
+use crate::compact::download::open_sources;
+use crate::compact::merge::MergeError;
 use crate::labels::Labels;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -85,7 +86,9 @@ pub enum DownsampleError {
 
 /// Downsamples block `meta` of `bucket` to `resolution` (ms), building the new block under
 /// `tmp_dir` (with a copy of the input unless the bucket is a local directory) and uploading
-/// it; returns the new block's ULID. The local copies are removed afterwards, also on failure. A failed upload leaves a partial block without meta.json.
+/// it; returns the new block's ULID. A remote input is downloaded whole first, by the code that
+/// brings a merge's sources down ([`crate::compact::download`]). The local copies are removed
+/// afterwards, also on failure. A failed upload leaves a partial block without meta.json.
 pub async fn downsample_block(
     bucket: Arc<dyn Bucket>,
     meta: &BlockMeta,
@@ -101,17 +104,23 @@ pub async fn downsample_block(
         });
     }
     let id = Ulid::new();
-    let in_dir = tmp_dir.join(meta.ulid.to_string());
+    let in_dir = tmp_dir.join(format!("{}.source", meta.ulid));
     let dir = tmp_dir.join(id.to_string());
     let result = async {
-        // A FILESYSTEM bucket is read in place; any other is copied to disk first.
-        let input = if bucket.local_path(&format!("{}/index", meta.ulid)).is_some() {
-            Block::open_bucket(bucket.clone(), meta.clone()).await?
-        } else {
-            download_block(bucket.as_ref(), meta, &in_dir).await?;
-            Block::open_dir(&in_dir).await?
+        // A FILESYSTEM bucket is read in place; any other is downloaded whole first, as the
+        // sources of a merge are (removed again when `sources` is dropped).
+        let sources = open_sources(&bucket, std::slice::from_ref(meta), &in_dir)
+            .await
+            .map_err(|e| match e {
+                MergeError::Source { source, .. } | MergeError::Output(source) => source,
+            })?;
+        let Some(input) = sources.blocks.first() else {
+            return Err(FileLocation::new(meta.ulid.to_string(), "")
+                .missing()
+                .into());
         };
-        let out_meta = write_downsampled(&input, id, &dir, resolution).await?;
+        let out_meta = write_downsampled(input, id, &dir, resolution).await?;
+        drop(sources);
         upload_block(bucket.as_ref(), &dir, &out_meta, None).await?;
         Ok(id)
     }

@@ -1,5 +1,6 @@
 //! Downsampling into Thanos' aggregate chunks, byte-compatible with Thanos: the chunk codec,
-//! the per-series aggregation, whole blocks in the bucket, and which blocks qualify.
+//! the per-series aggregation, whole blocks in the bucket, which blocks qualify, and the
+//! merge of overlapping aggregate chunks that vertical compaction of downsampled blocks uses.
 //!
 //! Reading (wired in the node's store role and querier): a downsampled block's chunk records
 //! have encoding byte 0xff, so [`crate::block::segments::SegmentReader::chunk_record`] reads them (its `chunk` refuses
@@ -15,12 +16,13 @@
 
 pub mod aggr;
 pub mod block;
-pub mod fetch;
+pub mod merge;
 pub mod plan;
 pub mod window;
 
 pub use aggr::{AggrChunk, AggrError, AggrType, CHUNK_ENC_AGGR};
 pub use block::{downsample_block, DownsampleError};
+pub use merge::{merge_aggr, AggrSource, MergeAggrError};
 pub use plan::{plan_downsampling, DownsampleTask};
 pub use window::{
     apply_counter_resets, downsample_aggr, downsample_raw, AggrChunkMeta, WindowError,

@@ -353,7 +353,10 @@ impl CounterResets {
 
 /// The samples of one aggregate across `chunks`, expanded as Thanos does (chunks without
 /// it contribute nothing).
-fn expand_aggr(chunks: &[AggrChunk], aggr: AggrType) -> Result<Vec<(i64, f64)>, WindowError> {
+pub(crate) fn expand_aggr(
+    chunks: &[AggrChunk],
+    aggr: AggrType,
+) -> Result<Vec<(i64, f64)>, WindowError> {
     let mut out = Vec::new();
     for c in chunks {
         match c.samples(aggr) {
