@@ -509,7 +509,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bad_chunk_in_any_group_fails_the_answer_naming_store_and_series() {
         let mut series = raw_series(DECODE_GROUP * 2);
-        series[5].1[0].raw.as_mut().expect("raw").data = vec![0xff; 3];
+        series[5].1[0].raw.as_mut().expect("raw").data = vec![0xff; 3].into();
         let mut d = Decoding::new("store:1".into(), 0, 20, false, Resolution::RAW);
         for s in series {
             d.push(s);

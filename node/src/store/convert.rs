@@ -142,7 +142,7 @@ pub fn chunk_to_pb(chunk: &Chunk, min_time: i64, max_time: i64) -> AggrChunk {
         max_time,
         raw: Some(pb::Chunk {
             r#type: encoding_to_pb(chunk.encoding) as i32,
-            data: chunk.data.to_vec(),
+            data: chunk.data.clone(),
             hash: 0,
         }),
         ..Default::default()
@@ -283,7 +283,7 @@ pub fn aggr_chunk_to_pb(
         let c = parts[a.index()].as_ref().ok_or(AggrError::NotExist(a))?;
         let wire = Some(pb::Chunk {
             r#type: encoding_to_pb(c.encoding) as i32,
-            data: c.data.to_vec(),
+            data: c.data.clone(),
             hash: 0,
         });
         match a {
