@@ -6,7 +6,7 @@ use super::{Evaluator, Grid, Lbl, OutBuilder, SSeries, VSeries, Val};
 use crate::error::QueryError;
 use crate::functions::histogram::quantile;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use storage::labels::{Label, Labels, METRIC_NAME};
 

@@ -6,7 +6,7 @@ use crate::error::QueryError;
 use crate::functions::{histogram, labels as flabels, math, time as ftime};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr, VectorSelector};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use storage::labels::{Labels, METRIC_NAME};
 

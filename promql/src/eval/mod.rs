@@ -21,7 +21,7 @@ use crate::error::QueryError;
 use held::Held;
 use load::Loaded;
 use promql_parser::parser::{AtModifier, Expr, Offset};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
