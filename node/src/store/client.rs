@@ -532,8 +532,14 @@ mod tests {
         };
         let a = l(&[("__name__", "up"), ("instance", "a"), ("job", "x")]);
         assert!(same_labels(&a, &a.clone()));
-        assert!(!same_labels(&a, &l(&[("__name__", "up"), ("instance", "b"), ("job", "x")])));
-        assert!(!same_labels(&a, &l(&[("__name__", "down"), ("instance", "a"), ("job", "x")])));
+        assert!(!same_labels(
+            &a,
+            &l(&[("__name__", "up"), ("instance", "b"), ("job", "x")])
+        ));
+        assert!(!same_labels(
+            &a,
+            &l(&[("__name__", "down"), ("instance", "a"), ("job", "x")])
+        ));
         assert!(!same_labels(&a, &l(&[("instance", "a"), ("job", "x")])));
     }
 
