@@ -121,7 +121,9 @@ async fn store_serves_thanos_storeapi_with_chunks_as_stored() {
         for c in s.chunks {
             let raw = c.raw.expect("raw chunk");
             assert_eq!(raw.r#type, proto::thanos::chunk::Encoding::Xor as i32);
-            got.entry(labels.to_string()).or_default().push(raw.data);
+            got.entry(labels.to_string())
+                .or_default()
+                .push(raw.data.to_vec());
         }
         order.push(labels);
     }

@@ -123,7 +123,7 @@ fn chunk_to_pb(c: prompb::Chunk) -> Result<pb::AggrChunk, Status> {
         max_time: c.max_time_ms,
         raw: Some(pb::Chunk {
             r#type: enc as i32,
-            data: c.data,
+            data: c.data.into(),
             hash: 0,
         }),
         ..Default::default()

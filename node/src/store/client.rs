@@ -268,7 +268,7 @@ impl StoreEndpoint {
             };
             for s in series {
                 match &mut current {
-                    Some((l, chunks)) if *l == s.labels => chunks.extend(s.chunks),
+                    Some((l, chunks)) if same_labels(l, &s.labels) => chunks.extend(s.chunks),
                     _ => {
                         if let Some(done) = current.take() {
                             decoding.push(done);
@@ -325,6 +325,12 @@ impl StoreEndpoint {
         let r = self.observed(call, r)?.into_inner();
         Ok((r.values, r.warnings))
     }
+}
+
+/// Whether two wire label sets are equal, compared from the last pair: neighbours in label
+/// order usually share their first pairs (`__name__`, ...) and differ in a later one.
+fn same_labels(a: &[pb::Label], b: &[pb::Label]) -> bool {
+    a.len() == b.len() && a.iter().rev().zip(b.iter().rev()).all(|(x, y)| x == y)
 }
 
 /// Series received but not decoded yet: (wire labels, chunks).
@@ -509,7 +515,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bad_chunk_in_any_group_fails_the_answer_naming_store_and_series() {
         let mut series = raw_series(DECODE_GROUP * 2);
-        series[5].1[0].raw.as_mut().expect("raw").data = vec![0xff; 3];
+        series[5].1[0].raw.as_mut().expect("raw").data = vec![0xff; 3].into();
         let mut d = Decoding::new("store:1".into(), 0, 20, false, Resolution::RAW);
         for s in series {
             d.push(s);
@@ -517,6 +523,24 @@ mod tests {
         let e = d.finish().await.expect_err("corrupt chunk");
         let text = e.to_string();
         assert!(text.contains("store:1") && text.contains("00005"), "{text}");
+    }
+
+    #[test]
+    fn wire_label_sets_are_equal_only_when_every_pair_is() {
+        let l = |pairs: &[(&str, &str)]| {
+            super::super::convert::labels_to_pb(&Labels::from_pairs(pairs.iter().copied()))
+        };
+        let a = l(&[("__name__", "up"), ("instance", "a"), ("job", "x")]);
+        assert!(same_labels(&a, &a.clone()));
+        assert!(!same_labels(
+            &a,
+            &l(&[("__name__", "up"), ("instance", "b"), ("job", "x")])
+        ));
+        assert!(!same_labels(
+            &a,
+            &l(&[("__name__", "down"), ("instance", "a"), ("job", "x")])
+        ));
+        assert!(!same_labels(&a, &l(&[("instance", "a"), ("job", "x")])));
     }
 
     #[test]

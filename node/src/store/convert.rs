@@ -142,7 +142,7 @@ pub fn chunk_to_pb(chunk: &Chunk, min_time: i64, max_time: i64) -> AggrChunk {
         max_time,
         raw: Some(pb::Chunk {
             r#type: encoding_to_pb(chunk.encoding) as i32,
-            data: chunk.data.to_vec(),
+            data: chunk.data.clone(),
             hash: 0,
         }),
         ..Default::default()
@@ -283,7 +283,7 @@ pub fn aggr_chunk_to_pb(
         let c = parts[a.index()].as_ref().ok_or(AggrError::NotExist(a))?;
         let wire = Some(pb::Chunk {
             r#type: encoding_to_pb(c.encoding) as i32,
-            data: c.data.to_vec(),
+            data: c.data.clone(),
             hash: 0,
         });
         match a {
@@ -397,63 +397,99 @@ pub fn decode_chunks(
     mint: i64,
     maxt: i64,
 ) -> Result<Vec<(i64, f64)>, ConvertError> {
-    // Chunks decode straight into one buffer, filtered in place; only chunks that overlap
-    // (rare: several blocks or stores) need the merge.
-    let mut out: Vec<(i64, f64)> = Vec::new();
-    let mut starts = Vec::with_capacity(chunks.len());
+    // First the chunks are checked and their sample counts summed, so that the samples decode
+    // into one buffer allocated once; then they decode straight into it, filtered in place.
+    // Only chunks that overlap (rare: several blocks or stores) need the merge.
+    let mut capacity = 0;
+    for c in chunks {
+        if let Some(data) = raw_xor(c, mint, maxt)? {
+            capacity += sample_count_hint(data);
+        }
+    }
+    let mut out: Vec<(i64, f64)> = Vec::with_capacity(capacity);
     let mut ordered = true;
     for c in chunks {
-        if c.max_time < mint || c.min_time > maxt {
+        let Some(data) = raw_xor(c, mint, maxt)? else {
             continue;
-        }
-        let raw = c.raw.as_ref().ok_or(ConvertError::NoRawChunk {
-            min_time: c.min_time,
-            max_time: c.max_time,
-        })?;
-        let corrupt = |source| ConvertError::Chunk {
-            min_time: c.min_time,
-            max_time: c.max_time,
-            source,
         };
-        match pb::chunk::Encoding::try_from(raw.r#type) {
-            Ok(pb::chunk::Encoding::Xor) => {}
-            Ok(pb::chunk::Encoding::Histogram) => {
-                return Err(corrupt(ChunkError::Unsupported(Encoding::Histogram)))
-            }
-            Ok(pb::chunk::Encoding::FloatHistogram) => {
-                return Err(corrupt(ChunkError::Unsupported(Encoding::FloatHistogram)))
-            }
-            Err(_) => return Err(ConvertError::UnknownEncoding(raw.r#type)),
-        }
         let start = out.len();
-        XorIterator::new(&raw.data)
-            .decode_into(&mut out)
-            .map_err(corrupt)?;
-        let mut w = start;
-        for r in start..out.len() {
-            let s = out[r];
-            if s.0 >= mint && s.0 <= maxt {
-                out[w] = s;
-                w += 1;
-            }
-        }
-        out.truncate(w);
-        if w > start {
-            if start > 0 && out[start - 1].0 >= out[start].0 {
-                ordered = false;
-            }
-            starts.push(start);
+        decode_in_range(c, data, mint, maxt, &mut out)?;
+        if out.len() > start && start > 0 && out[start - 1].0 >= out[start].0 {
+            ordered = false;
         }
     }
     if ordered {
         return Ok(out);
     }
-    let mut runs: Vec<Vec<(i64, f64)>> = Vec::with_capacity(starts.len());
-    for (i, &s) in starts.iter().enumerate() {
-        let e = starts.get(i + 1).copied().unwrap_or(out.len());
-        runs.push(out.get(s..e).unwrap_or_default().to_vec());
+    let mut runs: Vec<Vec<(i64, f64)>> = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        if let Some(data) = raw_xor(c, mint, maxt)? {
+            let mut run = Vec::with_capacity(sample_count_hint(data));
+            decode_in_range(c, data, mint, maxt, &mut run)?;
+            runs.push(run);
+        }
     }
     Ok(crate::query::merge::merge_samples(runs))
+}
+
+/// The XOR data of a raw chunk that overlaps `[mint, maxt]` (`None`: it does not); a chunk
+/// without raw data or of another encoding is an error.
+fn raw_xor(c: &AggrChunk, mint: i64, maxt: i64) -> Result<Option<&[u8]>, ConvertError> {
+    if c.max_time < mint || c.min_time > maxt {
+        return Ok(None);
+    }
+    let raw = c.raw.as_ref().ok_or(ConvertError::NoRawChunk {
+        min_time: c.min_time,
+        max_time: c.max_time,
+    })?;
+    let unsupported = |e| ConvertError::Chunk {
+        min_time: c.min_time,
+        max_time: c.max_time,
+        source: ChunkError::Unsupported(e),
+    };
+    match pb::chunk::Encoding::try_from(raw.r#type) {
+        Ok(pb::chunk::Encoding::Xor) => Ok(Some(&raw.data[..])),
+        Ok(pb::chunk::Encoding::Histogram) => Err(unsupported(Encoding::Histogram)),
+        Ok(pb::chunk::Encoding::FloatHistogram) => Err(unsupported(Encoding::FloatHistogram)),
+        Err(_) => Err(ConvertError::UnknownEncoding(raw.r#type)),
+    }
+}
+
+/// The sample count an XOR chunk's header claims, bounded by what its bytes can hold (two bits
+/// a sample at best), so that a lying header cannot make a large allocation.
+fn sample_count_hint(data: &[u8]) -> usize {
+    match data {
+        [hi, lo, rest @ ..] => usize::from(u16::from_be_bytes([*hi, *lo])).min(rest.len() * 4 + 1),
+        _ => 0,
+    }
+}
+
+/// Appends the samples of one XOR chunk that fall in `[mint, maxt]` to `out`.
+fn decode_in_range(
+    c: &AggrChunk,
+    data: &[u8],
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), ConvertError> {
+    let start = out.len();
+    XorIterator::new(data)
+        .decode_into(out)
+        .map_err(|source| ConvertError::Chunk {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            source,
+        })?;
+    let mut w = start;
+    for r in start..out.len() {
+        let s = out[r];
+        if s.0 >= mint && s.0 <= maxt {
+            out[w] = s;
+            w += 1;
+        }
+    }
+    out.truncate(w);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -540,11 +576,58 @@ mod tests {
             let wire = AggrChunk {
                 min_time: 0,
                 max_time: 10,
-                raw: Some(pb::Chunk { r#type: kind, data, hash: 0 }),
+                raw: Some(pb::Chunk { r#type: kind, data: data.into(), hash: 0 }),
                 ..Default::default()
             };
             let _ = decode_chunks(&[wire], 0, 10);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn a_series_split_over_chunks_in_any_order_decodes_to_its_samples(
+            samples in sorted_samples(),
+            a in 0usize..300,
+            b in 0usize..300,
+            overlap in 0usize..3,
+            reverse in any::<bool>(),
+        ) {
+            // Three chunks cut at a and b; with overlap > 0 each chunk repeats the last samples
+            // of the one before (as two blocks or stores holding the same samples would).
+            let n = samples.len();
+            let (lo, hi) = (a.min(b).min(n), a.max(b).min(n));
+            let mut wire = Vec::new();
+            for (s, e) in [(0, lo), (lo, hi), (hi, n)] {
+                let s = s.saturating_sub(overlap);
+                if s < e {
+                    let part = &samples[s..e];
+                    wire.push(chunk_to_pb(&encode(part), part[0].0, part[part.len() - 1].0));
+                }
+            }
+            if reverse {
+                wire.reverse();
+            }
+            let back = decode_chunks(&wire, i64::MIN, i64::MAX).expect("decode");
+            prop_assert!(same(&back, &samples));
+        }
+    }
+
+    #[test]
+    fn a_chunk_header_cannot_claim_more_samples_than_its_bytes_hold() {
+        assert_eq!(sample_count_hint(&[0xff, 0xff, 0, 0]), 9);
+        assert_eq!(sample_count_hint(&[0, 3, 1, 2, 3, 4, 5]), 3);
+        assert_eq!(sample_count_hint(&[7]), 0);
+        let lying = AggrChunk {
+            min_time: 0,
+            max_time: 10,
+            raw: Some(pb::Chunk {
+                r#type: pb::chunk::Encoding::Xor as i32,
+                data: vec![0xff, 0xff, 1].into(),
+                hash: 0,
+            }),
+            ..Default::default()
+        };
+        assert!(decode_chunks(&[lying], 0, 10).is_err());
     }
 
     #[test]

@@ -336,7 +336,7 @@ mod tests {
             max_time: t + 1,
             raw: Some(Chunk {
                 r#type: 0,
-                data: vec![0; bytes],
+                data: vec![0; bytes].into(),
                 hash: 0,
             }),
             ..Default::default()

@@ -5,8 +5,8 @@ use super::parallel::map_parts;
 use super::{Evaluator, Grid, Lbl, OutBuilder, SSeries, VSeries, Val};
 use crate::error::QueryError;
 use crate::functions::histogram::quantile;
+use foldhash::{HashMap, HashMapExt};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
-use std::collections::HashMap;
 use std::sync::Arc;
 use storage::labels::{Label, Labels, METRIC_NAME};
 

@@ -3,8 +3,9 @@
 
 use super::{drop_name, Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
 use crate::error::QueryError;
+use foldhash::{HashMap, HashMapExt};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use storage::labels::{Labels, METRIC_NAME};
 

@@ -4,9 +4,9 @@
 use super::{drop_name, unparen, Evaluator, Grid, Lbl, OutBuilder, VSeries, Val};
 use crate::error::QueryError;
 use crate::functions::{histogram, labels as flabels, math, time as ftime};
+use foldhash::{HashMap, HashMapExt};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr, VectorSelector};
-use std::collections::HashMap;
 use std::sync::Arc;
 use storage::labels::{Labels, METRIC_NAME};
 

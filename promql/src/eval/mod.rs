@@ -18,10 +18,10 @@ mod range_call;
 mod selector;
 
 use crate::error::QueryError;
+use foldhash::{HashMap, HashMapExt};
 use held::Held;
 use load::Loaded;
 use promql_parser::parser::{AtModifier, Expr, Offset};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
