@@ -64,8 +64,13 @@ pub fn components(
             registry,
         )?;
         let own_store = !roles.contains(&Role::Store) && !roles.contains(&Role::Sidecar);
-        Some(Arc::new(if own_store {
+        let role = if own_store {
             role.serving_store_api()
+        } else {
+            role
+        };
+        Some(Arc::new(if roles.contains(&Role::Query) {
+            role.without_rules_http()
         } else {
             role
         }))
@@ -122,13 +127,9 @@ fn component(
                 !roles.contains(&Role::Sidecar),
             );
             let embedded = query::build(&qargs, registry.clone(), Some(stores))?;
-            let role = QueryRole::new(embedded, qargs.sync_interval, false);
-            // The rule role answers /api/v1/rules and /api/v1/alerts with the groups it holds.
-            Arc::new(if roles.contains(&Role::Rule) {
-                role.without_rules_api()
-            } else {
-                role
-            })
+            // With the rule role too, /api/v1/rules and /api/v1/alerts aggregate every node's
+            // thanos.Rules (this node's included): the cluster's groups, each from its owner.
+            Arc::new(QueryRole::new(embedded, qargs.sync_interval, false))
         }
         Role::Store => {
             // A node that only reads the bucket must not conjure up an empty one from a typo.

@@ -16,7 +16,6 @@ pub struct QueryRole {
     embedded: Embedded,
     sync_interval: Duration,
     serve_store_api: bool,
-    serve_rules_api: bool,
 }
 
 impl QueryRole {
@@ -27,15 +26,7 @@ impl QueryRole {
             embedded,
             sync_interval,
             serve_store_api,
-            serve_rules_api: true,
         }
-    }
-
-    /// Leaves `/api/v1/rules` and `/api/v1/alerts` to the process' rule role (a node with both
-    /// roles: two routers must not claim one path).
-    pub fn without_rules_api(mut self) -> Self {
-        self.serve_rules_api = false;
-        self
     }
 }
 
@@ -63,9 +54,6 @@ impl Component for QueryRole {
 
     fn http(&self) -> axum::Router {
         let api = crate::http::api_routes(self.embedded.state.clone());
-        if !self.serve_rules_api {
-            return api;
-        }
         let rules = super::remote::rules::routes(
             self.embedded.source.0.clone(),
             self.embedded.state.replica_labels.clone(),

@@ -15,8 +15,9 @@
 //! groups are not re-balanced when a node joins (assignment is sticky); renewals go one Raft
 //! write per group (no batching). With the sidecar role the results are read in process by the
 //! node's query role only: the sidecar's StoreAPI does not carry them to other queriers. The
-//! node's HTTP `/api/v1/rules` lists every loaded group (held or not); the querier's
-//! aggregation over `thanos.Rules` shows each group once, from its owner.
+//! node's HTTP `/api/v1/rules` and `/api/v1/alerts` are the query role's view aggregated over
+//! every node's `thanos.Rules` (each group once, from its owner); a node without the query
+//! role lists every loaded group (held or not) there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -136,6 +137,9 @@ pub struct RuleRole {
     /// Whether the role adds its own `thanos.Store` and Info (no other role serves one on the
     /// node's port); else the store role's wraps the results (`super::with_results`).
     serve_store_api: bool,
+    /// Whether the role serves `/api/v1/rules` and `/api/v1/alerts` itself (no query role on
+    /// the node serves the cluster's aggregated view instead).
+    serve_rules_http: bool,
 }
 
 type Blocks = Option<Arc<crate::query::blocks::BlockSet>>;
@@ -252,12 +256,20 @@ impl RuleRole {
             storage,
             registry: registry.clone(),
             serve_store_api: false,
+            serve_rules_http: true,
         })
     }
 
     /// The role serves its results' StoreAPI itself (a node without a store or sidecar role).
     pub fn serving_store_api(mut self) -> Self {
         self.serve_store_api = true;
+        self
+    }
+
+    /// The node's query role serves `/api/v1/rules` and `/api/v1/alerts`, aggregated over every
+    /// node's `thanos.Rules` (each lists the groups it holds), so the role adds no routes.
+    pub fn without_rules_http(mut self) -> Self {
+        self.serve_rules_http = false;
         self
     }
 
@@ -407,6 +419,9 @@ impl Component for RuleRole {
     }
 
     fn http(&self) -> axum::Router {
+        if !self.serve_rules_http {
+            return axum::Router::new();
+        }
         super::api::rule_routes(self.manager.clone())
     }
 
