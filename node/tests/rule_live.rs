@@ -158,6 +158,25 @@ fn recorded_series_are_queryable_through_every_querier_before_any_upload() {
     );
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert_eq!(rules[0]["name"], "live");
+    // A node's own /api/v1/rules is the cluster's view too: the group once, as its owner last
+    // evaluated it, on the node that does not hold it as well.
+    for n in &c.nodes {
+        let group = wait_for(
+            WAIT,
+            &format!("the evaluated group through {}", n.http),
+            || {
+                let v: Value =
+                    serde_json::from_str(&http_get(&n.http, "/api/v1/rules").ok()?).ok()?;
+                let groups = v["data"]["groups"].as_array()?.clone();
+                let evaluated = groups.len() == 1
+                    && groups[0]["lastEvaluation"]
+                        .as_str()
+                        .is_some_and(|t| !t.starts_with("0001-"));
+                evaluated.then(|| groups[0].clone())
+            },
+        );
+        assert_eq!(group["name"], "live", "{}: {group}", n.http);
+    }
 }
 
 #[test]
