@@ -242,44 +242,7 @@ async fn blocks_reopen_from_local_index_headers_without_reading_indexes_from_s3(
         .await
         .expect("s3 server");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let registry = prometheus::Registry::new();
-    let metrics = BucketMetrics::register(&registry).expect("metrics");
-    let yaml = s3.yaml(storage::testing::s3::SECRET_KEY, "");
-    let s3_bucket = open_from_flags(
-        None,
-        Some(&yaml),
-        tmp.path(),
-        &BucketOptions::default(),
-        &metrics,
-    )
-    .expect("s3 bucket");
-    let local = tmp.path().join("blocks");
-    std::fs::create_dir_all(&local).expect("local dir");
-    let mut ids = Vec::new();
-    for b in 0..BLOCKS {
-        let thanos = ThanosMeta {
-            version: 1,
-            labels: BTreeMap::from([("cluster".to_string(), "a".to_string())]),
-            source: "test".into(),
-            ..Default::default()
-        };
-        let (dir, _) = write_block(
-            &local,
-            block_data(b),
-            Some(thanos),
-            BlockWriterOptions::default(),
-        )
-        .expect("write block");
-        let meta = BlockMeta::read_from_dir(&dir).expect("meta");
-        upload_block(s3_bucket.as_ref(), &dir, &meta, None)
-            .await
-            .expect("upload");
-        ids.push(meta.ulid);
-    }
-    let counted = Arc::new(IndexReads {
-        inner: s3_bucket,
-        reads: AtomicU64::new(0),
-    });
+    let (counted, ids) = uploaded(&s3, tmp.path()).await;
     let headers = tmp.path().join("headers");
 
     let first = catalog(counted.clone(), &headers, u64::MAX);
