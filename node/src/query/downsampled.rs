@@ -36,11 +36,11 @@ pub(super) async fn select(
         let chunks = load_chunks(group, &aggrs).await.map_err(storage_error)?;
         for ((labels, _), chunks) in group.iter().zip(chunks) {
             let samples = decode_chunks_as(&chunks, mint, maxt, read)
-                .map_err(|e| QueryError::Storage(format!("decoding series {labels}: {e}")))?;
+                .map_err(|e| QueryError::Storage(format!("decoding series {}: {e}", **labels)))?;
             budget.charge(samples.len())?;
             if !samples.is_empty() {
                 out.push(SeriesData {
-                    labels: labels.clone(),
+                    labels: Labels::clone(labels),
                     samples,
                 });
             }
@@ -81,5 +81,8 @@ async fn select_series(
             }
         }
     }
-    Ok(by_labels.into_iter().collect())
+    Ok(by_labels
+        .into_iter()
+        .map(|(labels, chunks)| (labels.into(), chunks))
+        .collect())
 }

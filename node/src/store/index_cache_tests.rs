@@ -32,6 +32,22 @@ fn entry(i: u32) -> Arc<SeriesEntry> {
 }
 
 #[test]
+fn a_batch_of_series_lookups_answers_and_counts_like_single_ones() {
+    let registry = Registry::new();
+    let c = InMemoryIndexCache::new(1 << 20, &registry).unwrap();
+    c.store_series(block(1), 3, entry(3));
+    c.store_series(block(1), 9, entry(9));
+    c.store_series(block(2), 5, entry(5));
+    let got = c.series_batch(block(1), &[3, 5, 9, 11]);
+    assert_eq!(got, vec![Some(entry(3)), None, Some(entry(9)), None]);
+    let req = "thanos_store_index_cache_requests_total";
+    let hits = "thanos_store_index_cache_hits_total";
+    assert_eq!(counter(&registry, req, SERIES), 4.0);
+    assert_eq!(counter(&registry, hits, SERIES), 2.0);
+    assert_eq!(counter(&registry, req, POSTINGS), 0.0);
+}
+
+#[test]
 fn hits_and_misses_are_counted_per_item_type() {
     let registry = Registry::new();
     let c = InMemoryIndexCache::new(1 << 20, &registry).unwrap();

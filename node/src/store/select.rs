@@ -9,7 +9,7 @@ use prost::Message as _;
 use proto::thanos::{AggrChunk, Series};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use storage::block::index::ChunkMeta;
+use storage::block::index::{ChunkMeta, SeriesEntry};
 use storage::block::{Block, BlockError, FileLocation};
 use storage::downsample::AggrType;
 use storage::labels::Labels;
@@ -42,7 +42,54 @@ impl SourceChunk {
 
 /// A selected series: labels as served (external labels applied) and its chunks from every
 /// block, in block order.
-pub type Selected = (Labels, Vec<SourceChunk>);
+pub type Selected = (ServedLabels, Vec<SourceChunk>);
+
+/// A selected series' labels as served: the index cache's entry itself when the block adds no
+/// external labels (no copy of its strings per request), else a merged copy.
+#[derive(Debug, Clone)]
+pub enum ServedLabels {
+    /// The labels of a shared series entry, as stored.
+    Entry(Arc<SeriesEntry>),
+    /// Labels of their own.
+    Own(Labels),
+}
+
+impl std::ops::Deref for ServedLabels {
+    type Target = Labels;
+
+    fn deref(&self) -> &Labels {
+        match self {
+            ServedLabels::Entry(e) => &e.0,
+            ServedLabels::Own(l) => l,
+        }
+    }
+}
+
+impl From<Labels> for ServedLabels {
+    fn from(labels: Labels) -> Self {
+        ServedLabels::Own(labels)
+    }
+}
+
+impl PartialEq for ServedLabels {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for ServedLabels {}
+
+impl PartialOrd for ServedLabels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ServedLabels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
 
 /// Series refs of `block` the matchers select, with the block open, or `None` when its
 /// external labels rule it out (then it is not even opened).
@@ -64,11 +111,11 @@ async fn postings(
     Ok(Some((opened, refs)))
 }
 
-fn served_labels(block: &StoreBlock, labels: Labels) -> Labels {
+fn served_labels(block: &StoreBlock, entry: Arc<SeriesEntry>) -> ServedLabels {
     if block.external.is_empty() {
-        labels
+        ServedLabels::Entry(entry)
     } else {
-        labels.merged(&block.external)
+        ServedLabels::Own(entry.0.merged(&block.external))
     }
 }
 
@@ -83,7 +130,7 @@ const BLOCK_CONCURRENCY: usize = 64;
 async fn per_block(
     blocks: &[Arc<StoreBlock>],
     matchers: &[Matcher],
-) -> Result<Vec<Option<(Arc<Block>, Vec<(u32, Labels, Vec<ChunkMeta>)>)>>, BlockError> {
+) -> Result<Vec<Option<(Arc<Block>, Vec<(u32, Arc<SeriesEntry>)>)>>, BlockError> {
     use futures::{StreamExt as _, TryStreamExt as _};
     // The futures are made first: a lazy `map` in the stream trips the compiler's `Send`
     // inference for the async trait methods that call this.
@@ -97,17 +144,12 @@ async fn per_block(
 async fn block_series(
     block: &StoreBlock,
     matchers: &[Matcher],
-) -> Result<Option<(Arc<Block>, Vec<(u32, Labels, Vec<ChunkMeta>)>)>, BlockError> {
+) -> Result<Option<(Arc<Block>, Vec<(u32, Arc<SeriesEntry>)>)>, BlockError> {
     let Some((opened, refs)) = postings(block, matchers).await? else {
         return Ok(None);
     };
-    let entries = opened.index().series_many(&refs).await?;
-    let found = refs
-        .into_iter()
-        .zip(entries)
-        .map(|(r, (labels, metas))| (r, labels, metas))
-        .collect();
-    Ok(Some((opened, found)))
+    let entries = opened.index().series_many_shared(&refs).await?;
+    Ok(Some((opened, refs.into_iter().zip(entries).collect())))
 }
 
 /// The series of `blocks` the matchers select with a chunk in `[mint, maxt]`, sorted by labels;
@@ -128,18 +170,19 @@ pub async fn select_series(
             continue;
         };
         let mut list = Vec::with_capacity(found.len());
-        for (r, labels, metas) in found {
-            let chunks: Vec<SourceChunk> = metas
-                .into_iter()
+        for (r, entry) in found {
+            let chunks: Vec<SourceChunk> = entry
+                .1
+                .iter()
                 .filter(|m| m.max_time >= mint && m.min_time <= maxt)
-                .map(|meta| SourceChunk {
+                .map(|&meta| SourceChunk {
                     block: opened.clone(),
                     series_ref: r,
                     meta,
                 })
                 .collect();
             if !chunks.is_empty() {
-                list.push((served_labels(b, labels), chunks));
+                list.push((served_labels(b, entry), chunks));
             }
         }
         if !list.is_empty() {
@@ -154,7 +197,7 @@ pub async fn select_series(
         }
         lists.push(only);
     }
-    let mut by_labels: BTreeMap<Labels, Vec<SourceChunk>> = BTreeMap::new();
+    let mut by_labels: BTreeMap<ServedLabels, Vec<SourceChunk>> = BTreeMap::new();
     for list in lists {
         for (labels, chunks) in list {
             by_labels.entry(labels).or_default().extend(chunks);
@@ -171,8 +214,8 @@ pub async fn matching_labels(
     let per_block = per_block(blocks, matchers).await?;
     let mut out = BTreeSet::new();
     for (b, found) in blocks.iter().zip(per_block) {
-        for (_, labels, _) in found.map(|(_, f)| f).unwrap_or_default() {
-            out.insert(served_labels(b, labels));
+        for (_, entry) in found.map(|(_, f)| f).unwrap_or_default() {
+            out.insert(Labels::clone(&served_labels(b, entry)));
         }
     }
     Ok(out)

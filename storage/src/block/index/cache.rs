@@ -25,6 +25,11 @@ pub trait IndexCache: Send + Sync + Debug {
     /// The entry of series `series_ref` in `block`, if cached.
     fn series(&self, block: Ulid, series_ref: u32) -> Option<Arc<SeriesEntry>>;
 
+    /// [`IndexCache::series`] of each of `refs`, in order.
+    fn series_batch(&self, block: Ulid, refs: &[u32]) -> Vec<Option<Arc<SeriesEntry>>> {
+        refs.iter().map(|&r| self.series(block, r)).collect()
+    }
+
     /// Remembers the entry of series `series_ref` in `block`.
     fn store_series(&self, block: Ulid, series_ref: u32, entry: Arc<SeriesEntry>);
 }

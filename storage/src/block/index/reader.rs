@@ -320,11 +320,27 @@ impl IndexReader {
         &self,
         refs: &[u32],
     ) -> Result<Vec<(Labels, Vec<ChunkMeta>)>, BlockError> {
-        let Some((cache, block)) = &self.cache else {
+        if self.cache.is_none() {
             return self.series_many_uncached(refs).await;
+        }
+        Ok(self
+            .series_many_shared(refs)
+            .await?
+            .into_iter()
+            .map(|e| Arc::try_unwrap(e).unwrap_or_else(|shared| (*shared).clone()))
+            .collect())
+    }
+
+    /// [`IndexReader::series_many`] as shared entries: those in the cache are not copied.
+    pub async fn series_many_shared(
+        &self,
+        refs: &[u32],
+    ) -> Result<Vec<Arc<SeriesEntry>>, BlockError> {
+        let Some((cache, block)) = &self.cache else {
+            let read = self.series_many_uncached(refs).await?;
+            return Ok(read.into_iter().map(Arc::new).collect());
         };
-        let hits: Vec<Option<Arc<SeriesEntry>>> =
-            refs.iter().map(|&r| cache.series(*block, r)).collect();
+        let hits = cache.series_batch(*block, refs);
         let missing: Vec<u32> = refs
             .iter()
             .zip(&hits)
@@ -335,12 +351,13 @@ impl IndexReader {
         let mut out = Vec::with_capacity(refs.len());
         for (&r, hit) in refs.iter().zip(hits) {
             match hit {
-                Some(entry) => out.push((*entry).clone()),
+                Some(entry) => out.push(entry),
                 None => {
                     let entry = read
                         .next()
                         .ok_or_else(|| self.loc.io("fewer series entries read than asked"))?;
-                    cache.store_series(*block, r, Arc::new(entry.clone()));
+                    let entry = Arc::new(entry);
+                    cache.store_series(*block, r, entry.clone());
                     out.push(entry);
                 }
             }
