@@ -6,8 +6,9 @@ use crate::eval::{load, Evaluator, Grid, Val};
 use crate::queryable::Queryable;
 use crate::stack;
 use crate::value::{Sample, Series, Value};
+use promql_parser::label::MatchOp;
 use promql_parser::parser::value::ValueType;
-use promql_parser::parser::Function;
+use promql_parser::parser::{Expr, Function};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
@@ -74,6 +75,11 @@ pub fn parse(query: &str) -> Result<ParsedExpr, QueryError> {
 /// (at most the depth limit and the 10 MiB form limit; worst cases measured in
 /// `examples/parse_worst.rs`, figures in BENCHMARKS.md).
 pub async fn parse_async(query: &str, hold: Option<Hold>) -> Result<Arc<ParsedExpr>, QueryError> {
+    if query.len() <= INLINE_QUERY_BYTES {
+        // A dashboard's query: parsed here, as the hand-off to a blocking thread and back
+        // costs more than the parse (the deep ones still go to a query thread in `parse`).
+        return parse(query).map(Arc::new);
+    }
     let query = query.to_owned();
     tokio::task::spawn_blocking(move || {
         let _hold = hold;
@@ -84,6 +90,42 @@ pub async fn parse_async(query: &str, hold: Option<Hold>) -> Result<Arc<ParsedEx
         Err(QueryError::Execution(format!(
             "unexpected error: parsing stopped: {e}"
         )))
+    })
+}
+
+/// Queries up to this long are parsed on the caller's thread: at most a few dozen matchers,
+/// whose regexes compile in well under a millisecond.
+const INLINE_QUERY_BYTES: usize = 1024;
+
+/// Most selector matchers, and bytes of regex, of an expression planned on the caller's
+/// thread (larger ones are planned on a blocking thread).
+const INLINE_PLAN_MATCHERS: usize = 32;
+const INLINE_PLAN_REGEX_BYTES: usize = 1024;
+const INLINE_PLAN_NODES: usize = 256;
+
+/// Whether planning `e` is cheap enough for an async worker: few matchers and little regex to
+/// compile. Stops counting as soon as either bound is crossed, so it costs little on any tree.
+fn cheap_to_plan(e: &Expr) -> bool {
+    let (mut nodes, mut matchers, mut regex_bytes) = (0usize, 0usize, 0usize);
+    !depth::any_node(e, |n| {
+        nodes += 1;
+        if nodes > INLINE_PLAN_NODES {
+            return true;
+        }
+        let vs = match n {
+            Expr::VectorSelector(vs) => vs,
+            Expr::MatrixSelector(ms) => &ms.vs,
+            _ => return false,
+        };
+        matchers += vs.matchers.matchers.len() + vs.matchers.or_matchers.len() + 1;
+        regex_bytes += vs
+            .matchers
+            .matchers
+            .iter()
+            .filter(|m| matches!(m.op, MatchOp::Re(_) | MatchOp::NotRe(_)))
+            .map(|m| m.value.len())
+            .sum::<usize>();
+        matchers > INLINE_PLAN_MATCHERS || regex_bytes > INLINE_PLAN_REGEX_BYTES
     })
 }
 
@@ -395,17 +437,20 @@ impl Engine {
         let deadline = tokio::time::Instant::from_std(ctl.deadline);
         let end = grid.end();
         let (lookback, max_samples) = (self.options.lookback_delta_ms, self.options.max_samples);
-        let planned = {
-            // Off the runtime: a query may hold thousands of regexes to compile.
-            let expr = expr.clone();
-            tokio::task::spawn_blocking(move || load::plan(&expr, grid.start, end, lookback))
-        };
         let data = tokio::time::timeout_at(deadline, async {
-            let plan = planned.await.unwrap_or_else(|e| {
-                Err(QueryError::Execution(format!(
-                    "unexpected error: planning stopped: {e}"
-                )))
-            })?;
+            let plan = if cheap_to_plan(&expr) {
+                load::plan(&expr, grid.start, end, lookback)
+            } else {
+                // Off the runtime: a query may hold thousands of regexes to compile.
+                let expr = expr.clone();
+                tokio::task::spawn_blocking(move || load::plan(&expr, grid.start, end, lookback))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(QueryError::Execution(format!(
+                            "unexpected error: planning stopped: {e}"
+                        )))
+                    })
+            }?;
             load::load(queryable, plan, max_samples).await
         })
         .await
@@ -535,6 +580,37 @@ mod inline_tests {
             step: 60_000,
             n,
         }
+    }
+
+    #[test]
+    fn only_queries_with_few_matchers_and_little_regex_are_planned_inline() {
+        assert!(cheap_to_plan(&expr(
+            r#"sum by (le) (rate(http_request_duration_seconds_bucket{job=~"api|web"}[5m]))"#
+        )));
+        let many = (0..40)
+            .map(|i| format!("m{i}"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        assert!(!cheap_to_plan(&expr(&many)), "40 selectors");
+        let long_regex = format!(r#"up{{job=~"{}"}}"#, "a|".repeat(600) + "b");
+        assert!(!cheap_to_plan(&expr(&long_regex)), "1.2 KB of regex");
+        let nodes = (0..300).map(|_| "1").collect::<Vec<_>>().join(" + ");
+        assert!(!cheap_to_plan(&expr(&nodes)), "300 nodes");
+    }
+
+    #[tokio::test]
+    async fn short_and_long_queries_parse_alike_and_deep_short_ones_are_refused_or_parsed() {
+        let short = "sum(rate(up[5m]))";
+        let long = format!("{short}{}", " ".repeat(2 * INLINE_QUERY_BYTES));
+        let a = parse_async(short, None).await.expect("short");
+        let b = parse_async(&long, None).await.expect("long");
+        assert_eq!(format!("{:?}", *a), format!("{:?}", *b));
+        let bad = parse_async("sum(", None).await;
+        assert!(matches!(bad, Err(QueryError::Parse(_))), "{bad:?}");
+        // Short but deep: parsed on a query thread inside `parse`, not on this one's stack.
+        let deep = format!("{}1{}", "(".repeat(400), ")".repeat(400));
+        assert!(deep.len() <= INLINE_QUERY_BYTES);
+        assert!(parse_async(&deep, None).await.is_ok());
     }
 
     #[test]
