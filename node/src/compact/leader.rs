@@ -321,26 +321,33 @@ pub fn suspects(state: &ClusterState, now_ms: i64, window_ms: i64) -> BTreeMap<N
     out
 }
 
-/// The member to take the next job: the least loaded below `concurrency`, preferring nodes
-/// that are not suspect (lowest id on ties); `None` when every node is full.
+/// The member to take the next job: the least loaded below `concurrency` among the nodes
+/// that are not suspect (lowest id on ties); `None` when they are all full. A suspect gets a job
+/// only when every worker is suspect, and then the one whose suspicion ends first: handing the
+/// job back to a node that just let a lease lapse (isolated, or dead and not yet noticed) cost
+/// one lease per attempt in the chaos runs, while waiting for a trusted node costs at most the
+/// suspicion window.
 pub fn pick(
     load: &BTreeMap<NodeId, usize>,
     suspects: &BTreeMap<NodeId, i64>,
     concurrency: usize,
 ) -> Option<NodeId> {
-    let open = |n: &&NodeId| load.get(*n).copied().unwrap_or(0) < concurrency.max(1);
-    let healthy: BTreeSet<NodeId> = load
+    let open = |n: &NodeId| load.get(n).copied().unwrap_or(0) < concurrency.max(1);
+    let trusted: Vec<NodeId> = load
         .keys()
-        .filter(open)
         .filter(|n| !suspects.contains_key(*n))
         .copied()
         .collect();
-    let pool: Vec<NodeId> = if healthy.is_empty() {
-        load.keys().filter(open).copied().collect()
-    } else {
-        healthy.into_iter().collect()
-    };
-    pool.into_iter()
+    if trusted.is_empty() {
+        return load
+            .keys()
+            .filter(|n| open(n))
+            .min_by_key(|n| (suspects.get(*n).copied().unwrap_or(i64::MIN), *n))
+            .copied();
+    }
+    trusted
+        .into_iter()
+        .filter(open)
         .min_by_key(|n| (load.get(n).copied().unwrap_or(0), *n))
 }
 
@@ -357,10 +364,23 @@ mod tests {
         assert_eq!(pick(&load, &suspects, 2), Some(3));
         load.insert(3, 2);
         load.insert(1, 2);
-        // Only the suspect has room: it still gets the job rather than nobody.
-        assert_eq!(pick(&load, &suspects, 2), Some(2));
+        // Only the suspect has room: the job waits for a trusted node rather than going back
+        // to one that just let a lease lapse.
+        assert_eq!(pick(&load, &suspects, 2), None);
         load.insert(2, 2);
         assert_eq!(pick(&load, &suspects, 2), None);
+    }
+
+    #[test]
+    fn when_every_worker_is_suspect_the_one_trusted_again_soonest_takes_the_job() {
+        let load: BTreeMap<NodeId, usize> = [(1, 0), (2, 0), (3, 1)].into();
+        // Node 1 lapsed last (suspect longest), node 3 earliest but is full.
+        let suspects: BTreeMap<NodeId, i64> = [(1, 9000), (2, 7000), (3, 5000)].into();
+        assert_eq!(pick(&load, &suspects, 1), Some(2));
+        assert_eq!(pick(&load, &suspects, 2), Some(3));
+        // A lone node keeps working on its own jobs.
+        let alone: BTreeMap<NodeId, usize> = [(1, 0)].into();
+        assert_eq!(pick(&alone, &[(1, 9000)].into(), 1), Some(1));
     }
 
     fn apply(state: &mut ClusterState, command: Command) -> raft::Response {
