@@ -152,6 +152,9 @@ pub struct NodeArgs {
     /// The compact role's flags (used with --role compact; `strata compact`'s names).
     #[command(flatten)]
     pub compact: crate::compact::CompactFlags,
+    /// The store role's caches and limits (used with --role store; `strata store`'s names).
+    #[command(flatten)]
+    pub store: crate::store::flags::NodeStoreFlags,
 }
 
 /// Runs the node until SIGINT or SIGTERM.

@@ -138,7 +138,7 @@ fn component(
             } else {
                 args.objstore.open_existing()?
             };
-            let gateway = StoreGatewayFlags::defaults(args.sync_interval)?;
+            let gateway = StoreGatewayFlags::for_node(args.sync_interval, &args.store)?;
             let role =
                 StoreRole::with_gateway(bucket, &args.objstore.data_dir, registry, &gateway)?;
             Arc::new(match results {

@@ -81,6 +81,50 @@ pub struct StoreGatewayFlags {
     pub bucket_index_max_stale: Duration,
 }
 
+/// The store gateway flags a node's store role takes (`strata store`'s names and defaults);
+/// the rest (sync interval, time window, delays) come from the node's own flags or defaults.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeStoreFlags {
+    /// As `strata store --index-cache-size`.
+    #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
+    pub index_cache_size: u64,
+    /// As `strata store --store.index-header-cache-size`.
+    #[arg(long = "store.index-header-cache-size", default_value = "250MB", value_parser = parse_bytes)]
+    pub index_header_cache_size: u64,
+    /// As `strata store --store.caching-bucket.config-file`.
+    #[arg(long = "store.caching-bucket.config-file", value_name = "FILE")]
+    pub caching_bucket_config_file: Option<PathBuf>,
+    /// As `strata store --store.caching-bucket.config`.
+    #[arg(long = "store.caching-bucket.config", value_name = "YAML")]
+    pub caching_bucket_config: Option<String>,
+    /// As `strata store --chunk-pool-size`.
+    #[arg(long = "chunk-pool-size", default_value = "2GB", value_parser = parse_bytes)]
+    pub chunk_pool_size: u64,
+    /// As `strata store --store.limits.request-series` (0: no limit).
+    #[arg(long = "store.limits.request-series", default_value_t = 0)]
+    pub request_series: u64,
+    /// As `strata store --store.limits.request-samples` (0: no limit).
+    #[arg(long = "store.limits.request-samples", default_value_t = 0)]
+    pub request_samples: u64,
+}
+
+impl StoreGatewayFlags {
+    /// The store gateway of a node: defaults, the node's sync interval, and `node`'s flags.
+    pub fn for_node(sync_interval: Duration, node: &NodeStoreFlags) -> anyhow::Result<Self> {
+        let mut flags = Self::defaults(sync_interval)?;
+        flags.index_cache_size = node.index_cache_size;
+        flags.index_header_cache_size = node.index_header_cache_size;
+        flags.caching_bucket_config_file = node.caching_bucket_config_file.clone();
+        flags.caching_bucket_config = node.caching_bucket_config.clone();
+        flags.chunk_pool_size = node.chunk_pool_size;
+        flags.request_series = node.request_series;
+        flags.request_samples = node.request_samples;
+        // Checked here, so that a bad caching bucket config stops the node at start-up.
+        flags.caching_bucket()?;
+        Ok(flags)
+    }
+}
+
 /// A size like Thanos' `250MB` or `2GiB` (powers of 1024, as Thanos' `units.Base2Bytes`).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
@@ -297,6 +341,55 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         g: StoreGatewayFlags,
+    }
+
+    #[derive(Debug, Parser)]
+    struct NodeCli {
+        #[command(flatten)]
+        s: NodeStoreFlags,
+    }
+
+    fn node(args: &[&str]) -> anyhow::Result<StoreGatewayFlags> {
+        let cli = NodeCli::try_parse_from(std::iter::once("node").chain(args.iter().copied()))?;
+        StoreGatewayFlags::for_node(Duration::from_secs(180), &cli.s)
+    }
+
+    #[test]
+    fn a_node_store_role_takes_the_store_gateway_caches_and_limits() {
+        let d = node(&[]).expect("defaults");
+        let g = parse(&[]).expect("store defaults");
+        assert_eq!(d.index_cache_size, g.index_cache_size);
+        assert_eq!(d.chunk_pool_size, g.chunk_pool_size);
+        assert_eq!(
+            d.sync_interval,
+            Duration::from_secs(180),
+            "the node's sync interval"
+        );
+        assert_eq!(d.caching_bucket().expect("none"), None);
+        let f = node(&[
+            "--index-cache-size=1MB",
+            "--store.index-header-cache-size=2MB",
+            "--chunk-pool-size=3MB",
+            "--store.limits.request-series=7",
+            "--store.limits.request-samples=8",
+            "--store.caching-bucket.config=type: IN-MEMORY\nconfig:\n  max_size: 32MB\n",
+        ])
+        .expect("set");
+        assert_eq!(
+            (
+                f.index_cache_size,
+                f.index_header_cache_size,
+                f.chunk_pool_size
+            ),
+            (1 << 20, 2 << 20, 3 << 20)
+        );
+        assert_eq!((f.limits().series, f.limits().samples), (7, 8));
+        assert_eq!(
+            f.caching_bucket().expect("valid").map(|c| c.max_size),
+            Some(32 << 20)
+        );
+        let bad = node(&["--store.caching-bucket.config=type: MEMCACHED\n"]).unwrap_err();
+        assert!(format!("{bad:#}").contains("MEMCACHED"), "{bad:#}");
     }
 
     fn parse(args: &[&str]) -> Result<StoreGatewayFlags, clap::Error> {
