@@ -154,7 +154,7 @@ pub struct NodeArgs {
     pub compact: crate::compact::CompactFlags,
     /// The store role's caches and limits (used with --role store; `strata store`'s names).
     #[command(flatten)]
-    pub store: crate::store::flags::NodeStoreFlags,
+    pub store: crate::store::flags::StoreCacheFlags,
 }
 
 /// Runs the node until SIGINT or SIGTERM.

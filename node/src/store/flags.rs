@@ -48,6 +48,19 @@ pub struct StoreGatewayFlags {
     /// Blocks younger than this (by ULID) are not served yet, except the compactor's.
     #[arg(long = "consistency-delay", default_value = "0s", value_parser = crate::flags::parse_duration)]
     pub consistency_delay: Duration,
+    /// Read the blocks from the compactor's bucket index (one request per sync) while it is at
+    /// most this old; older, missing or corrupt, list the bucket. 0s always lists.
+    #[arg(long = "bucket-index.max-stale-period", default_value = "1h", value_parser = crate::flags::parse_duration)]
+    pub bucket_index_max_stale: Duration,
+    /// Caches, chunk pool and request limits (also a node's store role's).
+    #[command(flatten)]
+    pub caches: StoreCacheFlags,
+}
+
+/// The store gateway's caches, chunk pool and request limits: flags of `strata store`, and of
+/// `strata node` for its store role.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreCacheFlags {
     /// Most series one Series request may return; 0 means no limit.
     #[arg(long = "store.limits.request-series", default_value_t = 0)]
     pub request_series: u64,
@@ -75,50 +88,13 @@ pub struct StoreGatewayFlags {
     /// share, and one that could never fit fails with ResourceExhausted.
     #[arg(long = "chunk-pool-size", default_value = "2GB", value_parser = parse_bytes)]
     pub chunk_pool_size: u64,
-    /// Read the blocks from the compactor's bucket index (one request per sync) while it is at
-    /// most this old; older, missing or corrupt, list the bucket. 0s always lists.
-    #[arg(long = "bucket-index.max-stale-period", default_value = "1h", value_parser = crate::flags::parse_duration)]
-    pub bucket_index_max_stale: Duration,
-}
-
-/// The store gateway flags a node's store role takes (`strata store`'s names and defaults);
-/// the rest (sync interval, time window, delays) come from the node's own flags or defaults.
-#[derive(Debug, Clone, clap::Args)]
-pub struct NodeStoreFlags {
-    /// As `strata store --index-cache-size`.
-    #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
-    pub index_cache_size: u64,
-    /// As `strata store --store.index-header-cache-size`.
-    #[arg(long = "store.index-header-cache-size", default_value = "250MB", value_parser = parse_bytes)]
-    pub index_header_cache_size: u64,
-    /// As `strata store --store.caching-bucket.config-file`.
-    #[arg(long = "store.caching-bucket.config-file", value_name = "FILE")]
-    pub caching_bucket_config_file: Option<PathBuf>,
-    /// As `strata store --store.caching-bucket.config`.
-    #[arg(long = "store.caching-bucket.config", value_name = "YAML")]
-    pub caching_bucket_config: Option<String>,
-    /// As `strata store --chunk-pool-size`.
-    #[arg(long = "chunk-pool-size", default_value = "2GB", value_parser = parse_bytes)]
-    pub chunk_pool_size: u64,
-    /// As `strata store --store.limits.request-series` (0: no limit).
-    #[arg(long = "store.limits.request-series", default_value_t = 0)]
-    pub request_series: u64,
-    /// As `strata store --store.limits.request-samples` (0: no limit).
-    #[arg(long = "store.limits.request-samples", default_value_t = 0)]
-    pub request_samples: u64,
 }
 
 impl StoreGatewayFlags {
-    /// The store gateway of a node: defaults, the node's sync interval, and `node`'s flags.
-    pub fn for_node(sync_interval: Duration, node: &NodeStoreFlags) -> anyhow::Result<Self> {
+    /// The store gateway of a node: defaults, the node's sync interval, and its cache flags.
+    pub fn for_node(sync_interval: Duration, caches: &StoreCacheFlags) -> anyhow::Result<Self> {
         let mut flags = Self::defaults(sync_interval)?;
-        flags.index_cache_size = node.index_cache_size;
-        flags.index_header_cache_size = node.index_header_cache_size;
-        flags.caching_bucket_config_file = node.caching_bucket_config_file.clone();
-        flags.caching_bucket_config = node.caching_bucket_config.clone();
-        flags.chunk_pool_size = node.chunk_pool_size;
-        flags.request_series = node.request_series;
-        flags.request_samples = node.request_samples;
+        flags.caches = caches.clone();
         // Checked here, so that a bad caching bucket config stops the node at start-up.
         flags.caching_bucket()?;
         Ok(flags)
@@ -211,7 +187,7 @@ impl StoreGatewayFlags {
 
     /// The caching bucket of `--store.caching-bucket.config(-file)`, if one is configured.
     pub fn caching_bucket(&self) -> anyhow::Result<Option<CachingBucketConfig>> {
-        let text = match (&self.caching_bucket_config_file, &self.caching_bucket_config) {
+        let text = match (&self.caches.caching_bucket_config_file, &self.caches.caching_bucket_config) {
             (Some(_), Some(_)) => anyhow::bail!(
                 "both --store.caching-bucket.config-file and --store.caching-bucket.config are set; use one"
             ),
@@ -279,8 +255,8 @@ impl StoreGatewayFlags {
     /// The request limits.
     pub fn limits(&self) -> SeriesLimits {
         SeriesLimits {
-            series: self.request_series,
-            samples: self.request_samples,
+            series: self.caches.request_series,
+            samples: self.caches.request_samples,
         }
     }
 
@@ -300,7 +276,7 @@ impl StoreGatewayFlags {
             ),
             None => bucket,
         };
-        let index_cache = match self.index_cache_size {
+        let index_cache = match self.caches.index_cache_size {
             0 => None,
             size => Some(Arc::new(
                 InMemoryIndexCache::new(size, registry)
@@ -311,19 +287,19 @@ impl StoreGatewayFlags {
             fetcher,
             window: self.window()?,
             header_dir: Some(data_dir.join(INDEX_HEADERS_DIR)),
-            header_cache_bytes: self.index_header_cache_size,
+            header_cache_bytes: self.caches.index_header_cache_size,
             index_cache,
         };
         let catalog = Catalog::with_options(bucket, options, registry)
             .context("registering store metrics")?;
         let catalog = Arc::new(catalog);
         anyhow::ensure!(
-            self.chunk_pool_size > 0,
+            self.caches.chunk_pool_size > 0,
             "--chunk-pool-size is 0: no Series request could read chunks"
         );
         let service = StoreService::new(catalog.clone(), DEFAULT_FRAME_BYTES)
             .with_limits(self.limits())
-            .with_chunk_pool(ChunkPool::new(self.chunk_pool_size));
+            .with_chunk_pool(ChunkPool::new(self.caches.chunk_pool_size));
         Ok((catalog, service))
     }
 }
@@ -346,7 +322,7 @@ mod tests {
     #[derive(Debug, Parser)]
     struct NodeCli {
         #[command(flatten)]
-        s: NodeStoreFlags,
+        s: StoreCacheFlags,
     }
 
     fn node(args: &[&str]) -> anyhow::Result<StoreGatewayFlags> {
@@ -358,8 +334,8 @@ mod tests {
     fn a_node_store_role_takes_the_store_gateway_caches_and_limits() {
         let d = node(&[]).expect("defaults");
         let g = parse(&[]).expect("store defaults");
-        assert_eq!(d.index_cache_size, g.index_cache_size);
-        assert_eq!(d.chunk_pool_size, g.chunk_pool_size);
+        assert_eq!(d.caches.index_cache_size, g.caches.index_cache_size);
+        assert_eq!(d.caches.chunk_pool_size, g.caches.chunk_pool_size);
         assert_eq!(
             d.sync_interval,
             Duration::from_secs(180),
@@ -377,9 +353,9 @@ mod tests {
         .expect("set");
         assert_eq!(
             (
-                f.index_cache_size,
-                f.index_header_cache_size,
-                f.chunk_pool_size
+                f.caches.index_cache_size,
+                f.caches.index_header_cache_size,
+                f.caches.chunk_pool_size
             ),
             (1 << 20, 2 << 20, 3 << 20)
         );
@@ -404,11 +380,11 @@ mod tests {
         assert_eq!(g.max_time, TimeOrDuration::At(i64::MAX));
         assert_eq!(g.ignore_deletion_marks_delay, Duration::from_secs(86_400));
         assert_eq!(g.consistency_delay, Duration::ZERO);
-        assert_eq!((g.request_series, g.request_samples), (0, 0));
-        assert_eq!(g.index_cache_size, 250 << 20);
-        assert_eq!(g.index_header_cache_size, 250 << 20);
+        assert_eq!((g.caches.request_series, g.caches.request_samples), (0, 0));
+        assert_eq!(g.caches.index_cache_size, 250 << 20);
+        assert_eq!(g.caches.index_header_cache_size, 250 << 20);
         assert_eq!(g.caching_bucket().expect("none"), None);
-        assert_eq!(g.chunk_pool_size, 2 << 30);
+        assert_eq!(g.caches.chunk_pool_size, 2 << 30);
         assert_eq!(g.bucket_index_max_stale, Duration::from_secs(3600));
         assert!(g.relabel().expect("no rules").is_empty());
     }
@@ -508,6 +484,6 @@ mod tests {
         assert_eq!(g.sync_interval, Duration::from_secs(180));
         assert_eq!(g.min_time, TimeOrDuration::At(i64::MIN));
         let parsed = parse(&[]).expect("parse");
-        assert_eq!(g.index_cache_size, parsed.index_cache_size);
+        assert_eq!(g.caches.index_cache_size, parsed.caches.index_cache_size);
     }
 }
