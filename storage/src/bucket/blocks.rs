@@ -218,11 +218,22 @@ pub async fn delete_block(bucket: &dyn Bucket, id: Ulid) -> Result<(), BlockErro
     let mark = format!("{block}/{DELETION_MARK_FILENAME}");
     let dir = format!("{block}/");
     // The files between meta.json and the mark in any order, a few at a time.
-    futures::stream::iter(objects.iter().filter(|o| o.path != mark))
-        .map(|o| async {
-            let file = o.path.strip_prefix(&dir).unwrap_or(&o.path);
-            bucket.delete(&o.path).await.map_err(|e| io(file, e))
+    let block_name = &block;
+    let deletions: Vec<_> = objects
+        .iter()
+        .filter(|o| o.path != mark)
+        .map(|o| {
+            let path = o.path.clone();
+            let file = path.strip_prefix(&dir).unwrap_or(&path).to_string();
+            async move {
+                bucket
+                    .delete(&path)
+                    .await
+                    .map_err(|e| FileLocation::new(block_name, &file).io(e))
+            }
         })
+        .collect();
+    futures::stream::iter(deletions)
         .buffer_unordered(4)
         .try_collect::<()>()
         .await?;

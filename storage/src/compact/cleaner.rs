@@ -33,8 +33,13 @@ const DELETE_CONCURRENCY: usize = 8;
 /// Deletes `ids` (each meta.json first, mark last; up to [`DELETE_CONCURRENCY`] blocks at
 /// once); returns how many went and the failures.
 pub async fn delete_blocks(bucket: &dyn Bucket, ids: &[Ulid]) -> (usize, Vec<(Ulid, BlockError)>) {
-    let results: Vec<(Ulid, Result<(), BlockError>)> = futures::stream::iter(ids.iter().copied())
-        .map(|id| async move { (id, delete_block(bucket, id).await) })
+    // Futures collected first: a stream mapping to borrowing futures trips the compiler's
+    // Send check where callers spawn a pass.
+    let deletions: Vec<_> = ids
+        .iter()
+        .map(|&id| async move { (id, delete_block(bucket, id).await) })
+        .collect();
+    let results: Vec<(Ulid, Result<(), BlockError>)> = futures::stream::iter(deletions)
         .buffer_unordered(DELETE_CONCURRENCY)
         .collect()
         .await;

@@ -332,7 +332,12 @@ mod tests {
         let mut metas = Vec::new();
         for k in 0..2i64 {
             let series = (0..40)
-                .map(|i| (series_labels("up", i), samples(k * 300 * 15_000, 300, 15_000)))
+                .map(|i| {
+                    (
+                        series_labels("up", i),
+                        samples(k * 300 * 15_000, 300, 15_000),
+                    )
+                })
                 .collect();
             let (lo, hi) = (k * 300 * 15_000, (k + 1) * 300 * 15_000);
             metas.push(put_block(b.as_ref(), series, lo, hi, &[]).await);
@@ -343,7 +348,10 @@ mod tests {
         let sources = open_sources_with(&b, &metas, &dir, 700, u64::MAX)
             .await
             .unwrap();
-        assert!(!dir.exists(), "sources within the memory bound never touch disk");
+        assert!(
+            !dir.exists(),
+            "sources within the memory bound never touch disk"
+        );
         assert_eq!(sources.blocks.len(), 2);
         for (m, got) in metas.iter().zip(&sources.blocks) {
             assert_eq!(got.meta().ulid, m.ulid, "blocks come in the order given");

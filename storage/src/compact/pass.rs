@@ -577,7 +577,11 @@ impl Compactor {
         }
         let bytes = next.iter().map(known_size).sum::<Option<u64>>()?;
         if bytes > self.prefetch_max {
-            tracing::debug!(bytes, budget = self.prefetch_max, "next merge's sources not fetched ahead");
+            tracing::debug!(
+                bytes,
+                budget = self.prefetch_max,
+                "next merge's sources not fetched ahead"
+            );
             return None;
         }
         let ids: Vec<Ulid> = next.iter().map(|m| m.ulid).collect();
@@ -619,12 +623,11 @@ impl Compactor {
             report.vertical_compactions += 1;
         }
         // The marks at once: the output is up, and each mark is two round trips.
-        let marked = futures::future::join_all(
-            chosen
-                .iter()
-                .map(|m| self.mark_deleted_logged(m.ulid, "compacted")),
-        )
-        .await;
+        let marks: Vec<_> = chosen
+            .iter()
+            .map(|m| self.mark_deleted_logged(m.ulid, "compacted"))
+            .collect();
+        let marked = futures::future::join_all(marks).await;
         let n = marked.into_iter().filter(|ok| *ok).count();
         if n > 0 {
             *report.marked_for_deletion.entry("compacted").or_default() += n;
@@ -793,8 +796,16 @@ fn predict_next(
     let gone: BTreeSet<Ulid> = chosen.iter().map(|m| m.ulid).collect();
     let mut out = first.clone();
     out.ulid = Ulid::new();
-    out.min_time = chosen.iter().map(|m| m.min_time).min().unwrap_or(first.min_time);
-    out.max_time = chosen.iter().map(|m| m.max_time).max().unwrap_or(first.max_time);
+    out.min_time = chosen
+        .iter()
+        .map(|m| m.min_time)
+        .min()
+        .unwrap_or(first.min_time);
+    out.max_time = chosen
+        .iter()
+        .map(|m| m.max_time)
+        .max()
+        .unwrap_or(first.max_time);
     out.compaction.failed = false;
     out.stats.num_tombstones = 0;
     let stand_in = out.ulid;
