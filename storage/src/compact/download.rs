@@ -24,6 +24,9 @@ use ulid::Ulid;
 const PART_SIZE: u64 = 8 << 20;
 /// Range requests in flight at once.
 const CONCURRENCY: usize = 8;
+/// Bytes fetched by one range request into memory: with several files fetched at once,
+/// larger parts cost no parallelism and spare the copy that joins parts.
+const MEMORY_PART_SIZE: u64 = 64 << 20;
 /// The sources of one merge whose files add up to at most this many bytes are fetched into
 /// memory and read from there, rather than written to local disk and read back: that write
 /// and read were most of a merge's kernel time over S3 (a day of the bench's 2h blocks, four
@@ -48,6 +51,13 @@ impl Drop for Sources {
     }
 }
 
+/// Bytes per range request, by where the sources go.
+#[derive(Debug, Clone, Copy)]
+struct PartSizes {
+    disk: u64,
+    memory: u64,
+}
+
 /// One range of one file to fetch; `file` indexes the list of files being fetched.
 struct Part {
     block: Ulid,
@@ -67,14 +77,18 @@ pub async fn open_sources(
     metas: &[BlockMeta],
     dir: &Path,
 ) -> Result<Sources, MergeError> {
-    open_sources_with(bucket, metas, dir, PART_SIZE, IN_MEMORY_MAX).await
+    let parts = PartSizes {
+        disk: PART_SIZE,
+        memory: MEMORY_PART_SIZE,
+    };
+    open_sources_with(bucket, metas, dir, parts, IN_MEMORY_MAX).await
 }
 
 async fn open_sources_with(
     bucket: &Arc<dyn Bucket>,
     metas: &[BlockMeta],
     dir: &Path,
-    part_size: u64,
+    parts: PartSizes,
     in_memory_max: u64,
 ) -> Result<Sources, MergeError> {
     let source = |block: Ulid| move |source: BlockError| MergeError::Source { block, source };
@@ -112,11 +126,10 @@ async fn open_sources_with(
         .iter()
         .flat_map(|(_, files)| files.iter().map(|f| f.1))
         .sum();
-    let part_size = part_size.max(1);
     if total <= in_memory_max {
-        fetch_into_memory(bucket, listed, part_size).await
+        fetch_into_memory(bucket, listed, parts.memory.max(1)).await
     } else {
-        fetch_into_dir(bucket, listed, dir, part_size).await
+        fetch_into_dir(bucket, listed, dir, parts.disk.max(1)).await
     }
 }
 
@@ -302,6 +315,10 @@ mod tests {
     use super::*;
     use crate::compact::testutil::{bucket, put_block, samples, series_labels};
 
+    fn parts(n: u64) -> PartSizes {
+        PartSizes { disk: n, memory: n }
+    }
+
     #[tokio::test]
     async fn remote_sources_are_downloaded_whole_and_read_as_in_the_bucket() {
         let b = bucket();
@@ -313,7 +330,7 @@ mod tests {
         let dir = tmp.path().join("sources");
         // Parts of 1000 bytes: every file comes in many pieces that must join up. A memory
         // bound of 0 sends them to disk.
-        let sources = open_sources_with(&b, std::slice::from_ref(&m), &dir, 1000, 0)
+        let sources = open_sources_with(&b, std::slice::from_ref(&m), &dir, parts(1000), 0)
             .await
             .unwrap();
         assert!(dir.join(m.ulid.to_string()).join("index").is_file());
@@ -345,7 +362,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("sources");
         // Parts of 700 bytes, some files in one part and most in many: both must come whole.
-        let sources = open_sources_with(&b, &metas, &dir, 700, u64::MAX)
+        let sources = open_sources_with(&b, &metas, &dir, parts(700), u64::MAX)
             .await
             .unwrap();
         assert!(
@@ -376,9 +393,15 @@ mod tests {
         .await;
         b.delete(&format!("{}/index", m.ulid)).await.unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let err = open_sources_with(&b, std::slice::from_ref(&m), tmp.path(), 1000, u64::MAX)
-            .await
-            .unwrap_err();
+        let err = open_sources_with(
+            &b,
+            std::slice::from_ref(&m),
+            tmp.path(),
+            parts(1000),
+            u64::MAX,
+        )
+        .await
+        .unwrap_err();
         match err {
             MergeError::Source {
                 block,
