@@ -447,8 +447,9 @@ impl Compactor {
 
     /// Compacts one group until its planner has nothing left. Over a remote bucket most of a
     /// merge is waiting on the bucket, so the upload of one output runs while the next merge
-    /// downloads and merges its sources; a merge that builds on an output still uploading
-    /// waits for it, and sources are marked for deletion only once their output is up.
+    /// downloads and merges its sources, and the sources of the merge after are fetched while
+    /// one merges ([`PREFETCH_MAX`]); a merge that builds on an output still uploading waits
+    /// for it, and sources are marked for deletion only once their output is up.
     async fn compact_group(
         &self,
         key: GroupKey,
