@@ -104,12 +104,25 @@ pub async fn upload_block(
         })
         .collect();
     let mut uploads = futures::stream::iter(uploads).buffer_unordered(UPLOAD_CONCURRENCY);
-    while let Some((rel, n)) = uploads.try_next().await? {
-        p.bytes_done += n;
-        p.file = rel;
-        report(&p);
+    // After a failure the others still run to their end: a multipart upload dropped midway
+    // would leave its parts behind in the bucket, unaborted.
+    let mut failed = None;
+    while let Some(r) = uploads.next().await {
+        match r {
+            Ok((rel, n)) => {
+                p.bytes_done += n;
+                p.file = rel;
+                report(&p);
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
     }
     drop(uploads);
+    if let Some(e) = failed {
+        return Err(e);
+    }
     bucket
         .put(
             &format!("{block}/{META_FILENAME}"),
