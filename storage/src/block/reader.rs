@@ -110,6 +110,46 @@ impl Block {
         })
     }
 
+    /// Opens a block whose files are held in memory, keyed by path relative to the block
+    /// (`index`, `chunks/000001`, `tombstones`): a merge's sources fetched from a remote
+    /// bucket, read without a round trip through local disk. A missing tombstones file counts
+    /// as no deletions, as in [`Block::open_dir`].
+    pub async fn open_memory(
+        meta: BlockMeta,
+        files: &std::collections::BTreeMap<String, Bytes>,
+    ) -> Result<Self, BlockError> {
+        let id = meta.ulid.to_string();
+        let index_loc = FileLocation::new(&id, INDEX_FILENAME);
+        let index = files
+            .get(INDEX_FILENAME)
+            .ok_or_else(|| index_loc.missing())?;
+        let index = IndexReader::open(Arc::new(InMemory(index.clone())), index_loc).await?;
+        let segments = sort_segment_names(files.keys().filter(|p| p.starts_with("chunks/")))
+            .into_iter()
+            .filter_map(|rel| {
+                let data = files.get(rel)?.clone();
+                Some(SegmentSource {
+                    loc: FileLocation::new(&id, rel),
+                    source: Arc::new(InMemory(data)),
+                })
+            })
+            .collect();
+        let chunks = SegmentReader::open(&id, segments).await?;
+        let tombstones = match files.get(TOMBSTONES_FILENAME) {
+            Some(data) => {
+                let loc = FileLocation::new(&id, TOMBSTONES_FILENAME);
+                Tombstones::read(&InMemory(data.clone()), &loc).await?
+            }
+            None => Tombstones::new(),
+        };
+        Ok(Block {
+            meta,
+            index,
+            chunks,
+            tombstones,
+        })
+    }
+
     /// Opens block `meta.ulid` in the bucket. File sizes come from meta.json's `thanos.files`
     /// when present, else from one listing of the block's directory.
     pub async fn open_bucket(bucket: Arc<dyn Bucket>, meta: BlockMeta) -> Result<Self, BlockError> {

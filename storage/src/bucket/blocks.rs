@@ -12,6 +12,7 @@ use super::{Bucket, BucketError};
 use crate::block::error::{BlockError, FileLocation};
 use crate::block::meta::{BlockFile, BlockMeta, META_FILENAME};
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use ulid::Ulid;
@@ -20,6 +21,10 @@ use ulid::Ulid;
 pub const INDEX_FILENAME: &str = "index";
 /// Name of the chunk segment directory.
 pub const CHUNKS_DIRNAME: &str = "chunks";
+
+/// Data files of one block uploaded at once. Each upload holds up to a part in memory (and a
+/// multipart upload a few), so this stays small.
+const UPLOAD_CONCURRENCY: usize = 2;
 
 /// Progress of `upload_block`, reported after each file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +40,8 @@ pub struct UploadProgress {
 /// A callback for upload progress (a CLI progress bar, say).
 pub type ProgressFn<'a> = &'a (dyn Fn(&UploadProgress) + Send + Sync);
 
-/// Uploads the block in `dir` (whose name must be `meta.ulid`, as in Thanos): `chunks/*` in
-/// order, then `index`, then meta.json with `thanos.files` filled in. Returns the meta as
+/// Uploads the block in `dir` (whose name must be `meta.ulid`, as in Thanos): `chunks/*` and
+/// `index` (two at a time, in that order of starting), then meta.json with `thanos.files` filled in. Returns the meta as
 /// uploaded. A failure leaves a partial upload without meta.json, invisible to readers; a
 /// retry overwrites it.
 pub async fn upload_block(
@@ -83,14 +88,40 @@ pub async fn upload_block(
         }
     };
     report(&p);
-    for (rel, local, _) in &files {
-        let n = bucket
-            .upload_file(&format!("{block}/{rel}"), local)
-            .await
-            .map_err(|e| FileLocation::new(&block, rel).io(e))?;
-        p.bytes_done += n;
-        p.file = rel.clone();
-        report(&p);
+    // Readers see nothing before meta.json, so the data files need no order among
+    // themselves: two at a time (a block's chunks and its index, in the common case of one
+    // segment file), which keeps the upload's own hashing on both cores of a small machine.
+    let uploads: Vec<_> = files
+        .iter()
+        .map(|(rel, local, _)| {
+            let (block, rel, local) = (block.clone(), rel.clone(), local.clone());
+            async move {
+                match bucket.upload_file(&format!("{block}/{rel}"), &local).await {
+                    Ok(n) => Ok((rel, n)),
+                    Err(e) => Err(FileLocation::new(&block, &rel).io(e)),
+                }
+            }
+        })
+        .collect();
+    let mut uploads = futures::stream::iter(uploads).buffer_unordered(UPLOAD_CONCURRENCY);
+    // After a failure the others still run to their end: a multipart upload dropped midway
+    // would leave its parts behind in the bucket, unaborted.
+    let mut failed = None;
+    while let Some(r) = uploads.next().await {
+        match r {
+            Ok((rel, n)) => {
+                p.bytes_done += n;
+                p.file = rel;
+                report(&p);
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    drop(uploads);
+    if let Some(e) = failed {
+        return Err(e);
     }
     bucket
         .put(
@@ -199,10 +230,26 @@ pub async fn delete_block(bucket: &dyn Bucket, id: Ulid) -> Result<(), BlockErro
         .map_err(|e| io("(listing)", e))?;
     let mark = format!("{block}/{DELETION_MARK_FILENAME}");
     let dir = format!("{block}/");
-    for o in objects.iter().filter(|o| o.path != mark) {
-        let file = o.path.strip_prefix(&dir).unwrap_or(&o.path);
-        bucket.delete(&o.path).await.map_err(|e| io(file, e))?;
-    }
+    // The files between meta.json and the mark in any order, a few at a time.
+    let block_name = &block;
+    let deletions: Vec<_> = objects
+        .iter()
+        .filter(|o| o.path != mark)
+        .map(|o| {
+            let path = o.path.clone();
+            let file = path.strip_prefix(&dir).unwrap_or(&path).to_string();
+            async move {
+                bucket
+                    .delete(&path)
+                    .await
+                    .map_err(|e| FileLocation::new(block_name, &file).io(e))
+            }
+        })
+        .collect();
+    futures::stream::iter(deletions)
+        .buffer_unordered(4)
+        .try_collect::<()>()
+        .await?;
     bucket
         .delete(&mark)
         .await

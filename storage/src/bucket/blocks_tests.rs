@@ -17,7 +17,7 @@ fn write_block(root: &Path, id: Ulid) -> PathBuf {
 }
 
 #[tokio::test]
-async fn upload_writes_chunks_then_index_then_meta_with_file_list() {
+async fn upload_writes_data_files_then_meta_with_file_list() {
     let tmp = tempfile::tempdir().unwrap();
     let id = Ulid::new();
     let dir = write_block(tmp.path(), id);
@@ -29,13 +29,19 @@ async fn upload_writes_chunks_then_index_then_meta_with_file_list() {
 
     let seen = seen.into_inner().unwrap();
     let order: Vec<&str> = seen.iter().map(|p| p.file.as_str()).collect();
-    assert_eq!(
-        order,
-        ["", "chunks/000001", "chunks/000002", "index", "meta.json"]
-    );
+    // Data files go up two at a time, so they finish in any order; meta.json only after all.
+    assert_eq!(order.first(), Some(&""));
+    assert_eq!(order.last(), Some(&"meta.json"));
+    let mut data: Vec<&str> = order[1..order.len() - 1].to_vec();
+    data.sort();
+    assert_eq!(data, ["chunks/000001", "chunks/000002", "index"]);
     let last = seen.last().unwrap();
     assert_eq!(last.bytes_done, last.bytes_total);
-    assert_eq!(seen[1].bytes_done, 200);
+    assert!(
+        seen.windows(2).all(|w| w[0].bytes_done < w[1].bytes_done),
+        "{seen:?}"
+    );
+    assert!([200, 300, 50].contains(&seen[1].bytes_done), "{seen:?}");
 
     let files = &uploaded.thanos.as_ref().unwrap().files;
     let got: Vec<(&str, Option<u64>)> = files

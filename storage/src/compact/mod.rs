@@ -5,8 +5,8 @@
 //! - `planner`: which blocks of a group to merge next (Thanos' default planner, levels
 //!   2h, 8h, 2d, 14d), and superseded blocks to garbage-collect
 //! - `vertical`: one series' samples from several blocks (sorted union, or replica dedup)
-//! - `download`: the sources of a merge or downsampling on local disk (downloaded whole from a
-//!   remote bucket)
+//! - `download`: the sources of a merge or downsampling, fetched whole from a remote bucket
+//!   (into memory up to 256 MiB, else onto local disk)
 //! - `merge`: N blocks into one output block, streaming series in label order
 //! - `retention`: per-resolution retention
 //! - `cleaner`: deleting marked blocks after the delete delay, and stale partial uploads

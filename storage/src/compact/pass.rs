@@ -5,7 +5,7 @@
 //! on; a bucket failure fails only the group (or step) it hit, and the next pass retries.
 
 use super::cleaner::{clean_partial_uploads, delete_blocks, due_for_deletion};
-use super::download::open_sources;
+use super::download::{open_sources, Sources, IN_MEMORY_MAX};
 use super::group::{group_metas, GroupKey};
 use super::index::{write_index, BucketIndex};
 use super::merge::{merge_blocks, MergeError, MergeOutput, OutputSpec};
@@ -83,6 +83,8 @@ pub struct PassReport {
     pub downsample_failures: usize,
     /// Whether the bucket index was written.
     pub index_written: bool,
+    /// Merges whose sources were fetched while the group's previous merge ran.
+    pub prefetched: usize,
 }
 
 impl PassReport {
@@ -91,6 +93,7 @@ impl PassReport {
         self.vertical_compactions += o.vertical_compactions;
         self.failed_compactions += o.failed_compactions;
         self.blocks_compacted += o.blocks_compacted;
+        self.prefetched += o.prefetched;
         for (k, v) in o.marked_for_deletion {
             *self.marked_for_deletion.entry(k).or_default() += v;
         }
@@ -132,7 +135,16 @@ pub struct Compactor {
     /// Unfiltered fetcher whose clones share one cache of parsed metas and marks, so a sync
     /// reads only the meta.json files that are new since the last one.
     fetcher: MetaFetcher,
+    /// Largest size in bytes of the sources of a group's next merge fetched while its
+    /// current merge runs ([`PREFETCH_MAX`]).
+    prefetch_max: u64,
 }
+
+/// Sources of a group's next merge up to this many bytes (by their meta.json's file sizes)
+/// are fetched while the current merge runs, so that over a remote bucket a merge rarely
+/// waits for its download. One merge ahead at most: a group holds at most two merges'
+/// sources at once, each in memory up to [`IN_MEMORY_MAX`].
+pub const PREFETCH_MAX: u64 = IN_MEMORY_MAX;
 
 impl std::fmt::Debug for Compactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -152,7 +164,14 @@ impl Compactor {
             config,
             clock: system_clock(),
             progress: None,
+            prefetch_max: PREFETCH_MAX,
         }
+    }
+
+    /// The same compactor fetching a next merge's sources ahead only up to `bytes` (0: never).
+    pub fn with_prefetch_max(mut self, bytes: u64) -> Self {
+        self.prefetch_max = bytes;
+        self
     }
 
     /// The same compactor reporting group progress to `f`.
@@ -372,16 +391,24 @@ impl Compactor {
         reason: &'static str,
         report: &mut PassReport,
     ) {
+        if self.mark_deleted_logged(id, reason).await {
+            *report.marked_for_deletion.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Marks `id` for deletion and logs the outcome; whether it is marked.
+    async fn mark_deleted_logged(&self, id: Ulid, reason: &'static str) -> bool {
         match self
             .write_once(DeletionMark::new(id, (self.clock)() / 1000, reason))
             .await
         {
             Ok(()) => {
                 tracing::info!(block = %id, reason, "marked block for deletion");
-                *report.marked_for_deletion.entry(reason).or_default() += 1;
+                true
             }
             Err(e) => {
-                tracing::warn!(block = %id, reason, error = %e, "marking for deletion failed")
+                tracing::warn!(block = %id, reason, error = %e, "marking for deletion failed");
+                false
             }
         }
     }
@@ -420,8 +447,9 @@ impl Compactor {
 
     /// Compacts one group until its planner has nothing left. Over a remote bucket most of a
     /// merge is waiting on the bucket, so the upload of one output runs while the next merge
-    /// downloads and merges its sources; a merge that builds on an output still uploading
-    /// waits for it, and sources are marked for deletion only once their output is up.
+    /// downloads and merges its sources, and the sources of the merge after are fetched while
+    /// one merges ([`PREFETCH_MAX`]); a merge that builds on an output still uploading waits
+    /// for it, and sources are marked for deletion only once their output is up.
     async fn compact_group(
         &self,
         key: GroupKey,
@@ -435,6 +463,8 @@ impl Compactor {
             MergeMode::Dedup
         };
         let mut pending: Option<PendingUpload> = None;
+        let mut ahead: Option<Prefetch> = None;
+        let dir = self.group_dir(&key);
         loop {
             let chosen = plan(&metas, &no_compact, &self.config.ranges);
             let builds_on_pending = pending
@@ -449,17 +479,45 @@ impl Compactor {
                 continue;
             }
             if chosen.is_empty() {
+                if let Some(a) = ahead.take() {
+                    a.cancel().await;
+                }
                 return report;
             }
             let refs: Vec<&BlockMeta> = chosen.iter().collect();
             let overlapping = !super::planner::select_overlapping(&refs).is_empty();
             let ids: Vec<String> = chosen.iter().map(|m| m.ulid.to_string()).collect();
             tracing::info!(group = %key, blocks = ?ids, vertical = overlapping, "compacting blocks");
-            let merged = self.merge_sources(&key, &chosen, mode, None).await;
+            let started = std::time::Instant::now();
+            let chosen_ids: Vec<Ulid> = chosen.iter().map(|m| m.ulid).collect();
+            let sources = match ahead.take() {
+                Some(a) if a.ids == chosen_ids => {
+                    report.prefetched += 1;
+                    a.join().await
+                }
+                other => {
+                    if let Some(a) = other {
+                        a.cancel().await;
+                    }
+                    let at = dir.join(format!("sources-{}", chosen_ids[0]));
+                    open_sources(&self.bucket, &chosen, &at).await
+                }
+            };
+            if sources.is_ok() {
+                let building = pending.as_ref().map(|p| p.output);
+                ahead = self.prefetch_next(&metas, &chosen, &no_compact, building, &dir);
+            }
+            let merged = match sources {
+                Ok(s) => self.merge_fetched(&key, s, &dir, mode, started).await,
+                Err(e) => Err(e),
+            };
             if let Some(p) = pending.take() {
                 if !self.settle(p, &key, &mut report).await {
                     if let Ok(Some(out)) = &merged {
                         let _ = std::fs::remove_dir_all(&out.dir);
+                    }
+                    if let Some(a) = ahead.take() {
+                        a.cancel().await;
                     }
                     return report;
                 }
@@ -493,10 +551,47 @@ impl Compactor {
                 Err(e) => {
                     tracing::error!(group = %key, error = %e, "compaction failed; retrying in the next pass");
                     report.failed_compactions += 1;
+                    if let Some(a) = ahead.take() {
+                        a.cancel().await;
+                    }
                     return report;
                 }
             }
         }
+    }
+
+    /// Starts fetching the sources the planner will choose after `chosen` is merged (planned
+    /// as if its output were there), unless that merge builds on an output not yet in the
+    /// bucket or its sources exceed the prefetch budget (or have no sizes in meta.json).
+    /// The guess is checked against the real plan after the merge; a wrong one is dropped.
+    fn prefetch_next(
+        &self,
+        metas: &[BlockMeta],
+        chosen: &[BlockMeta],
+        no_compact: &BTreeSet<Ulid>,
+        building: Option<Ulid>,
+        dir: &std::path::Path,
+    ) -> Option<Prefetch> {
+        let next = predict_next(metas, chosen, no_compact, &self.config.ranges);
+        if next.is_empty() || next.iter().any(|m| Some(m.ulid) == building) {
+            return None;
+        }
+        let bytes = next.iter().map(known_size).sum::<Option<u64>>()?;
+        if bytes > self.prefetch_max {
+            tracing::debug!(
+                bytes,
+                budget = self.prefetch_max,
+                "next merge's sources not fetched ahead"
+            );
+            return None;
+        }
+        let ids: Vec<Ulid> = next.iter().map(|m| m.ulid).collect();
+        let at = dir.join(format!("sources-{}", ids[0]));
+        let bucket = self.bucket.clone();
+        Some(Prefetch {
+            ids,
+            task: tokio::spawn(async move { open_sources(&bucket, &next, &at).await }),
+        })
     }
 
     /// Waits for an output's upload; when it is up, counts the compaction and marks its
@@ -528,8 +623,15 @@ impl Compactor {
         if overlapping {
             report.vertical_compactions += 1;
         }
-        for m in chosen {
-            self.mark_deleted(m.ulid, "compacted", report).await;
+        // The marks at once: the output is up, and each mark is two round trips.
+        let marks: Vec<_> = chosen
+            .iter()
+            .map(|m| self.mark_deleted_logged(m.ulid, "compacted"))
+            .collect();
+        let marked = futures::future::join_all(marks).await;
+        let n = marked.into_iter().filter(|ok| *ok).count();
+        if n > 0 {
+            *report.marked_for_deletion.entry("compacted").or_default() += n;
         }
     }
 
@@ -547,6 +649,18 @@ impl Compactor {
         }
     }
 
+    /// The group's work directory in the scratch directory, named by a hash: label values may
+    /// be longer than a file name may be.
+    fn group_dir(&self, key: &GroupKey) -> PathBuf {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut h);
+        self.config.scratch_dir.join(format!(
+            "{}@{:016x}",
+            key.resolution,
+            std::hash::Hasher::finish(&h)
+        ))
+    }
+
     /// Opens (downloads) the sources and merges them into an output on local disk.
     async fn merge_sources(
         &self,
@@ -555,28 +669,32 @@ impl Compactor {
         mode: MergeMode,
         dir: Option<PathBuf>,
     ) -> Result<Option<MergeOutput>, MergeError> {
+        let dir = dir.unwrap_or_else(|| self.group_dir(key));
+        let started = std::time::Instant::now();
+        let sources = open_sources(&self.bucket, chosen, &dir.join("sources")).await?;
+        self.merge_fetched(key, sources, &dir, mode, started).await
+    }
+
+    /// Merges opened sources into an output in `dir`; `started` is when fetching them began
+    /// (or waiting for a prefetch), for the log.
+    async fn merge_fetched(
+        &self,
+        key: &GroupKey,
+        sources: Sources,
+        dir: &std::path::Path,
+        mode: MergeMode,
+        started: std::time::Instant,
+    ) -> Result<Option<MergeOutput>, MergeError> {
         let spec = OutputSpec {
             labels: key.labels.clone(),
             resolution: key.resolution,
             mode,
         };
-        // Named by a hash: label values may be longer than a file name may be.
-        let dir = dir.unwrap_or_else(|| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            std::hash::Hash::hash(key, &mut h);
-            self.config.scratch_dir.join(format!(
-                "{}@{:016x}",
-                key.resolution,
-                std::hash::Hasher::finish(&h)
-            ))
-        });
-        std::fs::create_dir_all(&dir).map_err(|e| {
+        std::fs::create_dir_all(dir).map_err(|e| {
             MergeError::Output(crate::block::FileLocation::new("", dir.display().to_string()).io(e))
         })?;
-        let started = std::time::Instant::now();
-        let sources = open_sources(&self.bucket, chosen, &dir.join("sources")).await?;
         let downloaded = started.elapsed();
-        let out = merge_blocks(&sources.blocks, &dir, &spec).await?;
+        let out = merge_blocks(&sources.blocks, dir, &spec).await?;
         drop(sources);
         match &out {
             None => {
@@ -629,6 +747,94 @@ impl Compactor {
             Err(e) => tracing::warn!(error = %e, "cleaning partial uploads failed"),
         }
     }
+}
+
+/// The sources of a group's next merge being fetched while its current merge runs. Dropping
+/// it stops the fetch (its task then drops what it fetched).
+struct Prefetch {
+    /// The blocks, in plan order; used only if the real plan chooses exactly these.
+    ids: Vec<Ulid>,
+    task: tokio::task::JoinHandle<Result<Sources, MergeError>>,
+}
+
+impl Prefetch {
+    /// The fetched sources, or the fetch's failure as the merge's.
+    async fn join(mut self) -> Result<Sources, MergeError> {
+        let first = self.ids.first().map(|u| u.to_string()).unwrap_or_default();
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(MergeError::Output(
+                crate::block::FileLocation::new(first, "").io(e),
+            )),
+        }
+    }
+
+    /// Stops the fetch and waits until it has let go of what it fetched.
+    async fn cancel(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the planner would choose after `chosen` is merged: the group with `chosen` replaced
+/// by a stand-in for its output (same time range, a fresh ULID); empty when that plan builds
+/// on the output itself.
+fn predict_next(
+    metas: &[BlockMeta],
+    chosen: &[BlockMeta],
+    no_compact: &BTreeSet<Ulid>,
+    ranges: &[i64],
+) -> Vec<BlockMeta> {
+    let Some(first) = chosen.first() else {
+        return Vec::new();
+    };
+    let gone: BTreeSet<Ulid> = chosen.iter().map(|m| m.ulid).collect();
+    let mut out = first.clone();
+    out.ulid = Ulid::new();
+    out.min_time = chosen
+        .iter()
+        .map(|m| m.min_time)
+        .min()
+        .unwrap_or(first.min_time);
+    out.max_time = chosen
+        .iter()
+        .map(|m| m.max_time)
+        .max()
+        .unwrap_or(first.max_time);
+    out.compaction.failed = false;
+    out.stats.num_tombstones = 0;
+    let stand_in = out.ulid;
+    let mut after: Vec<BlockMeta> = metas
+        .iter()
+        .filter(|m| !gone.contains(&m.ulid))
+        .cloned()
+        .chain([out])
+        .collect();
+    after.sort_by_key(|m| (m.min_time, m.ulid));
+    let next = plan(&after, no_compact, ranges);
+    if next.iter().any(|m| m.ulid == stand_in) {
+        return Vec::new();
+    }
+    next
+}
+
+/// The bytes of a block's files by its meta.json, when it lists them all with sizes.
+fn known_size(m: &BlockMeta) -> Option<u64> {
+    let files = &m.thanos.as_ref()?.files;
+    if files.is_empty() {
+        return None;
+    }
+    files
+        .iter()
+        .filter(|f| f.rel_path != crate::block::meta::META_FILENAME)
+        .map(|f| f.size_bytes)
+        .sum()
 }
 
 /// An output being uploaded while the group's next merge runs.

@@ -355,6 +355,8 @@ async fn merges_overlap_uploads_yet_a_merge_waits_for_the_output_it_builds_on() 
         "{report:?}"
     );
     assert_eq!(report.blocks_compacted, 24 + 6);
+    // Merges two to six found their sources fetched; the 2d merge's are outputs.
+    assert_eq!(report.prefetched, 5);
     let mut live = live_metas(&b).await;
     live.sort_by_key(|m| m.min_time);
     let spans: Vec<(i64, i64)> = live.iter().map(|m| (m.min_time, m.max_time)).collect();
@@ -368,4 +370,176 @@ async fn merges_overlap_uploads_yet_a_merge_waits_for_the_output_it_builds_on() 
             .unwrap()
             .is_some());
     }
+}
+
+/// Nine 2h blocks: two 8h merges, the newest block left alone.
+async fn nine_blocks(b: &dyn Bucket) -> Vec<BlockMeta> {
+    let mut out = Vec::new();
+    for k in 0..9 {
+        out.push(put_block(b, two_hours(k), k * 2 * H, (k + 1) * 2 * H, &[]).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_next_merges_sources_are_fetched_ahead_only_within_the_budget() {
+    let sizes = |ms: &[BlockMeta]| ms.iter().map(|m| known_size(m).unwrap()).sum::<u64>();
+    for (budget_delta, want_prefetched) in [(Some(0i64), 1), (Some(-1), 0), (None, 1)] {
+        let b = bucket();
+        let inputs = nine_blocks(b.as_ref()).await;
+        let second = sizes(&inputs[4..8]);
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = Compactor::new(b.clone(), config(tmp.path()));
+        if let Some(d) = budget_delta {
+            c = c.with_prefetch_max((second as i64 + d) as u64);
+        }
+        let report = c.run_pass().await.unwrap();
+        assert_eq!(
+            (report.compactions, report.failed_compactions),
+            (2, 0),
+            "{report:?}"
+        );
+        assert_eq!(
+            report.prefetched, want_prefetched,
+            "budget {budget_delta:?} around the second merge's {second} bytes"
+        );
+        let mut live = live_metas(&b).await;
+        live.sort_by_key(|m| m.min_time);
+        let spans: Vec<(i64, i64)> = live.iter().map(|m| (m.min_time, m.max_time)).collect();
+        assert_eq!(spans, vec![(0, 8 * H), (8 * H, 16 * H), (16 * H, 18 * H)]);
+        let mut want: Vec<Ulid> = inputs[4..8].iter().map(|m| m.ulid).collect();
+        want.sort();
+        assert_eq!(live[1].compaction.sources, want);
+        assert_eq!(live[1].stats.num_samples, 4 * 3 * 240);
+    }
+}
+
+#[test]
+fn the_predicted_next_merge_is_the_planners_and_never_one_on_the_output() {
+    let metas: Vec<BlockMeta> = (0..9)
+        .map(|k| super::super::testutil::meta(k as u128 + 1, k * 2 * H, (k + 1) * 2 * H, &[], 0))
+        .collect();
+    let none = BTreeSet::new();
+    let first = plan(&metas, &none, &DEFAULT_RANGES);
+    assert_eq!(first.len(), 4);
+    let next = predict_next(&metas, &first, &none, &DEFAULT_RANGES);
+    let ids: Vec<Ulid> = next.iter().map(|m| m.ulid).collect();
+    let want: Vec<Ulid> = metas[4..8].iter().map(|m| m.ulid).collect();
+    assert_eq!(ids, want);
+    // Five 8h blocks and four 2h blocks completing the 2d range, and a newer one: after
+    // the 2h blocks' merge the planner would choose the 2d range, which holds its output.
+    let mut metas: Vec<BlockMeta> = (0..5)
+        .map(|k| super::super::testutil::meta(k as u128 + 1, k * 8 * H, (k + 1) * 8 * H, &[], 0))
+        .collect();
+    metas.extend(
+        (20..25)
+            .map(|k| super::super::testutil::meta(k as u128, k * 2 * H, (k + 1) * 2 * H, &[], 0)),
+    );
+    let first = plan(&metas, &none, &DEFAULT_RANGES);
+    assert_eq!(first.len(), 4, "the 2h blocks of 40h..48h");
+    assert!(predict_next(&metas, &first, &none, &DEFAULT_RANGES).is_empty());
+}
+
+/// A bucket whose range reads of the given blocks' files fail as unavailable.
+#[derive(Debug)]
+struct UnreadableBlocks {
+    inner: Arc<dyn Bucket>,
+    blocks: Vec<Ulid>,
+}
+
+#[async_trait::async_trait]
+impl Bucket for UnreadableBlocks {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn get(&self, path: &str) -> Result<bytes::Bytes, BucketError> {
+        self.inner.get(path).await
+    }
+    async fn get_range(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<bytes::Bytes, BucketError> {
+        if self.blocks.iter().any(|b| path.starts_with(&b.to_string())) {
+            return Err(BucketError::new(
+                crate::bucket::ErrorKind::Unavailable,
+                "get_range",
+                path,
+                "injected",
+            ));
+        }
+        self.inner.get_range(path, range).await
+    }
+    async fn head(&self, path: &str) -> Result<crate::bucket::ObjectInfo, BucketError> {
+        self.inner.head(path).await
+    }
+    async fn put(&self, path: &str, data: bytes::Bytes) -> Result<(), BucketError> {
+        self.inner.put(path, data).await
+    }
+    async fn upload_file(&self, path: &str, local: &std::path::Path) -> Result<u64, BucketError> {
+        self.inner.upload_file(path, local).await
+    }
+    async fn delete(&self, path: &str) -> Result<(), BucketError> {
+        self.inner.delete(path).await
+    }
+    async fn list_dir(&self, dir: &str) -> Result<Vec<String>, BucketError> {
+        self.inner.list_dir(dir).await
+    }
+    async fn list_recursive(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<crate::bucket::ObjectInfo>, BucketError> {
+        self.inner.list_recursive(prefix).await
+    }
+}
+
+/// Every path under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_failed_fetch_ahead_fails_that_merge_only_and_leaves_nothing_behind() {
+    let inner = bucket();
+    let inputs = nine_blocks(inner.as_ref()).await;
+    let b: Arc<dyn Bucket> = Arc::new(UnreadableBlocks {
+        inner: inner.clone(),
+        blocks: vec![inputs[6].ulid],
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    let scratch = cfg.scratch_dir.clone();
+    let report = Compactor::new(b.clone(), cfg).run_pass().await.unwrap();
+    assert_eq!(report.prefetched, 1, "{report:?}");
+    assert_eq!(
+        (report.compactions, report.failed_compactions),
+        (1, 1),
+        "the first merge is done, the second fails as its fetch did: {report:?}"
+    );
+    assert_eq!(report.marked_for_deletion.get("compacted"), Some(&4));
+    assert!(
+        report.marked_no_compact.is_empty(),
+        "an unavailable bucket is no reason to mark a block: {report:?}"
+    );
+    let live = live_metas(&inner).await;
+    assert_eq!(
+        live.len(),
+        1 + 5,
+        "the first output and the second merge's sources, kept"
+    );
+    for m in &inputs[4..] {
+        assert!(live.iter().any(|l| l.ulid == m.ulid));
+    }
+    assert_eq!(files_under(&scratch), Vec::<std::path::PathBuf>::new());
 }
