@@ -220,7 +220,7 @@ fn tutorial(s3: S3Server) {
     step("count(up) halved by dedup");
     check_uploads(&mut side_a, &mut side_b, &bucket, &data_a, &data_b);
     step("blocks of both replicas uploaded");
-    // The next index upload of sidecar B cuts the S3 connection: chunks are in, meta.json not.
+    // The next index upload of sidecar B cuts the S3 connection: meta.json is not in.
     proxy.cut_on(b"/index HTTP/1");
     check_restart_uploads_nothing_twice(&mut side_a, p.side_a.0, &bucket, &data_a);
     step("restarted sidecar uploaded nothing twice");
@@ -503,16 +503,28 @@ fn check_s3_outage(
         Duration::from_secs(120),
         |_| proxy.tripped(),
     );
-    let partial: Vec<BucketBlock> = bucket_blocks(bucket)
-        .into_iter()
-        .filter(|b| b.meta.is_none() && data.join(&b.ulid).exists())
+    // The block being shipped when the cut came: B's oldest local block without meta.json in
+    // the bucket (the shipper goes oldest first and stops its round at a failure). Its data
+    // files go up concurrently, so the cut may leave some, all or none of them in the bucket.
+    let mut unshipped: Vec<String> = std::fs::read_dir(data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| data.join(name).join("meta.json").exists())
+        .filter(|name| !bucket.join(name).join("meta.json").exists())
         .collect();
-    assert_eq!(partial.len(), 1, "one block of B cut half-way: {partial:?}");
-    let dir = bucket.join(&partial[0].ulid);
-    eprintln!("tutorial: S3 cut while uploading block {}", partial[0].ulid);
+    unshipped.sort();
     assert!(
-        dir.join("chunks/000001").exists(),
-        "chunks went up before the cut"
+        !unshipped.is_empty(),
+        "a block of B left unshipped by the cut: {:?}",
+        bucket_blocks(bucket)
+    );
+    let cut = unshipped[0].clone();
+    let dir = bucket.join(&cut);
+    eprintln!(
+        "tutorial: S3 cut while uploading block {cut}; in the bucket: index {}, chunks {}",
+        dir.join("index").exists(),
+        dir.join("chunks/000001").exists()
     );
     let failures = |p: &Proc| p.log().matches("shipper round failed").count();
     side.wait_until(
@@ -525,10 +537,8 @@ fn check_s3_outage(
         "no meta.json while S3 is down"
     );
     // The store syncs twice with the cut block's chunks in the bucket and does not serve it.
-    let local_meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.join(&partial[0].ulid).join("meta.json")).unwrap(),
-    )
-    .unwrap();
+    let local_meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join(&cut).join("meta.json")).unwrap()).unwrap();
     let (min_t, max_t) = (
         local_meta["minTime"].as_i64().unwrap(),
         local_meta["maxTime"].as_i64().unwrap(),
@@ -550,15 +560,10 @@ fn check_s3_outage(
         Duration::from_secs(60),
         |_| dir.join("meta.json").exists(),
     );
-    let local = data.join(&partial[0].ulid);
+    let local = data.join(&cut);
     for f in ["index", "chunks/000001"] {
         let size = |p: &Path| std::fs::metadata(p.join(f)).unwrap().len();
-        assert_eq!(
-            size(&dir),
-            size(&local),
-            "{f} of {} uploaded whole",
-            partial[0].ulid
-        );
+        assert_eq!(size(&dir), size(&local), "{f} of {cut} uploaded whole");
     }
     side.wait_until(
         "the store serves the completed block",
