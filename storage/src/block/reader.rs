@@ -136,10 +136,7 @@ impl Block {
             .collect();
         let chunks = SegmentReader::open(&id, segments).await?;
         let tombstones = match files.get(TOMBSTONES_FILENAME) {
-            Some(data) => {
-                let loc = FileLocation::new(&id, TOMBSTONES_FILENAME);
-                Tombstones::read(&InMemory(data.clone()), &loc).await?
-            }
+            Some(data) => read_tombstones(&InMemory(data.clone()), &id).await?,
             None => Tombstones::new(),
         };
         Ok(Block {
@@ -206,13 +203,8 @@ impl Block {
         // Thanos' shipper does not upload tombstones; read them only where a writer put them.
         let tombstones = match size_of(TOMBSTONES_FILENAME) {
             Some(size) => {
-                let loc = FileLocation::new(&id, TOMBSTONES_FILENAME);
-                let obj = BucketObject::with_size(
-                    bucket.clone(),
-                    &format!("{id}/{TOMBSTONES_FILENAME}"),
-                    size,
-                );
-                Tombstones::read(&obj, &loc).await?
+                let path = format!("{id}/{TOMBSTONES_FILENAME}");
+                read_tombstones(&BucketObject::with_size(bucket.clone(), &path, size), &id).await?
             }
             None => Tombstones::new(),
         };
@@ -558,4 +550,9 @@ pub(crate) async fn block_files(
                 .map(|rel| (rel.to_string(), o.size))
         })
         .collect())
+}
+
+/// The tombstones file of block `id` read from `source`.
+async fn read_tombstones(source: &dyn RangeSource, id: &str) -> Result<Tombstones, BlockError> {
+    Tombstones::read(source, &FileLocation::new(id, TOMBSTONES_FILENAME)).await
 }

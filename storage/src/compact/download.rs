@@ -380,8 +380,22 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_missing_file_of_a_source_held_in_memory_names_the_block() {
+    /// `err` names `file` of `block` as missing.
+    fn assert_missing(err: MergeError, want_block: Ulid, want_file: &str) {
+        match err {
+            MergeError::Source {
+                block,
+                source: BlockError::Missing { file, .. },
+            } => {
+                assert_eq!(block, want_block);
+                assert_eq!(file, want_file);
+            }
+            other => panic!("expected a missing source file, got {other}"),
+        }
+    }
+
+    /// A bucket holding one block of one short series.
+    async fn one_small_block() -> (Arc<dyn Bucket>, BlockMeta) {
         let b = bucket();
         let m = put_block(
             b.as_ref(),
@@ -391,6 +405,12 @@ mod tests {
             &[],
         )
         .await;
+        (b, m)
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_of_a_source_held_in_memory_names_the_block() {
+        let (b, m) = one_small_block().await;
         b.delete(&format!("{}/index", m.ulid)).await.unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let err = open_sources_with(
@@ -402,29 +422,12 @@ mod tests {
         )
         .await
         .unwrap_err();
-        match err {
-            MergeError::Source {
-                block,
-                source: BlockError::Missing { file, .. },
-            } => {
-                assert_eq!(block, m.ulid);
-                assert_eq!(file, "index");
-            }
-            other => panic!("expected a missing source file, got {other}"),
-        }
+        assert_missing(err, m.ulid, "index");
     }
 
     #[tokio::test]
     async fn a_missing_source_file_names_the_block_and_file() {
-        let b = bucket();
-        let m = put_block(
-            b.as_ref(),
-            vec![(series_labels("up", 1), samples(0, 10, 1000))],
-            0,
-            10_000,
-            &[],
-        )
-        .await;
+        let (b, m) = one_small_block().await;
         b.delete(&format!("{}/chunks/000001", m.ulid))
             .await
             .unwrap();
@@ -432,15 +435,6 @@ mod tests {
         let err = open_sources(&b, std::slice::from_ref(&m), tmp.path())
             .await
             .unwrap_err();
-        match err {
-            MergeError::Source {
-                block,
-                source: BlockError::Missing { file, .. },
-            } => {
-                assert_eq!(block, m.ulid);
-                assert_eq!(file, "chunks/000001");
-            }
-            other => panic!("expected a missing source file, got {other}"),
-        }
+        assert_missing(err, m.ulid, "chunks/000001");
     }
 }
