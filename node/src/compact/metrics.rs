@@ -18,6 +18,7 @@ pub struct CompactMetrics {
     failures: IntCounter,
     downsampled: IntCounter,
     downsample_failures: IntCounter,
+    prefetched: IntCounter,
     marked: IntCounterVec,
     garbage_collected: IntCounter,
     cleaned: IntCounter,
@@ -142,6 +143,11 @@ impl CompactMetrics {
                 "strata_compact_downsample_failures_total",
                 "Total number of failed downsamplings.",
             )?,
+            prefetched: counter(
+                registry,
+                "strata_compact_prefetched_merges_total",
+                "Total number of merges whose sources were fetched while the previous merge ran.",
+            )?,
             marked,
             garbage_collected: counter(
                 registry,
@@ -171,36 +177,28 @@ impl CompactMetrics {
     /// Adds a completed pass.
     pub fn record(&self, r: &PassReport, end_unix_s: i64) {
         self.iterations.inc();
-        self.compactions.inc_by(r.compactions as u64);
-        self.vertical.inc_by(r.vertical_compactions as u64);
         self.failures.inc_by(r.failed_compactions as u64);
-        self.downsampled.inc_by(r.downsampled as u64);
         self.downsample_failures
             .inc_by(r.downsample_failures as u64);
-        for (reason, n) in &r.marked_for_deletion {
-            self.marked
-                .with_label_values(&[DELETION_MARK_FILENAME, reason])
-                .inc_by(*n as u64);
-        }
-        for (reason, n) in &r.marked_no_compact {
-            self.marked
-                .with_label_values(&[NO_COMPACT_MARK_FILENAME, reason.as_str()])
-                .inc_by(*n as u64);
-        }
-        self.garbage_collected
-            .inc_by(r.marked_for_deletion.values().sum::<usize>() as u64);
-        self.cleaned.inc_by(r.deleted as u64);
-        self.cleanup_failures.inc_by(r.delete_failures as u64);
-        self.partial.inc_by(r.partial_removed as u64);
+        self.add_work(r);
         self.halted.set(0);
         self.last_success.set(end_unix_s);
     }
 
     /// Adds what one job did (no pass counted).
     pub fn record_job(&self, r: &PassReport) {
+        self.add_work(r);
+        if r.index_written {
+            self.last_success.set(crate::compact::run::unix_now_s());
+        }
+    }
+
+    /// The work a pass or a job reports: compactions, marks and cleanup.
+    fn add_work(&self, r: &PassReport) {
         self.compactions.inc_by(r.compactions as u64);
         self.vertical.inc_by(r.vertical_compactions as u64);
         self.downsampled.inc_by(r.downsampled as u64);
+        self.prefetched.inc_by(r.prefetched as u64);
         for (reason, n) in &r.marked_for_deletion {
             self.marked
                 .with_label_values(&[DELETION_MARK_FILENAME, reason])
@@ -216,9 +214,6 @@ impl CompactMetrics {
         self.cleaned.inc_by(r.deleted as u64);
         self.cleanup_failures.inc_by(r.delete_failures as u64);
         self.partial.inc_by(r.partial_removed as u64);
-        if r.index_written {
-            self.last_success.set(crate::compact::run::unix_now_s());
-        }
     }
 
     /// Counts a job started here.
@@ -274,5 +269,52 @@ impl CompactMetrics {
     /// Counts a pass that could not start.
     pub fn record_failure(&self) {
         self.iteration_failures.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(registry: &Registry, name: &str) -> f64 {
+        registry
+            .gather()
+            .iter()
+            .find(|f| f.get_name() == name)
+            .map(|f| {
+                f.get_metric()
+                    .iter()
+                    .map(|m| m.get_counter().get_value())
+                    .sum()
+            })
+            .unwrap_or_else(|| panic!("{name} not registered"))
+    }
+
+    #[test]
+    fn passes_and_jobs_both_count_their_work_and_fetched_ahead_merges() {
+        let registry = Registry::new();
+        let m = CompactMetrics::register(&registry).unwrap();
+        let report = PassReport {
+            compactions: 3,
+            prefetched: 2,
+            failed_compactions: 1,
+            ..PassReport::default()
+        };
+        m.record(&report, 0);
+        m.record_job(&report);
+        assert_eq!(
+            value(&registry, "strata_compact_prefetched_merges_total"),
+            4.0
+        );
+        assert_eq!(
+            value(&registry, "strata_compact_group_compactions_total"),
+            6.0
+        );
+        // A job's failures reach the leader through its status, not this counter.
+        assert_eq!(
+            value(&registry, "strata_compact_group_compactions_failures_total"),
+            1.0
+        );
+        assert_eq!(value(&registry, "strata_compact_iterations_total"), 1.0);
     }
 }

@@ -8,7 +8,7 @@
 //!   `strata_compact_group_compactions_total`,
 //!   `strata_compact_group_vertical_compactions_total`,
 //!   `strata_compact_group_compactions_failures_total`, `strata_compact_downsample_total`,
-//!   `strata_compact_downsample_failures_total`,
+//!   `strata_compact_downsample_failures_total`, `strata_compact_prefetched_merges_total`,
 //!   `strata_compact_blocks_marked_total{marker,reason}`,
 //!   `strata_compact_garbage_collected_blocks_total`, `strata_compact_blocks_cleaned_total`,
 //!   `strata_compact_block_cleanup_failures_total`,

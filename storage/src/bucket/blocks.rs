@@ -41,9 +41,9 @@ pub struct UploadProgress {
 pub type ProgressFn<'a> = &'a (dyn Fn(&UploadProgress) + Send + Sync);
 
 /// Uploads the block in `dir` (whose name must be `meta.ulid`, as in Thanos): `chunks/*` and
-/// `index` (two at a time, in that order of starting), then meta.json with `thanos.files` filled in. Returns the meta as
-/// uploaded. A failure leaves a partial upload without meta.json, invisible to readers; a
-/// retry overwrites it.
+/// `index` (two at a time, started in that order), then meta.json with `thanos.files` filled
+/// in. Returns the meta as uploaded. A failure leaves a partial upload without meta.json,
+/// invisible to readers; a retry overwrites it.
 pub async fn upload_block(
     bucket: &dyn Bucket,
     dir: &Path,
