@@ -107,6 +107,23 @@ fn build_filesystem(fs: &FilesystemConfig) -> Result<Arc<dyn ObjectStore>, Bucke
 }
 
 fn build_s3(s3: &S3Config) -> Result<(Arc<dyn ObjectStore>, Identity), BucketError> {
+    let (builder, identity) = s3_builder(s3);
+    let store = builder
+        .build()
+        .map_err(|e| config_error(&s3.bucket, format!("cannot build the S3 client: {e}")))?;
+    let store: Arc<dyn ObjectStore> = if s3.http.max_conns_per_host > 0 {
+        Arc::new(object_store::limit::LimitStore::new(
+            store,
+            s3.http.max_conns_per_host,
+        ))
+    } else {
+        Arc::new(store)
+    };
+    Ok((store, identity))
+}
+
+/// The S3 client's settings from Thanos' S3 config.
+fn s3_builder(s3: &S3Config) -> (AmazonS3Builder, Identity) {
     let scheme = if s3.insecure { "http" } else { "https" };
     let endpoint = match s3.bucket_lookup {
         BucketLookup::Path => format!("{scheme}://{}", s3.endpoint),
@@ -135,19 +152,11 @@ fn build_s3(s3: &S3Config) -> Result<(Arc<dyn ObjectStore>, Identity), BucketErr
             max_retries: 0,
             ..RetryConfig::default()
         })
-        .with_client_options(client_options(s3));
-    let store = builder
-        .build()
-        .map_err(|e| config_error(&s3.bucket, format!("cannot build the S3 client: {e}")))?;
-    let store: Arc<dyn ObjectStore> = if s3.http.max_conns_per_host > 0 {
-        Arc::new(object_store::limit::LimitStore::new(
-            store,
-            s3.http.max_conns_per_host,
-        ))
-    } else {
-        Arc::new(store)
-    };
-    Ok((store, identity))
+        .with_client_options(client_options(s3))
+        // As Thanos' client (minio-go) does: over TLS the payload is not hashed into the
+        // signature, TLS already protecting it; over plain HTTP it is signed.
+        .with_unsigned_payload(!s3.insecure);
+    (builder, identity)
 }
 
 /// Thanos' `http_config` as object_store client options. There is no whole-request limit:
@@ -234,6 +243,27 @@ pub fn open_from_flags(
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use object_store::aws::AmazonS3ConfigKey;
+
+    #[test]
+    fn payloads_are_signed_over_http_and_not_hashed_over_tls_as_in_thanos() {
+        for (insecure, unsigned) in [(true, "false"), (false, "true")] {
+            let yaml = format!(
+                "type: S3\nconfig:\n  bucket: b\n  endpoint: 127.0.0.1:9000\n  access_key: k\n  secret_key: s\n  insecure: {insecure}\n"
+            );
+            let BackendConfig::S3(s3) = BucketConfig::parse(&yaml, "test").unwrap().backend else {
+                panic!("not S3");
+            };
+            let (builder, _) = s3_builder(&s3);
+            assert_eq!(
+                builder
+                    .get_config_value(&AmazonS3ConfigKey::UnsignedPayload)
+                    .as_deref(),
+                Some(unsigned),
+                "insecure: {insecure}"
+            );
+        }
+    }
 
     fn open(yaml: &str) -> Arc<dyn Bucket> {
         let config = BucketConfig::parse(yaml, "test").unwrap();
