@@ -2,7 +2,7 @@
 //! local directory or from the bucket by range reads.
 
 use super::error::{BlockError, FileLocation};
-use super::index::{ChunkMeta, IndexReader};
+use super::index::{ChunkMeta, IndexReader, MAX_INDEX_SIZE};
 use super::meta::BlockMeta;
 use super::segments::{segment_file_name, sort_segment_names, SegmentReader, SegmentSource};
 use super::source::{InMemory, LocalFile, RangeSource};
@@ -533,7 +533,12 @@ pub(crate) async fn block_files(
             .iter()
             .filter_map(|f| f.size_bytes.map(|s| (f.rel_path.clone(), s)))
             .collect();
-        if listed.iter().any(|(p, _)| p == INDEX_FILENAME) {
+        // No file of a block can be larger than an index may be; a size beyond that is a
+        // damaged meta.json, and the bucket's listing tells the real sizes.
+        let plausible = listed.iter().all(|(_, s)| *s <= MAX_INDEX_SIZE);
+        if !plausible {
+            tracing::warn!(block = %id, "meta.json lists impossible file sizes; using the bucket's listing");
+        } else if listed.iter().any(|(p, _)| p == INDEX_FILENAME) {
             return Ok(listed);
         }
     }

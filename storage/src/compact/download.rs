@@ -122,10 +122,10 @@ async fn open_sources_with(
             .collect();
         listed.push((m.clone(), files));
     }
-    let total: u64 = listed
+    let total = listed
         .iter()
         .flat_map(|(_, files)| files.iter().map(|f| f.1))
-        .sum();
+        .fold(0u64, u64::saturating_add);
     if total <= in_memory_max {
         fetch_into_memory(bucket, listed, parts.memory.max(1)).await
     } else {
@@ -392,6 +392,34 @@ mod tests {
             }
             other => panic!("expected a missing source file, got {other}"),
         }
+    }
+
+    #[tokio::test]
+    async fn impossible_sizes_in_meta_json_give_way_to_the_listing() {
+        let (b, real) = one_small_block().await;
+        let mut m = real.clone();
+        // Sizes no TSDB file can have, whose sum would also wrap around.
+        for f in &mut m.thanos_mut().files {
+            if f.size_bytes.is_some() {
+                f.size_bytes = Some(u64::MAX / 2 + 7);
+            }
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("sources");
+        let sources = open_sources_with(
+            &b,
+            std::slice::from_ref(&m),
+            &dir,
+            parts(1000),
+            IN_MEMORY_MAX,
+        )
+        .await
+        .unwrap();
+        let remote = Block::open_bucket(b.clone(), real).await.unwrap();
+        assert_eq!(
+            sources.blocks[0].all_series().await.unwrap(),
+            remote.all_series().await.unwrap()
+        );
     }
 
     /// A bucket holding one block of one short series.

@@ -833,8 +833,7 @@ fn known_size(m: &BlockMeta) -> Option<u64> {
     files
         .iter()
         .filter(|f| f.rel_path != crate::block::meta::META_FILENAME)
-        .map(|f| f.size_bytes)
-        .sum()
+        .try_fold(0u64, |n, f| n.checked_add(f.size_bytes?))
 }
 
 /// An output being uploaded while the group's next merge runs.
