@@ -280,7 +280,7 @@ mod tests {
         registry
             .gather()
             .iter()
-            .find(|f| f.get_name() == name)
+            .find(|f| f.name() == name)
             .map(|f| {
                 f.get_metric()
                     .iter()
