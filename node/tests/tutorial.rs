@@ -536,7 +536,8 @@ fn check_s3_outage(
         !dir.join("meta.json").exists(),
         "no meta.json while S3 is down"
     );
-    // The store syncs twice with the cut block's chunks in the bucket and does not serve it.
+    // The store syncs twice with the cut block's data files (some or none) in the bucket and
+    // does not serve it.
     let local_meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.join(&cut).join("meta.json")).unwrap()).unwrap();
     let (min_t, max_t) = (

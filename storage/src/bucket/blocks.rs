@@ -25,6 +25,8 @@ pub const CHUNKS_DIRNAME: &str = "chunks";
 /// Data files of one block uploaded at once. Each upload holds up to a part in memory (and a
 /// multipart upload a few), so this stays small.
 const UPLOAD_CONCURRENCY: usize = 2;
+/// Files of one block deleted at once: each deletion only waits on the bucket.
+const DELETE_CONCURRENCY: usize = 4;
 
 /// Progress of `upload_block`, reported after each file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +249,7 @@ pub async fn delete_block(bucket: &dyn Bucket, id: Ulid) -> Result<(), BlockErro
         })
         .collect();
     futures::stream::iter(deletions)
-        .buffer_unordered(4)
+        .buffer_unordered(DELETE_CONCURRENCY)
         .try_collect::<()>()
         .await?;
     bucket

@@ -479,9 +479,7 @@ impl Compactor {
                 continue;
             }
             if chosen.is_empty() {
-                if let Some(a) = ahead.take() {
-                    a.cancel().await;
-                }
+                Prefetch::cancel_any(ahead.take()).await;
                 return report;
             }
             let refs: Vec<&BlockMeta> = chosen.iter().collect();
@@ -496,9 +494,7 @@ impl Compactor {
                     a.join().await
                 }
                 other => {
-                    if let Some(a) = other {
-                        a.cancel().await;
-                    }
+                    Prefetch::cancel_any(other).await;
                     let at = dir.join(format!("sources-{}", chosen_ids[0]));
                     open_sources(&self.bucket, &chosen, &at).await
                 }
@@ -516,9 +512,7 @@ impl Compactor {
                     if let Ok(Some(out)) = &merged {
                         let _ = std::fs::remove_dir_all(&out.dir);
                     }
-                    if let Some(a) = ahead.take() {
-                        a.cancel().await;
-                    }
+                    Prefetch::cancel_any(ahead.take()).await;
                     return report;
                 }
             }
@@ -551,9 +545,7 @@ impl Compactor {
                 Err(e) => {
                     tracing::error!(group = %key, error = %e, "compaction failed; retrying in the next pass");
                     report.failed_compactions += 1;
-                    if let Some(a) = ahead.take() {
-                        a.cancel().await;
-                    }
+                    Prefetch::cancel_any(ahead.take()).await;
                     return report;
                 }
             }
@@ -576,7 +568,9 @@ impl Compactor {
         if next.is_empty() || next.iter().any(|m| Some(m.ulid) == building) {
             return None;
         }
-        let bytes = next.iter().map(known_size).sum::<Option<u64>>()?;
+        let bytes = next
+            .iter()
+            .try_fold(0u64, |n, m| n.checked_add(known_size(m)?))?;
         if bytes > self.prefetch_max {
             tracing::debug!(
                 bytes,
@@ -773,6 +767,13 @@ impl Prefetch {
     async fn cancel(mut self) {
         self.task.abort();
         let _ = (&mut self.task).await;
+    }
+
+    /// [`Prefetch::cancel`] for a fetch that may not be there.
+    async fn cancel_any(ahead: Option<Self>) {
+        if let Some(a) = ahead {
+            a.cancel().await;
+        }
     }
 }
 
